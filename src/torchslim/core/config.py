@@ -1,0 +1,177 @@
+"""Frozen technique configs, validated when built.
+
+A technique is a small frozen dataclass that says *what* to do, plus a handler registered for that
+config type (see :mod:`torchslim.core.registry`) that does it. Configs hold no state and no code:
+they round-trip through plain dicts (and so YAML) and reject unknown keys with a "did you mean".
+
+Subclasses declare fields with defaults and may override :meth:`validate`::
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class FineTune(TechniqueConfig):
+        name: ClassVar[str] = "finetune"
+        epochs: int = 1
+        lr: float = 1e-3
+
+        def validate(self) -> None:
+            check_range("epochs", self.epochs, low=0, low_inclusive=False)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from typing import Any, ClassVar, Literal, Mapping, get_args, get_origin
+
+from torchslim.core.errors import ConfigError, did_you_mean
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(owner: str, field: str, value: Any, tp: Any) -> Any:
+    """Check `value` against the annotation `tp`; accept ints for floats and lists for tuples."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            raise ConfigError(
+                f"{owner}.{field}={value!r} is not one of {list(allowed)}."
+                + did_you_mean(str(value), [str(a) for a in allowed])
+            )
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(owner, field, value, arg)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{owner}.{field}={value!r} does not match {_type_name(tp)}.")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{owner}.{field} must be a list, got {type(value).__name__} {value!r}.")
+        args = get_args(tp)
+        item_tp = args[0] if args else Any
+        return tuple(_coerce(owner, f"{field}[{i}]", v, item_tp) for i, v in enumerate(value))
+    if origin in (dict, Mapping) or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{owner}.{field} must be a mapping, got {type(value).__name__}.")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{owner}.{field} must be true or false, got {value!r}.")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{owner}.{field} must be an integer, got {value!r}.")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{owner}.{field} must be a number, got {value!r}.")
+        value = float(value)
+        if math.isnan(value):
+            raise ConfigError(f"{owner}.{field} must not be NaN.")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{owner}.{field} must be a string, got {value!r}.")
+        return value
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if isinstance(value, Mapping) and hasattr(tp, "from_dict"):
+            return tp.from_dict(value)
+        raise ConfigError(f"{owner}.{field} must be a {tp.__name__} mapping, got {value!r}.")
+    if isinstance(tp, type):
+        if not isinstance(value, tp):
+            raise ConfigError(f"{owner}.{field} must be {tp.__name__}, got {type(value).__name__}.")
+    return value
+
+
+def check_range(
+    field: str,
+    value: float,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+    owner: str = "",
+) -> None:
+    """Raise :class:`ConfigError` naming `field` when `value` lies outside the interval."""
+    name = f"{owner}.{field}" if owner else field
+    if low is not None and (value < low or (value == low and not low_inclusive)):
+        bracket = "[" if low_inclusive else "("
+        hi = "inf" if high is None else high
+        closing = "]" if high_inclusive else ")"
+        raise ConfigError(f"{name}={value!r} is out of range {bracket}{low}, {hi}{closing}.")
+    if high is not None and (value > high or (value == high and not high_inclusive)):
+        bracket = "[" if low_inclusive else "("
+        lo = "-inf" if low is None else low
+        closing = "]" if high_inclusive else ")"
+        raise ConfigError(f"{name}={value!r} is out of range {bracket}{lo}, {high}{closing}.")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TechniqueConfig:
+    """Base of every technique config: frozen, keyword-only, validated on construction."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            coerced = _coerce(type(self).__name__, f.name, getattr(self, f.name), hints[f.name])
+            object.__setattr__(self, f.name, coerced)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the field when a value is out of range."""
+
+    def check(self, field: str, value: float, **kwargs: Any) -> None:
+        check_range(field, value, owner=type(self).__name__, **kwargs)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "TechniqueConfig":
+        """Build from a plain mapping; unknown keys raise a "did you mean" :class:`ConfigError`."""
+        data = dict(data or {})
+        known = cls.field_names()
+        for key in data:
+            if key not in known:
+                label = cls.name or cls.__name__
+                raise ConfigError(
+                    f"Unknown key {key!r} for technique {label!r}; known keys: {known}."
+                    + did_you_mean(key, known)
+                )
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                value = list(value)
+            elif dataclasses.is_dataclass(value) and hasattr(value, "to_dict"):
+                value = value.to_dict()
+            out[f.name] = value
+        return out
+
+    def replace(self, **changes: Any) -> "TechniqueConfig":
+        return dataclasses.replace(self, **changes)

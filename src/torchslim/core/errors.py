@@ -1,0 +1,49 @@
+"""Typed errors. Every error names the parameter, layer, file or technique at fault."""
+
+from __future__ import annotations
+
+
+class TorchSlimError(Exception):
+    """Base class of every error torchslim raises on purpose."""
+
+
+class ConfigError(TorchSlimError, ValueError):
+    """A configuration value, key or recipe is invalid."""
+
+
+class UnknownNameError(ConfigError):
+    """A technique, model, dataset or key name is not known; the message suggests close matches."""
+
+
+class TargetError(TorchSlimError, ValueError):
+    """A `Targets` pattern matched no module, or a module cannot be handled."""
+
+
+class DataError(TorchSlimError):
+    """Data is missing, malformed (NaN, wrong shape) or empty."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """A dataset file is missing; the message says how to get it."""
+
+
+class ModelError(TorchSlimError, ValueError):
+    """A model cannot be built, traced or transformed."""
+
+
+class ArtifactError(TorchSlimError):
+    """An artifact directory or weights file is missing, corrupt or inconsistent."""
+
+
+class UnsafeInputError(ArtifactError):
+    """A file would need unpickling of arbitrary objects; torchslim refuses it."""
+
+
+def did_you_mean(name: str, choices: "list[str] | tuple[str, ...] | set[str]") -> str:
+    """Return a ' did you mean ...?' suffix for an unknown `name`, or '' when nothing is close."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), sorted(map(str, choices)), n=3, cutoff=0.5)
+    if not close:
+        return ""
+    return " Did you mean " + " or ".join(repr(c) for c in close) + "?"
