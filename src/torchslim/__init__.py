@@ -1,19 +1,3 @@
-"""torchslim: make trained PyTorch models really smaller, faster and cheaper in energy."""
-
-from torchslim.core import (
-    ConfigError,
-    Context,
-    DataSplits,
-    Recipe,
-    Step,
-    Targets,
-    TechniqueConfig,
-    TorchSlimError,
-)
-
+"""torchslim (bootstrap init; replaced once the packages land)."""
+from torchslim.core import ConfigError, Context, DataSplits, Recipe, Step, Targets, TechniqueConfig, TorchSlimError
 __version__ = "0.1.0"
-
-__all__ = [
-    "ConfigError", "Context", "DataSplits", "Recipe", "Step", "Targets", "TechniqueConfig",
-    "TorchSlimError", "__version__",
-]

@@ -18,7 +18,7 @@ H = TypeVar("H")
 @dataclass(frozen=True)
 class Entry(Generic[C, H]):
     name: str
-    config_type: type[C]
+    config_type: type[C] | None
     handler: H
 
 
@@ -30,12 +30,24 @@ class Registry(Generic[C, H]):
         self._by_name: dict[str, Entry[C, H]] = {}
         self._by_type: dict[type, Entry[C, H]] = {}
 
-    def register(self, name: str, config_type: type[C], handler: H) -> None:
+    def register(self, name: str, config_type: type[C] | None, handler: H) -> None:
+        """Register `handler` under `name` (and under `config_type` when there is one)."""
         if name in self._by_name and self._by_name[name].config_type is not config_type:
             raise ConfigError(f"{self.kind} name {name!r} is already registered.")
         entry = Entry(name, config_type, handler)
         self._by_name[name] = entry
-        self._by_type[config_type] = entry
+        if config_type is not None:
+            self._by_type[config_type] = entry
+
+    def entry(self, name: str) -> Entry[C, H]:
+        """The entry registered under `name`; an unknown name gets a "did you mean"."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnknownNameError(
+                f"Unknown {self.kind} {name!r}; known: {sorted(self._by_name)}."
+                + did_you_mean(name, list(self._by_name))
+            ) from None
 
     def handles(self, config_type: type[C], *, name: str | None = None) -> Callable[[H], H]:
         """Decorator: ``@TECHNIQUES.handles(FineTune)`` registers the decorated handler."""
@@ -47,13 +59,10 @@ class Registry(Generic[C, H]):
         return deco
 
     def config_type(self, name: str) -> type[C]:
-        try:
-            return self._by_name[name].config_type
-        except KeyError:
-            raise UnknownNameError(
-                f"Unknown {self.kind} {name!r}; known: {sorted(self._by_name)}."
-                + did_you_mean(name, list(self._by_name))
-            ) from None
+        config_type = self.entry(name).config_type
+        if config_type is None:
+            raise UnknownNameError(f"{self.kind} {name!r} has no config type.")
+        return config_type
 
     def handler_for(self, config: Any) -> H:
         for klass in type(config).__mro__:

@@ -1,0 +1,3 @@
+from torchslim.cli.main import main
+
+main()

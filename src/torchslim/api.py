@@ -1,0 +1,210 @@
+"""The narrow entry points: `analyze` and `compress` (``(model, data, ...)`` plus keyword-only options)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from torchslim.core.context import Context, DataSplits
+from torchslim.core.errors import ConfigError, DataError
+from torchslim.core.recipe import Recipe
+from torchslim.core.technique import TECHNIQUES, StepOutcome
+from torchslim.report import Report
+
+
+def as_splits(data: Any) -> DataSplits | None:
+    """Accept `DataSplits`, a single loader / iterable of ``(inputs, labels)`` batches, or None.
+
+    A single loader serves every split; the report then notes that accuracy was measured on the
+    data used for compression.
+    """
+    if data is None or isinstance(data, DataSplits):
+        return data
+    if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+        raise DataError(f"data must be a DataSplits or an iterable of (inputs, labels) batches, got {type(data).__name__}.")
+    return DataSplits(train=data, calibration=data, validation=data, test=data, name="user data")
+
+
+def _first_batch(loader: Iterable[Any]) -> Any:
+    for batch in loader:
+        return batch
+    raise DataError("The data loader is empty.")
+
+
+def resolve_example_input(model: nn.Module, *, splits: DataSplits | None, batch_size: int = 1) -> Any:
+    """An input of `batch_size` samples: the model's built-in example, else the first data batch."""
+    from torchslim.models import example_input, get_model_spec
+
+    if get_model_spec(model) is not None:
+        return example_input(model, batch_size=batch_size)
+    for split in ("calibration", "train", "test", "validation"):
+        loader = getattr(splits, split, None) if splits is not None else None
+        if loader is None:
+            continue
+        inputs = _first_batch(loader)[0]
+        if isinstance(inputs, torch.Tensor):
+            reps = -(-batch_size // inputs.shape[0])
+            return inputs.repeat(reps, *([1] * (inputs.dim() - 1)))[:batch_size]
+        if isinstance(inputs, dict):
+            return {k: v[:batch_size] for k, v in inputs.items()}
+        if isinstance(inputs, (list, tuple)) and hasattr(model, "tokenize"):
+            texts = list(inputs) * (-(-batch_size // len(inputs)))
+            return dict(model.tokenize(texts[:batch_size]))
+    raise DataError(
+        "Cannot build an example input: the model is not a built-in one and no data was given. "
+        "Pass example_input=... or data."
+    )
+
+
+def artifact_bytes(model: nn.Module) -> int:
+    """Bytes on disk of the artifact `torchslim.io.save` writes for `model`."""
+    from torchslim.io import save
+    from torchslim.measure import directory_bytes
+
+    with tempfile.TemporaryDirectory(prefix="torchslim-size-") as tmp:
+        return directory_bytes(save(model, Path(tmp) / "artifact"))
+
+
+def analyze(
+    model: nn.Module,
+    data: Any = None,
+    *,
+    example_input: Any = None,
+    batch_size: int = 1,
+    threads: int | None = None,
+    repeats: int = 20,
+    eval_split: str = "test",
+    energy_profile: str = "horowitz-45nm",
+) -> Any:
+    """Measure `model` (read-only): params, non-zeros, MACs, bytes on disk, latency, energy, accuracy."""
+    from torchslim.measure import analyze as measure_model
+
+    splits = as_splits(data)
+    if example_input is None:
+        example_input = resolve_example_input(model, splits=splits, batch_size=batch_size)
+    loader = getattr(splits, eval_split, None) if splits is not None else None
+    stats = measure_model(
+        model,
+        example_input=example_input,
+        loader=loader,
+        latency_batch_size=batch_size,
+        threads=threads,
+        repeats=repeats,
+        profile=energy_profile,
+    )
+    return dataclasses.replace(stats, bytes=artifact_bytes(model))
+
+
+@dataclasses.dataclass
+class CompressionResult:
+    """A compressed model with its report; `save` writes the artifact (safetensors + JSON + report)."""
+
+    model: nn.Module
+    report: Report
+    recipe: Recipe
+
+    def save(self, directory: str | Path) -> Path:
+        from torchslim.io import save
+
+        return save(self.model, directory, config={"recipe": self.recipe.to_dict()}, report=self.report.to_dict())
+
+
+def run_recipe(model: nn.Module, recipe: Recipe, *, context: Context) -> tuple[nn.Module, list[dict[str, Any]]]:
+    """Apply each step's registered handler in order; return the model and per-step facts."""
+    steps: list[dict[str, Any]] = []
+    for index, step in enumerate(recipe.steps):
+        handler = TECHNIQUES.handler_for(step.config)
+        started = time.perf_counter()
+        step_context = context
+        if context.run_dir is not None:
+            step_context = context.replace(run_dir=Path(context.run_dir) / f"step{index}-{step.technique}")
+        outcome = handler(model, step.config, targets=step.targets, context=step_context)
+        if not isinstance(outcome, StepOutcome):
+            raise TypeError(f"Handler of {step.technique!r} returned {type(outcome).__name__}, not StepOutcome.")
+        model = outcome.model
+        steps.append(
+            {
+                "index": index,
+                "technique": step.technique,
+                "config": step.config.to_dict(),
+                "targets": step.targets.to_dict() if step.targets else None,
+                "seconds": time.perf_counter() - started,
+                "layers": outcome.layers,
+                "skipped": outcome.skipped,
+                "info": outcome.info,
+            }
+        )
+    return model, steps
+
+
+def compress(
+    model: nn.Module,
+    data: Any,
+    *,
+    recipe: Recipe | str | Path | None = None,
+    seed: int = 0,
+    run_dir: str | Path | None = None,
+    threads: int | None = None,
+    batch_size: int = 1,
+    repeats: int = 20,
+    quiet: bool = False,
+    model_name: str | None = None,
+) -> CompressionResult:
+    """Measure `model`, run `recipe` on a copy of it, measure again, and return the result.
+
+    The user's model is never modified. `recipe` is a `Recipe`, a YAML file path, or the name of a
+    shipped recipe.
+    """
+    from torchslim.models import get_model_spec
+
+    if recipe is None:
+        raise ConfigError("compress needs recipe=... (a Recipe, a YAML file or a shipped recipe name).")
+    recipe = load_recipe(recipe)
+    splits = as_splits(data)
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        example = resolve_example_input(model, splits=splits, batch_size=batch_size)
+        before = analyze(model, splits, example_input=example, batch_size=batch_size, threads=threads, repeats=repeats)
+        work = copy.deepcopy(model)
+        context = Context(data=splits, seed=seed, run_dir=Path(run_dir) if run_dir else None, threads=threads, quiet=quiet, example_input=example)
+        work, steps = run_recipe(work, recipe, context=context)
+        work.eval()
+        after = analyze(work, splits, example_input=example, batch_size=batch_size, threads=threads, repeats=repeats)
+    finally:
+        torch.set_num_threads(previous_threads)
+    spec = get_model_spec(model)
+    name = model_name or (spec or {}).get("name") or type(model).__name__
+    notes = []
+    if splits is not None and splits.test is splits.train and splits.test is not None:
+        notes.append("accuracy was measured on the same data used for compression (no separate test split given)")
+    report = Report(
+        model=name,
+        before=before.to_dict(),
+        after=after.to_dict(),
+        steps=steps,
+        recipe=recipe.to_dict(),
+        dataset=splits.name if splits is not None else None,
+        notes=notes,
+    )
+    return CompressionResult(model=work, report=report, recipe=recipe)
+
+
+def load_recipe(recipe: Recipe | str | Path) -> Recipe:
+    """A `Recipe` as is; a path to a YAML file; or the name of a shipped recipe."""
+    if isinstance(recipe, Recipe):
+        return recipe
+    path = Path(recipe)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        return Recipe.from_file(path)
+    from torchslim.recipes import shipped_recipe
+
+    return shipped_recipe(str(recipe))

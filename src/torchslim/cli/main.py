@@ -1,0 +1,238 @@
+"""The `torchslim` command line: a thin layer over the Python API (typer + rich)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from torchslim.core.errors import TorchSlimError
+
+app = typer.Typer(
+    name="torchslim",
+    help="Make trained PyTorch models really smaller, faster and cheaper in energy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ModelArg = typer.Argument(..., help="A built-in model name (see `torchslim list`) or a torchslim artifact directory.")
+WeightsOpt = typer.Option(None, "--weights", help="A .safetensors or state-dict file for a built-in architecture.")
+DataOpt = typer.Option(None, "--data", help="Dataset name: fashion-mnist, digits or tweets.")
+TrainSamplesOpt = typer.Option(None, "--train-samples", min=1, help="Use at most N training samples (quick runs).")
+EvalSamplesOpt = typer.Option(None, "--eval-samples", min=1, help="Use at most N evaluation samples (quick runs).")
+ThreadsOpt = typer.Option(None, "--threads", min=1, help="Torch threads for training and measurement.")
+NumClassesOpt = typer.Option(None, "--num-classes", min=1, help="Classes of a built-in model's head (e.g. 3 for minilm-l6 on tweets).")
+
+
+def _echo_json(obj: object) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+def _set_threads(threads: Optional[int]) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+@app.command()
+def analyze(
+    model: str = ModelArg,
+    weights: Optional[str] = WeightsOpt,
+    data: Optional[str] = DataOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch size of the latency measurement."),
+    train_samples: Optional[int] = TrainSamplesOpt,
+    eval_samples: Optional[int] = EvalSamplesOpt,
+    threads: Optional[int] = ThreadsOpt,
+    num_classes: Optional[int] = NumClassesOpt,
+    repeats: int = typer.Option(20, "--repeats", min=1, help="Latency repeats (median)."),
+) -> None:
+    """Params, non-zeros, MACs, bytes on disk, latency, energy and (with --data) accuracy."""
+    from torchslim.api import analyze as analyze_model
+    from torchslim.cli.resolve import resolve_data, resolve_model
+    from torchslim.report import Report
+
+    _set_threads(threads)
+    net = resolve_model(model, weights=weights, num_classes=num_classes)
+    splits = resolve_data(data, batch_size=128, train_samples=train_samples, eval_samples=eval_samples, seed=0)
+    stats = analyze_model(net, splits, batch_size=batch_size, threads=threads, repeats=repeats).to_dict()
+    if as_json:
+        _echo_json(stats)
+    else:
+        typer.echo(Report(model=model, before=stats, dataset=data).render())
+
+
+@app.command()
+def train(
+    model: str = ModelArg,
+    data: str = typer.Option(..., "--data", help="Dataset name: fashion-mnist, digits or tweets."),
+    epochs: int = typer.Option(1, "--epochs", min=0),
+    out: Path = typer.Option(..., "--out", help="Artifact directory to write."),
+    lr: float = typer.Option(1e-3, "--lr"),
+    batch_size: int = typer.Option(128, "--batch-size", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    weights: Optional[str] = WeightsOpt,
+    train_samples: Optional[int] = TrainSamplesOpt,
+    eval_samples: Optional[int] = EvalSamplesOpt,
+    threads: Optional[int] = ThreadsOpt,
+    num_classes: Optional[int] = NumClassesOpt,
+    as_json: bool = typer.Option(False, "--json"),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Train a model on a dataset and save it as an artifact."""
+    from torchslim.api import analyze as analyze_model
+    from torchslim.cli.resolve import resolve_data, resolve_model
+    from torchslim.io import save
+    from torchslim.models import MODELS
+    from torchslim.report import Report
+    from torchslim.train import TrainConfig
+    from torchslim.train import train as train_model
+
+    _set_threads(threads)
+    pretrained_name = model in MODELS and weights is None
+    net = resolve_model(model, weights=weights, num_classes=num_classes) if not pretrained_name else None
+    if net is None:
+        from torchslim.models import build_model
+
+        kwargs = {"num_classes": num_classes} if num_classes else {}
+        net = build_model(model, **kwargs)
+    splits = resolve_data(data, batch_size=batch_size, train_samples=train_samples, eval_samples=eval_samples, seed=seed)
+    result = train_model(net, splits.train, config=TrainConfig(epochs=epochs, lr=lr), seed=seed, run_dir=out.parent / f".{out.name}.train", quiet=quiet)
+    net.eval()
+    stats = analyze_model(net, splits, threads=threads).to_dict()
+    report = Report(model=model, before=stats, dataset=data, notes=[f"trained {result.steps} steps, {epochs} epoch(s), final loss {result.final_loss:.4f}"])
+    save(net, out, report=report.to_dict(), config={"train": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}})
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        typer.echo(report.render())
+        typer.echo(f"artifact: {out}")
+
+
+@app.command()
+def compress(
+    model: str = ModelArg,
+    data: str = typer.Option(..., "--data", help="Dataset name: fashion-mnist, digits or tweets."),
+    recipe: str = typer.Option(..., "--recipe", help="A recipe YAML file or a shipped recipe name."),
+    out: Path = typer.Option(..., "--out", help="Artifact directory to write (with report.json)."),
+    overrides: List[str] = typer.Option([], "--set", help="Dotted override, e.g. steps.0.config.lr=0.01 (repeatable)."),
+    weights: Optional[str] = WeightsOpt,
+    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch size of the latency measurement."),
+    train_batch_size: int = typer.Option(128, "--train-batch-size", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    train_samples: Optional[int] = TrainSamplesOpt,
+    eval_samples: Optional[int] = EvalSamplesOpt,
+    threads: Optional[int] = ThreadsOpt,
+    num_classes: Optional[int] = NumClassesOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print report.json."),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Measure, run a recipe, measure again; write the artifact and report.json."""
+    from torchslim.api import compress as compress_model
+    from torchslim.api import load_recipe
+    from torchslim.cli.resolve import resolve_data, resolve_model
+    from torchslim.core.recipe import Recipe, apply_overrides
+
+    _set_threads(threads)
+    plan = load_recipe(recipe)
+    if overrides:
+        plan = Recipe.from_dict(apply_overrides(plan.to_dict(), overrides))
+    net = resolve_model(model, weights=weights, num_classes=num_classes)
+    splits = resolve_data(data, batch_size=train_batch_size, train_samples=train_samples, eval_samples=eval_samples, seed=seed)
+    result = compress_model(net, splits, recipe=plan, seed=seed, threads=threads, batch_size=batch_size, quiet=quiet or as_json, model_name=model)
+    result.save(out)
+    if as_json:
+        _echo_json(result.report.to_dict())
+    else:
+        typer.echo(result.report.render())
+        typer.echo(f"artifact: {out}")
+
+
+@app.command("report")
+def show_report(directory: Path = typer.Argument(..., help="An artifact directory with report.json."), as_json: bool = typer.Option(False, "--json")) -> None:
+    """Print the report saved in an artifact directory."""
+    from torchslim.core.errors import ArtifactError
+    from torchslim.io import read_report
+    from torchslim.report import Report
+
+    data = read_report(directory)
+    if data is None:
+        raise ArtifactError(f"{str(directory)!r} has no report.json.")
+    if as_json:
+        _echo_json(data)
+    else:
+        typer.echo(Report.from_dict(data).render())
+
+
+@app.command("list")
+def list_all(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Registered techniques, shipped recipes, built-in models and datasets."""
+    from torchslim.core.technique import TECHNIQUES
+    from torchslim.data import DATASETS
+    from torchslim.models import MODELS
+    from torchslim.recipes import shipped_recipe_names
+
+    listing = {
+        "techniques": {e.name: (e.config_type.summary or (e.config_type.__doc__ or "").strip().splitlines()[0]) for e in TECHNIQUES},
+        "recipes": shipped_recipe_names(),
+        "models": {name: info.description for name, info in sorted(MODELS.items())},
+        "datasets": {name: info.description for name, info in sorted(DATASETS.items())},
+    }
+    if as_json:
+        _echo_json(listing)
+        return
+    for section, items in listing.items():
+        typer.echo(f"{section}:")
+        if isinstance(items, dict):
+            for name, text in items.items():
+                typer.echo(f"  {name:<22} {text}")
+        else:
+            for name in items:
+                typer.echo(f"  {name}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the demo writes its artifacts."),
+    as_json: bool = typer.Option(False, "--json"),
+    threads: Optional[int] = ThreadsOpt,
+    train_samples: Optional[int] = TrainSamplesOpt,
+    eval_samples: Optional[int] = EvalSamplesOpt,
+    epochs: int = typer.Option(2, "--epochs", min=1),
+) -> None:
+    """The main job end to end on built-in defaults (Fashion-MNIST, fmnist-cnn)."""
+    from torchslim.demo import run_demo
+
+    _set_threads(threads)
+    report = run_demo(out=out, threads=threads, train_samples=train_samples, eval_samples=eval_samples, epochs=epochs, quiet=as_json)
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        typer.echo(report.render())
+        typer.echo(f"artifacts: {out}")
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point: run the app; torchslim's own errors become one clear line and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except TorchSlimError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
+        sys.exit(code or 0)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise

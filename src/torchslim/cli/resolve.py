@@ -1,0 +1,48 @@
+"""Turn CLI words into objects: a model argument, a dataset name, sample caps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from torchslim.core.errors import ArtifactError, UnknownNameError, did_you_mean
+
+
+def resolve_model(name_or_path: str, *, weights: str | None = None, num_classes: int | None = None) -> nn.Module:
+    """A built-in model name (optionally with a `.safetensors` / state-dict weights file) or an artifact dir."""
+    from torchslim.io import load, load_weights
+    from torchslim.models import MODELS, build_model
+
+    path = Path(name_or_path)
+    if path.is_dir():
+        if weights:
+            raise ArtifactError("--weights cannot be combined with an artifact directory (it holds its weights).")
+        return load(path)
+    if name_or_path not in MODELS:
+        hint = did_you_mean(name_or_path, list(MODELS))
+        raise UnknownNameError(
+            f"Unknown model {name_or_path!r}: not a built-in model name and not an artifact directory; "
+            f"built-in: {sorted(MODELS)}.{hint}"
+        )
+    kwargs: dict[str, Any] = {}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    model = build_model(name_or_path, pretrained=weights is None, **kwargs)
+    if weights:
+        state = load_weights(weights)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ArtifactError(f"Weights {weights!r} do not fit model {name_or_path!r}: {exc}") from None
+    model.eval()
+    return model
+
+
+def resolve_data(name: str | None, *, batch_size: int, train_samples: int | None, eval_samples: int | None, seed: int, root: str | None = None):
+    from torchslim.data import load_splits
+
+    if name is None:
+        return None
+    return load_splits(name, root=root, batch_size=batch_size, train_samples=train_samples, eval_samples=eval_samples, seed=seed)

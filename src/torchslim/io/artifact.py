@@ -1,0 +1,265 @@
+"""torchslim artifacts: a directory of safetensors + JSON, written atomically, never a pickle.
+
+Layout::
+
+    DIR/
+      model.safetensors    the weights (state_dict; packed formats add their own tensors)
+      torchslim.json       format version, architecture spec, replayable plan, config, tensor index
+      report.json          the compression report, when there is one
+
+`load(DIR)` rebuilds the architecture from the spec (a built-in model name and its keyword
+arguments), replays the plan (structural changes such as removed channels, recorded by the
+techniques that made them), then loads the weights strictly. A user's own architecture is passed as
+``load(DIR, model=my_module)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from torchslim.core.errors import ArtifactError, UnknownNameError
+from torchslim.core.registry import Registry
+from torchslim.io.atomic import write_json, write_safetensors
+from torchslim.io.weights import load_safetensors
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+MANIFEST_FILE = "torchslim.json"
+REPORT_FILE = "report.json"
+
+PlanReplay = Callable[[nn.Module, dict], nn.Module]
+PLAN_REPLAYS: Registry[None, PlanReplay] = Registry("plan replay")
+"""Plan-entry kind -> function(model, entry) -> model, registered by techniques that change structure."""
+
+
+def register_plan_replay(kind: str) -> Callable[[PlanReplay], PlanReplay]:
+    def deco(fn: PlanReplay) -> PlanReplay:
+        PLAN_REPLAYS.register(kind, None, fn)
+        return fn
+
+    return deco
+
+
+def _model_plan(model: nn.Module) -> list[dict[str, Any]]:
+    return list(getattr(model, "torchslim_plan", []) or [])
+
+
+def baked(model: nn.Module) -> nn.Module:
+    """A copy with masks applied for good (parametrizations and ``torch.nn.utils.prune`` removed).
+
+    Returns `model` itself when there is nothing to bake. Stored weights are the effective ones, so
+    zeros from pruning are stored as zeros and the sparse codecs can skip them.
+    """
+    import copy
+
+    from torch.nn.utils import parametrize, prune
+
+    needs = any(parametrize.is_parametrized(m) or any(isinstance(h, prune.BasePruningMethod) for h in m._forward_pre_hooks.values()) for m in model.modules())
+    if not needs:
+        return model
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        for hook in list(module._forward_pre_hooks.values()):
+            if isinstance(hook, prune.BasePruningMethod):
+                prune.remove(module, hook._tensor_name)
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations.keys()):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    return model
+
+
+def export_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """Tensors to store, per-module packing metadata, and per-tensor codec metadata.
+
+    Modules may provide ``torchslim_export_state(prefix) -> (tensors, meta)`` to store a packed
+    form (sub-byte weights, codebooks); everything else comes from ``state_dict()`` of the baked
+    model and goes through the smallest of the dense / bitmask / index codecs.
+    """
+    from torchslim.io.codecs import encode
+
+    model = baked(model)
+    tensors: dict[str, torch.Tensor] = {}
+    codecs: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
+    handled: set[str] = set()
+    for name, module in model.named_modules():
+        exporter = getattr(module, "torchslim_export_state", None)
+        if exporter is None or any(name.startswith(h + ".") or name == h for h in handled):
+            continue
+        prefix = f"{name}." if name else ""
+        mod_tensors, mod_meta = exporter(prefix)
+        tensors.update(mod_tensors)
+        if mod_meta:
+            meta[name] = mod_meta
+        handled.add(name)
+    for key, value in model.state_dict().items():
+        if any(key.startswith(h + ".") for h in handled if h) or ("" in handled):
+            continue
+        stored, codec = encode(key, value)
+        tensors.update(stored)
+        if codec is not None:
+            codecs[key] = codec
+    return tensors, meta, codecs
+
+
+def save(
+    model: nn.Module,
+    directory: str | Path,
+    *,
+    spec: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    report: dict[str, Any] | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Write `model` as an artifact directory, atomically (a new directory is renamed into place).
+
+    `spec` defaults to the spec recorded on built-in models (``torchslim_spec``). Returns the path.
+    """
+    from torchslim.models import get_model_spec
+
+    directory = Path(directory)
+    if directory.exists():
+        if not directory.is_dir():
+            raise ArtifactError(f"Output {str(directory)!r} exists and is not a directory.")
+        if any(directory.iterdir()) and not (directory / MANIFEST_FILE).exists():
+            raise ArtifactError(
+                f"Output directory {str(directory)!r} is not empty and is not a torchslim artifact; "
+                "refusing to overwrite it."
+            )
+        if not overwrite:
+            raise ArtifactError(f"Artifact {str(directory)!r} exists (overwrite=False).")
+    spec = spec if spec is not None else get_model_spec(model)
+    tensors, tensor_meta, codecs = export_state(model)
+    manifest = {
+        "format": "torchslim-artifact",
+        "format_version": FORMAT_VERSION,
+        "spec": spec,
+        "plan": _model_plan(model),
+        "config": config or {},
+        "tensors": tensor_meta,
+        "codecs": codecs,
+        "torch_version": torch.__version__,
+    }
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        write_safetensors(staging / WEIGHTS_FILE, tensors, metadata={"format": "pt"})
+        write_json(staging / MANIFEST_FILE, manifest)
+        if report is not None:
+            write_json(staging / REPORT_FILE, report)
+        backup = None
+        if directory.exists():
+            backup = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+            os.replace(directory, backup)
+        os.replace(staging, directory)
+        if backup is not None:
+            shutil.rmtree(backup, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    directory = Path(directory)
+    path = directory / MANIFEST_FILE
+    if not directory.is_dir():
+        raise ArtifactError(f"Artifact directory {str(directory)!r} does not exist.")
+    if not path.is_file():
+        raise ArtifactError(f"{str(directory)!r} is not a torchslim artifact: {MANIFEST_FILE} is missing.")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{str(path)!r} is corrupt: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "torchslim-artifact":
+        raise ArtifactError(f"{str(path)!r} is not a torchslim manifest.")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{str(path)!r} has format_version {manifest.get('format_version')!r}; this torchslim reads {FORMAT_VERSION}."
+        )
+    return manifest
+
+
+def replay_plan(model: nn.Module, plan: list[dict[str, Any]]) -> nn.Module:
+    for i, entry in enumerate(plan):
+        kind = str(entry.get("kind"))
+        try:
+            replay = PLAN_REPLAYS.entry(kind).handler
+        except UnknownNameError as exc:
+            raise ArtifactError(f"Plan entry {i}: {exc}") from None
+        model = replay(model, entry)
+    model.torchslim_plan = list(plan)
+    return model
+
+
+def import_state(
+    model: nn.Module,
+    tensors: dict[str, torch.Tensor],
+    tensor_meta: dict[str, Any],
+    *,
+    source: str,
+    codecs: dict[str, Any] | None = None,
+) -> None:
+    """Load stored tensors into `model` strictly; packed modules unpack their own entries."""
+    from torchslim.io.codecs import decode
+
+    remaining = dict(tensors)
+    for key, codec in (codecs or {}).items():
+        try:
+            parts = {k: remaining.pop(k) for k in list(remaining) if k.startswith(key + "::")}
+            remaining[key] = decode(key, parts, codec)
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise ArtifactError(f"{source}: tensor {key!r} cannot be decoded: {exc}") from None
+    for name, meta in tensor_meta.items():
+        module = model.get_submodule(name) if name else model
+        importer = getattr(module, "torchslim_import_state", None)
+        if importer is None:
+            raise ArtifactError(f"{source}: layer {name!r} was stored packed but cannot unpack it.")
+        prefix = f"{name}." if name else ""
+        importer(prefix, remaining, meta)
+        for key in [k for k in remaining if k.startswith(prefix)]:
+            remaining.pop(key)
+    try:
+        model.load_state_dict(remaining, strict=not tensor_meta)
+    except RuntimeError as exc:
+        raise ArtifactError(f"{source}: weights do not fit the architecture: {exc}") from None
+
+
+def load(directory: str | Path, *, model: nn.Module | None = None) -> nn.Module:
+    """Rebuild the model saved in `directory` (architecture from its spec, or `model`) in eval mode."""
+    from torchslim.models import build_from_spec, set_model_spec
+
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    spec = manifest.get("spec")
+    if model is None:
+        if not spec:
+            raise ArtifactError(
+                f"Artifact {str(directory)!r} holds a user-defined architecture; pass it as load(dir, model=...)."
+            )
+        try:
+            model = build_from_spec(spec, pretrained=False)
+        except UnknownNameError as exc:
+            raise ArtifactError(f"Artifact {str(directory)!r}: {exc}") from None
+    elif spec:
+        set_model_spec(model, spec)
+    model = replay_plan(model, manifest.get("plan") or [])
+    tensors = load_safetensors(directory / WEIGHTS_FILE)
+    import_state(model, tensors, manifest.get("tensors") or {}, source=str(directory), codecs=manifest.get("codecs"))
+    model.eval()
+    return model
+
+
+def read_report(directory: str | Path) -> dict[str, Any] | None:
+    path = Path(directory) / REPORT_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))

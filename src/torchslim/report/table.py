@@ -1,0 +1,89 @@
+"""Terminal rendering of a `Report` with rich: a before/after table and a per-step list."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+ROWS = (
+    ("accuracy", "accuracy", lambda v: f"{100 * v:.2f}%"),
+    ("params", "params", lambda v: f"{v:,}"),
+    ("nonzero_params", "non-zero params", lambda v: f"{v:,}"),
+    ("macs", "MACs", lambda v: f"{v / 1e6:,.2f} M"),
+    ("bytes", "bytes on disk", lambda v: _human_bytes(v)),
+    ("latency_ms", "latency", lambda v: f"{v:.3f} ms"),
+    ("energy_uj", "energy / inference", lambda v: f"{v:,.2f} uJ"),
+)
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.2f} {unit}"
+        n /= 1000
+    return f"{n}"
+
+
+def _fmt(fmt: Any, value: Any) -> str:
+    if value is None:
+        return "-"
+    try:
+        return fmt(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def build_table(report: Any) -> Table:
+    table = Table(title=f"torchslim report: {report.model}" + (f" on {report.dataset}" if report.dataset else ""))
+    table.add_column("metric")
+    table.add_column("before", justify="right")
+    if report.after is not None:
+        table.add_column("after", justify="right")
+        table.add_column("after / before", justify="right")
+    ratios = report.ratios()
+    for key, label, fmt in ROWS:
+        before = report.before.get(key)
+        if report.after is None:
+            if before is not None:
+                table.add_row(label, _fmt(fmt, before))
+            continue
+        after = report.after.get(key)
+        if before is None and after is None:
+            continue
+        if key == "accuracy" and before is not None and after is not None:
+            change = f"{100 * (after - before):+.2f} pts"
+        else:
+            ratio = ratios.get(key)
+            change = "-" if ratio is None else f"{ratio:.3f}x"
+        table.add_row(label, _fmt(fmt, before), _fmt(fmt, after), change)
+    return table
+
+
+def render_table(report: Any, *, width: int = 100) -> str:
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=False, color_system=None)
+    console.print(build_table(report))
+    notes = []
+    runtime = report.before.get("latency_runtime")
+    if runtime:
+        notes.append(
+            f"latency: {runtime}, batch {report.before.get('batch_size')}, "
+            f"{report.before.get('threads')} threads, median of repeats"
+        )
+    source = report.before.get("energy_source")
+    if source:
+        notes.append(f"energy: {source}")
+    for step in report.steps:
+        line = f"step {step.get('index')}: {step.get('technique')} ({step.get('seconds', 0):.1f} s)"
+        if step.get("skipped"):
+            line += f"; skipped {len(step['skipped'])} layer(s): " + ", ".join(
+                f"{k} ({v})" for k, v in list(step["skipped"].items())[:5]
+            )
+        notes.append(line)
+    notes.extend(report.notes)
+    for note in notes:
+        console.print(note)
+    return buffer.getvalue()
