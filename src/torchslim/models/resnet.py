@@ -71,7 +71,7 @@ def build_fmnist_resnet(*, num_classes: int, pretrained: bool, widths: Sequence[
                         blocks: int = 2) -> nn.Module:
     """Small ResNet (He et al. 2016) for 1x28x28: stem conv3x3 -> 16, three stages of `blocks`
     BasicBlocks at `widths` (default 16/32/64) with strides 1/2/2, 1x1 conv + BN shortcuts where the
-    shape changes, global average pooling, ``classifier`` Linear. 175,258 parameters with the
+    shape changes, global average pooling, ``classifier`` Linear. 174,970 parameters with the
     defaults and 10 classes (14 weight layers: a ResNet-14 in the CIFAR-style 6n+2 family).
 
     No pretrained weights ship with torchslim; `pretrained` is accepted and ignored (random init).

@@ -1,0 +1,219 @@
+"""Private helpers shared by the measurement modules: calling a model on any input form, keeping
+its modes intact, finding each layer's own (effective) weights, and dtype bit widths.
+
+Nothing here changes a model: :func:`eval_mode` restores every submodule's ``training`` flag,
+and :func:`own_weights` reads effective weights under ``torch.no_grad``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Mapping
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from torchslim.core.errors import DataError, ModelError
+
+ROOT_NAME = "(root)"
+"""Name used for work done directly in the top-level module's ``forward`` (not in a submodule)."""
+
+
+def display_name(qualified: str) -> str:
+    return qualified or ROOT_NAME
+
+
+def module_by_display_name(model: nn.Module, name: str) -> nn.Module:
+    return model if name == ROOT_NAME else model.get_submodule(name)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put `model` in eval mode and restore each submodule's previous ``training`` flag afterwards."""
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        yield model
+    finally:
+        for module, flag in flags:
+            module.training = flag
+
+
+@contextlib.contextmanager
+def num_threads(threads: int | None) -> Iterator[int]:
+    """Set ``torch.set_num_threads(threads)`` for the block (when given) and restore the old value."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            from torchslim.core.errors import ConfigError
+
+            raise ConfigError(f"threads={threads!r} must be a positive integer or None.")
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    """Move every tensor inside `value` (tensor, mapping, list/tuple) to `device`."""
+    if isinstance(value, torch.Tensor):
+        return value if value.device == device else value.to(device)
+    if isinstance(value, Mapping):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not is_text_batch(value):
+        return type(value)(to_device(v, device) for v in value)
+    return value
+
+
+def is_text_batch(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(isinstance(v, str) for v in value)
+
+
+def call_model(model: nn.Module, inputs: Any) -> Any:
+    """Run `model` on `inputs`: a Tensor (``model(x)``), a mapping (``model(**x)``), a list of str
+    (``model(**model.tokenize(texts))``) or a tuple of tensors (``model(*x)``)."""
+    if isinstance(inputs, torch.Tensor):
+        return model(inputs)
+    if isinstance(inputs, Mapping):
+        return model(**inputs)
+    if is_text_batch(inputs):
+        tokenize = getattr(model, "tokenize", None)
+        if tokenize is None:
+            raise ModelError(
+                f"Inputs are a list of strings but {type(model).__name__} has no tokenize(texts) method."
+            )
+        encoded = tokenize(list(inputs))
+        encoded = to_device(encoded, model_device(model))
+        if isinstance(encoded, Mapping):
+            return model(**encoded)
+        return model(encoded)
+    if isinstance(inputs, (list, tuple)):
+        return model(*inputs)
+    raise DataError(
+        f"Unsupported model input of type {type(inputs).__name__}; expected a Tensor, a dict of tensors, "
+        "a tuple of tensors or a list of strings."
+    )
+
+
+def logits_of(output: Any) -> torch.Tensor:
+    """The logits tensor of a model output: the tensor itself, ``.logits``, ``["logits"]`` or the first
+    element of a tuple."""
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(output, Mapping) and isinstance(output.get("logits"), torch.Tensor):
+        return output["logits"]
+    if isinstance(output, (list, tuple)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise ModelError(f"Cannot find logits in a model output of type {type(output).__name__}.")
+
+
+def batch_size_of(inputs: Any) -> int:
+    """The leading dimension of the first tensor in `inputs` (or the number of texts)."""
+    if isinstance(inputs, torch.Tensor):
+        return int(inputs.shape[0]) if inputs.dim() > 0 else 1
+    if is_text_batch(inputs):
+        return len(inputs)
+    if isinstance(inputs, Mapping):
+        for value in inputs.values():
+            if isinstance(value, torch.Tensor):
+                return batch_size_of(value)
+    if isinstance(inputs, (list, tuple)):
+        for value in inputs:
+            if isinstance(value, torch.Tensor):
+                return batch_size_of(value)
+    raise DataError(f"Cannot infer a batch size from inputs of type {type(inputs).__name__}.")
+
+
+def with_batch_size(inputs: Any, batch_size: int) -> Any:
+    """Repeat the first sample of `inputs` `batch_size` times along dimension 0."""
+    if batch_size < 1:
+        from torchslim.core.errors import ConfigError
+
+        raise ConfigError(f"batch_size={batch_size!r} must be >= 1.")
+    if isinstance(inputs, torch.Tensor):
+        if inputs.dim() == 0:
+            raise DataError("Cannot build a batch from a 0-dimensional input tensor.")
+        first = inputs[:1]
+        return first.expand(batch_size, *first.shape[1:]).contiguous()
+    if is_text_batch(inputs):
+        return [inputs[0]] * batch_size
+    if isinstance(inputs, Mapping):
+        return {k: with_batch_size(v, batch_size) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+    if isinstance(inputs, (list, tuple)):
+        return type(inputs)(with_batch_size(v, batch_size) if isinstance(v, torch.Tensor) else v for v in inputs)
+    raise DataError(f"Cannot batch inputs of type {type(inputs).__name__}.")
+
+
+def dtype_bits(dtype: torch.dtype) -> int:
+    """Bit width of a tensor dtype (float32 -> 32, bfloat16/float16 -> 16, int8 -> 8, bool -> 1)."""
+    if dtype == torch.bool:
+        return 1
+    return int(dtype.itemsize) * 8
+
+
+def own_weights(module: nn.Module) -> list[tuple[str, torch.Tensor, list[torch.Tensor]]]:
+    """The tensors `module` owns directly, as ``(name, effective_tensor, stored_parameters)``.
+
+    * a parametrized tensor (``torch.nn.utils.parametrize``): the effective tensor (e.g. the masked
+      weight), stored as its ``original`` parameter(s);
+    * a ``torch.nn.utils.prune``-style ``weight_orig`` + ``weight_mask`` pair: ``weight_orig * weight_mask``,
+      stored as ``weight_orig``;
+    * any other own parameter: itself.
+
+    Parameters of a ``ParametrizationList`` are reported by the module that owns the parametrization,
+    so callers skip ``ParametrizationList`` modules.
+    """
+    out: list[tuple[str, torch.Tensor, list[torch.Tensor]]] = []
+    with torch.no_grad():
+        if parametrize.is_parametrized(module):
+            for tname, plist in module.parametrizations.items():  # type: ignore[union-attr]
+                effective = getattr(module, tname)
+                stored = list(plist.parameters(recurse=False))
+                out.append((tname, effective.detach(), stored))
+        for pname, param in module.named_parameters(recurse=False):
+            if pname.endswith("_orig"):
+                base = pname[: -len("_orig")]
+                mask = getattr(module, base + "_mask", None)
+                if isinstance(mask, torch.Tensor):
+                    out.append((base, (param * mask).detach(), [param]))
+                    continue
+            out.append((pname, param.detach(), [param]))
+    return out
+
+
+def is_parametrization_list(module: nn.Module) -> bool:
+    return isinstance(module, parametrize.ParametrizationList)
+
+
+def weight_dtype_bits(module: nn.Module) -> int | None:
+    """Bit width of the module's main weight (``weight`` if present, else its first own tensor)."""
+    tensors = own_weights(module)
+    if not tensors:
+        return None
+    for name, tensor, _ in tensors:
+        if name == "weight":
+            return dtype_bits(tensor.dtype)
+    return dtype_bits(tensors[0][1].dtype)
+
+
+def int_attr(module: nn.Module, name: str) -> int | None:
+    value = getattr(module, name, None)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
+        raise ModelError(f"Module {type(module).__name__} has {name}={value!r}; expected a positive integer.")
+    return int(value)

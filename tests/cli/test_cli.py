@@ -1,0 +1,110 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from torchslim.cli.main import main
+
+
+def run(args, capsys):
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_list(capsys):
+    code, out, _ = run(["list", "--json"], capsys)
+    assert code == 0
+    listing = json.loads(out)
+    assert "finetune" in listing["techniques"]
+    assert {"lenet-300-100", "fmnist-cnn", "efficientnet-lite0", "minilm-l6"} <= set(listing["models"])
+    assert {"fashion-mnist", "digits", "tweets"} <= set(listing["datasets"])
+    assert "finetune" in listing["recipes"]
+
+
+def test_analyze_json_keys(capsys):
+    code, out, _ = run(["analyze", "lenet-300-100", "--json", "--repeats", "3"], capsys)
+    assert code == 0
+    stats = json.loads(out)
+    for key in ("params", "nonzero_params", "macs", "bytes", "latency_ms", "layers", "energy_uj", "energy_source"):
+        assert key in stats
+    assert stats["params"] == 266_610
+    assert stats["macs"] == 266_200
+    assert stats["bytes"] > 266_610 * 4
+
+
+def test_analyze_with_data_has_accuracy(capsys):
+    code, out, _ = run(["analyze", "lenet-300-100", "--data", "fashion-mnist", "--eval-samples", "256", "--json", "--repeats", "2"], capsys)
+    assert code == 0
+    stats = json.loads(out)
+    assert 0.0 <= stats["accuracy"] <= 1.0
+
+
+def test_unknown_model_is_clear(capsys):
+    code, _, err = run(["analyze", "lenet-300"], capsys)
+    assert code == 2
+    assert "Unknown model 'lenet-300'" in err and "Did you mean" in err
+
+
+def test_missing_data_root_is_clear(capsys, monkeypatch, tmp_path):
+    from torchslim.cli import resolve
+
+    def missing(name, **kwargs):
+        from torchslim.data import load_splits
+
+        return load_splits(name, root=str(tmp_path / "nowhere"), **{k: v for k, v in kwargs.items() if k != "root"})
+
+    monkeypatch.setattr(resolve, "resolve_data", missing)
+    code, _, err = run(["analyze", "lenet-300-100", "--data", "fashion-mnist"], capsys)
+    assert code == 2
+    assert "nowhere" in err
+
+
+def test_train_and_compress_round_trip(capsys, tmp_path):
+    out = tmp_path / "trained"
+    code, _, err = run(["train", "lenet-300-100", "--data", "fashion-mnist", "--epochs", "1", "--train-samples", "512", "--eval-samples", "256", "--out", str(out), "--quiet"], capsys)
+    assert code == 0, err
+    assert (out / "model.safetensors").is_file() and (out / "report.json").is_file()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("version: 1\nsteps:\n  - technique: finetune\n    config: {epochs: 1, lr: 0.0005}\n")
+    code, stdout, err = run(["compress", str(out), "--data", "fashion-mnist", "--recipe", str(recipe), "--out", str(tmp_path / "c"), "--train-samples", "256", "--eval-samples", "256", "--json", "--set", "steps.0.config.lr=0.0001"], capsys)
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert set(report) >= {"before", "after", "steps"}
+    assert report["steps"][0]["technique"] == "finetune"
+    assert report["steps"][0]["config"]["lr"] == 0.0001
+    for side in ("before", "after"):
+        for key in ("accuracy", "params", "nonzero_params", "macs", "bytes", "latency_ms"):
+            assert report[side][key] is not None
+    assert json.loads((tmp_path / "c" / "report.json").read_text())["steps"][0]["technique"] == "finetune"
+
+
+@pytest.mark.parametrize(
+    "recipe_text, message",
+    [
+        ("steps:\n  - technique: finetun\n", "Did you mean 'finetune'"),
+        ("steps:\n  - technique: finetune\n    config: {epoch: 1}\n", "Did you mean 'epochs'"),
+        ("steps:\n  - technique: finetune\n    config: {lr: -1}\n", "lr"),
+        ("steps:\n  - technique: finetune\n    config: {epochs: many}\n", "epochs"),
+        ("steps:\n  - !!python/object/apply:os.system ['echo hi']\n", "not valid YAML"),
+    ],
+)
+def test_bad_recipes_write_nothing(capsys, tmp_path, recipe_text, message):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(recipe_text)
+    code, _, err = run(["compress", "lenet-300-100", "--data", "fashion-mnist", "--recipe", str(recipe), "--out", str(tmp_path / "out")], capsys)
+    assert code == 2
+    assert message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_weights_file(capsys, tmp_path):
+    bad = tmp_path / "w.safetensors"
+    bad.write_bytes(b"not safetensors at all")
+    code, _, err = run(["analyze", "lenet-300-100", "--weights", str(bad)], capsys)
+    assert code == 2
+    assert "not a valid safetensors file" in err
