@@ -43,12 +43,13 @@ def check_seed(seed: int) -> int:
     return int(seed)
 
 
-def check_count(value: int | None, *, name: str) -> int | None:
-    """Return `value` if it is None or a positive int, else raise ConfigError naming `name`."""
-    if value is None:
+def check_count(value: int | None, *, name: str, allow_none: bool = True) -> int | None:
+    """Return `value` if it is a positive int (or None when `allow_none`); else ConfigError naming `name`."""
+    if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"`{name}` must be a positive integer or None, got {value!r}.")
+        what = "a positive integer or None" if allow_none else "a positive integer"
+        raise ConfigError(f"`{name}` must be {what}, got {value!r}.")
     return int(value)
 
 

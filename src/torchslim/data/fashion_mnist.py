@@ -141,7 +141,7 @@ def load_arrays(paths: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray]:
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a gzipped IDX file of uint8 values into a read-only array; DataError if it is corrupt."""
-    path = Path(path)
+    path = Path(path).resolve()
     try:
         stat = path.stat()
     except FileNotFoundError:

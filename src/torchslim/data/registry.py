@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from torchslim.core.context import DataSplits
 from torchslim.core.errors import ConfigError, UnknownNameError, did_you_mean
+from torchslim.data._splits import SPLITS, capped_take, check_count, check_seed
 # `from module import name`: the package attributes `fashion_mnist`, `digits` and `tweets` are the
 # loader functions, which shadow the submodules of the same names.
 from torchslim.data.digits import CLASSES as _DIGITS_CLASSES
@@ -23,7 +24,6 @@ from torchslim.data.fashion_mnist import fashion_mnist
 from torchslim.data.tweets import CLASSES as _TWEETS_CLASSES
 from torchslim.data.tweets import build as _build_tweets
 from torchslim.data.tweets import collate_text, tweets
-from torchslim.data._splits import SPLITS, capped_take, check_count, check_seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,9 +133,7 @@ def load_splits(
     seed = check_seed(seed)
     train_samples = check_count(train_samples, name="train_samples")
     eval_samples = check_count(eval_samples, name="eval_samples")
-    batch_size = check_count(batch_size, name="batch_size")
-    if batch_size is None:
-        raise ConfigError("`batch_size` must be a positive integer, got None.")
+    batch_size = check_count(batch_size, name="batch_size", allow_none=False)
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ConfigError(f"`num_workers` must be a non-negative integer, got {num_workers!r}.")
     if root is not None and not info.uses_root:

@@ -142,7 +142,7 @@ def find_csv(root: str | os.PathLike[str] | None = None) -> Path:
 
 def read_csv(path: str | os.PathLike[str]) -> tuple[tuple[str, ...], np.ndarray]:
     """Parse the CSV into (texts, int64 labels); cached in-process per file (path, size, mtime)."""
-    path = Path(path)
+    path = Path(path).resolve()
     stat = path.stat()
     return _read_csv_cached(str(path), stat.st_size, stat.st_mtime_ns)
 
