@@ -52,28 +52,42 @@ def _model_plan(model: nn.Module) -> list[dict[str, Any]]:
     return list(getattr(model, "torchslim_plan", []) or [])
 
 
-def baked(model: nn.Module) -> nn.Module:
-    """A copy with masks applied for good (parametrizations and ``torch.nn.utils.prune`` removed).
+def baked_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict with masks applied for good, without touching `model`.
 
-    Returns `model` itself when there is nothing to bake. Stored weights are the effective ones, so
-    zeros from pruning are stored as zeros and the sparse codecs can skip them.
+    Parametrized tensors (``torch.nn.utils.parametrize``, used by torchslim's pruning masks) and
+    ``torch.nn.utils.prune`` reparametrizations are replaced by the effective tensor under its plain
+    name (``weight`` instead of ``parametrizations.weight.original`` or ``weight_orig`` +
+    ``weight_mask``), so stored zeros are real zeros and the sparse codecs can skip them, and the
+    artifact loads into a plain architecture.
     """
-    import copy
-
     from torch.nn.utils import parametrize, prune
 
-    needs = any(parametrize.is_parametrized(m) or any(isinstance(h, prune.BasePruningMethod) for h in m._forward_pre_hooks.values()) for m in model.modules())
-    if not needs:
-        return model
-    model = copy.deepcopy(model)
-    for module in model.modules():
-        for hook in list(module._forward_pre_hooks.values()):
+    state: dict[str, torch.Tensor] = {}
+    for module_name, module in model.named_modules():
+        prefix = f"{module_name}." if module_name else ""
+        skip: set[str] = set()
+        plain: dict[str, torch.Tensor] = {}
+        for hook in module._forward_pre_hooks.values():
             if isinstance(hook, prune.BasePruningMethod):
-                prune.remove(module, hook._tensor_name)
+                name = hook._tensor_name
+                skip |= {f"{name}_orig", f"{name}_mask"}
+                plain[name] = getattr(module, name).detach()
         if parametrize.is_parametrized(module):
-            for name in list(module.parametrizations.keys()):
-                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
-    return model
+            for name in module.parametrizations.keys():
+                plain[name] = getattr(module, name).detach()
+        for name, param in module._parameters.items():
+            if param is not None and name not in skip:
+                state[prefix + name] = param.detach()
+        for name, buf in module._buffers.items():
+            if buf is not None and name not in skip and name not in module._non_persistent_buffers_set:
+                state[prefix + name] = buf.detach()
+        for name, tensor in plain.items():
+            state[prefix + name] = tensor
+    # parametrization containers hold `original` tensors and the parametrizations' own buffers
+    return {
+        k: v for k, v in state.items() if ".parametrizations." not in f".{k}"
+    }
 
 
 def export_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
@@ -85,7 +99,6 @@ def export_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, A
     """
     from torchslim.io.codecs import encode
 
-    model = baked(model)
     tensors: dict[str, torch.Tensor] = {}
     codecs: dict[str, Any] = {}
     meta: dict[str, Any] = {}
@@ -100,7 +113,7 @@ def export_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, A
         if mod_meta:
             meta[name] = mod_meta
         handled.add(name)
-    for key, value in model.state_dict().items():
+    for key, value in baked_state_dict(model).items():
         if any(key.startswith(h + ".") for h in handled if h) or ("" in handled):
             continue
         stored, codec = encode(key, value)

