@@ -193,8 +193,8 @@ class Checkpointer:
         return step_dir
 
 
-def load_model_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], *, path: Path) -> None:
-    """Copy checkpointed tensors into `model`; keys or shapes that differ raise :class:`ArtifactError`."""
+def describe_mismatch(model: nn.Module, tensors: dict[str, torch.Tensor]) -> str | None:
+    """Say how checkpointed model tensors differ in keys or shapes from `model`, or None."""
     own = model.state_dict()
     missing = [k for k in own if k not in tensors]
     unexpected = [k for k in tensors if k not in own]
@@ -203,17 +203,22 @@ def load_model_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], *, pa
         for k in own
         if k in tensors and tuple(tensors[k].shape) != tuple(own[k].shape)
     ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing[:5]}" + (" ..." if len(missing) > 5 else ""))
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected[:5]}" + (" ..." if len(unexpected) > 5 else ""))
-        if shapes:
-            parts.append("shape mismatch " + "; ".join(shapes[:5]) + (" ..." if len(shapes) > 5 else ""))
+    parts = []
+    if missing:
+        parts.append(f"missing keys {missing[:5]}" + (" ..." if len(missing) > 5 else ""))
+    if unexpected:
+        parts.append(f"unexpected keys {unexpected[:5]}" + (" ..." if len(unexpected) > 5 else ""))
+    if shapes:
+        parts.append("shape mismatch " + "; ".join(shapes[:5]) + (" ..." if len(shapes) > 5 else ""))
+    return ", ".join(parts) or None
+
+
+def load_model_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], *, path: Path) -> None:
+    """Copy checkpointed tensors into `model`; keys or shapes that differ raise :class:`ArtifactError`."""
+    mismatch = describe_mismatch(model, tensors)
+    if mismatch:
         raise ArtifactError(
-            f"Checkpoint {str(path)!r} does not match the model {type(model).__name__}: "
-            + ", ".join(parts)
-            + ". Delete it (or use another run directory) to train from scratch."
+            f"Checkpoint {str(path)!r} does not match the model {type(model).__name__}: {mismatch}. "
+            "Delete it (or use another run directory) to train from scratch."
         )
     model.load_state_dict(tensors, strict=True)

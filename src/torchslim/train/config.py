@@ -69,8 +69,8 @@ class TrainConfig(TechniqueConfig):
         step_size: steps between decays of the ``step`` schedule; None means one epoch.
         gamma: decay factor of the ``step`` schedule, in (0, 1].
         grad_clip: clip the global gradient L2 norm to this value; None does not clip.
-        checkpoint_every: with a ``run_dir``, write a checkpoint every this many steps (and a
-            final one marked complete); None writes no checkpoints.
+        checkpoint_every: with a ``run_dir``, write a checkpoint every this many steps; None writes
+            only the final one (marked complete) that ``train`` writes whenever it has a run_dir.
         log_every: append a history entry (mean loss since the previous entry, lr) every this many
             steps, and at the last step.
     """

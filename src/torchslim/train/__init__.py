@@ -1,0 +1,22 @@
+"""The one small training loop that runs training-time hooks (fine-tuning, QAT, distillation,
+gradual pruning), its checkpoints, and the ``finetune`` technique.
+
+Importing this package registers ``finetune`` in :data:`torchslim.core.TECHNIQUES`.
+"""
+
+from torchslim.train.config import TrainConfig, schedule_factor
+from torchslim.train.finetune import FineTune
+from torchslim.train.hooks import TrainHook, TrainState, hooks_from_model
+from torchslim.train.loop import (
+    StaleCheckpointWarning,
+    TrainingDivergedError,
+    TrainResult,
+    logits_of,
+    run_model,
+    train,
+)
+
+__all__ = [
+    "FineTune", "StaleCheckpointWarning", "TrainConfig", "TrainHook", "TrainResult", "TrainState",
+    "TrainingDivergedError", "hooks_from_model", "logits_of", "run_model", "schedule_factor", "train",
+]
