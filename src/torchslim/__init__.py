@@ -1,3 +1,33 @@
-"""torchslim (bootstrap init; replaced once the packages land)."""
-from torchslim.core import ConfigError, Context, DataSplits, Recipe, Step, Targets, TechniqueConfig, TorchSlimError
+"""torchslim: make trained PyTorch models really smaller, faster and cheaper in energy.
+
+Quick start::
+
+    import torchslim as ts
+    model = ts.models.build_model("fmnist-cnn")
+    data = ts.data.load_splits("fashion-mnist")
+    result = ts.compress(model, data, recipe="finetune")
+    print(result.report)
+    result.save("runs/x")
+"""
+
+from torchslim import data, io, measure, models, train
+from torchslim.api import CompressionResult, analyze, compress
+from torchslim.core import (
+    ConfigError,
+    Context,
+    DataSplits,
+    Recipe,
+    Step,
+    Targets,
+    TechniqueConfig,
+    TorchSlimError,
+)
+from torchslim.io import load, save
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "CompressionResult", "ConfigError", "Context", "DataSplits", "Recipe", "Step", "Targets",
+    "TechniqueConfig", "TorchSlimError", "__version__", "analyze", "compress", "data", "io", "load",
+    "measure", "models", "save", "train",
+]

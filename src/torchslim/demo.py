@@ -27,7 +27,7 @@ def _baseline(out: Path, *, epochs: int, train_samples: int | None, splits, seed
     if (directory / "torchslim.json").is_file():
         if read_manifest(directory).get("config", {}).get("demo_baseline") == wanted:
             return load(directory), True
-    model = build_model(DEMO_MODEL)
+    model = build_model(DEMO_MODEL, seed=seed)
     train(model, splits.train, config=TrainConfig(epochs=epochs, lr=1e-3), seed=seed, run_dir=out / ".baseline-train", quiet=quiet)
     model.eval()
     save(model, directory, config={"demo_baseline": wanted})

@@ -2,7 +2,8 @@
 
 FlopCounterMode counts the FLOPs of matrix products, convolutions and attention kernels at the
 ATen level (so any module that ends in ``mm``/``addmm``/``bmm``/``convolution``/SDPA is counted,
-without a hand-written per-module table). Each of those FLOP counts is ``2 x`` the number of
+without a hand-written per-module table; CPU's fused attention kernel, which its registry misses,
+is added with the registry's own SDPA formula). Each of those FLOP counts is ``2 x`` the number of
 multiply-accumulates, so
 
     MACs = FLOPs / 2.
@@ -18,17 +19,16 @@ called several times (shared weights) accumulates all its calls under its first 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from torchslim.measure._util import (
     call_model,
     display_name,
     eval_mode,
-    is_parametrization_list,
     model_device,
     to_device,
 )
@@ -42,39 +42,92 @@ class MacCount:
     per_layer: dict[str, int]
 
 
+def _tracker_keys(model: nn.Module) -> dict[int, str]:
+    """The key FlopCounterMode's ``ModuleTracker`` gives each module: ``<RootClass>.<child>...``,
+    assigned depth-first through ``named_children`` (a module shared by two parents keeps the
+    name it was given last)."""
+    keys: dict[int, str] = {id(model): type(model).__name__}
+    seen: set[int] = set()
+
+    def visit(module: nn.Module) -> None:
+        if id(module) in seen:
+            return
+        seen.add(id(module))
+        for child_name, child in module.named_children():
+            keys[id(child)] = f"{keys[id(module)]}.{child_name}"
+            visit(child)
+
+    visit(model)
+    return keys
+
+
 def _own_macs(model: nn.Module, counts: dict[str, Any]) -> dict[str, int]:
-    """Map FlopCounterMode's inclusive per-module FLOPs to each module's own MACs."""
-    root_key = type(model).__name__
+    """Map FlopCounterMode's inclusive per-module FLOPs to each module's own MACs.
 
-    def key_of(qualified: str) -> str:
-        return root_key if not qualified else f"{root_key}.{qualified}"
+    A module's own FLOPs are its inclusive FLOPs minus those of its nearest *called* descendants
+    (containers such as ``ModuleList`` are never called, so their children are looked through). A
+    parametrization's work (computing the effective weight) stays with the module that owns the
+    parametrized tensor. A module shared by two different parents is attributed by object, so its
+    calls are all counted under its first name; the parents' own shares are then approximate
+    (clamped at zero) while the total stays exact.
+    """
+    keys = _tracker_keys(model)
 
-    inclusive: dict[str, int] = {}
-    for name, _module in model.named_modules():
-        per_op = counts.get(key_of(name))
-        inclusive[name] = int(sum(per_op.values())) if per_op else 0
+    def inclusive(module: nn.Module) -> int:
+        per_op = counts.get(keys.get(id(module), ""))
+        return int(sum(per_op.values())) if per_op else 0
+
+    def nearest_called(module: nn.Module) -> int:
+        total = 0
+        for child_name, child in module.named_children():
+            if child_name == "parametrizations" and isinstance(child, nn.ModuleDict):
+                continue  # the effective-weight computation belongs to the owner
+            flops = inclusive(child)
+            total += flops if flops > 0 else nearest_called(child)
+        return total
+
     own: dict[str, int] = {}
+    skip: list[str] = []
     for name, module in model.named_modules():
-        if is_parametrization_list(module) or inclusive[name] == 0:
+        if any(name.startswith(prefix) for prefix in skip):
             continue
-        children = sum(inclusive.get(f"{name}.{c}" if name else c, 0) for c, _ in module.named_children())
-        flops = inclusive[name] - children
+        if isinstance(module, nn.ModuleDict) and name.rsplit(".", 1)[-1] == "parametrizations":
+            skip.append(name + ".")
+            continue
+        flops = inclusive(module)
+        if flops <= 0:
+            continue
+        flops -= nearest_called(module)
         if flops > 0:
             own[display_name(name)] = flops // 2
     return own
 
 
+def _extra_formulas() -> dict[Any, Any]:
+    """Ops FlopCounterMode's registry misses. On CPU, ``scaled_dot_product_attention`` runs as
+    ``aten._scaled_dot_product_flash_attention_for_cpu``, which the registry does not list (torch
+    2.13), so attention's two batched products would count as zero; it gets the registry's own SDPA
+    formula (``2 * b * h * s_q * s_k * (d_qk + d_v)`` FLOPs, causal masks not discounted)."""
+    extra: dict[Any, Any] = {}
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is not None:
+        extra[op] = _sdpa_cpu_flops
+    return extra
+
+
+def _sdpa_cpu_flops(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
 def trace_macs(
     model: nn.Module,
     example_input: Any,
-    *,
-    extra: Callable[[], Any] | None = None,
 ) -> tuple[MacCount, Any]:
     """Run one forward pass under FlopCounterMode (eval mode, no grad) and return the MAC count and
     the model output. Internal building block shared with the energy estimate."""
     example_input = to_device(example_input, model_device(model))
     with eval_mode(model), torch.no_grad():
-        counter = FlopCounterMode(display=False, depth=None)
+        counter = FlopCounterMode(display=False, depth=None, custom_mapping=_extra_formulas())
         with counter:
             output = call_model(model, example_input)
         total_flops = int(counter.get_total_flops())

@@ -1,0 +1,119 @@
+"""``analyze``: every measurement of one model in one call, as a :class:`ModelStats`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from torch import nn
+
+from torchslim.measure._util import display_name, int_attr, weight_dtype_bits, with_batch_size
+from torchslim.measure.accuracy import evaluate
+from torchslim.measure.energy import (
+    DEFAULT_PROFILE,
+    EnergyProfile,
+    estimate_from_layers,
+    layer_costs_and_macs,
+    load_profile,
+)
+from torchslim.measure.latency import measure_latency, measure_latency_onnx
+from torchslim.measure.params import count_layer_parameters, count_parameters
+from torchslim.measure.size import directory_bytes
+from torchslim.measure.stats import LayerStats, ModelStats
+
+
+def _one_sample(example_input: Any) -> Any:
+    try:
+        return with_batch_size(example_input, 1)
+    except Exception:  # noqa: BLE001 - inputs without a batch dimension are used as given
+        return example_input
+
+
+def analyze(
+    model: nn.Module,
+    *,
+    example_input: Any,
+    loader: Iterable[Any] | None = None,
+    artifact_dir: str | Path | None = None,
+    onnx_path: str | Path | None = None,
+    latency_batch_size: int = 1,
+    threads: int | None = None,
+    repeats: int = 20,
+    warmup: int = 3,
+    max_batches: int | None = None,
+    profile: "str | Path | EnergyProfile" = DEFAULT_PROFILE,
+) -> ModelStats:
+    """Measure `model`: parameters, nonzeros, MACs and estimated energy per inference (on the first
+    sample of `example_input`), latency at `latency_batch_size` and `threads`, accuracy/loss on
+    `loader` (when given, up to `max_batches`), bytes on disk of `artifact_dir` (when given; None
+    otherwise, for the caller that saves the artifact to fill in).
+
+    With `onnx_path`, ``latency_ms`` is onnxruntime's latency of that file (fed the same input) and
+    ``latency_eager_ms`` PyTorch eager's; otherwise both are PyTorch eager. The model is not changed:
+    no mode, parameter, buffer or hook is left different.
+    """
+    prof = load_profile(profile)
+    sample = _one_sample(example_input)
+
+    layer_params = count_layer_parameters(model)
+    costs, macs = layer_costs_and_macs(model, sample)
+    energy = estimate_from_layers(costs, prof, batch_size=1)
+    energy_by_layer = {e.name: e.total_uj for e in energy.per_layer}
+    bits_by_layer = {c.name: c.weight_bits for c in costs}
+
+    layers: list[LayerStats] = []
+    for qualified, module in model.named_modules():
+        name = display_name(qualified)
+        counted = layer_params.get(name)
+        layer_macs = macs.per_layer.get(name, 0)
+        if counted is None and not layer_macs:
+            continue
+        bits = bits_by_layer.get(name)
+        if bits is None:
+            bits = int_attr(module, "weight_bits") or weight_dtype_bits(module)
+        layers.append(
+            LayerStats(
+                name=name,
+                type=type(module).__name__,
+                params=counted.params if counted else 0,
+                nonzero_params=counted.nonzero if counted else 0,
+                macs=int(layer_macs),
+                weight_bits=bits,
+                sparsity=counted.sparsity if counted else 0.0,
+                energy_uj=energy_by_layer.get(name),
+            )
+        )
+
+    eager = measure_latency(
+        model, example_input, batch_size=latency_batch_size, warmup=warmup, repeats=repeats, threads=threads
+    )
+    latency, runtime = eager.median_ms, eager.runtime
+    if onnx_path is not None:
+        feeds = with_batch_size(example_input, 1)
+        onnx = measure_latency_onnx(
+            onnx_path, feeds, batch_size=latency_batch_size, warmup=warmup, repeats=repeats,
+            threads=eager.threads,
+        )
+        latency, runtime = onnx.median_ms, onnx.runtime
+
+    accuracy = loss = None
+    if loader is not None:
+        result = evaluate(model, loader, max_batches=max_batches)
+        accuracy, loss = result.accuracy, result.loss
+
+    return ModelStats(
+        params=count_parameters(model),
+        nonzero_params=sum(p.nonzero for p in layer_params.values()),
+        macs=int(macs.total),
+        bytes=directory_bytes(artifact_dir) if artifact_dir is not None else None,
+        latency_ms=latency,
+        latency_runtime=runtime,
+        latency_eager_ms=eager.median_ms,
+        batch_size=eager.batch_size,
+        threads=eager.threads,
+        accuracy=accuracy,
+        loss=loss,
+        energy_uj=energy.total_uj,
+        energy_source=energy.source,
+        layers=layers,
+    )
