@@ -39,7 +39,7 @@ def _fmt(fmt: Any, value: Any) -> str:
 def build_table(report: Any) -> Table:
     table = Table(title=f"torchslim report: {report.model}" + (f" on {report.dataset}" if report.dataset else ""))
     table.add_column("metric")
-    table.add_column("before", justify="right")
+    table.add_column("before" if report.after is not None else "value", justify="right")
     if report.after is not None:
         table.add_column("after", justify="right")
         table.add_column("after / before", justify="right")
