@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
+from torchslim.core.batches import call_model, logits_of, to_device
 from torchslim.core.errors import ArtifactError, ConfigError, DataError, ModelError, TorchSlimError
 from torchslim.train.checkpoint import (
     Checkpointer,
@@ -92,61 +93,9 @@ class TrainResult:
 # batches and outputs
 
 
-def logits_of(outputs: Any) -> torch.Tensor:
-    """The logits tensor of a model's outputs: the tensor itself, ``.logits``, ``["logits"]`` or ``[0]``."""
-    if isinstance(outputs, torch.Tensor):
-        return outputs
-    logits = getattr(outputs, "logits", None)
-    if isinstance(logits, torch.Tensor):
-        return logits
-    if isinstance(outputs, Mapping) and isinstance(outputs.get("logits"), torch.Tensor):
-        return outputs["logits"]
-    if isinstance(outputs, (tuple, list)) and outputs and isinstance(outputs[0], torch.Tensor):
-        return outputs[0]
-    raise ModelError(f"Cannot find logits in model outputs of type {type(outputs).__name__}.")
-
-
-def _is_text(inputs: Any) -> bool:
-    return isinstance(inputs, (list, tuple)) and len(inputs) > 0 and all(isinstance(x, str) for x in inputs)
-
-
-def to_device(value: Any, device: torch.device) -> Any:
-    """Move every tensor inside `value` (a tensor, mapping, list or tuple) to `device`; texts pass through."""
-    if isinstance(value, torch.Tensor):
-        return value if value.device == device else value.to(device)
-    if isinstance(value, Mapping):
-        return {k: to_device(v, device) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) and not _is_text(value):
-        return type(value)(to_device(v, device) for v in value)
-    return value
-
-
 def run_model(model: nn.Module, inputs: Any, device: torch.device | str = "cpu") -> Any:
-    """Call `model` on one batch's inputs, moved to `device`.
-
-    A tensor -> ``model(x)``; a mapping -> ``model(**x)``; a list of strings ->
-    ``model(**model.tokenize(texts))`` (or ``model(encoded)`` when tokenize returns no mapping);
-    a tuple/list of tensors -> ``model(*x)``.
-    """
-    device = torch.device(device)
-    if isinstance(inputs, torch.Tensor):
-        return model(to_device(inputs, device))
-    if isinstance(inputs, Mapping):
-        return model(**to_device(inputs, device))
-    if _is_text(inputs):
-        tokenize = getattr(model, "tokenize", None)
-        if not callable(tokenize):
-            raise DataError(
-                f"The batch inputs are strings, but {type(model).__name__} has no tokenize(texts) method."
-            )
-        encoded = to_device(tokenize(list(inputs)), device)
-        return model(**encoded) if isinstance(encoded, Mapping) else model(encoded)
-    if isinstance(inputs, (list, tuple)) and inputs:
-        return model(*to_device(inputs, device))
-    raise DataError(
-        "Batch inputs must be a tensor, a mapping of tensors, a tuple of tensors or a list of strings; "
-        f"got {type(inputs).__name__}."
-    )
+    """Call `model` on one batch's inputs moved to `device` (see :func:`torchslim.core.batches.call_model`)."""
+    return call_model(model, to_device(inputs, torch.device(device)))
 
 
 def _split_batch(batch: Any, device: torch.device) -> tuple[Any, torch.Tensor]:
