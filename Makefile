@@ -4,6 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.torchslim-installed
 DATA_STAMP := $(VENV)/.fashion-mnist-ready
+BROWSER_STAMP := $(VENV)/.chromium-ready
 export OMP_NUM_THREADS ?= 2
 
 .PHONY: all setup data test test-all demo bench clean
@@ -28,10 +29,14 @@ $(DATA_STAMP): scripts/get-fashion-mnist.sh | $(VENV)/bin/python
 
 data: $(DATA_STAMP)
 
-test: setup
+$(BROWSER_STAMP): scripts/get-chromium.sh | $(VENV)/bin/python
+	bash scripts/get-chromium.sh
+	touch $(BROWSER_STAMP)
+
+test: setup $(BROWSER_STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow and not gpu" tests
 
-test-all: setup
+test-all: setup $(BROWSER_STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not gpu" tests
 
 demo: setup

@@ -110,10 +110,13 @@ class CompressionResult:
     report: Report
     recipe: Recipe
 
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, *, html: bool = True) -> Path:
+        """Write the artifact with ``report.json`` (and ``report.html`` unless ``html=False``)."""
         from torchslim.io import save
+        from torchslim.report.html import render_html
 
-        return save(self.model, directory, config={"recipe": self.recipe.to_dict()}, report=self.report.to_dict())
+        extra = {"report.html": render_html(self.report)} if html else None
+        return save(self.model, directory, config={"recipe": self.recipe.to_dict()}, report=self.report.to_dict(), extra_files=extra)
 
 
 def run_recipe(model: nn.Module, recipe: Recipe, *, context: Context) -> tuple[nn.Module, list[dict[str, Any]]]:

@@ -47,6 +47,7 @@ def run_demo(
     from torchslim.api import analyze
     from torchslim.data import load_splits
     from torchslim.io import write_json
+    from torchslim.report.html import write_html
 
     out = Path(out)
     splits = load_splits(DEMO_DATA, batch_size=128, train_samples=train_samples, eval_samples=eval_samples, seed=seed)
@@ -55,6 +56,7 @@ def run_demo(
     note = ("reused the cached baseline in " if reused else "trained the baseline and saved it to ") + str(out / "baseline")
     report = Report(model=DEMO_MODEL, before=stats.to_dict(), dataset=DEMO_DATA, notes=[note, f"{epochs} epoch(s) of training"])
     write_json(out / "report.json", report.to_dict())
+    write_html(report, out / "report.html")
     return report
 
 

@@ -81,6 +81,7 @@ def test_train_and_compress_round_trip(capsys, tmp_path):
         for key in ("accuracy", "params", "nonzero_params", "macs", "bytes", "latency_ms"):
             assert report[side][key] is not None
     assert json.loads((tmp_path / "c" / "report.json").read_text())["steps"][0]["technique"] == "finetune"
+    assert "data:image/png;base64," in (tmp_path / "c" / "report.html").read_text()
 
 
 @pytest.mark.parametrize(

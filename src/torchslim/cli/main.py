@@ -215,6 +215,7 @@ def demo(
     else:
         typer.echo(report.render())
         typer.echo(f"artifacts: {out}")
+        typer.echo(f"HTML report: {out / 'report.html'}")
 
 
 def main(argv: Optional[list[str]] = None) -> None:

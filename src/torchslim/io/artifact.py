@@ -130,11 +130,14 @@ def save(
     spec: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
     report: dict[str, Any] | None = None,
+    extra_files: dict[str, str | bytes] | None = None,
     overwrite: bool = True,
 ) -> Path:
     """Write `model` as an artifact directory, atomically (a new directory is renamed into place).
 
-    `spec` defaults to the spec recorded on built-in models (``torchslim_spec``). Returns the path.
+    `spec` defaults to the spec recorded on built-in models (``torchslim_spec``). `extra_files`
+    (name -> text or bytes, e.g. ``report.html``) are written into the same staging directory, so
+    the artifact appears complete or not at all. Returns the path.
     """
     from torchslim.models import get_model_spec
 
@@ -168,6 +171,11 @@ def save(
         write_json(staging / MANIFEST_FILE, manifest)
         if report is not None:
             write_json(staging / REPORT_FILE, report)
+        for name, content in (extra_files or {}).items():
+            if "/" in name or name.startswith(".") or name in (WEIGHTS_FILE, MANIFEST_FILE, REPORT_FILE):
+                raise ArtifactError(f"extra file name {name!r} is not allowed in an artifact.")
+            data = content.encode("utf-8") if isinstance(content, str) else content
+            (staging / name).write_bytes(data)
         backup = None
         if directory.exists():
             backup = directory.with_name(f".{directory.name}.old-{os.getpid()}")

@@ -1,0 +1,84 @@
+"""A self-contained HTML report: charts embedded as base64 PNG, no network, no external files.
+
+The page holds before/after bars (accuracy, bytes, latency, energy), per-layer sparsity and
+bit-width charts, sensitivity curves when a step computed them, the summary table, each step, the
+recipe as YAML and the environment. A small inline script counts the charts that decoded and
+writes the count to ``<body data-charts-rendered>``, so a headless browser test can check that
+they really render.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from torchslim.report import plots
+from torchslim.report.table import ROWS, _fmt
+
+
+def _data_uri(png: bytes | None) -> str | None:
+    return None if png is None else "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _sensitivity_from_steps(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    for step in steps:
+        curves = (step.get("info") or {}).get("sensitivity")
+        if isinstance(curves, dict) and curves:
+            return curves
+    return {}
+
+
+def _rows(report: Any) -> list[dict[str, str]]:
+    ratios = report.ratios()
+    rows = []
+    for key, label, fmt in ROWS:
+        before = report.before.get(key)
+        after = report.after.get(key) if report.after else None
+        if before is None and after is None:
+            continue
+        if key == "accuracy" and before is not None and after is not None:
+            change = f"{100 * (after - before):+.2f} pts"
+        else:
+            ratio = ratios.get(key)
+            change = "" if ratio is None else f"{ratio:.3f}x"
+        rows.append({"label": label, "before": _fmt(fmt, before), "after": _fmt(fmt, after) if report.after else "", "change": change})
+    return rows
+
+
+def render_html(report: Any, *, sensitivity: dict[str, Any] | None = None) -> str:
+    """Render `report` (a :class:`torchslim.report.Report`) as one self-contained HTML page."""
+    layers = (report.after or report.before).get("layers") or []
+    charts = []
+    for title, png in (
+        ("Before / after", plots.before_after_bars(report.before, report.after)),
+        ("Per-layer sparsity", plots.layer_chart(layers, "sparsity", title="sparsity per layer (after)" if report.after else "sparsity per layer", ylabel="sparsity (%)", scale=100.0)),
+        ("Per-layer weight bit-width", plots.layer_chart(layers, "weight_bits", title="weight bits per layer", ylabel="bits")),
+        ("Sensitivity", plots.sensitivity_curves(sensitivity or _sensitivity_from_steps(report.steps))),
+    ):
+        uri = _data_uri(png)
+        if uri is not None:
+            charts.append({"title": title, "uri": uri})
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("torchslim.report", "templates"),
+        autoescape=True,
+    )
+    template = env.get_template("report.html.j2")
+    return template.render(
+        report=report,
+        rows=_rows(report),
+        charts=charts,
+        recipe_yaml=yaml.safe_dump(report.recipe, sort_keys=False) if report.recipe else None,
+        before=report.before,
+    )
+
+
+def write_html(report: Any, path: str | Path, **kwargs: Any) -> Path:
+    from torchslim.io.atomic import write_text
+
+    path = Path(path)
+    write_text(path, render_html(report, **kwargs))
+    return path
