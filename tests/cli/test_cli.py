@@ -50,18 +50,19 @@ def test_unknown_model_is_clear(capsys):
     assert "Unknown model 'lenet-300'" in err and "Did you mean" in err
 
 
-def test_missing_data_root_is_clear(capsys, monkeypatch, tmp_path):
-    from torchslim.cli import resolve
-
-    def missing(name, **kwargs):
-        from torchslim.data import load_splits
-
-        return load_splits(name, root=str(tmp_path / "nowhere"), **{k: v for k, v in kwargs.items() if k != "root"})
-
-    monkeypatch.setattr(resolve, "resolve_data", missing)
-    code, _, err = run(["analyze", "lenet-300-100", "--data", "fashion-mnist"], capsys)
+def test_missing_data_root_is_clear(capsys, tmp_path):
+    code, _, err = run(["analyze", "lenet-300-100", "--data", "fashion-mnist", "--data-root", str(tmp_path / "nowhere")], capsys)
     assert code == 2
-    assert "nowhere" in err
+    assert "nowhere" in err and "apt-get install dataset-fashion-mnist" in err
+
+
+def test_python_dash_m_entry_point():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "torchslim", "list"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "finetune" in result.stdout and "fmnist-cnn" in result.stdout
 
 
 def test_train_and_compress_round_trip(capsys, tmp_path):

@@ -25,6 +25,7 @@ DataOpt = typer.Option(None, "--data", help="Dataset name: fashion-mnist, digits
 TrainSamplesOpt = typer.Option(None, "--train-samples", min=1, help="Use at most N training samples (quick runs).")
 EvalSamplesOpt = typer.Option(None, "--eval-samples", min=1, help="Use at most N evaluation samples (quick runs).")
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="Torch threads for training and measurement.")
+DataRootOpt = typer.Option(None, "--data-root", help="Directory holding the dataset files (default: the standard locations).")
 NumClassesOpt = typer.Option(None, "--num-classes", min=1, help="Classes of a built-in model's head (e.g. 3 for minilm-l6 on tweets).")
 
 
@@ -44,6 +45,7 @@ def analyze(
     model: str = ModelArg,
     weights: Optional[str] = WeightsOpt,
     data: Optional[str] = DataOpt,
+    data_root: Optional[str] = DataRootOpt,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch size of the latency measurement."),
     train_samples: Optional[int] = TrainSamplesOpt,
@@ -59,7 +61,7 @@ def analyze(
 
     _set_threads(threads)
     net = resolve_model(model, weights=weights, num_classes=num_classes)
-    splits = resolve_data(data, batch_size=128, train_samples=train_samples, eval_samples=eval_samples, seed=0)
+    splits = resolve_data(data, batch_size=128, train_samples=train_samples, eval_samples=eval_samples, seed=0, root=data_root)
     stats = analyze_model(net, splits, batch_size=batch_size, threads=threads, repeats=repeats).to_dict()
     if as_json:
         _echo_json(stats)
@@ -71,6 +73,7 @@ def analyze(
 def train(
     model: str = ModelArg,
     data: str = typer.Option(..., "--data", help="Dataset name: fashion-mnist, digits or tweets."),
+    data_root: Optional[str] = DataRootOpt,
     epochs: int = typer.Option(1, "--epochs", min=0),
     out: Path = typer.Option(..., "--out", help="Artifact directory to write."),
     lr: float = typer.Option(1e-3, "--lr"),
@@ -101,7 +104,7 @@ def train(
 
         kwargs = {"num_classes": num_classes} if num_classes else {}
         net = build_model(model, **kwargs)
-    splits = resolve_data(data, batch_size=batch_size, train_samples=train_samples, eval_samples=eval_samples, seed=seed)
+    splits = resolve_data(data, batch_size=batch_size, train_samples=train_samples, eval_samples=eval_samples, seed=seed, root=data_root)
     result = train_model(net, splits.train, config=TrainConfig(epochs=epochs, lr=lr), seed=seed, run_dir=out.parent / f".{out.name}.train", quiet=quiet)
     net.eval()
     stats = analyze_model(net, splits, threads=threads).to_dict()
@@ -119,6 +122,7 @@ def compress(
     model: str = ModelArg,
     data: str = typer.Option(..., "--data", help="Dataset name: fashion-mnist, digits or tweets."),
     recipe: str = typer.Option(..., "--recipe", help="A recipe YAML file or a shipped recipe name."),
+    data_root: Optional[str] = DataRootOpt,
     out: Path = typer.Option(..., "--out", help="Artifact directory to write (with report.json)."),
     overrides: List[str] = typer.Option([], "--set", help="Dotted override, e.g. steps.0.config.lr=0.01 (repeatable)."),
     weights: Optional[str] = WeightsOpt,
@@ -143,7 +147,7 @@ def compress(
     if overrides:
         plan = Recipe.from_dict(apply_overrides(plan.to_dict(), overrides))
     net = resolve_model(model, weights=weights, num_classes=num_classes)
-    splits = resolve_data(data, batch_size=train_batch_size, train_samples=train_samples, eval_samples=eval_samples, seed=seed)
+    splits = resolve_data(data, batch_size=train_batch_size, train_samples=train_samples, eval_samples=eval_samples, seed=seed, root=data_root)
     result = compress_model(net, splits, recipe=plan, seed=seed, threads=threads, batch_size=batch_size, quiet=quiet or as_json, model_name=model)
     result.save(out)
     if as_json:
