@@ -42,6 +42,8 @@ def analyze(
     warmup: int = 3,
     max_batches: int | None = None,
     profile: "str | Path | EnergyProfile" = DEFAULT_PROFILE,
+    energy_seconds: float = 2.0,
+    powercap_root: str | Path | None = None,
 ) -> ModelStats:
     """Measure `model`: parameters, nonzeros, MACs and estimated energy per inference (on the first
     sample of `example_input`), latency at `latency_batch_size` and `threads`, accuracy/loss on
@@ -51,6 +53,12 @@ def analyze(
     With `onnx_path`, ``latency_ms`` is onnxruntime's latency of that file (fed the same input) and
     ``latency_eager_ms`` PyTorch eager's; otherwise both are PyTorch eager. The model is not changed:
     no mode, parameter, buffer or hook is left different.
+
+    Energy: ``energy_uj`` is always the analytical estimate (``energy_source`` names the table).
+    Where a hardware counter can be read (RAPL for the CPU, NVML for an NVIDIA GPU), a timed loop of
+    `energy_seconds` (minus idle power measured just before) gives ``energy_measured_uj`` per
+    inference and ``energy_measured`` says "measured (rapl)" / "measured (nvml)"; otherwise
+    ``energy_measured`` is "not measurable here: <reason>" and no number is invented.
     """
     prof = load_profile(profile)
     sample = _one_sample(example_input)
@@ -96,6 +104,8 @@ def analyze(
         )
         latency, runtime = onnx.median_ms, onnx.runtime
 
+    measured_uj, measured_label = _measured_energy(model, example_input, seconds=energy_seconds, powercap_root=powercap_root, threads=eager.threads)
+
     accuracy = loss = None
     if loader is not None:
         result = evaluate(model, loader, max_batches=max_batches)
@@ -116,4 +126,35 @@ def analyze(
         energy_uj=energy.total_uj,
         energy_source=energy.source,
         layers=layers,
+        energy_measured_uj=measured_uj,
+        energy_measured=measured_label,
     )
+
+
+def _measured_energy(
+    model: nn.Module, example_input: Any, *, seconds: float, powercap_root: str | Path | None, threads: int | None
+) -> tuple[float | None, str]:
+    """Measured µJ per inference and its label, or (None, "not measurable here: why")."""
+    import torch
+
+    from torchslim.measure._util import batch_size_of, call_model, eval_mode, model_device, num_threads, to_device
+    from torchslim.measure.power import DEFAULT_POWERCAP_ROOT, measure_energy
+
+    device = model_device(model)
+    inputs = to_device(example_input, device)
+
+    def step() -> None:
+        with torch.no_grad():
+            call_model(model, inputs)
+
+    with eval_mode(model), num_threads(threads):
+        result = measure_energy(
+            step,
+            seconds=seconds,
+            device=str(device),
+            items_per_call=batch_size_of(inputs),
+            powercap_root=powercap_root or DEFAULT_POWERCAP_ROOT,
+        )
+    if hasattr(result, "reason"):
+        return None, f"not measurable here: {result.reason}"
+    return result.uj_per_inference, result.label

@@ -61,6 +61,8 @@ class ModelStats:
     energy_uj: float | None
     energy_source: str | None
     layers: list[LayerStats] = dataclasses.field(default_factory=list)
+    energy_measured_uj: float | None = None
+    energy_measured: str | None = None
 
     @property
     def sparsity(self) -> float:

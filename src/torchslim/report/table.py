@@ -76,6 +76,13 @@ def render_table(report: Any, *, width: int = 100) -> str:
     source = report.before.get("energy_source")
     if source:
         notes.append(f"energy: {source}")
+    for side in ("before", "after"):
+        stats = getattr(report, side) or {}
+        if stats.get("energy_measured_uj") is not None:
+            notes.append(f"energy {side}: {stats['energy_measured_uj']:,.2f} uJ {stats.get('energy_measured')}")
+    measured = report.before.get("energy_measured")
+    if measured and report.before.get("energy_measured_uj") is None:
+        notes.append(f"measured energy: {measured}")
     for step in report.steps:
         line = f"step {step.get('index')}: {step.get('technique')} ({step.get('seconds', 0):.1f} s)"
         if step.get("skipped"):
