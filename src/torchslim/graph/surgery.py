@@ -1,0 +1,103 @@
+"""Module surgery: find, replace and resize submodules by qualified name.
+
+Small helpers shared by pruning (physical channel removal), quantization (swapping layers for
+quantized ones) and BN folding. Every function names the layer at fault when it fails.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+
+from torchslim.core.errors import ModelError, did_you_mean
+
+
+def get_module(model: nn.Module, name: str) -> nn.Module:
+    """The submodule called `name` (``""`` is the model itself); `ModelError` with close matches otherwise."""
+    if name == "":
+        return model
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        names = [n for n, _ in model.named_modules() if n]
+        raise ModelError(f"{type(model).__name__} has no layer {name!r}." + did_you_mean(name, names)) from None
+
+
+def parent_of(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    """``(parent module, attribute name)`` of the submodule `name`."""
+    if not name:
+        raise ModelError("The model itself has no parent module.")
+    parent_name, _, attr = name.rpartition(".")
+    return get_module(model, parent_name), attr
+
+
+def set_module(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
+    """Replace the submodule `name` by `new`; return the module that was there."""
+    old = get_module(model, name)
+    parent, attr = parent_of(model, name)
+    if isinstance(parent, (nn.Sequential, nn.ModuleList)) and attr.isdigit():
+        parent[int(attr)] = new
+    elif isinstance(parent, nn.ModuleDict):
+        parent[attr] = new
+    else:
+        setattr(parent, attr, new)
+    return old
+
+
+def replace_modules(
+    model: nn.Module,
+    predicate: Callable[[str, nn.Module], bool],
+    factory: Callable[[str, nn.Module], nn.Module],
+) -> list[str]:
+    """Replace every submodule for which ``predicate(name, module)`` holds by ``factory(name, module)``.
+
+    Returns the replaced names. Children of a replaced module are not visited.
+    """
+    chosen: list[str] = []
+    for name, module in list(model.named_modules()):
+        if not name or any(name.startswith(c + ".") for c in chosen):
+            continue
+        if predicate(name, module):
+            chosen.append(name)
+    for name in chosen:
+        set_module(model, name, factory(name, get_module(model, name)))
+    return chosen
+
+
+def named_leaf_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """``(name, module)`` of the modules that have no children (in model order)."""
+    for name, module in model.named_modules():
+        if name and not any(True for _ in module.children()):
+            yield name, module
+
+
+def module_names(model: nn.Module) -> dict[int, str]:
+    """``id(module) -> qualified name`` for every submodule (the first name of a shared module)."""
+    out: dict[int, str] = {}
+    for name, module in model.named_modules():
+        out.setdefault(id(module), name)
+    return out
+
+
+def select_dim(tensor: torch.Tensor, dim: int, keep: list[int]) -> torch.Tensor:
+    """``tensor`` restricted to the indices `keep` along `dim` (a contiguous copy)."""
+    index = torch.as_tensor(keep, dtype=torch.long, device=tensor.device)
+    return torch.index_select(tensor, dim, index).contiguous()
+
+
+def set_parameter(module: nn.Module, name: str, value: torch.Tensor, *, requires_grad: bool | None = None) -> None:
+    """Replace parameter `name` of `module` by a new `nn.Parameter` holding `value`."""
+    old = getattr(module, name, None)
+    grad = old.requires_grad if isinstance(old, torch.Tensor) and requires_grad is None else bool(requires_grad)
+    setattr(module, name, nn.Parameter(value.detach().clone(), requires_grad=grad))
+
+
+def call_with(model: nn.Module, example_input: Any) -> Any:
+    """Call `model` on `example_input`: a tensor, a tuple/list of positional inputs, or a mapping of keyword inputs."""
+    if isinstance(example_input, dict):
+        return model(**example_input)
+    if isinstance(example_input, (tuple, list)):
+        return model(*example_input)
+    return model(example_input)
