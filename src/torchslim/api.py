@@ -63,6 +63,32 @@ def resolve_example_input(model: nn.Module, *, splits: DataSplits | None, batch_
     )
 
 
+def check_model_accepts_data(model: nn.Module, splits: DataSplits | None) -> None:
+    """Run `model` on the first test/calibration batch; a failure becomes a clear `DataError`.
+
+    Catches a model/data mismatch (e.g. a 28x28 model on 8x8 images) before any work, with the
+    shapes named, instead of a raw matrix-shape error deep inside a forward pass.
+    """
+    from torchslim.core.batches import call_model
+    from torchslim.measure._util import eval_mode
+
+    for split in ("test", "calibration", "train", "validation"):
+        loader = getattr(splits, split, None) if splits is not None else None
+        if loader is None:
+            continue
+        inputs = _first_batch(loader)[0]
+        try:
+            with torch.no_grad(), eval_mode(model):
+                call_model(model, inputs[:2] if isinstance(inputs, (torch.Tensor, list)) else inputs)
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            shape = tuple(inputs.shape[1:]) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+            raise DataError(
+                f"The model ({type(model).__name__}) cannot run on the {split} data of "
+                f"{getattr(splits, 'name', 'the dataset')!r} (samples of shape {shape}): {str(exc).splitlines()[0]}"
+            ) from None
+        return
+
+
 def artifact_bytes(model: nn.Module) -> int:
     """Bytes on disk of the artifact `torchslim.io.save` writes for `model`."""
     from torchslim.io import save
@@ -87,6 +113,7 @@ def analyze(
     from torchslim.measure import analyze as measure_model
 
     splits = as_splits(data)
+    check_model_accepts_data(model, splits)
     if example_input is None:
         example_input = resolve_example_input(model, splits=splits, batch_size=batch_size)
     loader = getattr(splits, eval_split, None) if splits is not None else None
@@ -174,6 +201,7 @@ def compress(
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
+    check_model_accepts_data(model, splits)
     try:
         example = resolve_example_input(model, splits=splits, batch_size=batch_size)
         before = analyze(model, splits, example_input=example, batch_size=batch_size, threads=threads, repeats=repeats)

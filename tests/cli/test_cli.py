@@ -110,3 +110,18 @@ def test_corrupt_weights_file(capsys, tmp_path):
     code, _, err = run(["analyze", "lenet-300-100", "--weights", str(bad)], capsys)
     assert code == 2
     assert "not a valid safetensors file" in err
+
+
+def test_analyze_sensitivity_writes_curves(capsys, tmp_path):
+    code, out, err = run(["analyze", "lenet-300-100", "--data", "digits", "--sensitivity", "--sparsities", "0.5,0.9", "--out", str(tmp_path / "s"), "--json", "--repeats", "1"], capsys)
+    # digits images are 8x8: lenet-300-100 expects 28x28, so this must fail clearly, not crash
+    assert code == 2
+    assert "cannot run on the test data of 'digits' (samples of shape (1, 8, 8))" in err
+    assert not (tmp_path / "s").exists()
+    code, out, err = run(["analyze", "lenet-300-100", "--data", "fashion-mnist", "--eval-samples", "200", "--sensitivity", "--sparsities", "0.5,0.9", "--out", str(tmp_path / "s"), "--json", "--repeats", "1"], capsys)
+    assert code == 0, err
+    stats = json.loads(out)
+    assert stats["sensitivity"]["sparsities"] == [0.5, 0.9]
+    assert set(stats["sensitivity"]["curves"]) == {"fc1", "fc2", "classifier"}
+    assert (tmp_path / "s" / "sensitivity.png").stat().st_size > 1000
+    assert "data:image/png;base64" in (tmp_path / "s" / "report.html").read_text()

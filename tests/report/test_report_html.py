@@ -12,7 +12,7 @@ def sample_report():
     layer = lambda name, sparsity, bits: {"name": name, "type": "Linear", "params": 100, "nonzero_params": int(100 * (1 - sparsity)), "macs": 100, "weight_bits": bits, "sparsity": sparsity}
     before = {"accuracy": 0.9, "params": 200, "nonzero_params": 200, "macs": 200, "bytes": 4000, "latency_ms": 2.0, "latency_runtime": "pytorch-eager", "batch_size": 1, "threads": 2, "energy_uj": 1.5, "energy_source": "estimate (horowitz-45nm)", "layers": [layer("fc1", 0.0, 32), layer("fc2", 0.0, 32)]}
     after = dict(before, accuracy=0.895, nonzero_params=40, bytes=900, latency_ms=1.0, energy_uj=0.2, layers=[layer("fc1", 0.8, 8), layer("fc2", 0.8, 8)])
-    steps = [{"index": 0, "technique": "magnitude_pruning", "seconds": 1.0, "skipped": {"head": "excluded"}, "info": {"sensitivity": {"fc1": {"sparsity": [0, 0.5, 0.9], "accuracy": [0.9, 0.89, 0.7]}}}}]
+    steps = [{"index": 0, "technique": "magnitude_pruning", "seconds": 1.0, "skipped": {"head": "excluded"}, "info": {"sensitivity": {"sparsities": [0.0, 0.5, 0.9], "baseline": 0.9, "curves": {"fc1": [0.9, 0.89, 0.7]}}}}]
     return Report(model="toy <mlp>", before=before, after=after, steps=steps, recipe={"version": 1, "steps": [{"technique": "magnitude_pruning", "config": {"sparsity": 0.8}}]}, dataset="digits")
 
 

@@ -53,6 +53,9 @@ def analyze(
     threads: Optional[int] = ThreadsOpt,
     num_classes: Optional[int] = NumClassesOpt,
     repeats: int = typer.Option(20, "--repeats", min=1, help="Latency repeats (median)."),
+    sensitivity: bool = typer.Option(False, "--sensitivity", help="Per-layer accuracy vs sparsity curves (needs --data)."),
+    sparsities: str = typer.Option("0.25,0.5,0.75,0.9", "--sparsities", help="Sparsities for --sensitivity, comma-separated."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where --sensitivity writes sensitivity.json/.png and report.html."),
 ) -> None:
     """Params, non-zeros, MACs, bytes on disk, latency, energy and (with --data) accuracy."""
     from torchslim.api import analyze as analyze_model
@@ -62,11 +65,32 @@ def analyze(
     _set_threads(threads)
     net = resolve_model(model, weights=weights, num_classes=num_classes)
     splits = resolve_data(data, batch_size=128, train_samples=train_samples, eval_samples=eval_samples, seed=0, root=data_root)
+    from torchslim.core.errors import ConfigError
+
+    if sensitivity and splits is None:
+        raise ConfigError("--sensitivity needs --data (the curves are accuracies).")
+    try:
+        levels = [float(v) for v in sparsities.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--sparsities {sparsities!r} must be comma-separated numbers in [0, 1).") from None
     stats = analyze_model(net, splits, batch_size=batch_size, threads=threads, repeats=repeats).to_dict()
+    report = Report(model=model, before=stats, dataset=data)
+    if sensitivity:
+        from torchslim.pruning import sensitivity as layer_sensitivity
+        from torchslim.report.html import write_html
+
+        result = layer_sensitivity(net, splits.validation or splits.test, sparsities=levels)
+        directory = out or Path("runs") / "analyze" / Path(model).name
+        paths = result.save(directory)
+        stats["sensitivity"] = result.to_dict()
+        report.steps.append({"index": 0, "technique": "sensitivity", "seconds": 0.0, "info": {"sensitivity": result.to_dict()}})
+        write_html(report, directory / "report.html")
+        report.notes.append(f"sensitivity: {paths['json']} and {paths['png']}; most sensitive first: "
+                            + ", ".join(f"{name} ({-100 * drop:+.1f} pts)" for name, drop in result.ranking()[:5]))
     if as_json:
         _echo_json(stats)
     else:
-        typer.echo(Report(model=model, before=stats, dataset=data).render())
+        typer.echo(report.render())
 
 
 @app.command()

@@ -27,7 +27,7 @@ def _data_uri(png: bytes | None) -> str | None:
 def _sensitivity_from_steps(steps: list[dict[str, Any]]) -> dict[str, Any]:
     for step in steps:
         curves = (step.get("info") or {}).get("sensitivity")
-        if isinstance(curves, dict) and curves:
+        if isinstance(curves, dict) and curves.get("curves"):
             return curves
     return {}
 

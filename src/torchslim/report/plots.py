@@ -74,15 +74,21 @@ def layer_chart(layers: list[dict[str, Any]], key: str, *, title: str, ylabel: s
     return _png(fig)
 
 
-def sensitivity_curves(curves: dict[str, Any]) -> bytes | None:
-    """Accuracy vs sparsity per layer; `curves` maps layer -> {"sparsity": [...], "accuracy": [...]}."""
-    if not curves:
+def sensitivity_curves(result: dict[str, Any]) -> bytes | None:
+    """Accuracy vs sparsity per layer, from ``SensitivityResult.to_dict()``
+    (``{"sparsities": [...], "curves": {layer: [accuracy, ...]}, "baseline": ...}``)."""
+    curves = (result or {}).get("curves") or {}
+    sparsities = (result or {}).get("sparsities") or []
+    if not curves or not sparsities:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    for name, curve in curves.items():
-        ax.plot(curve["sparsity"], [100 * a for a in curve["accuracy"]], marker="o", ms=3, label=name)
-    ax.set_xlabel("sparsity")
+    xs = [100 * s for s in sparsities]
+    for name, accuracies in curves.items():
+        ax.plot(xs, [100 * a for a in accuracies], marker="o", ms=3, label=name)
+    if result.get("baseline") is not None:
+        ax.axhline(100 * result["baseline"], color="black", linestyle="--", linewidth=1, label="unpruned")
+    ax.set_xlabel("sparsity of the layer (%)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("sensitivity: accuracy vs sparsity per layer", fontsize=10)
     ax.legend(fontsize=7, ncol=2)
