@@ -67,6 +67,7 @@ class OnnxExport:
     inserted_qdq: int = 0
     removed_relu: int = 0
     bytes: int = 0
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -197,10 +198,17 @@ def export_onnx(
     onnx.checker.check_model(proto)
     with atomic_path(path) as tmp_path:
         onnx.save(proto, str(tmp_path))
+    notes = []
+    if float_weight_layers:
+        notes.append(
+            f"{len(float_weight_layers)} per-group layer(s) are stored as dequantized float32 weights (opset "
+            f"{opset} has no block-wise DequantizeLinear); onnxruntime may re-quantize such weights per tensor "
+            "when it fuses an integer kernel, so check_parity is the judge of these layers."
+        )
     return OnnxExport(
         path=path, quantized=quantized, opset=opset, input_names=names, output_names=out_names,
         integer_layers=integer_layers, float_weight_layers=float_weight_layers, inserted_qdq=inserted,
-        removed_relu=removed, bytes=path.stat().st_size,
+        removed_relu=removed, bytes=path.stat().st_size, notes=notes,
     )
 
 
@@ -224,6 +232,12 @@ def _constant_value(graph: Any, name: str, depth: int = 0) -> np.ndarray | None:
                 return _constant_value(graph, node.input[0], depth + 1)
             return None
     return None
+
+
+def _dequantized_inputs(node: Any, producer: dict[str, Any]) -> bool:
+    """True when the data and weight inputs of `node` come from DequantizeLinear."""
+    feeds = [producer.get(name) for name in node.input[:2]]
+    return len(feeds) == 2 and all(f is not None and f.op_type == "DequantizeLinear" for f in feeds)
 
 
 def propagate_output_qdq(proto: Any) -> tuple[int, int]:
@@ -264,8 +278,8 @@ def propagate_output_qdq(proto: Any) -> tuple[int, int]:
                 chain.append(p)
                 cur = p.input[0]
                 continue
-            if p.op_type in COMPUTE_OPS:
-                head = p
+            if p.op_type in COMPUTE_OPS and _dequantized_inputs(p, producer):
+                head = p  # an integer kernel once fused; a float one keeps its float output
             break
         if head is None or not chain:
             continue

@@ -58,8 +58,9 @@ def count_layer_parameters(model: nn.Module) -> dict[str, LayerParams]:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of stored learnable parameters, each shared parameter counted once."""
-    return sum(p.numel() for p in model.parameters())
+    """Number of weights of the model, each shared tensor counted once (a quantized layer's integer
+    codes count as its weights; masked weights count in full)."""
+    return sum(layer.params for layer in count_layer_parameters(model).values())
 
 
 def count_nonzero(model: nn.Module) -> int:

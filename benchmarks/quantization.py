@@ -1,0 +1,706 @@
+"""Quantization benchmark (issue 5, "Must show"): every comparison side by side in one run.
+
+    python benchmarks/quantization.py --quick    # smoke run, small data, < 3 minutes on 2 cores
+    python benchmarks/quantization.py            # full run (tens of minutes on 2 cores)
+
+Sections (``--only fmnist,minilm,...`` runs a subset):
+
+* ``fmnist``: fmnist-cnn on Fashion-MNIST. torchslim int8 weights + activations, per-channel, 512
+  calibration images (simulated and deployed through onnxruntime QDQ) next to the peers on the same
+  model: ``torch.ao.quantization.quantize_dynamic`` (Linear only), torchao (when installed),
+  onnxruntime's own ``quantize_static`` (QDQ, per-channel, same 512 images) and ``quantize_dynamic``
+  (the ConvInteger trap): accuracy, bytes, latency at batch 64 (and 1) against onnxruntime fp32 and
+  PyTorch fp32 eager measured in the same rounds. Then 4-bit and 2-bit weights with QAT (LSQ).
+* ``minilm``: MiniLM-L6 sentence encoder, torchslim int8 (dynamic activations per token and per
+  tensor) next to ``quantize_dynamic`` and onnxruntime's ``quantize_dynamic``: mean cosine between
+  fp32 and int8 embeddings over tweets, the reference pair's cosine (fp32: 0.7553), latency ratios
+  against fp32 at batch 1 and 32 (128 tokens).
+* ``efficientnet``: EfficientNet-Lite0 (ImageNet weights) int8 PTQ per tensor vs per channel: top-1
+  agreement with fp32 on held-out crops of the bundled photos (calibrated on other crops).
+* ``bad_input``: bits outside 1-8, a per-channel axis that does not exist, NaN / wrong-shape / empty
+  calibration data: the error raised, and that the model stayed unchanged.
+
+Writes ``benchmarks/results/quantization[_quick].json`` and ``.md``. Latency: every variant and the
+baseline run in the same rounds in rotating order; a variant's ratio is the median over rounds of
+``variant_ms / baseline_ms`` within the round (load from other processes cancels out); the headline
+torchslim-vs-fp32 onnxruntime pair is also timed with ``torchslim.measure.compare_latency`` (A/B
+alternation). The trained fmnist-cnn is cached as a torchslim artifact in
+``${TORCHSLIM_CACHE:-~/.cache/torchslim}/benchmarks`` (``--no-cache`` retrains).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent / "src"))
+
+from torchslim.core import Context, DataSplits, Targets  # noqa: E402
+from torchslim.quantization import Quantize, quantize_handler  # noqa: E402
+
+REFERENCE_PAIR = ("A man is eating food.", "A man is eating a piece of bread.")
+REFERENCE_PAIR_FP32 = 0.7553
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def check(results: dict[str, Any], claim: str, target: str, measured: Any, ok: bool | None) -> None:
+    results.setdefault("checks", []).append({"claim": claim, "target": target, "measured": measured, "ok": ok})
+    log(f"  check: {claim}: {measured} (target {target}) -> {'ok' if ok else 'not met' if ok is not None else 'reported'}")
+
+
+def file_bytes(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def artifact_bytes(model: nn.Module) -> int:
+    from torchslim.io import save
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return file_bytes(save(model, Path(tmp) / "a"))
+
+
+def torch_save_bytes(model: nn.Module) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.pt"
+        torch.save(model.state_dict(), path)
+        return path.stat().st_size
+
+
+def ort_session(path: Path, threads: int) -> Any:
+    from torchslim.io.onnx_export import ort_session as make
+
+    return make(path, threads=threads)
+
+
+def ort_fn(session: Any, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
+    return lambda: session.run(None, feeds)
+
+
+def torch_fn(model: nn.Module, inputs: Any) -> Callable[[], Any]:
+    def run() -> Any:
+        with torch.no_grad():
+            return model(**inputs) if isinstance(inputs, dict) else model(inputs)
+
+    return run
+
+
+def rotating_latency(fns: dict[str, Callable[[], Any]], baseline: str, *, rounds: int, threads: int) -> dict[str, dict[str, float]]:
+    """Median ms of each callable and median per-round ratio to `baseline` (rotating order)."""
+    from torchslim.measure._util import num_threads
+
+    names = list(fns)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    with num_threads(threads):
+        for fn in fns.values():
+            fn()
+            fn()
+        for r in range(rounds):
+            shift = r % len(names)
+            for name in names[shift:] + names[:shift]:
+                start = time.perf_counter_ns()
+                fns[name]()
+                times[name].append((time.perf_counter_ns() - start) / 1e6)
+    out = {}
+    for name in names:
+        ratios = [a / b for a, b in zip(times[name], times[baseline])]
+        out[name] = {"ms": round(statistics.median(times[name]), 3), "ratio": round(statistics.median(ratios), 3)}
+    return out
+
+
+def accuracy_torch(model: nn.Module, loader: Any) -> float:
+    correct = total = 0
+    model.eval()
+    with torch.no_grad():
+        for x, y in loader:
+            correct += int((model(x).argmax(1) == y).sum())
+            total += len(y)
+    return correct / total
+
+
+def accuracy_onnx(path: Path, loader: Any, threads: int) -> float:
+    session = ort_session(path, threads)
+    name = session.get_inputs()[0].name
+    correct = total = 0
+    for x, y in loader:
+        out = session.run(None, {name: x.numpy()})[0]
+        correct += int((out.argmax(1) == y.numpy()).sum())
+        total += len(y)
+    return correct / total
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over a list of feed dicts."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        self._it = iter(feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+    def rewind(self) -> None:  # pragma: no cover - newer onnxruntime may call it
+        pass
+
+
+def ort_quantize_static(float_path: Path, out: Path, feeds: list[dict[str, np.ndarray]]) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(_Reader, CalibrationDataReader):
+        pass
+
+    pre = out.with_name(out.stem + "_pre.onnx")
+    quant_pre_process(str(float_path), str(pre))
+    quantize_static(str(pre), str(out), Reader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+
+
+def ort_quantize_dynamic(float_path: Path, out: Path, *, per_channel: bool = False) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(float_path), str(out), weight_type=QuantType.QInt8, per_channel=per_channel)
+
+
+def torchao_status() -> str:
+    try:
+        import torchao  # noqa: F401
+
+        return f"installed ({getattr(torchao, '__version__', '?')}) but not benchmarked here"
+    except ImportError:
+        return "not installed in this environment (PEERS.md quotes its measured numbers)"
+
+
+def ao_dynamic(model: nn.Module) -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=torch.qint8)
+
+
+# ------------------------------------------------------------------------------------------------
+# fmnist-cnn
+
+def trained_fmnist_cnn(args: argparse.Namespace, splits: DataSplits) -> nn.Module:
+    from torchslim.io import load, save
+    from torchslim.models import build_model
+    from torchslim.train import TrainConfig, train
+
+    tag = "quick" if args.quick else "full"
+    cache = args.cache / f"quantization-fmnist-cnn-{tag}"
+    if cache.exists() and not args.no_cache:
+        log(f"  loading cached fmnist-cnn from {cache}")
+        return load(cache)
+    model = build_model("fmnist-cnn", seed=0)
+    epochs = 1 if args.quick else 3
+    log(f"  training fmnist-cnn for {epochs} epoch(s)")
+    train(model, splits.train, config=TrainConfig(epochs=epochs, lr=1e-3), seed=0, quiet=True)
+    model.eval()
+    try:
+        save(model, cache)
+    except Exception as exc:  # noqa: BLE001 - caching is a convenience
+        log(f"  (could not cache the trained model: {exc})")
+    return model
+
+
+def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
+    from torchslim.data import load_splits
+    from torchslim.io.onnx_export import check_parity, export_onnx, integer_op_summary
+    from torchslim.measure.latency import compare_latency
+
+    threads = args.threads
+    splits = load_splits("fashion-mnist", batch_size=128, train_samples=4000 if args.quick else None,
+                         eval_samples=1000 if args.quick else None, seed=0)
+    model = trained_fmnist_cnn(args, splits)
+    ctx = Context(data=splits, seed=0, quiet=True)
+    out: dict[str, Any] = {}
+    float_acc = accuracy_torch(model, splits.test)
+    log(f"  float accuracy {float_acc:.4f}")
+
+    t0 = time.perf_counter()
+    step = quantize_handler(model, Quantize(bits=8, granularity="per_channel", calibration_samples=512), targets=None, context=ctx)
+    q8 = step.model
+    out["torchslim_int8_seconds"] = round(time.perf_counter() - t0, 2)
+    out["torchslim_int8_layers"] = step.layers
+    out["torchslim_int8_info"] = step.info
+
+    tmp = Path(tempfile.mkdtemp(prefix="ts-bench-q-"))
+    example = next(iter(splits.test))[0][:1]
+    export_onnx(model, tmp / "fp32.onnx", example)
+    export_onnx(q8, tmp / "ts_int8.onnx", example)
+    cal_feeds = []
+    taken = 0
+    for x, _ in splits.calibration:
+        cal_feeds.append({"input": x.numpy()})
+        taken += len(x)
+        if taken >= 512:
+            break
+    ort_quantize_static(tmp / "fp32.onnx", tmp / "ort_static.onnx", cal_feeds)
+    ort_quantize_dynamic(tmp / "fp32.onnx", tmp / "ort_dynamic.onnx")
+    ao = ao_dynamic(model)
+
+    summary = integer_op_summary(tmp / "ts_int8.onnx")
+    out["torchslim_onnx_ops"] = summary["all_ops"]
+    test_x = torch.cat([b[0] for b in splits.test])[:512]
+    parity = check_parity(q8, tmp / "ts_int8.onnx", test_x, steps=2.0)
+    out["onnx_parity"] = parity.to_dict()
+
+    variants = {
+        "PyTorch fp32 eager": {"acc": float_acc, "bytes": artifact_bytes(model), "bytes_kind": "torchslim artifact"},
+        "onnxruntime fp32": {"acc": accuracy_onnx(tmp / "fp32.onnx", splits.test, threads), "bytes": file_bytes(tmp / "fp32.onnx")},
+        "torch.ao quantize_dynamic (Linear only)": {"acc": accuracy_torch(ao, splits.test), "bytes": torch_save_bytes(ao),
+                                                     "bytes_kind": "torch.save state_dict"},
+        "torchao int8": {"note": torchao_status()},
+        "onnxruntime quantize_static (QDQ, per-channel)": {"acc": accuracy_onnx(tmp / "ort_static.onnx", splits.test, threads),
+                                                            "bytes": file_bytes(tmp / "ort_static.onnx")},
+        "onnxruntime quantize_dynamic (ConvInteger)": {"acc": accuracy_onnx(tmp / "ort_dynamic.onnx", splits.test, threads),
+                                                       "bytes": file_bytes(tmp / "ort_dynamic.onnx")},
+        "torchslim int8 simulated (PyTorch)": {"acc": accuracy_torch(q8, splits.test), "bytes": artifact_bytes(q8),
+                                               "bytes_kind": "torchslim artifact (packed)"},
+        "torchslim int8 deployed (onnxruntime QDQ)": {"acc": accuracy_onnx(tmp / "ts_int8.onnx", splits.test, threads),
+                                                      "bytes": file_bytes(tmp / "ts_int8.onnx")},
+    }
+    for batch in (64, 1):
+        xb = test_x[:batch]
+        feeds = {"input": xb.numpy()}
+        fns = {
+            "onnxruntime fp32": ort_fn(ort_session(tmp / "fp32.onnx", threads), feeds),
+            "PyTorch fp32 eager": torch_fn(model, xb),
+            "torch.ao quantize_dynamic (Linear only)": torch_fn(ao, xb),
+            "onnxruntime quantize_static (QDQ, per-channel)": ort_fn(ort_session(tmp / "ort_static.onnx", threads), feeds),
+            "onnxruntime quantize_dynamic (ConvInteger)": ort_fn(ort_session(tmp / "ort_dynamic.onnx", threads), feeds),
+            "torchslim int8 simulated (PyTorch)": torch_fn(q8, xb),
+            "torchslim int8 deployed (onnxruntime QDQ)": ort_fn(ort_session(tmp / "ts_int8.onnx", threads), feeds),
+        }
+        lat = rotating_latency(fns, "onnxruntime fp32", rounds=args.rounds, threads=threads)
+        eager = lat["PyTorch fp32 eager"]["ms"]
+        for name, row in lat.items():
+            variants[name][f"ms_b{batch}"] = row["ms"]
+            variants[name][f"vs_ort_fp32_b{batch}"] = row["ratio"]
+            variants[name][f"speedup_vs_eager_b{batch}"] = round(eager / row["ms"], 2)
+    feeds64 = {"input": test_x[:64].numpy()}
+    ab_ratio, _ = compare_latency(ort_fn(ort_session(tmp / "ts_int8.onnx", threads), feeds64),
+                                  ort_fn(ort_session(tmp / "fp32.onnx", threads), feeds64),
+                                  rounds=args.rounds * 2, warmup=5, threads=threads)
+    out["ab_int8_over_fp32_b64"] = round(ab_ratio, 3)
+    out["variants"] = variants
+
+    ts = variants["torchslim int8 deployed (onnxruntime QDQ)"]
+    drop_sim = (float_acc - variants["torchslim int8 simulated (PyTorch)"]["acc"]) * 100
+    drop_dep = (float_acc - ts["acc"]) * 100
+    check(results, "fmnist-cnn int8 W+A per-channel: accuracy drop (simulated / deployed)", "<= 0.3 points",
+          f"{drop_sim:.2f} / {drop_dep:.2f} points", max(drop_sim, drop_dep) <= 0.3)
+    check(results, "fmnist-cnn int8: onnxruntime int8 latency vs onnxruntime fp32, batch 64", "<= 0.5x",
+          f"{ts['vs_ort_fp32_b64']:.3f}x (A/B compare_latency: {ab_ratio:.3f}x)", ts["vs_ort_fp32_b64"] <= 0.5)
+    ratio_bytes = variants["torchslim int8 simulated (PyTorch)"]["bytes"] / variants["PyTorch fp32 eager"]["bytes"]
+    check(results, "fmnist-cnn int8: artifact bytes vs fp32 artifact", "<= 0.27x", f"{ratio_bytes:.3f}x", ratio_bytes <= 0.27)
+    ops = summary["all_ops"]
+    static_ok = ops.get("QLinearConv", 0) >= 2 and not any(k in ops for k in ("ConvInteger", "Conv", "FusedConv"))
+    check(results, "torchslim picks static QDQ for convolutions (integer QLinearConv, no ConvInteger / float Conv)",
+          "QLinearConv only", {k: v for k, v in ops.items() if "Conv" in k or "Gemm" in k}, static_ok)
+    peers = ["onnxruntime quantize_static (QDQ, per-channel)", "onnxruntime quantize_dynamic (ConvInteger)",
+             "torch.ao quantize_dynamic (Linear only)"]
+    fastest = min(peers, key=lambda k: variants[k]["ms_b64"])
+    check(results, "torchslim deployed int8 at least as fast as the fastest peer (batch 64, same model)",
+          f"<= {fastest} (5% noise margin)", f"{ts['ms_b64']:.2f} ms vs {variants[fastest]['ms_b64']:.2f} ms",
+          ts["ms_b64"] <= 1.05 * variants[fastest]["ms_b64"])
+    check(results, "ONNX QDQ output within 2 quantization steps of torchslim's simulated output", "<= 2 steps",
+          f"{parity.max_diff_in_steps:.3f} steps", parity.ok)
+
+    # ---- QAT 4-bit and 2-bit -----------------------------------------------------------------
+    qat_rows = {}
+    steps = 15 if args.quick else None
+    for bits in (4, 2):
+        cfg = Quantize(bits=bits, mode="qat", epochs=1, max_steps=steps, lr=1e-4 if bits == 4 else 3e-4,
+                       calibration_samples=512)
+        t0 = time.perf_counter()
+        res = quantize_handler(model, cfg, targets=None, context=ctx)
+        acc = accuracy_torch(res.model, splits.test)
+        ptq = quantize_handler(model, Quantize(bits=bits, calibration_samples=512, method="mse" if args.quick else "auto"),
+                               targets=None, context=ctx)
+        ptq_acc = accuracy_torch(ptq.model, splits.test)
+        qat_rows[f"{bits}-bit"] = {
+            "qat_acc": acc, "qat_drop_points": round((float_acc - acc) * 100, 2), "qat_seconds": round(time.perf_counter() - t0, 1),
+            "ptq_acc": ptq_acc, "ptq_method": ptq.info["method"], "artifact_bytes": artifact_bytes(res.model),
+            "qat_steps": res.info.get("qat", {}).get("steps"),
+        }
+    out["qat"] = qat_rows
+    check(results, "fmnist-cnn 4-bit weights with QAT: accuracy drop", "<= 1 point",
+          f"{qat_rows['4-bit']['qat_drop_points']:.2f} points", qat_rows["4-bit"]["qat_drop_points"] <= 1.0)
+    check(results, "fmnist-cnn 2-bit weights with QAT: accuracy drop", "reported",
+          f"{qat_rows['2-bit']['qat_drop_points']:.2f} points", None)
+    out["float_acc"] = float_acc
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# MiniLM
+
+def _embed(model: nn.Module, texts: list[str], batch: int = 32) -> torch.Tensor:
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(texts), batch):
+            outs.append(model(**model.tokenize(texts[i:i + batch], padding="longest")))
+    return torch.cat(outs)
+
+
+def _embed_onnx(path: Path, model: nn.Module, texts: list[str], threads: int, batch: int = 32) -> torch.Tensor:
+    session = ort_session(path, threads)
+    outs = []
+    for i in range(0, len(texts), batch):
+        enc = model.tokenize(texts[i:i + batch], padding="longest")
+        outs.append(torch.from_numpy(session.run(None, {k: v.numpy() for k, v in enc.items()})[0]))
+    return torch.cat(outs)
+
+
+def _pair_cos(emb: torch.Tensor) -> float:
+    return float(F.cosine_similarity(emb[0:1], emb[1:2]))
+
+
+def section_minilm(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
+    from torchslim.data import load_splits
+    from torchslim.io.onnx_export import export_onnx, integer_op_summary
+    from torchslim.models import build_model
+
+    threads = args.threads
+    n_texts = 32 if args.quick else 1000
+    model = build_model("minilm-l6")
+    splits = load_splits("tweets", batch_size=32, eval_samples=max(n_texts, 64), seed=0)
+    texts: list[str] = []
+    for batch, _ in splits.test:
+        texts += list(batch)
+        if len(texts) >= n_texts:
+            break
+    texts = texts[:n_texts]
+    ctx = Context(data=splits, seed=0, quiet=True)
+    tmp = Path(tempfile.mkdtemp(prefix="ts-bench-minilm-"))
+    pair = list(REFERENCE_PAIR)
+    ref = _embed(model, texts)
+    ref_pair = _pair_cos(_embed(model, pair))
+    example = model.tokenize(pair, padding="longest")
+    export_onnx(model, tmp / "fp32.onnx", example)
+
+    rows: dict[str, dict[str, Any]] = {}
+
+    def score(name: str, emb: torch.Tensor, pair_emb: torch.Tensor, **extra: Any) -> None:
+        cos = F.cosine_similarity(ref, emb)
+        rows[name] = {"mean_cosine": round(float(cos.mean()), 5), "min_cosine": round(float(cos.min()), 5),
+                      "pair_cosine": round(_pair_cos(pair_emb), 4), **extra}
+
+    score("PyTorch fp32", ref, _embed(model, pair), bytes=artifact_bytes(model))
+    cal = 8 if args.quick else 64
+    ts_models = {}
+    for gran in ("per_token",) if args.quick else ("per_token", "per_tensor"):
+        res = quantize_handler(model, Quantize(bits=8, dynamic_granularity=gran, calibration_samples=cal), targets=None, context=ctx)
+        ts_models[gran] = res.model
+        path = tmp / f"ts_{gran}.onnx"
+        export_onnx(res.model, path, example)
+        score(f"torchslim int8 dynamic {gran} (simulated)", _embed(res.model, texts), _embed(res.model, pair),
+              bytes=artifact_bytes(res.model))
+        score(f"torchslim int8 dynamic {gran} (onnxruntime)", _embed_onnx(path, model, texts, threads),
+              _embed_onnx(path, model, pair, threads), bytes=file_bytes(path),
+              integer_ops=integer_op_summary(path)["integer_ops"])
+    ao = ao_dynamic(model)
+    score("torch.ao quantize_dynamic", _embed(ao, texts), _embed(ao, pair), bytes=torch_save_bytes(ao))
+    ort_quantize_dynamic(tmp / "fp32.onnx", tmp / "ort_dyn.onnx", per_channel=True)
+    score("onnxruntime quantize_dynamic (per-channel)", _embed_onnx(tmp / "ort_dyn.onnx", model, texts, threads),
+          _embed_onnx(tmp / "ort_dyn.onnx", model, pair, threads), bytes=file_bytes(tmp / "ort_dyn.onnx"))
+    score("onnxruntime fp32", _embed_onnx(tmp / "fp32.onnx", model, texts, threads),
+          _embed_onnx(tmp / "fp32.onnx", model, pair, threads), bytes=file_bytes(tmp / "fp32.onnx"))
+    rows["torchao int8"] = {"note": torchao_status()}
+
+    latency = {}
+    for batch in ((1, 32) if not args.quick else (1,)):
+        enc = model.tokenize((texts * 40)[:batch], padding="max_length")
+        feeds = {k: v.numpy() for k, v in enc.items()}
+        fns = {
+            "PyTorch fp32": torch_fn(model, enc),
+            "torch.ao quantize_dynamic": torch_fn(ao, enc),
+            "onnxruntime fp32": ort_fn(ort_session(tmp / "fp32.onnx", threads), feeds),
+            "onnxruntime quantize_dynamic (per-channel)": ort_fn(ort_session(tmp / "ort_dyn.onnx", threads), feeds),
+            "torchslim int8 dynamic per_token (onnxruntime)": ort_fn(ort_session(tmp / "ts_per_token.onnx", threads), feeds),
+        }
+        if (tmp / "ts_per_tensor.onnx").exists():
+            fns["torchslim int8 dynamic per_tensor (onnxruntime)"] = ort_fn(ort_session(tmp / "ts_per_tensor.onnx", threads), feeds)
+        rounds = max(3, args.rounds // (4 if batch > 1 else 2))
+        lat = rotating_latency(fns, "PyTorch fp32", rounds=rounds, threads=threads)
+        latency[f"batch{batch}_seq128"] = lat
+    out = {"texts": len(texts), "fp32_pair_cosine": round(ref_pair, 4), "rows": rows, "latency": latency}
+    best = rows["torchslim int8 dynamic per_token (onnxruntime)"]
+    check(results, "minilm-l6 int8: mean cosine fp32 vs int8 (torchslim, deployed per-token)", ">= 0.99",
+          f"{best['mean_cosine']:.4f} over {len(texts)} tweets", best["mean_cosine"] >= 0.99)
+    check(results, "minilm-l6 int8: reference pair cosine", f"within 0.005 of {REFERENCE_PAIR_FP32}",
+          f"{best['pair_cosine']:.4f} (quantize_dynamic: {rows['torch.ao quantize_dynamic']['pair_cosine']:.4f})",
+          abs(best["pair_cosine"] - REFERENCE_PAIR_FP32) <= 0.005)
+    key = max(latency)
+    check(results, f"minilm-l6 int8 latency ratio vs PyTorch fp32 ({key})", "reported",
+          {k: v["ratio"] for k, v in latency[key].items()}, None)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# EfficientNet-Lite0
+
+def _crops(n: int, seed: int) -> torch.Tensor:
+    from torchslim.models import efficientnet_preprocess, sample_photos
+
+    photos = list(sample_photos().values())
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        photo = photos[i % len(photos)]
+        h, w = photo.shape[:2]
+        s = rng.uniform(0.35, 1.0)
+        ch, cw = max(16, int(h * s)), max(16, int(w * s))
+        y0, x0 = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        crop = photo[y0:y0 + ch, x0:x0 + cw]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        out.append(efficientnet_preprocess(np.ascontiguousarray(crop)))
+    return torch.stack(out)
+
+
+def section_efficientnet(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
+    from torchslim.io.onnx_export import check_parity, export_onnx, integer_op_summary
+    from torchslim.models import build_model
+
+    model = build_model("efficientnet-lite0")
+    n_cal, n_test = (8, 8) if args.quick else (64, 128)
+    cal = _crops(n_cal, seed=0)
+    test = _crops(n_test, seed=1)
+    with torch.no_grad():
+        ref = torch.cat([model(test[i:i + 16]) for i in range(0, len(test), 16)]).argmax(1)
+    ctx = Context(data=DataSplits(calibration=[(cal[i:i + 8], None) for i in range(0, len(cal), 8)]), seed=0, quiet=True)
+    rows = {}
+    best_model, best_key = None, None
+    variants = [("per_tensor", "minmax"), ("per_channel", "minmax")]
+    if not args.quick:
+        variants.append(("per_channel", "percentile"))
+    for gran, observer in variants:
+        t0 = time.perf_counter()
+        res = quantize_handler(model, Quantize(bits=8, granularity=gran, observer=observer, calibration_samples=n_cal,
+                                               method="minmax" if args.quick else "auto"),
+                               targets=None, context=ctx)
+        with torch.no_grad():
+            got = torch.cat([res.model(test[i:i + 16]) for i in range(0, len(test), 16)]).argmax(1)
+        key = f"{gran} ({observer} observer)"
+        rows[key] = {"top1_agreement": round(float((got == ref).float().mean()), 4), "seconds": round(time.perf_counter() - t0, 1),
+                     "output_sqnr_db_calibration": res.info.get("output_sqnr_db"),
+                     "folded_batchnorm": len(res.info.get("folded_batchnorm", [])), "quantized_layers": len(res.layers)}
+        if best_key is None or rows[key]["top1_agreement"] > rows[best_key]["top1_agreement"]:
+            best_model, best_key = res.model, key
+    out: dict[str, Any] = {"calibration_crops": n_cal, "held_out_crops": n_test, "rows": rows}
+    tmp = Path(tempfile.mkdtemp(prefix="ts-bench-eff-"))
+    export_onnx(best_model, tmp / "best.onnx", test[:1])
+    out["best_onnx"] = {"ops": integer_op_summary(tmp / "best.onnx")["integer_ops"],
+                        "parity": check_parity(best_model, tmp / "best.onnx", test[:4]).to_dict(),
+                        "bytes": file_bytes(tmp / "best.onnx")}
+    for key, row in rows.items():
+        check(results, f"efficientnet-lite0 int8 PTQ {key}: top-1 agreement with fp32", "reported",
+              row["top1_agreement"], None)
+    check(results, "efficientnet-lite0 int8 PTQ best granularity: top-1 agreement", ">= 0.90",
+          f"{rows[best_key]['top1_agreement']:.3f} ({best_key}, {n_test} held-out crops)", rows[best_key]["top1_agreement"] >= 0.90)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# bad input
+
+def section_bad_input(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
+    from torchslim.core.errors import TorchSlimError
+    from torchslim.models import build_model
+
+    model = build_model("fmnist-cnn", seed=0)
+    good = [(torch.rand(64, 1, 28, 28), torch.zeros(64, dtype=torch.long))]
+    nan = [(good[0][0].clone(), good[0][1])]
+    nan[0][0][0, 0, 0, 0] = float("nan")
+    wrong = [(torch.rand(64, 1, 32, 32), torch.zeros(64, dtype=torch.long))]
+    cases: dict[str, Callable[[], Any]] = {
+        "bits=9": lambda: Quantize(bits=9),
+        "bits=0": lambda: Quantize(bits=0),
+        "per-channel axis=4 (no layer has 5 dimensions)": lambda: quantize_handler(
+            model, Quantize(granularity="per_channel", axis=4), targets=None, context=Context(data=DataSplits(calibration=good))),
+        "calibration data with NaN": lambda: quantize_handler(model, Quantize(), targets=None, context=Context(data=DataSplits(calibration=nan))),
+        "calibration data of the wrong shape": lambda: quantize_handler(
+            model, Quantize(), targets=None, context=Context(data=DataSplits(calibration=wrong), example_input=good[0][0][:1])),
+        "empty calibration set": lambda: quantize_handler(model, Quantize(), targets=None, context=Context(data=DataSplits(calibration=[]))),
+    }
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rows = {}
+    for name, fn in cases.items():
+        try:
+            fn()
+            rows[name] = {"error": None, "message": "no error raised"}
+        except TorchSlimError as exc:
+            rows[name] = {"error": type(exc).__name__, "message": str(exc)[:200]}
+    unchanged = all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and not hasattr(model, "torchslim_plan")
+    ok = all(r["error"] for r in rows.values()) and unchanged
+    check(results, "bad input: clear error before any work, model unchanged", "every case raises; model unchanged",
+          f"{sum(bool(r['error']) for r in rows.values())}/{len(rows)} raised; unchanged={unchanged}", ok)
+    return {"cases": rows, "model_unchanged": unchanged}
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], dict[str, Any]]] = {
+    "fmnist": section_fmnist,
+    "minilm": section_minilm,
+    "efficientnet": section_efficientnet,
+    "bad_input": section_bad_input,
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# report
+
+def _fmt(value: Any, kind: str = "") -> str:
+    if value is None:
+        return "-"
+    if kind == "pct":
+        return f"{100 * value:.2f}%"
+    if kind == "bytes":
+        return f"{int(value):,}"
+    if kind == "x":
+        return f"{value:.3f}x"
+    if isinstance(value, float):
+        return f"{value:.4g}" if not math.isnan(value) else "nan"
+    return str(value)
+
+
+def to_markdown(results: dict[str, Any]) -> str:
+    env = results["env"]
+    lines = [f"# Quantization benchmark ({'quick' if results['quick'] else 'full'} run)", "",
+             f"torch {env['torch']}, onnxruntime {env['onnxruntime']}, {env['threads']} threads, {env['cpus']} CPUs, "
+             f"{env['date']}; {results.get('seconds', 0):.0f} s.", ""]
+    lines += ["## Must-show checks", "", "| claim | target | measured | verdict |", "|---|---|---|---|"]
+    for c in results.get("checks", []):
+        verdict = "reported" if c["ok"] is None else ("met" if c["ok"] else "NOT met")
+        lines.append(f"| {c['claim']} | {c['target']} | {c['measured']} | {verdict} |")
+    sec = results["sections"]
+    fm = sec.get("fmnist")
+    if isinstance(fm, dict) and "variants" in fm:
+        lines += ["", f"## fmnist-cnn (float accuracy {100 * fm['float_acc']:.2f}%)", "",
+                  "| variant | test acc | bytes | ms b64 | vs ORT fp32 b64 | speed-up vs eager b64 | ms b1 | vs ORT fp32 b1 |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, row in fm["variants"].items():
+            if "note" in row:
+                lines.append(f"| {name} | {row['note']} | | | | | | |")
+                continue
+            lines.append(
+                f"| {name} | {_fmt(row.get('acc'), 'pct')} | {_fmt(row.get('bytes'), 'bytes')} | {_fmt(row.get('ms_b64'))} | "
+                f"{_fmt(row.get('vs_ort_fp32_b64'), 'x')} | {_fmt(row.get('speedup_vs_eager_b64'))} | {_fmt(row.get('ms_b1'))} | "
+                f"{_fmt(row.get('vs_ort_fp32_b1'), 'x')} |")
+        lines += ["", f"- onnxruntime ops of torchslim's int8 model: {fm.get('torchslim_onnx_ops')}",
+                  f"- ONNX vs simulated output: {fm.get('onnx_parity')}",
+                  f"- A/B (compare_latency) torchslim int8 / ORT fp32 at batch 64: {fm.get('ab_int8_over_fp32_b64')}x",
+                  "", "| QAT | accuracy | drop (points) | PTQ accuracy (method) | artifact bytes | steps | seconds |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, row in fm.get("qat", {}).items():
+            lines.append(f"| {name} weights, 8-bit activations | {_fmt(row['qat_acc'], 'pct')} | {row['qat_drop_points']} | "
+                         f"{_fmt(row['ptq_acc'], 'pct')} ({row['ptq_method']}) | {_fmt(row['artifact_bytes'], 'bytes')} | "
+                         f"{row['qat_steps']} | {row['qat_seconds']} |")
+        lines += ["", "Per-layer report of the int8 step:", "", "| layer | bits | activations | weight SQNR dB | output SQNR dB |",
+                  "|---|---|---|---|---|"]
+        for r in fm.get("torchslim_int8_layers", []):
+            lines.append(f"| {r['layer']} | {r['weight_bits']} | {r['activations']} | {r['weight_sqnr_db']} | {r['output_sqnr_db']} |")
+    ml = sec.get("minilm")
+    if isinstance(ml, dict) and "rows" in ml:
+        lines += ["", f"## MiniLM-L6 ({ml['texts']} tweets; fp32 reference pair cosine {ml['fp32_pair_cosine']})", "",
+                  "| variant | mean cosine | min cosine | pair cosine | bytes |", "|---|---|---|---|---|"]
+        for name, row in ml["rows"].items():
+            if "note" in row:
+                lines.append(f"| {name} | {row['note']} | | | |")
+                continue
+            lines.append(f"| {name} | {row['mean_cosine']} | {row['min_cosine']} | {row['pair_cosine']} | {_fmt(row.get('bytes'), 'bytes')} |")
+        for key, lat in ml["latency"].items():
+            lines += ["", f"Latency {key} (ratio = variant / PyTorch fp32, median of per-round ratios):", "",
+                      "| variant | ms | ratio |", "|---|---|---|"]
+            for name, row in lat.items():
+                lines.append(f"| {name} | {row['ms']} | {row['ratio']:.3f}x |")
+    ef = sec.get("efficientnet")
+    if isinstance(ef, dict) and "rows" in ef:
+        lines += ["", f"## EfficientNet-Lite0 int8 PTQ ({ef['calibration_crops']} calibration crops, {ef['held_out_crops']} held-out crops)", "",
+                  "| granularity | top-1 agreement | output SQNR dB (calibration) | seconds |", "|---|---|---|---|"]
+        for name, row in ef["rows"].items():
+            lines.append(f"| {name} | {row['top1_agreement']:.3f} | {row['output_sqnr_db_calibration']} | {row['seconds']} |")
+        lines += ["", f"- best model in onnxruntime: {ef.get('best_onnx')}"]
+    bi = sec.get("bad_input")
+    if isinstance(bi, dict) and "cases" in bi:
+        lines += ["", "## Bad input", "", "| case | error | message |", "|---|---|---|"]
+        for name, row in bi["cases"].items():
+            lines.append(f"| {name} | {row['error']} | {row['message'].replace('|', '/')} |")
+        lines.append(f"\nmodel unchanged after all cases: {bi['model_unchanged']}")
+    for name, value in sec.items():
+        if isinstance(value, dict) and "error" in value and len(value) <= 2:
+            lines += ["", f"## {name}: FAILED", "", "```", value["error"], "```"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small data, few rounds: a < 3 minute smoke run")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {list(SECTIONS)}")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=None, help="latency rounds (default 10 quick, 40 full)")
+    parser.add_argument("--out", type=Path, default=ROOT / "results")
+    default_cache = Path(os.environ.get("TORCHSLIM_CACHE") or "~/.cache/torchslim").expanduser() / "benchmarks"
+    parser.add_argument("--cache", type=Path, default=default_cache, help="where the trained fmnist-cnn is kept")
+    parser.add_argument("--no-cache", action="store_true", help="always train the float fmnist-cnn")
+    args = parser.parse_args(argv)
+    args.rounds = args.rounds or (10 if args.quick else 40)
+    torch.set_num_threads(args.threads)
+    import onnxruntime
+
+    results: dict[str, Any] = {
+        "quick": args.quick,
+        "env": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "threads": args.threads,
+                "cpus": os.cpu_count(), "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M")},
+        "sections": {},
+        "checks": [],
+    }
+    started = time.perf_counter()
+    for name in [n.strip() for n in args.only.split(",") if n.strip()]:
+        if name not in SECTIONS:
+            parser.error(f"unknown section {name!r}; known: {list(SECTIONS)}")
+        log(f"section {name} ...")
+        t0 = time.perf_counter()
+        try:
+            results["sections"][name] = SECTIONS[name](args, results)
+        except Exception as exc:  # noqa: BLE001 - one failing section must not hide the others
+            traceback.print_exc()
+            results["sections"][name] = {"error": f"{type(exc).__name__}: {exc}"}
+        log(f"section {name} done in {time.perf_counter() - t0:.0f} s")
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    from torchslim.io import write_json, write_text
+
+    stem = "quantization_quick" if args.quick else "quantization"
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / f"{stem}.json", results)
+    write_text(args.out / f"{stem}.md", to_markdown(results))
+    log(f"wrote {args.out / (stem + '.json')} and .md in {results['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""ONNX export: int8 QDQ with torchslim's own scales, integer kernels in onnxruntime, output parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from quant_toys import context_for, image_batches, make_cnn
+from torchslim.core.errors import ConfigError
+from torchslim.io.onnx_export import (
+    check_parity,
+    export_onnx,
+    integer_op_summary,
+    optimized_op_counts,
+    run_onnx,
+)
+from torchslim.quantization import Quantize, quantize_handler
+
+
+@pytest.fixture(scope="module")
+def int8_cnn():
+    batches = image_batches()
+    model = quantize_handler(make_cnn(), Quantize(bits=8), targets=None, context=context_for(batches)).model
+    return model, batches
+
+
+def test_static_int8_export_runs_integer_kernels(tmp_path, int8_cnn):
+    model, batches = int8_cnn
+    result = export_onnx(model, tmp_path / "q.onnx", batches[0][0][:1])
+    assert result.quantized and result.integer_layers == ["features.conv1", "features.conv2", "fc", "classifier"]
+    summary = integer_op_summary(tmp_path / "q.onnx")
+    assert summary["integer_ops"].get("QLinearConv") == 2
+    assert summary["integer_ops"].get("QGemm") == 2
+    assert summary["float_compute_ops"] == {}, "no convolution or matmul may fall back to float"
+
+
+def test_export_uses_torchslims_own_scales(tmp_path, int8_cnn):
+    model, batches = int8_cnn
+    export_onnx(model, tmp_path / "q.onnx", batches[0][0][:1])
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "q.onnx")).graph.initializer}
+    conv = model.features.conv2
+    assert np.array_equal(inits["features.conv2.weight_q"], conv.weight_q.numpy())
+    assert inits["features.conv2.weight_q"].dtype == np.int8
+    assert np.array_equal(inits["features.conv2.weight_scale"], conv.weight_scale.numpy())
+    assert float(inits["features.conv2.input_scale"]) == float(conv.input_scale)
+    assert inits["features.conv2._onnx_bias_q"].dtype == np.int32
+
+
+def test_qdq_output_within_two_quantization_steps(tmp_path, int8_cnn):
+    model, batches = int8_cnn
+    export_onnx(model, tmp_path / "q.onnx", batches[0][0][:1])
+    x = torch.cat([b[0] for b in batches])
+    report = check_parity(model, tmp_path / "q.onnx", x, steps=2.0)
+    assert report.quantized and report.ok, report
+    assert report.max_diff_in_steps <= 2.0
+    # batch size is dynamic
+    assert run_onnx(tmp_path / "q.onnx", x[:7]).shape == (7, 10)
+
+
+def test_per_tensor_and_weight_only_exports(tmp_path):
+    batches = image_batches()
+    ctx = context_for(batches)
+    per_tensor = quantize_handler(make_cnn(), Quantize(granularity="per_tensor"), targets=None, context=ctx).model
+    export_onnx(per_tensor, tmp_path / "t.onnx", batches[0][0][:1])
+    assert optimized_op_counts(tmp_path / "t.onnx")["QLinearConv"] == 2
+    assert check_parity(per_tensor, tmp_path / "t.onnx", batches[0][0]).ok
+    weight_only = quantize_handler(make_cnn(), Quantize(activations=False), targets=None, context=ctx).model
+    export_onnx(weight_only, tmp_path / "w.onnx", batches[0][0][:1])
+    graph = onnx.load(str(tmp_path / "w.onnx")).graph
+    assert sum(i.data_type == onnx.TensorProto.INT8 for i in graph.initializer) >= 4  # int8 weights on disk
+    assert check_parity(weight_only, tmp_path / "w.onnx", batches[0][0]).ok
+
+
+def test_float_export_matches_pytorch(tmp_path):
+    model = make_cnn()
+    x = image_batches()[0][0]
+    result = export_onnx(model, tmp_path / "f.onnx", x[:1])
+    assert not result.quantized
+    report = check_parity(model, tmp_path / "f.onnx", x)
+    assert not report.quantized and report.ok
+
+
+@pytest.mark.parametrize("granularity", ["per_token", "per_tensor"])
+def test_dynamic_linear_export(tmp_path, transformer, tokens, granularity):
+    q = quantize_handler(transformer, Quantize(dynamic_granularity=granularity), targets=None,
+                         context=context_for(tokens)).model
+    ids = tokens[0][0]
+    export_onnx(q, tmp_path / "d.onnx", ids[:2])
+    counts = optimized_op_counts(tmp_path / "d.onnx")
+    integer = counts["MatMulInteger"] + counts["DynamicQuantizeMatMul"] + counts["MatMulIntegerToFloat"]
+    assert integer == 6
+    got = run_onnx(tmp_path / "d.onnx", ids)
+    with torch.no_grad():
+        ref = q(ids).numpy()
+    cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() > 0.999
+    assert run_onnx(tmp_path / "d.onnx", tokens[1][0][:, :7]).shape == (16, 32)  # dynamic sequence length
+    # the embedding table stays int8 in the file and only gathered rows are dequantized
+    graph = onnx.load(str(tmp_path / "d.onnx")).graph
+    table = next(i for i in graph.initializer if i.name == "embed.weight_q")
+    assert table.data_type == onnx.TensorProto.INT8
+    assert not any(n.op_type == "DequantizeLinear" and n.input[0] == "embed.weight_q" for n in graph.node)
+
+
+def test_failed_export_leaves_no_file(tmp_path, int8_cnn):
+    model, _ = int8_cnn
+    with pytest.raises(ConfigError, match="example_input"):
+        export_onnx(model, tmp_path / "x.onnx", "not a tensor")
+    with pytest.raises(Exception):
+        export_onnx(model, tmp_path / "x.onnx", torch.rand(1, 3, 5, 5))
+    assert list(tmp_path.iterdir()) == []
+    assert all(not getattr(m, "_onnx_export", False) for m in model.modules())
+    assert not any(k.startswith("_onnx") for k in model.state_dict())

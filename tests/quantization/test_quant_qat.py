@@ -1,0 +1,97 @@
+"""Quantization-aware training with LSQ through the one training loop."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from torchslim.core import Context, Targets
+from torchslim.core.errors import DataError
+from torchslim.data import load_splits
+from torchslim.quantization import FakeQuantMixin, LSQQuantizer, QuantizedMixin, Quantize, quantize_handler
+from torchslim.quantization.qat import QATHook, convert_qat, prepare_qat
+from torchslim.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def digits_model():
+    splits = load_splits("digits", batch_size=64, seed=0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    train(model, splits.train, config=TrainConfig(epochs=8, lr=3e-3), quiet=True)
+    return model.eval(), splits
+
+
+def accuracy(model, loader):
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in loader:
+            correct += int((model(x).argmax(1) == y).sum())
+            total += len(y)
+    return correct / total
+
+
+def test_qat_recovers_what_binary_ptq_loses(digits_model):
+    model, splits = digits_model
+    ctx = Context(data=splits, seed=0, quiet=True)
+    float_acc = accuracy(model, splits.test)
+    assert float_acc > 0.9
+    ptq = quantize_handler(model, Quantize(bits=1), targets=None, context=ctx)
+    qat = quantize_handler(model, Quantize(bits=1, mode="qat", epochs=4, lr=1e-3), targets=None, context=ctx)
+    assert isinstance(qat.model[1], QuantizedMixin) and not any(isinstance(m, FakeQuantMixin) for m in qat.model.modules())
+    assert all(r["method"].startswith("lsq-qat") for r in qat.layers)
+    assert qat.info["qat"]["steps"] > 0
+    ptq_acc, qat_acc = accuracy(ptq.model, splits.test), accuracy(qat.model, splits.test)
+    assert qat_acc > ptq_acc + 0.03
+    assert qat_acc > float_acc - 0.08
+    assert set(qat.model[1].weight_q.unique().tolist()) <= {-1, 1}
+
+
+def test_lsq_learns_step_sizes_and_keeps_them_positive(digits_model):
+    model, splits = digits_model
+    from torchslim.quantization.ptq import collect_stats, plan_layers
+    from torchslim.quantization.technique import Quantize as Q
+
+    work = copy.deepcopy(model)
+    cfg = Q(bits=4, mode="qat")
+    choices, _ = plan_layers(work, targets=None, weight_spec=cfg.weight_spec(), act_spec=cfg.activation_spec(work),
+                             method="mse")
+    batches = [b[0] for b in splits.calibration]
+    stats, _ = collect_stats(work, choices, batches)
+    prepare_qat(work, choices, stats)
+    quantizers = [m for m in work.modules() if isinstance(m, LSQQuantizer)]
+    assert len(quantizers) == 4  # weights and inputs of two layers
+    start = [q.scale.detach().clone() for q in quantizers]
+    trainable = {id(p) for p in work.parameters() if p.requires_grad}
+    assert all(id(q.scale) in trainable for q in quantizers)
+    train(work, splits.train, config=TrainConfig(epochs=1, lr=1e-2), hooks=[QATHook(work)], quiet=True)
+    assert any(not torch.equal(s, q.scale.detach()) for s, q in zip(start, quantizers))
+    assert all((q.scale > 0).all() for q in quantizers)
+    x = next(iter(splits.test))[0]
+    with torch.no_grad():
+        simulated = work(x)
+    names = convert_qat(work)
+    assert names == ["1", "3"]
+    with torch.no_grad():
+        torch.testing.assert_close(work(x), simulated, atol=1e-4, rtol=1e-4)
+
+
+def test_mixed_precision_qat_with_layer_bits(digits_model):
+    model, splits = digits_model
+    ctx = Context(data=splits, seed=0, quiet=True)
+    out = quantize_handler(model, Quantize(bits=8, layer_bits={"3": 4}, mode="qat", max_steps=5), targets=None, context=ctx)
+    assert {r["layer"]: r["weight_bits"] for r in out.layers} == {"1": 8, "3": 4}
+    only_first = quantize_handler(model, Quantize(bits=4, mode="qat", max_steps=3), targets=Targets(names=["1"]), context=ctx)
+    assert isinstance(only_first.model[1], QuantizedMixin) and type(only_first.model[3]) is nn.Linear
+
+
+def test_qat_needs_training_data(digits_model):
+    model, splits = digits_model
+    from torchslim.core import DataSplits
+
+    ctx = Context(data=DataSplits(calibration=splits.calibration))
+    with pytest.raises(DataError, match="needs train data"):
+        quantize_handler(model, Quantize(mode="qat"), targets=None, context=ctx)
