@@ -98,6 +98,25 @@ def artifact_bytes(model: nn.Module) -> int:
         return directory_bytes(save(model, Path(tmp) / "artifact"))
 
 
+RUNTIMES = ("auto", "pytorch", "onnxruntime")
+
+
+def export_for_latency(model: nn.Module, example_input: Any, directory: Path) -> tuple[Path | None, str | None]:
+    """Export `model` to ONNX (int8 QDQ for quantized layers) for onnxruntime latency.
+
+    Returns ``(path, None)``, or ``(None, reason)`` when the export or a first run fails.
+    """
+    from torchslim.io.onnx_export import export_onnx, run_onnx
+
+    path = directory / f"model-{id(model)}.onnx"
+    try:
+        export_onnx(model, path, example_input)
+        run_onnx(path, example_input, threads=1)
+    except Exception as exc:  # noqa: BLE001 - any export failure means "measure in PyTorch", with the reason
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return path, None
+
+
 def analyze(
     model: nn.Module,
     data: Any = None,
@@ -108,24 +127,41 @@ def analyze(
     repeats: int = 20,
     eval_split: str = "test",
     energy_profile: str = "horowitz-45nm",
+    runtime: str = "pytorch",
+    onnx_path: str | Path | None = None,
 ) -> Any:
-    """Measure `model` (read-only): params, non-zeros, MACs, bytes on disk, latency, energy, accuracy."""
+    """Measure `model` (read-only): params, non-zeros, MACs, bytes on disk, latency, energy, accuracy.
+
+    `runtime` names where latency is measured: ``pytorch`` (eager), ``onnxruntime`` (the model is
+    exported to ONNX, int8 QDQ for quantized layers; an export failure is an error) or ``auto``
+    (onnxruntime when the export works, else PyTorch eager). PyTorch eager latency is always kept
+    in ``latency_eager_ms``; ``latency_runtime`` says which runtime ``latency_ms`` comes from.
+    """
+    from torchslim.core.errors import ModelError
     from torchslim.measure import analyze as measure_model
 
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime={runtime!r} must be one of {list(RUNTIMES)}.")
     splits = as_splits(data)
     check_model_accepts_data(model, splits)
     if example_input is None:
         example_input = resolve_example_input(model, splits=splits, batch_size=batch_size)
     loader = getattr(splits, eval_split, None) if splits is not None else None
-    stats = measure_model(
-        model,
-        example_input=example_input,
-        loader=loader,
-        latency_batch_size=batch_size,
-        threads=threads,
-        repeats=repeats,
-        profile=energy_profile,
-    )
+    with tempfile.TemporaryDirectory(prefix="torchslim-onnx-") as tmp:
+        if onnx_path is None and runtime != "pytorch":
+            onnx_path, reason = export_for_latency(model, example_input, Path(tmp))
+            if onnx_path is None and runtime == "onnxruntime":
+                raise ModelError(f"ONNX export for onnxruntime latency failed: {reason}")
+        stats = measure_model(
+            model,
+            example_input=example_input,
+            loader=loader,
+            onnx_path=onnx_path,
+            latency_batch_size=batch_size,
+            threads=threads,
+            repeats=repeats,
+            profile=energy_profile,
+        )
     return dataclasses.replace(stats, bytes=artifact_bytes(model))
 
 
@@ -136,6 +172,13 @@ class CompressionResult:
     model: nn.Module
     report: Report
     recipe: Recipe
+    example_input: Any = None
+
+    def export_onnx(self, path: str | Path, example_input: Any = None, **kwargs: Any) -> Any:
+        """Export the compressed model to ONNX (int8 QDQ for quantized layers) and return the export facts."""
+        from torchslim.io.onnx_export import export_onnx
+
+        return export_onnx(self.model, path, example_input if example_input is not None else self.example_input, **kwargs)
 
     def save(self, directory: str | Path, *, html: bool = True) -> Path:
         """Write the artifact with ``report.json`` (and ``report.html`` unless ``html=False``)."""
@@ -186,11 +229,13 @@ def compress(
     repeats: int = 20,
     quiet: bool = False,
     model_name: str | None = None,
+    runtime: str = "auto",
 ) -> CompressionResult:
     """Measure `model`, run `recipe` on a copy of it, measure again, and return the result.
 
     The user's model is never modified. `recipe` is a `Recipe`, a YAML file path, or the name of a
-    shipped recipe.
+    shipped recipe. Latency before and after is measured on the same runtime: with ``auto``,
+    onnxruntime when both models export to ONNX, else PyTorch eager for both (the report says why).
     """
     from torchslim.models import get_model_spec
 
@@ -204,17 +249,31 @@ def compress(
     check_model_accepts_data(model, splits)
     try:
         example = resolve_example_input(model, splits=splits, batch_size=batch_size)
-        before = analyze(model, splits, example_input=example, batch_size=batch_size, threads=threads, repeats=repeats)
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"runtime={runtime!r} must be one of {list(RUNTIMES)}.")
         work = copy.deepcopy(model)
-        context = Context(data=splits, seed=seed, run_dir=Path(run_dir) if run_dir else None, threads=threads, quiet=quiet, example_input=example)
+        context = Context(data=splits, seed=seed, run_dir=Path(run_dir) if run_dir else None, threads=threads, quiet=quiet, example_input=example, teacher=model)
         work, steps = run_recipe(work, recipe, context=context)
         work.eval()
-        after = analyze(work, splits, example_input=example, batch_size=batch_size, threads=threads, repeats=repeats)
+        notes: list[str] = []
+        with tempfile.TemporaryDirectory(prefix="torchslim-onnx-") as tmp:
+            onnx_before = onnx_after = None
+            if runtime != "pytorch":
+                onnx_before, why_before = export_for_latency(model, example, Path(tmp))
+                onnx_after, why_after = export_for_latency(work, example, Path(tmp))
+                if onnx_before is None or onnx_after is None:
+                    reason = why_before or why_after
+                    if runtime == "onnxruntime":
+                        raise ConfigError(f"runtime='onnxruntime' but the ONNX export failed: {reason}")
+                    notes.append(f"latency measured in PyTorch eager for both models: the ONNX export failed ({reason})")
+                    onnx_before = onnx_after = None
+            common = dict(example_input=example, batch_size=batch_size, threads=threads, repeats=repeats, runtime="pytorch")
+            before = analyze(model, splits, onnx_path=onnx_before, **common)
+            after = analyze(work, splits, onnx_path=onnx_after, **common)
     finally:
         torch.set_num_threads(previous_threads)
     spec = get_model_spec(model)
     name = model_name or (spec or {}).get("name") or type(model).__name__
-    notes = []
     if splits is not None and splits.test is splits.train and splits.test is not None:
         notes.append("accuracy was measured on the same data used for compression (no separate test split given)")
     report = Report(
@@ -226,7 +285,7 @@ def compress(
         dataset=splits.name if splits is not None else None,
         notes=notes,
     )
-    return CompressionResult(model=work, report=report, recipe=recipe)
+    return CompressionResult(model=work, report=report, recipe=recipe, example_input=example)
 
 
 def load_recipe(recipe: Recipe | str | Path) -> Recipe:

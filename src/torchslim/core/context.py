@@ -36,7 +36,9 @@ class Context:
     run_dir: Path | None = None
     threads: int | None = None
     quiet: bool = False
-    example_input: torch.Tensor | None = None
+    example_input: Any = None
+    teacher: Any = None
+    """The original, uncompressed model (read-only): the default teacher of distillation steps."""
 
     def replace(self, **changes: Any) -> "Context":
         return dataclasses.replace(self, **changes)
