@@ -125,3 +125,19 @@ def test_analyze_sensitivity_writes_curves(capsys, tmp_path):
     assert set(stats["sensitivity"]["curves"]) == {"fc1", "fc2", "classifier"}
     assert (tmp_path / "s" / "sensitivity.png").stat().st_size > 1000
     assert "data:image/png;base64" in (tmp_path / "s" / "report.html").read_text()
+
+
+def test_int8_recipe_then_export_with_parity(capsys, tmp_path):
+    code, out, err = run(["compress", "lenet-300-100", "--data", "fashion-mnist", "--recipe", "int8", "--out", str(tmp_path / "q"),
+                          "--train-samples", "128", "--eval-samples", "256", "--json", "--quiet"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["before"]["latency_runtime"] == report["after"]["latency_runtime"] == "onnxruntime"
+    assert report["after"]["bytes"] < 0.3 * report["before"]["bytes"]
+    assert all(row["weight_bits"] == 8 for row in report["after"]["layers"] if row["params"])
+    code, out, err = run(["export", str(tmp_path / "q"), "--onnx", str(tmp_path / "q.onnx"), "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["quantized"] and summary["parity"]["ok"]
+    assert summary["parity"]["max_diff_in_steps"] <= 2
+    assert "QGemm" in summary["onnxruntime_ops"]["integer_ops"] or "MatMulInteger" in summary["onnxruntime_ops"]["integer_ops"]

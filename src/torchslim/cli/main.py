@@ -181,6 +181,46 @@ def compress(
         typer.echo(f"artifact: {out}")
 
 
+@app.command()
+def export(
+    model: str = ModelArg,
+    onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write (int8 QDQ for quantized layers, else float)."),
+    weights: Optional[str] = WeightsOpt,
+    num_classes: Optional[int] = NumClassesOpt,
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Batch of the parity check (the export has a dynamic batch)."),
+    opset: int = typer.Option(17, "--opset", min=13),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Export a model or artifact to ONNX and check onnxruntime's output against PyTorch's."""
+    from torchslim.cli.resolve import resolve_model
+    from torchslim.core.errors import ModelError
+    from torchslim.io.onnx_export import check_parity, export_onnx, integer_op_summary
+    from torchslim.models import example_input, get_model_spec
+
+    net = resolve_model(model, weights=weights, num_classes=num_classes)
+    if get_model_spec(net) is None:
+        raise ModelError(f"{model!r}: the input shape of a user-defined architecture is unknown; export it from Python with export_onnx(model, path, example_input).")
+    inputs = example_input(net, batch_size=batch_size, seed=1)
+    facts = export_onnx(net, onnx, inputs, opset=opset)
+    parity = check_parity(net, onnx, inputs)
+    summary = {"onnx": str(onnx), "bytes": onnx.stat().st_size, "quantized": facts.quantized,
+               "parity": parity.to_dict(), "onnxruntime_ops": integer_op_summary(onnx), "notes": facts.notes}
+    if as_json:
+        _echo_json(summary)
+    else:
+        kind = "int8 QDQ" if facts.quantized else "float"
+        typer.echo(f"wrote {onnx} ({kind}, {summary['bytes']:,} bytes)")
+        if parity.quantized:
+            typer.echo(f"parity: max |onnx - pytorch| = {parity.max_abs_diff:.3g} = {parity.max_diff_in_steps:.3f} quantization steps "
+                       f"(tolerance 2 steps): {'OK' if parity.ok else 'FAILED'}")
+        else:
+            typer.echo(f"parity: max |onnx - pytorch| = {parity.max_abs_diff:.3g} (rtol 1e-3): {'OK' if parity.ok else 'FAILED'}")
+        for note in facts.notes:
+            typer.echo(f"note: {note}")
+    if not parity.ok:
+        raise ModelError(f"ONNX output of {onnx} does not match PyTorch's (max diff {parity.max_abs_diff:.3g}).")
+
+
 @app.command("report")
 def show_report(directory: Path = typer.Argument(..., help="An artifact directory with report.json."), as_json: bool = typer.Option(False, "--json")) -> None:
     """Print the report saved in an artifact directory."""
