@@ -182,6 +182,54 @@ def compress(
 
 
 @app.command()
+def distill(
+    teacher: str = ModelArg,
+    student: str = typer.Option(..., "--student", help="Student spec: depth:K, layers:N, width:R, a built-in model name or a JSON model spec."),
+    data: str = typer.Option(..., "--data", help="Dataset name: fashion-mnist, digits or tweets."),
+    out: Path = typer.Option(..., "--out", help="Artifact directory for the trained student (with report.json)."),
+    data_root: Optional[str] = DataRootOpt,
+    epochs: int = typer.Option(1, "--epochs", min=0),
+    lr: float = typer.Option(1e-3, "--lr"),
+    optimizer: str = typer.Option("adam", "--optimizer", help="adam, adamw or sgd."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1),
+    temperature: float = typer.Option(4.0, "--temperature", help="Softmax temperature T > 0."),
+    alpha: float = typer.Option(0.9, "--alpha", help="Weight of the soft targets in [0, 1]."),
+    features: List[str] = typer.Option([], "--feature", help="teacher_module:student_module[:loss] or auto[:loss] (repeatable)."),
+    feature_loss: str = typer.Option("hint", "--feature-loss", help="hint, attention, hidden_mse, attention_map or cosine."),
+    feature_weight: float = typer.Option(1.0, "--feature-weight"),
+    weights: Optional[str] = WeightsOpt,
+    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch size of the latency measurement."),
+    train_batch_size: int = typer.Option(128, "--train-batch-size", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    train_samples: Optional[int] = TrainSamplesOpt,
+    eval_samples: Optional[int] = EvalSamplesOpt,
+    threads: Optional[int] = ThreadsOpt,
+    num_classes: Optional[int] = NumClassesOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print report.json."),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Distil TEACHER into a student (KD + optional feature hints); report teacher vs student, save the student."""
+    from torchslim.api import compress as compress_model
+    from torchslim.cli.resolve import resolve_data, resolve_model
+    from torchslim.distillation.cli import distill_recipe
+
+    _set_threads(threads)
+    plan = distill_recipe(student=student, epochs=epochs, lr=lr, optimizer=optimizer, max_steps=max_steps,
+                          temperature=temperature, alpha=alpha, features=features, feature_loss=feature_loss,
+                          feature_weight=feature_weight)
+    net = resolve_model(teacher, weights=weights, num_classes=num_classes)
+    splits = resolve_data(data, batch_size=train_batch_size, train_samples=train_samples, eval_samples=eval_samples, seed=seed, root=data_root)
+    result = compress_model(net, splits, recipe=plan, seed=seed, threads=threads, batch_size=batch_size,
+                            quiet=quiet or as_json, model_name=teacher)
+    result.save(out)
+    if as_json:
+        _echo_json(result.report.to_dict())
+    else:
+        typer.echo(result.report.render())
+        typer.echo(f"artifact: {out}")
+
+
+@app.command()
 def export(
     model: str = ModelArg,
     onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write (int8 QDQ for quantized layers, else float)."),
