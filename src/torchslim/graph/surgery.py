@@ -101,3 +101,26 @@ def call_with(model: nn.Module, example_input: Any) -> Any:
     if isinstance(example_input, (tuple, list)):
         return model(*example_input)
     return model(example_input)
+
+
+def own_class(module: nn.Module) -> None:
+    """Give `module` a private copy of its (parametrized) class.
+
+    ``copy.deepcopy`` of a parametrized module shares the dynamically created class, and
+    ``torch.nn.utils.parametrize.remove_parametrizations`` deletes the property from that class,
+    which would break every other copy (torch 2.x). A private class makes removal local to `module`.
+    """
+    cls = module.__class__
+    namespace = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
+    module.__class__ = type(cls.__name__, cls.__bases__, namespace)
+
+
+def bake_parametrization(module: nn.Module, name: str) -> None:
+    """Replace the parametrized tensor `name` by its current value, safely on deep copies."""
+    from torch.nn.utils import parametrize
+
+    if not parametrize.is_parametrized(module, name):
+        return
+    own_class(module)
+    with torch.no_grad():
+        parametrize.remove_parametrizations(module, name, leave_parametrized=True)

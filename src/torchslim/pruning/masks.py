@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from torchslim.graph.surgery import bake_parametrization
 from torchslim.core.errors import ModelError
 
 
@@ -84,18 +85,6 @@ def apply_mask(module: nn.Module, mask: torch.Tensor, name: str = "weight") -> W
     return holder
 
 
-def _own_class(module: nn.Module) -> None:
-    """Give `module` a private copy of its parametrized class.
-
-    ``copy.deepcopy`` of a parametrized module shares the dynamically created class, and
-    ``remove_parametrizations`` deletes the property from that class, which would break every
-    other copy (torch 2.x). A private class makes removal local to `module`.
-    """
-    cls = module.__class__
-    namespace = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
-    module.__class__ = type(cls.__name__, cls.__bases__, namespace)
-
-
 def remove_mask(module: nn.Module, name: str = "weight") -> None:
     """Bake the mask into ``module.<name>`` (masked entries become zeros) and drop the parametrization.
 
@@ -103,9 +92,7 @@ def remove_mask(module: nn.Module, name: str = "weight") -> None:
     """
     if not is_masked(module, name):
         return
-    _own_class(module)
-    with torch.no_grad():
-        parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    bake_parametrization(module, name)
 
 
 def remove_masks(model: nn.Module) -> nn.Module:

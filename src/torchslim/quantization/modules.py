@@ -549,10 +549,12 @@ def quantized_class(base: type) -> type:
 
 def _plain_copy(module: nn.Module) -> nn.Module:
     """A deep copy with parametrizations (e.g. pruning masks) baked into plain weights."""
+    from torchslim.graph.surgery import bake_parametrization
+
     new = copy.deepcopy(module)
     if parametrize.is_parametrized(new):
         for name in list(new.parametrizations.keys()):  # type: ignore[union-attr]
-            parametrize.remove_parametrizations(new, name, leave_parametrized=True)
+            bake_parametrization(new, name)
     return new
 
 
@@ -575,6 +577,7 @@ def quantize_module(
     reason = quantizable(module)
     if reason is not None:
         raise ModelError(f"{type(module).__name__} cannot be quantized: {reason}.")
+    masked = parametrize.is_parametrized(module, "weight")
     new = _plain_copy(module)
     base = type(new)
     weight = new._parameters.pop("weight")
@@ -662,7 +665,14 @@ class FakeQuantMixin:
 
     @property
     def weight(self) -> Tensor:  # type: ignore[override]
-        return self.weight_quantizer(self.weight_float)  # type: ignore[attr-defined]
+        return self.weight_quantizer(self.masked_weight_float())  # type: ignore[attr-defined]
+
+    def masked_weight_float(self) -> Tensor:
+        """``weight_float``, times the pruning mask the layer came with (``weight_keep``), so QAT never
+        revives a pruned weight (its gradient through the mask is zero)."""
+        keep = getattr(self, "weight_keep", None)
+        w = self.weight_float  # type: ignore[attr-defined]
+        return w if keep is None else w * keep
 
     @property
     def bias(self) -> Tensor | None:  # type: ignore[override]
@@ -714,6 +724,7 @@ def fake_quant_module(
     reason = quantizable(module)
     if reason is not None:
         raise ModelError(f"{type(module).__name__} cannot be quantized: {reason}.")
+    masked = parametrize.is_parametrized(module, "weight")
     new = _plain_copy(module)
     base = type(new)
     weight = new._parameters.pop("weight")
@@ -723,6 +734,8 @@ def fake_quant_module(
     new.act_spec = act_spec  # type: ignore[attr-defined]
     new.register_parameter("weight_float", nn.Parameter(weight.detach().clone()))
     new.register_parameter("bias_float", None if bias is None else nn.Parameter(bias.detach().clone()))
+    if masked:  # a pruning mask (parametrization): keep its zeros through QAT
+        new.register_buffer("weight_keep", (weight.detach() != 0).to(weight.dtype))
     new.weight_quantizer = LSQQuantizer(  # type: ignore[attr-defined]
         weight_scale.reshape(weight_spec.granularity.param_shape(weight.shape)), weight_zero_point,
         bits=weight_spec.bits, granularity=weight_spec.granularity, learn=learn_scales,
@@ -749,7 +762,7 @@ def convert_fake_quant(module: nn.Module) -> nn.Module:
     wq_mod: LSQQuantizer = module.weight_quantizer  # type: ignore[attr-defined]
     scale = wq_mod.scale.detach().abs().clamp(min=1e-8)
     zp = wq_mod.zero_point
-    weight = module.weight_float.detach()  # type: ignore[attr-defined]
+    weight = module.masked_weight_float().detach()
     codes = quantize(weight, scale, zp, bits=spec.bits, granularity=spec.granularity)
     shell = _float_shell(module, weight)
     input_scale = input_zp = None

@@ -1,0 +1,63 @@
+"""Hybrid recipes: each stage keeps the previous stage's gains."""
+
+import torch
+from torch import nn
+
+import torchslim as ts
+from torchslim.measure import count_layer_parameters
+
+
+def digits_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+def trained_digits_model(data):
+    model = digits_model()
+    ts.train.train(model, data.train, config=ts.train.TrainConfig(epochs=8, lr=3e-3), seed=0, quiet=True)
+    return model.eval()
+
+
+def zeros_per_layer(model):
+    return {name: layer.params - layer.nonzero for name, layer in count_layer_parameters(model).items() if layer.params > 100}
+
+
+def test_masks_stay_frozen_through_kd_and_qat():
+    data = ts.data.load_splits("digits", batch_size=64, seed=0)
+    model = trained_digits_model(data)
+    recipe = ts.Recipe.from_yaml("""
+steps:
+  - technique: magnitude_pruning
+    targets: {types: [Linear], exclude: ["5"]}
+    config: {sparsity: 0.7, finetune_epochs: 0}
+  - technique: distill
+    config: {temperature: 4.0, alpha: 0.7, epochs: 2, lr: 0.002}
+  - technique: quantize
+    config: {bits: 8, activations: true, mode: qat, epochs: 1, lr: 0.0005}
+""")
+    result = ts.compress(model, data, recipe=recipe, repeats=1, quiet=True, runtime="pytorch")
+    report = result.report.to_dict()
+    weights = {"1": 64 * 64, "3": 64 * 32}
+    zeros = {row["name"]: row["params"] - row["nonzero_params"] for row in report["after"]["layers"] if row["name"] in weights}
+    # global 70% over both layers: at least 70% of their weights are still zero after KD and QAT
+    assert sum(zeros.values()) >= 0.7 * sum(weights.values()), zeros
+    assert all(row["weight_bits"] == 8 for row in report["after"]["layers"] if row["name"] in ("1", "3", "5"))
+    assert report["before"]["accuracy"] - report["after"]["accuracy"] < 0.05
+
+
+def test_quantization_keeps_pruned_shapes():
+    data = ts.data.load_splits("fashion-mnist", batch_size=64, train_samples=256, eval_samples=128, seed=0)
+    model = ts.models.build_model("fmnist-cnn", seed=0)
+    recipe = ts.Recipe.from_yaml("""
+steps:
+  - technique: channel_pruning
+    targets: {exclude: [classifier]}
+    config: {ratio: 0.5, finetune_epochs: 0}
+  - technique: quantize
+    config: {bits: 8, activations: true}
+""")
+    result = ts.compress(model, data, recipe=recipe, repeats=1, quiet=True, runtime="pytorch")
+    after = {row["name"]: row for row in result.report.after["layers"]}
+    assert after["features.conv2"]["params"] == 32 * 16 * 9 + 32
+    assert after["features.conv2"]["weight_bits"] == 8
+    assert result.report.after["macs"] < 0.3 * result.report.before["macs"]
