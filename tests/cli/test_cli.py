@@ -141,3 +141,18 @@ def test_int8_recipe_then_export_with_parity(capsys, tmp_path):
     assert summary["quantized"] and summary["parity"]["ok"]
     assert summary["parity"]["max_diff_in_steps"] <= 2
     assert "QGemm" in summary["onnxruntime_ops"]["integer_ops"] or "MatMulInteger" in summary["onnxruntime_ops"]["integer_ops"]
+
+
+def test_demo_small_end_to_end(capsys, tmp_path):
+    args = ["demo", "--out", str(tmp_path / "demo"), "--train-samples", "512", "--eval-samples", "256", "--epochs", "1", "--distill-epochs", "1", "--json"]
+    code, out, err = run(args, capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert [s["technique"] for s in report["steps"]] == ["channel_pruning", "distill", "quantize"]
+    assert report["after"]["macs"] < 0.3 * report["before"]["macs"]
+    assert report["after"]["bytes"] < report["before"]["bytes"] / 8
+    assert (tmp_path / "demo" / "report.html").is_file()
+    assert (tmp_path / "demo" / "prune-kd-int8" / "model.safetensors").is_file()
+    code, out, _ = run(args, capsys)  # second run reuses the baseline
+    assert code == 0
+    assert any("reused the cached baseline" in note for note in json.loads(out)["notes"])

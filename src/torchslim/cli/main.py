@@ -319,13 +319,16 @@ def demo(
     threads: Optional[int] = ThreadsOpt,
     train_samples: Optional[int] = TrainSamplesOpt,
     eval_samples: Optional[int] = EvalSamplesOpt,
-    epochs: int = typer.Option(2, "--epochs", min=1),
+    epochs: int = typer.Option(2, "--epochs", min=1, help="Epochs of baseline training."),
+    distill_epochs: int = typer.Option(1, "--distill-epochs", min=0, help="Epochs of distillation after pruning."),
+    quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
-    """The main job end to end on built-in defaults (Fashion-MNIST, fmnist-cnn)."""
+    """The main job end to end: train fmnist-cnn on Fashion-MNIST, then prune + distill + int8 it."""
     from torchslim.demo import run_demo
 
     _set_threads(threads)
-    report = run_demo(out=out, threads=threads, train_samples=train_samples, eval_samples=eval_samples, epochs=epochs, quiet=as_json)
+    report = run_demo(out=out, threads=threads, train_samples=train_samples, eval_samples=eval_samples, epochs=epochs,
+                      distill_epochs=distill_epochs, quiet=as_json or quiet)
     if as_json:
         _echo_json(report.to_dict())
     else:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 SUMMARY_KEYS = (
-    "accuracy", "params", "nonzero_params", "macs", "bytes", "latency_ms", "energy_uj",
+    "accuracy", "params", "nonzero_params", "macs", "bytes", "latency_ms", "latency_eager_ms", "energy_uj",
 )
 
 

@@ -15,6 +15,7 @@ ROWS = (
     ("macs", "MACs", lambda v: f"{v / 1e6:,.2f} M"),
     ("bytes", "bytes on disk", lambda v: _human_bytes(v)),
     ("latency_ms", "latency", lambda v: f"{v:.3f} ms"),
+    ("latency_eager_ms", "latency, PyTorch eager", lambda v: f"{v:.3f} ms"),
     ("energy_uj", "energy / inference", lambda v: f"{v:,.2f} uJ"),
 )
 
@@ -73,6 +74,10 @@ def render_table(report: Any, *, width: int = 100) -> str:
             f"latency: {runtime}, batch {report.before.get('batch_size')}, "
             f"{report.before.get('threads')} threads, median of repeats"
         )
+    deployed = (report.after or {}).get("latency_ms")
+    eager_before = report.before.get("latency_eager_ms")
+    if report.after and runtime and runtime != "pytorch-eager" and deployed and eager_before:
+        notes.append(f"deployed ({runtime}) after vs PyTorch eager before: {deployed / eager_before:.3f}x")
     source = report.before.get("energy_source")
     if source:
         notes.append(f"energy: {source}")
