@@ -61,3 +61,43 @@ steps:
     assert after["features.conv2"]["params"] == 32 * 16 * 9 + 32
     assert after["features.conv2"]["weight_bits"] == 8
     assert result.report.after["macs"] < 0.3 * result.report.before["macs"]
+
+
+def test_pruned_int8_artifact_reloads_identically_and_exports(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    from torchslim.io.onnx_export import check_parity
+    from torchslim.models import example_input
+
+    data = ts.data.load_splits("fashion-mnist", batch_size=64, train_samples=256, eval_samples=128, seed=0)
+    recipe = ts.Recipe.from_yaml("""
+steps:
+  - technique: channel_pruning
+    config: {ratio: 0.5, finetune_epochs: 0}
+    targets: {exclude: [classifier]}
+  - technique: quantize
+    config: {bits: 8, activations: true}
+""")
+    result = ts.compress(ts.models.build_model("fmnist-cnn", seed=0), data, recipe=recipe, repeats=1, quiet=True, runtime="pytorch")
+    out = result.save(tmp_path / "artifact")
+    x = example_input(result.model, batch_size=8, seed=2)
+    torch.save(x, tmp_path / "x.pt")
+    with torch.no_grad():
+        torch.save(result.model(x), tmp_path / "y.pt")
+    script = textwrap.dedent(f"""
+        import torch, torchslim as ts
+        m = ts.load({str(out)!r})
+        x = torch.load({str(tmp_path / 'x.pt')!r}, weights_only=True)
+        y = torch.load({str(tmp_path / 'y.pt')!r}, weights_only=True)
+        with torch.no_grad():
+            print("IDENTICAL" if torch.equal(m(x), y) else "DIFFERENT")
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().endswith("IDENTICAL")
+    facts = result.export_onnx(tmp_path / "m.onnx")
+    assert facts.quantized
+    parity = check_parity(result.model, tmp_path / "m.onnx", x)
+    assert parity.ok and parity.max_diff_in_steps <= 2
