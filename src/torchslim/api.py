@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from torchslim.core.context import Context, DataSplits
-from torchslim.core.errors import ConfigError, DataError
+from torchslim.core.errors import ConfigError, DataError, TorchSlimError
 from torchslim.core.recipe import Recipe
 from torchslim.core.technique import TECHNIQUES, StepOutcome
 from torchslim.report import Report
@@ -190,7 +190,17 @@ class CompressionResult:
 
 
 def run_recipe(model: nn.Module, recipe: Recipe, *, context: Context) -> tuple[nn.Module, list[dict[str, Any]]]:
-    """Apply each step's registered handler in order; return the model and per-step facts."""
+    """Apply each step's registered handler in order; return the model and per-step facts.
+
+    Every step's targets are checked against the model before any step runs, so a typo in the
+    last step fails before the first one has spent any time.
+    """
+    for index, step in enumerate(recipe.steps):
+        if step.targets is not None:
+            try:
+                step.targets.resolve(model)
+            except TorchSlimError as exc:
+                raise type(exc)(f"steps[{index}] ({step.technique}): {exc}") from None
     steps: list[dict[str, Any]] = []
     for index, step in enumerate(recipe.steps):
         handler = TECHNIQUES.handler_for(step.config)

@@ -60,3 +60,10 @@ def test_int_accepted_for_float_and_float_int():
 def test_keyword_only():
     with pytest.raises(TypeError):
         Toy(0.5)  # type: ignore[misc]
+
+
+def test_yaml_exponent_strings_are_numbers():
+    # PyYAML reads 1e-3 (no dot) as a string; float fields accept it
+    assert Toy.from_dict({"ratio": "5e-1"}).ratio == 0.5
+    with pytest.raises(ConfigError, match="must be a number"):
+        Toy.from_dict({"ratio": "half"})

@@ -1,5 +1,6 @@
 """Hybrid recipes: each stage keeps the previous stage's gains."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -101,3 +102,39 @@ steps:
     assert facts.quantized
     parity = check_parity(result.model, tmp_path / "m.onnx", x)
     assert parity.ok and parity.max_diff_in_steps <= 2
+
+
+def test_gptq_after_magnitude_pruning_keeps_the_zeros():
+    data = ts.data.load_splits("digits", batch_size=64, seed=0)
+    model = trained_digits_model(data)
+    recipe = ts.Recipe.from_yaml("""
+steps:
+  - technique: magnitude_pruning
+    config: {sparsity: 0.6, scope: layer, finetune_epochs: 0}
+    targets: {types: [Linear]}
+  - technique: quantize
+    config: {bits: 4, granularity: per_channel, activations: false, method: gptq}
+""")
+    result = ts.compress(model, data, recipe=recipe, repeats=1, quiet=True, runtime="pytorch")
+    rows = {row["name"]: row for row in result.report.after["layers"]}
+    for name, (fan_in, fan_out) in {"1": (64, 64), "3": (64, 32), "5": (32, 10)}.items():
+        assert rows[name]["params"] - rows[name]["nonzero_params"] >= int(0.6 * fan_in * fan_out)
+
+
+def test_target_typo_in_a_later_step_fails_before_any_work():
+    from torchslim.core import TargetError
+
+    data = ts.data.load_splits("digits", batch_size=64, seed=0)
+    recipe = ts.Recipe.from_yaml("""
+steps:
+  - technique: finetune
+    config: {epochs: 50}
+  - technique: quantize
+    targets: {names: [clasifier]}
+""")
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(TargetError, match=r"steps\[1\] \(quantize\).*'clasifier'"):
+        ts.compress(digits_model(), data, recipe=recipe, repeats=1, quiet=True, runtime="pytorch")
+    assert time.perf_counter() - started < 30  # 50 epochs were not run first

@@ -27,6 +27,9 @@ from typing import Any, ClassVar, Literal, Mapping, get_args, get_origin
 from torchslim.core.errors import ConfigError, did_you_mean
 
 
+_FLOAT_TEXT = __import__("re").compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)")
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -78,6 +81,8 @@ def _coerce(owner: str, field: str, value: Any, tp: Any) -> Any:
             raise ConfigError(f"{owner}.{field} must be an integer, got {value!r}.")
         return value
     if tp is float:
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{owner}.{field} must be a number, got {value!r}.")
         value = float(value)

@@ -112,6 +112,9 @@ def plan_layers(
         act = None if isinstance(module, nn.Embedding) else act_spec  # a lookup has no activations to quantize
         if isinstance(module, nn.Embedding) and layer_method == "gptq":
             layer_method = "mse" if spec.bits < 8 else "minmax"
+        if layer_method == "gptq" and torch.nn.utils.parametrize.is_parametrized(module, "weight"):
+            # GPTQ's error compensation would move pruned (masked) weights off zero; round-to-nearest keeps them
+            layer_method = "mse" if spec.bits < 8 else "minmax"
         choices.append(LayerChoice(name, module, spec, act, layer_method))
     for pattern, hit in used.items():
         if not hit:
