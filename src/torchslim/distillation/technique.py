@@ -214,18 +214,6 @@ def distill(
     )
 
 
-def _freeze_outside(model: nn.Module, targets: Targets | None) -> list[nn.Parameter]:
-    if targets is None:
-        return []
-    keep: set[int] = set()
-    for _, module in targets.resolve(model):
-        keep.update(id(p) for p in module.parameters())
-    frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in keep]
-    for p in frozen:
-        p.requires_grad_(False)
-    return frozen
-
-
 def _frozen_copy(model: nn.Module) -> nn.Module:
     teacher = copy.deepcopy(model)
     teacher.eval()
@@ -257,20 +245,14 @@ def distill_step(model: nn.Module, config: Distill, *, targets: Targets | None, 
     pairs = resolve_pairs(teacher, student, list(config.features), loss=config.feature_loss, weight=config.feature_weight)
     run_dir = Path(context.run_dir) / "distill" if context.run_dir is not None else None
     train_config = config.train_config(checkpoint_every=CHECKPOINT_EVERY if run_dir is not None else None)
-    frozen = _freeze_outside(student, targets)
-    threads = torch.get_num_threads()
-    try:
-        if context.threads:
-            torch.set_num_threads(context.threads)
+    from torchslim.train import training_scope
+
+    with training_scope(student, targets=targets, threads=context.threads):
         result = distill(
             teacher, student, loader, temperature=config.temperature, alpha=config.alpha, pairs=pairs,
             config=train_config, seed=context.seed, run_dir=run_dir, quiet=True if context.quiet else None,
             device=context.device, example_input=example,
         )
-    finally:
-        torch.set_num_threads(threads)
-        for p in frozen:
-            p.requires_grad_(True)
     info = result.info()
     info.update({
         "teacher": source,

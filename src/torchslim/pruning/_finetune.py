@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import torch
 from torch import nn
 
 from torchslim.core.context import Context
@@ -23,14 +22,11 @@ def finetune(
     tag: str = "finetune",
 ) -> dict[str, Any]:
     """Train `model` in place on ``context.data.train``; return steps, epochs, final loss, seconds."""
-    from torchslim.train import TrainConfig, train
+    from torchslim.train import TrainConfig, train, training_scope
 
     loader = context.require_data("train", technique=technique)
     config = TrainConfig(epochs=epochs, max_steps=max_steps, lr=lr, optimizer=optimizer)
-    threads = torch.get_num_threads()
-    try:
-        if context.threads:
-            torch.set_num_threads(context.threads)
+    with training_scope(model, threads=context.threads):
         result = train(
             model,
             loader,
@@ -40,8 +36,6 @@ def finetune(
             quiet=True if context.quiet else None,
             device=context.device,
         )
-    finally:
-        torch.set_num_threads(threads)
     return {
         "tag": tag,
         "steps": result.steps,

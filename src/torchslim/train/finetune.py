@@ -9,6 +9,9 @@ plus a final one marked complete, so a rerun resumes or skips the training (see
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import dataclasses
 from typing import Any, ClassVar
 
@@ -54,17 +57,27 @@ class FineTune(TechniqueConfig):
         return TrainConfig(**self.to_dict(), **changes)
 
 
-def _freeze_outside(model: nn.Module, targets: Targets | None) -> list[nn.Parameter]:
-    """Set requires_grad=False on trainable parameters outside the targets; return them."""
-    if targets is None:
-        return []
-    keep: set[int] = set()
-    for _, module in targets.resolve(model):
-        keep.update(id(p) for p in module.parameters())
-    frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in keep]
-    for p in frozen:
-        p.requires_grad_(False)
-    return frozen
+@contextlib.contextmanager
+def training_scope(model: nn.Module, *, targets: Targets | None = None, threads: int | None = None) -> Iterator[list[nn.Parameter]]:
+    """Set the torch thread count and freeze trainable parameters outside `targets` for one training
+    step of a technique; restore both afterwards, also on errors. Yields the frozen parameters."""
+    frozen: list[nn.Parameter] = []
+    if targets is not None:
+        keep: set[int] = set()
+        for _, module in targets.resolve(model):
+            keep.update(id(p) for p in module.parameters())
+        frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in keep]
+    previous = torch.get_num_threads()
+    try:
+        for p in frozen:
+            p.requires_grad_(False)
+        if threads:
+            torch.set_num_threads(threads)
+        yield frozen
+    finally:
+        torch.set_num_threads(previous)
+        for p in frozen:
+            p.requires_grad_(True)
 
 
 @TECHNIQUES.handles(FineTune)
@@ -73,11 +86,7 @@ def finetune(model: nn.Module, config: FineTune, *, targets: Targets | None, con
     loader = context.require_data("train", technique="finetune")
     run_dir = context.run_dir / "finetune" if context.run_dir is not None else None
     train_config = config.train_config(checkpoint_every=CHECKPOINT_EVERY if run_dir is not None else None)
-    frozen = _freeze_outside(model, targets)
-    threads = torch.get_num_threads()
-    try:
-        if context.threads:
-            torch.set_num_threads(context.threads)
+    with training_scope(model, targets=targets, threads=context.threads) as frozen:
         result = train(
             model,
             loader,
@@ -87,10 +96,6 @@ def finetune(model: nn.Module, config: FineTune, *, targets: Targets | None, con
             quiet=True if context.quiet else None,
             device=context.device,
         )
-    finally:
-        torch.set_num_threads(threads)
-        for p in frozen:
-            p.requires_grad_(True)
     return StepOutcome(
         model=model,
         info={
