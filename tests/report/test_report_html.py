@@ -43,3 +43,14 @@ def test_charts_render_in_headless_chromium(tmp_path):
     subprocess.run([browser, *flags, "--window-size=1100,1400", f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
     assert shot.stat().st_size > 10_000
     shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_verdicts_say_what_did_not_improve():
+    base = {"params": 100, "nonzero_params": 100, "macs": 1000, "bytes": 400, "latency_ms": 1.0, "latency_runtime": "onnxruntime"}
+    slower_pruned = Report(model="m", before=base, after=dict(base, macs=500, latency_ms=1.0))
+    assert any("did not make the model faster" in v for v in slower_pruned.verdicts())
+    sparse = Report(model="m", before=base, after=dict(base, nonzero_params=10, latency_ms=0.99))
+    assert any("unstructured sparsity" in v for v in sparse.verdicts())
+    good = Report(model="m", before=base, after=dict(base, macs=250, params=25, nonzero_params=25, latency_ms=0.3))
+    assert good.verdicts() == []
+    assert "did not make the model faster" in slower_pruned.render()

@@ -72,9 +72,27 @@ class Report:
                 out[key] = None
         return out
 
+    def verdicts(self) -> list[str]:
+        """Plain statements about what the compression did *not* achieve, from the measured numbers."""
+        if not self.after:
+            return []
+        out: list[str] = []
+        r = self.ratios()
+        runtime = self.after.get("latency_runtime") or "this runtime"
+        macs, latency = r.get("macs"), r.get("latency_ms")
+        if macs is not None and latency is not None and macs < 0.9 and latency > 0.95:
+            out.append(f"fewer MACs ({macs:.2f}x) did not make the model faster on {runtime} (latency {latency:.2f}x)")
+        elif latency is not None and latency > 1.05:
+            out.append(f"the compressed model is slower on {runtime} (latency {latency:.2f}x)")
+        nonzero = r.get("nonzero_params")
+        if nonzero is not None and nonzero < 0.9 and (macs is None or macs > 0.95):
+            out.append("unstructured sparsity: dense kernels still compute the zeros, so the gain is bytes on disk, not speed")
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["ratios"] = self.ratios()
+        out["verdicts"] = self.verdicts()
         if self.after and self.before.get("accuracy") is not None and self.after.get("accuracy") is not None:
             out["accuracy_drop"] = self.before["accuracy"] - self.after["accuracy"]
         return out

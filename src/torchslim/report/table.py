@@ -95,6 +95,7 @@ def render_table(report: Any, *, width: int = 100) -> str:
                 f"{k} ({v})" for k, v in list(step["skipped"].items())[:5]
             )
         notes.append(line)
+    notes.extend(report.verdicts())
     notes.extend(report.notes)
     for note in notes:
         console.print(note)
