@@ -87,7 +87,8 @@ class Recipe:
         self._check_order()
 
     def _check_order(self) -> None:
-        """Reject orders that cannot work: a config may declare ``must_follow``/``must_precede``."""
+        """Reject orders that cannot work: a config class may declare ``must_not_follow`` (technique
+        names that must not come before it) and ``order_reason``."""
         names = [s.technique for s in self.steps]
         for i, step in enumerate(self.steps):
             for later in getattr(type(step.config), "must_not_follow", ()):
