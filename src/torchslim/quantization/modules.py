@@ -558,6 +558,18 @@ def _plain_copy(module: nn.Module) -> nn.Module:
     return new
 
 
+def _detached_copy(module: nn.Module) -> tuple[nn.Module, type, Tensor, Tensor | None]:
+    """Check that `module` can be quantized; return a plain copy (masks baked), its float class, and
+    the weight and bias parameters taken out of it (the caller installs the quantized form)."""
+    reason = quantizable(module)
+    if reason is not None:
+        raise ModelError(f"{type(module).__name__} cannot be quantized: {reason}.")
+    new = _plain_copy(module)
+    weight = new._parameters.pop("weight")
+    bias = new._parameters.pop("bias", None)
+    return new, type(new), weight, bias
+
+
 def quantize_module(
     module: nn.Module,
     *,
@@ -574,14 +586,7 @@ def quantize_module(
 
     `bias` replaces the layer's bias (e.g. after bias correction). `module` is not changed.
     """
-    reason = quantizable(module)
-    if reason is not None:
-        raise ModelError(f"{type(module).__name__} cannot be quantized: {reason}.")
-    masked = parametrize.is_parametrized(module, "weight")
-    new = _plain_copy(module)
-    base = type(new)
-    weight = new._parameters.pop("weight")
-    old_bias = new._parameters.pop("bias", None)
+    new, base, weight, old_bias = _detached_copy(module)
     if tuple(codes.shape) != tuple(weight.shape):
         raise ModelError(f"weight codes {list(codes.shape)} do not match the weight {list(weight.shape)}.")
     new.__class__ = quantized_class(base)
@@ -721,14 +726,8 @@ def fake_quant_module(
     learn_scales: bool = True,
 ) -> nn.Module:
     """A ``FakeQuant<Class>`` copy of `module` for QAT; its float weight and bias stay trainable."""
-    reason = quantizable(module)
-    if reason is not None:
-        raise ModelError(f"{type(module).__name__} cannot be quantized: {reason}.")
     masked = parametrize.is_parametrized(module, "weight")
-    new = _plain_copy(module)
-    base = type(new)
-    weight = new._parameters.pop("weight")
-    bias = new._parameters.pop("bias", None)
+    new, base, weight, bias = _detached_copy(module)
     new.__class__ = fake_quant_class(base)
     new.weight_spec = weight_spec  # type: ignore[attr-defined]
     new.act_spec = act_spec  # type: ignore[attr-defined]
