@@ -37,7 +37,6 @@ import platform
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,6 +48,9 @@ from torch import nn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent / "src"))
+sys.path.insert(0, str(ROOT))
+
+from _harness import log, run_sections, write_results  # noqa: E402
 
 from torchslim.core import Context, Targets  # noqa: E402
 from torchslim.core.technique import TECHNIQUES  # noqa: E402
@@ -56,10 +58,6 @@ from torchslim.core.technique import TECHNIQUES  # noqa: E402
 
 # ------------------------------------------------------------------------------------------------
 # helpers
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def params(model: nn.Module) -> int:
@@ -556,26 +554,11 @@ def main(argv: list[str] | None = None) -> int:
         "sections": {},
     }
     started = time.perf_counter()
-    for name in [n.strip() for n in args.only.split(",") if n.strip()]:
-        if name not in SECTIONS:
-            parser.error(f"unknown section {name!r}; known: {list(SECTIONS)}")
-        log(f"section {name} ...")
-        t0 = time.perf_counter()
-        try:
-            results["sections"][name] = SECTIONS[name](args)
-        except Exception as exc:  # noqa: BLE001 - one failing section must not hide the others
-            traceback.print_exc()
-            results["sections"][name] = {"error": f"{type(exc).__name__}: {exc}"}
-        results["sections"][name]["seconds"] = time.perf_counter() - t0
-        log(f"section {name} done in {results['sections'][name]['seconds']:.0f}s")
+    results["sections"] = run_sections(args.only, SECTIONS, lambda fn: fn(args), error=parser.error)
     results["seconds"] = time.perf_counter() - started
     stem = "pruning_quick" if args.quick else "pruning"
-    from torchslim.io.atomic import write_json, write_text
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / f"{stem}.json", results)
     report = markdown(results)
-    write_text(args.out / f"{stem}.md", report)
+    write_results(args.out, stem, results, report)
     print(report)
     return 0 if all("error" not in s for s in results["sections"].values()) else 1
 

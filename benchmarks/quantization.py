@@ -39,7 +39,6 @@ import statistics
 import sys
 import tempfile
 import time
-import traceback
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -54,6 +53,9 @@ from torch import nn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent / "src"))
+sys.path.insert(0, str(ROOT))
+
+from _harness import log, run_sections, write_results  # noqa: E402
 
 from torchslim.core import Context, DataSplits, Targets  # noqa: E402
 from torchslim.quantization import Quantize, quantize_handler  # noqa: E402
@@ -64,10 +66,6 @@ REFERENCE_PAIR_FP32 = 0.7553
 
 # ------------------------------------------------------------------------------------------------
 # helpers
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
 
 def check(results: dict[str, Any], claim: str, target: str, measured: Any, ok: bool | None) -> None:
     results.setdefault("checks", []).append({"claim": claim, "target": target, "measured": measured, "ok": ok})
@@ -680,24 +678,10 @@ def main(argv: list[str] | None = None) -> int:
         "checks": [],
     }
     started = time.perf_counter()
-    for name in [n.strip() for n in args.only.split(",") if n.strip()]:
-        if name not in SECTIONS:
-            parser.error(f"unknown section {name!r}; known: {list(SECTIONS)}")
-        log(f"section {name} ...")
-        t0 = time.perf_counter()
-        try:
-            results["sections"][name] = SECTIONS[name](args, results)
-        except Exception as exc:  # noqa: BLE001 - one failing section must not hide the others
-            traceback.print_exc()
-            results["sections"][name] = {"error": f"{type(exc).__name__}: {exc}"}
-        log(f"section {name} done in {time.perf_counter() - t0:.0f} s")
+    results["sections"] = run_sections(args.only, SECTIONS, lambda fn: fn(args, results), error=parser.error)
     results["seconds"] = round(time.perf_counter() - started, 1)
-    from torchslim.io import write_json, write_text
-
     stem = "quantization_quick" if args.quick else "quantization"
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / f"{stem}.json", results)
-    write_text(args.out / f"{stem}.md", to_markdown(results))
+    write_results(args.out, stem, results, to_markdown(results))
     log(f"wrote {args.out / (stem + '.json')} and .md in {results['seconds']:.0f} s")
     return 0
 
