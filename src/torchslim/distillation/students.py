@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from torchslim.core.batches import call_model, logits_of
+from torchslim.graph.surgery import set_module
 from torchslim.core.errors import ConfigError, ModelError, TargetError, did_you_mean
 from torchslim.distillation.taps import find_module, find_stages
 
@@ -274,17 +275,6 @@ def plan_depth(
     return plan
 
 
-def _set_child(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, attr = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    if isinstance(parent, (nn.Sequential, nn.ModuleList)) and attr.isdigit():
-        parent[int(attr)] = new
-    elif isinstance(parent, nn.ModuleDict):
-        parent[attr] = new
-    else:
-        setattr(parent, attr, new)
-
-
 def apply_depth_plan(model: nn.Module, plan: Mapping[str, Sequence[int]]) -> nn.Module:
     """Keep only the listed blocks of each stage of `model` (in place; renumbered 0..), update Hugging
     Face configs (``num_hidden_layers``, ``layer_types``) and layer indices; return the model."""
@@ -304,7 +294,7 @@ def apply_depth_plan(model: nn.Module, plan: Mapping[str, Sequence[int]]) -> nn.
             new: nn.Module = nn.Sequential(OrderedDict((str(j), b) for j, b in enumerate(kept)))
         else:
             new = nn.ModuleList(kept)
-        _set_child(model, name, new)
+        set_module(model, name, new)
         if isinstance(stage, nn.ModuleList):
             for j, block in enumerate(kept):
                 for sub in block.modules():
