@@ -33,7 +33,7 @@ from torchslim.core.technique import TECHNIQUES, StepOutcome
 from torchslim.distillation.hook import DistillationHook, FeaturePair, resolve_pairs, zero_task_loss
 from torchslim.distillation.losses import FEATURE_LOSSES
 from torchslim.distillation.students import build_student, parse_student_spec
-from torchslim.train.config import Optimizer, Schedule, TrainConfig, validate_training_fields
+from torchslim.train.config import TrainConfig, TrainingFields, validate_training_fields
 from torchslim.train.hooks import TrainHook
 from torchslim.train.loop import TrainResult, train
 
@@ -44,7 +44,7 @@ FeatureLossName = Literal["hint", "attention", "hidden_mse", "attention_map", "c
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Distill(TechniqueConfig):
+class Distill(TrainingFields, TechniqueConfig):
     """Knowledge distillation (Hinton et al. 2015) with optional feature terms, as a training step.
 
     Loss: ``(1 - alpha) CE(z_s, y) + alpha T^2 KL(softmax(z_t/T) || softmax(z_s/T))
@@ -74,15 +74,6 @@ class Distill(TechniqueConfig):
     feature_loss: FeatureLossName = "hint"
     feature_weight: float = 1.0
     student: str | None = None
-    epochs: int = 1
-    lr: float = 1e-3
-    optimizer: Optimizer = "adam"
-    max_steps: int | None = None
-    weight_decay: float = 0.0
-    schedule: Schedule = "constant"
-    warmup_steps: int = 0
-    momentum: float = 0.9
-    grad_clip: float | None = None
 
     def validate(self) -> None:
         import math
@@ -113,13 +104,6 @@ class Distill(TechniqueConfig):
             except ConfigError as exc:
                 raise ConfigError(f"Distill.student: {exc}") from None
         validate_training_fields(self)
-
-    def train_config(self, **changes: Any) -> TrainConfig:
-        """The :class:`TrainConfig` of the step (`changes` set loop-only fields such as checkpoints)."""
-        fields = {k: getattr(self, k) for k in (
-            "epochs", "lr", "optimizer", "max_steps", "weight_decay", "schedule", "warmup_steps", "momentum", "grad_clip",
-        )}
-        return TrainConfig(**fields, **changes)
 
 
 KD = Distill

@@ -4,7 +4,7 @@ gradual pruning), its checkpoints, and the ``finetune`` technique.
 Importing this package registers ``finetune`` in :data:`torchslim.core.TECHNIQUES`.
 """
 
-from torchslim.train.config import TrainConfig, schedule_factor
+from torchslim.train.config import TrainConfig, TrainingFields, schedule_factor
 from torchslim.train.finetune import FineTune, training_scope
 from torchslim.train.hooks import TrainHook, TrainState, hooks_from_model
 from torchslim.train.loop import (
@@ -19,5 +19,5 @@ from torchslim.train.loop import (
 __all__ = [
     "FineTune", "StaleCheckpointWarning", "TrainConfig", "TrainHook", "TrainResult", "TrainState",
     "TrainingDivergedError", "hooks_from_model", "logits_of", "run_model", "schedule_factor", "train",
-    "training_scope",
+    "TrainingFields", "training_scope",
 ]

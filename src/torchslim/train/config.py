@@ -99,6 +99,28 @@ class TrainConfig(TechniqueConfig):
         return {k: v for k, v in self.to_dict().items() if k not in OBSERVATION_FIELDS}
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainingFields:
+    """The training-loop fields a technique that trains exposes in its config (``finetune``,
+    ``distill``), with the same meaning as in :class:`TrainConfig`. Mix in before
+    :class:`~torchslim.core.TechniqueConfig`; call :func:`validate_training_fields` in ``validate``."""
+
+    epochs: int = 1
+    lr: float = 1e-3
+    optimizer: Optimizer = "adam"
+    max_steps: int | None = None
+    weight_decay: float = 0.0
+    schedule: Schedule = "constant"
+    warmup_steps: int = 0
+    momentum: float = 0.9
+    grad_clip: float | None = None
+
+    def train_config(self, **changes: Any) -> TrainConfig:
+        """The :class:`TrainConfig` of the step (`changes` set loop-only fields such as checkpoints)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingFields)}
+        return TrainConfig(**fields, **changes)
+
+
 def schedule_factor(config: TrainConfig, step: int, total_steps: int | None, steps_per_epoch: int | None) -> float:
     """Learning-rate multiplier for the optimizer step with index `step` (0-based).
 

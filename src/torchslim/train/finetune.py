@@ -13,7 +13,7 @@ import contextlib
 from typing import Iterator
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -22,7 +22,7 @@ from torchslim.core.config import TechniqueConfig
 from torchslim.core.context import Context
 from torchslim.core.targets import Targets
 from torchslim.core.technique import TECHNIQUES, StepOutcome
-from torchslim.train.config import Optimizer, Schedule, TrainConfig, validate_training_fields
+from torchslim.train.config import TrainingFields, validate_training_fields
 from torchslim.train.loop import train
 
 CHECKPOINT_EVERY = 500
@@ -30,7 +30,7 @@ CHECKPOINT_EVERY = 500
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class FineTune(TechniqueConfig):
+class FineTune(TrainingFields, TechniqueConfig):
     """Fine-tune on the train split (after pruning or quantization, to recover accuracy).
 
     The fields mean what they mean in :class:`~torchslim.train.TrainConfig`.
@@ -39,22 +39,8 @@ class FineTune(TechniqueConfig):
     name: ClassVar[str] = "finetune"
     summary: ClassVar[str] = "Train the model (or the target modules) on the train split."
 
-    epochs: int = 1
-    lr: float = 1e-3
-    optimizer: Optimizer = "adam"
-    max_steps: int | None = None
-    weight_decay: float = 0.0
-    schedule: Schedule = "constant"
-    warmup_steps: int = 0
-    momentum: float = 0.9
-    grad_clip: float | None = None
-
     def validate(self) -> None:
         validate_training_fields(self)
-
-    def train_config(self, **changes: Any) -> TrainConfig:
-        """The :class:`TrainConfig` this step trains with (`changes` override loop-only fields)."""
-        return TrainConfig(**self.to_dict(), **changes)
 
 
 @contextlib.contextmanager
