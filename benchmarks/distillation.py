@@ -498,8 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per Fashion-MNIST comparison (at most 2 with --quick)")
     parser.add_argument("--rounds", type=int, default=None, help="A/B latency rounds (default 6 quick, 30 full)")
     parser.add_argument("--train-samples", type=int, default=None, help="cap the Fashion-MNIST train split (full run)")
-    parser.add_argument("--teacher-epochs", type=int, default=4)
-    parser.add_argument("--student-epochs", type=int, default=3)
+    parser.add_argument("--teacher-epochs", type=int, default=10)
+    parser.add_argument("--student-epochs", type=int, default=5)
     parser.add_argument("--finetune-epochs", type=int, default=1)
     parser.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd",
                         help="Fashion-MNIST optimizer (SGD: momentum 0.9, weight decay 5e-4); cosine schedule")

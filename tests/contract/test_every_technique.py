@@ -135,6 +135,7 @@ def test_technique_on_toy_model(technique, toy):
     before, after = result.report.before, result.report.after
     assert after["params"] <= before["params"]
     assert after["nonzero_params"] <= after["params"]
-    assert after["macs"] <= before["macs"]
+    # quantize's outlier channel splitting repeats at most 1/16 of a Linear's input channels (int8 MACs)
+    assert after["macs"] <= before["macs"] * (1 + 1 / 16 if technique == "quantize" else 1.0)
     assert after["bytes"] > 0 and 0.0 <= after["accuracy"] <= 1.0
     assert result.report.steps[0]["technique"] == technique

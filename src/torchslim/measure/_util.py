@@ -99,8 +99,8 @@ def own_weights(module: nn.Module) -> list[tuple[str, torch.Tensor, list[torch.T
       weight), stored as its ``original`` parameter(s);
     * a ``torch.nn.utils.prune``-style ``weight_orig`` + ``weight_mask`` pair: ``weight_orig * weight_mask``,
       stored as ``weight_orig``;
-    * a quantized layer's integer codes (``weight_q`` with ``weight_bits``): the dequantized weight,
-      stored as the codes;
+    * a quantized layer's integer codes (``weight_q`` with ``weight_bits``): the dequantized weight
+      (with split outlier channels folded back: the copies repeat existing weights), stored as the codes;
     * any other own parameter: itself.
 
     Parameters of a ``ParametrizationList`` are reported by the module that owns the parametrization,
@@ -111,7 +111,10 @@ def own_weights(module: nn.Module) -> list[tuple[str, torch.Tensor, list[torch.T
         codes = getattr(module, "weight_q", None)
         if isinstance(codes, torch.Tensor) and getattr(module, "weight_bits", None) is not None:
             # a quantized layer stores its weight as integer codes (a buffer), still a weight of the model
-            out.append(("weight", module.weight.detach(), [codes]))
+            if hasattr(module, "effective_weight"):  # split outlier channels: copies of stored columns
+                out.append(("weight", module.effective_weight().detach(), [module.stored_codes()]))
+            else:
+                out.append(("weight", module.weight.detach(), [codes]))
         if parametrize.is_parametrized(module):
             for tname, plist in module.parametrizations.items():  # type: ignore[union-attr]
                 effective = getattr(module, tname)

@@ -278,7 +278,26 @@ def _is_tracing() -> bool:
 # ----------------------------------------------------------------------------------------------
 # the quantized layer
 
-_OWN_KEYS = ("weight_q", "weight_scale", "weight_zero_point", "bias_float", "input_scale", "input_zero_point")
+_OWN_KEYS = ("weight_q", "weight_scale", "weight_zero_point", "bias_float", "input_scale", "input_zero_point",
+             "input_split", "_split_mult_main", "_split_mult_extra")
+
+
+def split_multipliers(in_features: int, split: Tensor) -> tuple[Tensor, Tensor]:
+    """Input multipliers of outlier channel splitting: channel ``j`` with ``c_j`` extra copies in
+    `split` is divided by ``m_j = 1 + c_j`` in the original slot and in each copy."""
+    copies = torch.ones(in_features, dtype=torch.float32)
+    if split.numel():
+        copies.index_add_(0, split.long(), torch.ones(split.numel(), dtype=torch.float32))
+    main = 1.0 / copies
+    return main, main[split.long()]
+
+
+def fold_split_weight(weight: Tensor, split: Tensor) -> Tensor:
+    """The ``[out, in]`` weight a split layer computes with: ``W'[:, :in] / m + sum of its copies / m``."""
+    in_features = weight.shape[1] - split.numel()
+    main, extra = split_multipliers(in_features, split)
+    folded = weight[:, :in_features] * main.to(weight)
+    return folded.index_add(1, split.long(), weight[:, in_features:] * extra.to(weight))
 
 
 class QuantizedMixin:
@@ -301,6 +320,26 @@ class QuantizedMixin:
             self.__dict__["_weight_cache"] = (key, w)
             return w
         return cache[1]
+
+    def effective_weight(self) -> Tensor:
+        """The dequantized ``[out, in]`` weight of the float layer this layer stands for (split
+        outlier channels folded back)."""
+        w = self._dequantized_weight()
+        split = self._buffers.get("input_split")  # type: ignore[attr-defined]
+        return w if split is None else fold_split_weight(w, split)
+
+    def stored_codes(self) -> Tensor:
+        """The weight codes that are stored (the artifact and parameter counts): without the
+        repeated columns of split outlier channels, which are copies of stored ones."""
+        split = self._buffers.get("input_split")  # type: ignore[attr-defined]
+        wq = self.weight_q  # type: ignore[attr-defined]
+        return wq if split is None else wq[:, : wq.shape[1] - split.numel()]
+
+    def _split_input(self, x: Tensor) -> Tensor:
+        """Outlier channel splitting of the input: ``[x / m, x[split] / m[split]]`` (see
+        :func:`split_multipliers`); the weight holds a copy of each split channel's column."""
+        split = self.input_split  # type: ignore[attr-defined]
+        return torch.cat([x * self._split_mult_main, x.index_select(-1, split) * self._split_mult_extra], dim=-1)  # type: ignore[attr-defined]
 
     @property
     def weight(self) -> Tensor:  # type: ignore[override]
@@ -362,6 +401,8 @@ class QuantizedMixin:
 
     def forward(self, input: Tensor, *args: Any, **kwargs: Any) -> Tensor:  # noqa: A002
         spec = self.act_spec
+        if "input_split" in self._buffers and isinstance(input, Tensor):  # type: ignore[attr-defined]
+            input = self._split_input(input)
         if (
             self.__dict__.get("_onnx_export") and isinstance(self, nn.Embedding)
             and self.padding_idx is None and self.max_norm is None
@@ -442,15 +483,16 @@ class QuantizedMixin:
             "activation": self.act_spec.to_dict() if self.act_spec else None,
             "weight_shape": list(self.weight_q.shape),  # type: ignore[attr-defined]
             "has_bias": self._parameters.get("bias_float") is not None,  # type: ignore[attr-defined]
+            "split_channels": int(self._buffers["input_split"].numel()) if "input_split" in self._buffers else 0,  # type: ignore[attr-defined]
         }
 
     def torchslim_export_state(self, prefix: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
         """Packed weight codes (``bits`` per weight), scales, zero points (only when asymmetric),
         bias, input quantization parameters, and any other state of the layer's children."""
-        wq = self.weight_q  # type: ignore[attr-defined]
+        wq = self.stored_codes()
         bits = self.weight_spec.bits
         tensors: dict[str, Tensor] = {
-            prefix + "weight_packed": pack_codes(wq, bits),
+            prefix + "weight_packed": pack_codes(wq.contiguous(), bits),
             prefix + "weight_scale": self.weight_scale.detach().clone(),  # type: ignore[attr-defined]
         }
         if not self.weight_spec.symmetric and bits > 1:
@@ -461,6 +503,8 @@ class QuantizedMixin:
         if self.act_spec is not None and self.act_spec.mode == "static":
             tensors[prefix + "input_scale"] = self.input_scale.detach().clone()  # type: ignore[attr-defined]
             tensors[prefix + "input_zero_point"] = self.input_zero_point.detach().clone()  # type: ignore[attr-defined]
+        if "input_split" in self._buffers:  # type: ignore[attr-defined]
+            tensors[prefix + "input_split"] = self.input_split.detach().clone()  # type: ignore[attr-defined]
         for key, value in self.state_dict().items():  # type: ignore[attr-defined]
             if key not in _OWN_KEYS:
                 tensors[prefix + key] = value.detach().clone()
@@ -483,10 +527,19 @@ class QuantizedMixin:
             )
         packed = take("weight_packed")
         assert packed is not None
+        stored_shape = self.stored_codes().shape
+        split = take("input_split", required=False) if "input_split" in self._buffers else None  # type: ignore[attr-defined]
+        if "input_split" in self._buffers:  # type: ignore[attr-defined]
+            if split is None or split.numel() != wq.shape[1] - stored_shape[1]:
+                raise ArtifactError(f"layer {prefix[:-1]!r}: the split channel list is missing or has the wrong length.")
+            if split.numel() and (int(split.min()) < 0 or int(split.max()) >= stored_shape[1]):
+                raise ArtifactError(f"layer {prefix[:-1]!r}: split channel index out of range [0, {stored_shape[1]}).")
         try:
-            codes = unpack_codes(packed, self.weight_spec.bits, wq.numel()).reshape(wq.shape)
+            codes = unpack_codes(packed, self.weight_spec.bits, stored_shape.numel()).reshape(stored_shape)
         except ValueError as exc:
             raise ArtifactError(f"layer {prefix[:-1]!r}: {exc}") from None
+        if split is not None:
+            codes = torch.cat([codes, codes[:, split.long()]], dim=1)
         with torch.no_grad():
             wq.copy_(codes)
             _copy_checked(self.weight_scale, take("weight_scale"), prefix + "weight_scale")  # type: ignore[attr-defined]
@@ -501,8 +554,14 @@ class QuantizedMixin:
             if self.act_spec is not None and self.act_spec.mode == "static":
                 _copy_checked(self.input_scale, take("input_scale"), prefix + "input_scale")  # type: ignore[attr-defined]
                 _copy_checked(self.input_zero_point, take("input_zero_point"), prefix + "input_zero_point")  # type: ignore[attr-defined]
+            if split is not None:
+                _copy_checked(self.input_split, split, prefix + "input_split")  # type: ignore[attr-defined]
+                main, extra = split_multipliers(stored_shape[1], self.input_split)  # type: ignore[attr-defined]
+                self._split_mult_main.copy_(main)  # type: ignore[attr-defined]
+                self._split_mult_extra.copy_(extra)  # type: ignore[attr-defined]
         rest = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)
-                and k[len(prefix):] not in ("weight_packed", "weight_scale", "weight_zero_point", "bias", "input_scale", "input_zero_point")}
+                and k[len(prefix):] not in ("weight_packed", "weight_scale", "weight_zero_point", "bias", "input_scale",
+                                            "input_zero_point", "input_split")}
         if rest:
             missing, unexpected = self.load_state_dict(rest, strict=False)  # type: ignore[attr-defined]
             if unexpected:
@@ -513,7 +572,9 @@ class QuantizedMixin:
         base = super().extra_repr()  # type: ignore[misc]
         g = self.weight_spec.granularity
         act = f", act={self.act_spec.mode}{self.act_spec.bits}" if self.act_spec else ""
-        return f"{base}, w{self.weight_spec.bits} {g.kind}{act}"
+        split = self._buffers.get("input_split")  # type: ignore[attr-defined]
+        split_note = f", split_channels={split.numel()}" if split is not None else ""
+        return f"{base}, w{self.weight_spec.bits} {g.kind}{act}{split_note}"
 
 
 def _copy_checked(target: Tensor, value: Tensor | None, key: str) -> None:
@@ -581,18 +642,31 @@ def quantize_module(
     input_scale: Tensor | float | None = None,
     input_zero_point: Tensor | int | None = None,
     bias: Tensor | None = None,
+    split_channels: Tensor | None = None,
 ) -> nn.Module:
     """A ``Quantized<Class>`` copy of `module` with the given weight codes and parameters.
 
-    `bias` replaces the layer's bias (e.g. after bias correction). `module` is not changed.
+    `bias` replaces the layer's bias (e.g. after bias correction). `split_channels` (Linear only)
+    lists the input channels that get an extra copy (outlier channel splitting, see
+    :func:`torchslim.quantization.ptq.outlier_split`); `codes` then has one column per copy
+    appended after the original ``in_features`` columns. `module` is not changed.
     """
     new, base, weight, old_bias = _detached_copy(module)
-    if tuple(codes.shape) != tuple(weight.shape):
-        raise ModelError(f"weight codes {list(codes.shape)} do not match the weight {list(weight.shape)}.")
+    expected = tuple(weight.shape)
+    split = None
+    if split_channels is not None and split_channels.numel():
+        if not isinstance(module, nn.Linear):
+            raise ModelError(f"outlier channel splitting applies to Linear layers, not {type(module).__name__}.")
+        split = split_channels.detach().to(torch.int64).reshape(-1).clone()
+        if int(split.min()) < 0 or int(split.max()) >= weight.shape[1]:
+            raise ModelError(f"split channel index out of range [0, {weight.shape[1]}).")
+        expected = (weight.shape[0], weight.shape[1] + split.numel())
+    if tuple(codes.shape) != expected:
+        raise ModelError(f"weight codes {list(codes.shape)} do not match the weight {list(expected)}.")
     new.__class__ = quantized_class(base)
     new.weight_spec = weight_spec  # type: ignore[attr-defined]
     new.act_spec = act_spec  # type: ignore[attr-defined]
-    param_shape = weight_spec.granularity.param_shape(weight.shape)
+    param_shape = weight_spec.granularity.param_shape(expected)
     new.register_buffer("weight_q", codes.detach().to(torch.int8).clone())
     new.register_buffer("weight_scale", scale.detach().to(torch.float32).reshape(param_shape).clone())
     new.register_buffer("weight_zero_point", zero_point.detach().to(torch.int8).reshape(param_shape).clone())
@@ -604,6 +678,11 @@ def quantize_module(
             raise ModelError("static activation quantization needs input_scale and input_zero_point.")
         new.register_buffer("input_scale", torch.as_tensor(input_scale, dtype=torch.float32).reshape(()).clone())
         new.register_buffer("input_zero_point", torch.as_tensor(input_zero_point).to(torch.int8).reshape(()).clone())
+    if split is not None:
+        main, extra = split_multipliers(weight.shape[1], split)
+        new.register_buffer("input_split", split)
+        new.register_buffer("_split_mult_main", main, persistent=False)
+        new.register_buffer("_split_mult_extra", extra, persistent=False)
     new.weight_bits = weight_spec.bits  # type: ignore[attr-defined]
     new.activation_bits = act_spec.bits if act_spec is not None else 32  # type: ignore[attr-defined]
     new.__dict__.pop("_weight_cache", None)
@@ -617,6 +696,11 @@ def empty_quantized(module: nn.Module, layout: dict[str, Any]) -> nn.Module:
     spec = WeightSpec.from_dict(layout["weight"])
     act = ActivationSpec.from_dict(layout.get("activation"))
     shape = tuple(module.weight.shape)
+    split = int(layout.get("split_channels", 0) or 0)
+    if split < 0 or (split and not isinstance(module, nn.Linear)):
+        raise ArtifactError(f"plan: split_channels={split} is not valid for a {type(module).__name__}.")
+    if split:
+        shape = (shape[0], shape[1] + split)
     if list(shape) != list(layout.get("weight_shape", shape)):
         raise ArtifactError(f"plan expects weight shape {layout.get('weight_shape')}, the rebuilt layer has {list(shape)}.")
     param_shape = spec.granularity.param_shape(shape)
@@ -629,6 +713,7 @@ def empty_quantized(module: nn.Module, layout: dict[str, Any]) -> nn.Module:
         act_spec=act,
         input_scale=1.0 if act is not None and act.mode == "static" else None,
         input_zero_point=0 if act is not None and act.mode == "static" else None,
+        split_channels=torch.zeros(split, dtype=torch.int64) if split else None,
     )
 
 
@@ -796,7 +881,7 @@ def _float_shell(module: nn.Module, weight: Tensor) -> nn.Module:
 def dequantize_module(module: nn.Module) -> nn.Module:
     """The float layer a quantized or fake-quantized layer simulates (weights dequantized)."""
     if isinstance(module, QuantizedMixin):
-        return _float_shell(module, module._dequantized_weight())
+        return _float_shell(module, module.effective_weight())
     if isinstance(module, FakeQuantMixin):
         return _float_shell(module, module.weight.detach())
     raise ModelError(f"{type(module).__name__} is not a quantized layer.")

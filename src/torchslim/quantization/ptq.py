@@ -42,6 +42,7 @@ from torchslim.quantization.modules import (
     ActivationSpec,
     QuantizedMixin,
     WeightSpec,
+    fold_split_weight,
     quantizable,
     quantize_module,
 )
@@ -58,6 +59,7 @@ class LayerChoice:
     weight_spec: WeightSpec
     act_spec: ActivationSpec | None
     method: str  # minmax | percentile | mse | gptq
+    split_outliers: int = 0  # input channels to split (outlier channel splitting), 0 = none
 
 
 def name_matches(pattern: str, name: str) -> bool:
@@ -76,6 +78,7 @@ def plan_layers(
     method: str,
     layer_bits: dict[str, int] | None = None,
     gptq_ok: Callable[[nn.Module], bool] | None = None,
+    outlier_channels: int = 0,
 ) -> tuple[list[LayerChoice], dict[str, str]]:
     """The layers to quantize (in model order) and ``{name: reason}`` for selected layers that stay float.
 
@@ -115,7 +118,13 @@ def plan_layers(
         if layer_method == "gptq" and torch.nn.utils.parametrize.is_parametrized(module, "weight"):
             # GPTQ's error compensation would move pruned (masked) weights off zero; round-to-nearest keeps them
             layer_method = "mse" if spec.bits < 8 else "minmax"
-        choices.append(LayerChoice(name, module, spec, act, layer_method))
+        split = 0
+        rows_only = spec.granularity.kind == "per_tensor" or (
+            spec.granularity.kind == "per_channel" and spec.granularity.check(weight.shape) == 0)
+        if (outlier_channels > 0 and isinstance(module, nn.Linear) and act is not None and act.mode == "dynamic"
+                and act.granularity == "per_tensor" and layer_method != "gptq" and rows_only):
+            split = min(outlier_channels, module.in_features // 32)  # meant for wide layers: at most 1 in 32
+        choices.append(LayerChoice(name, module, spec, act, layer_method, split))
     for pattern, hit in used.items():
         if not hit:
             raise ConfigError(
@@ -134,6 +143,7 @@ class LayerStats:
     hessian: Any = None
     input_sum: Tensor | None = None
     input_count: int = 0
+    channel_absmax: Tensor | None = None
 
     def mean_input(self) -> Tensor | None:
         if self.input_sum is None or self.input_count == 0:
@@ -173,10 +183,11 @@ def collect_stats(
         if choice.method == "gptq":
             st.hessian = HessianAccumulator(choice.module)
         stats[choice.name] = st
-        if st.observer is None and st.hessian is None and not need_mean:
+        if st.observer is None and st.hessian is None and not need_mean and not choice.split_outliers:
             continue
 
-        def hook(module: nn.Module, args: tuple[Any, ...], output: Any, st: LayerStats = st, name: str = choice.name) -> None:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any, st: LayerStats = st, name: str = choice.name,
+                 split_outliers: int = choice.split_outliers) -> None:
             x = args[0] if args else None
             if not isinstance(x, Tensor) or not x.is_floating_point():
                 return
@@ -190,6 +201,9 @@ def collect_stats(
                 s, n = _channel_sum(module, x)
                 st.input_sum = s if st.input_sum is None else st.input_sum + s
                 st.input_count += n
+            if split_outliers:
+                amax = x.detach().float().reshape(-1, x.shape[-1]).abs().amax(dim=0)
+                st.channel_absmax = amax if st.channel_absmax is None else torch.maximum(st.channel_absmax, amax)
 
         handles.append(choice.module.register_forward_hook(hook))
     outputs: list[Tensor] = []
@@ -218,6 +232,35 @@ def bias_shift(module: nn.Module, delta_w: Tensor, mean_input: Tensor) -> Tensor
 # ----------------------------------------------------------------------------------------------
 # quantize
 
+def outlier_split(channel_absmax: Tensor, k: int, *, max_extra: int | None = None) -> Tensor:
+    """Outlier channel splitting (Zhao, Hu, Dotzel, De Sa & Zhang 2019, "Improving neural network
+    quantization without retraining using outlier channel splitting", ICML): the input channels to
+    duplicate so that no channel's range exceeds the ``(k+1)``-th largest one.
+
+    ``x W^T = sum_j x_j W_j``; writing channel ``j`` as ``m_j`` copies ``x_j / m_j`` (and its weight
+    column ``W_j`` repeated ``m_j`` times) changes nothing in exact arithmetic but divides the
+    channel's range by ``m_j``, so a per-tensor activation scale no longer has to stretch over one
+    outlier channel. With ``c`` the ``(k+1)``-th largest calibration range ``max |x_j|``, each of the
+    `k` largest channels gets ``m_j = ceil(max |x_j| / c)`` copies; the weight's ranges are unchanged
+    (columns are repeated, not scaled). At most `max_extra` copies are added (default: one per 16
+    input channels), the largest channels first. Returns the original index of every extra copy (a
+    channel appears ``m_j - 1`` times; empty when no channel stands out).
+    """
+    amax = channel_absmax.detach().float().reshape(-1)
+    if k <= 0 or amax.numel() <= k:
+        return torch.zeros(0, dtype=torch.int64)
+    top = torch.topk(amax, k + 1)
+    ceiling = float(top.values[-1])
+    if ceiling <= 0:
+        return torch.zeros(0, dtype=torch.int64)
+    budget = amax.numel() // 16 if max_extra is None else max_extra
+    extra: list[int] = []
+    for index, value in zip(top.indices[:-1].tolist(), top.values[:-1].tolist()):
+        copies = min(math.ceil(value / ceiling - 1e-6) - 1, budget - len(extra))
+        extra += [index] * max(copies, 0)
+    return torch.tensor(sorted(extra), dtype=torch.int64)
+
+
 def quantize_weight(
     choice: LayerChoice,
     stats: LayerStats | None,
@@ -225,9 +268,10 @@ def quantize_weight(
     percentile: float = 99.99,
     gptq_block_size: int = 128,
     gptq_damp: float = 0.01,
+    weight: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(codes, scale, zero_point)`` of the layer's weight by its method."""
-    weight = choice.module.weight.detach().float()
+    """``(codes, scale, zero_point)`` of the layer's weight (or of `weight`) by its method."""
+    weight = choice.module.weight.detach().float() if weight is None else weight
     spec = choice.weight_spec
     if choice.method == "gptq" and stats is not None and stats.hessian is not None and stats.hessian.samples > 0:
         from torchslim.quantization.gptq import gptq_quantize
@@ -276,14 +320,21 @@ def quantize_layers(
     originals: dict[str, nn.Module] = {}
     for choice in choices:
         st = stats.get(choice.name)
+        split = None
+        weight = choice.module.weight.detach().float()
+        if choice.split_outliers and st is not None and st.channel_absmax is not None:
+            split = outlier_split(st.channel_absmax, choice.split_outliers)
+            weight = torch.cat([weight, weight[:, split]], dim=1)
         codes, scale, zp = quantize_weight(choice, st, percentile=percentile, gptq_block_size=gptq_block_size,
-                                           gptq_damp=gptq_damp)
+                                           gptq_damp=gptq_damp, weight=weight)
         module = choice.module
         old_bias = getattr(module, "bias", None)
         bias = old_bias.detach().float() if isinstance(old_bias, Tensor) else None
         if bias_correction and st is not None and st.mean_input() is not None and not isinstance(module, nn.Embedding):
             w = module.weight.detach().float()
             w_hat = dequantize(codes, scale, zp, granularity=choice.weight_spec.granularity)
+            if split is not None:
+                w_hat = fold_split_weight(w_hat, split)
             shift = bias_shift(module, w_hat - w, st.mean_input())  # type: ignore[arg-type]
             bias = (bias if bias is not None else torch.zeros_like(shift)) - shift
         input_scale = input_zp = None
@@ -291,7 +342,8 @@ def quantize_layers(
             assert st is not None and st.observer is not None
             input_scale, input_zp = st.observer.qparams()
         new = quantize_module(module, weight_spec=choice.weight_spec, codes=codes, scale=scale, zero_point=zp,
-                              act_spec=choice.act_spec, input_scale=input_scale, input_zero_point=input_zp, bias=bias)
+                              act_spec=choice.act_spec, input_scale=input_scale, input_zero_point=input_zp, bias=bias,
+                              split_channels=split)
         originals[choice.name] = module
         set_module(model, choice.name, new)
     return model, originals, float_outputs
@@ -306,7 +358,7 @@ def _finite(value: float) -> float | None:
 
 def layer_weight_bytes(module: QuantizedMixin) -> int:
     spec = module.weight_spec
-    n = module.weight_q.numel()  # type: ignore[attr-defined]
+    n = module.stored_codes().numel()
     params = module.weight_scale.numel()  # type: ignore[attr-defined]
     zp_bytes = 0 if spec.symmetric or spec.bits == 1 else params
     return packed_nbytes(n, spec.bits) + 4 * params + zp_bytes
@@ -352,7 +404,7 @@ def report_layers(
     for choice in choices:
         qmod = model.get_submodule(choice.name)
         w = originals[choice.name].weight.detach().float()
-        w_hat = qmod._dequantized_weight()  # type: ignore[operator]
+        w_hat = qmod.effective_weight()  # type: ignore[operator]
         signal, noise = sums[choice.name]
         out_sqnr = None
         if batches:
@@ -368,6 +420,7 @@ def report_layers(
             "group_size": choice.weight_spec.granularity.group_size,
             "method": method_label(choice) if method_label else choice.method,
             "params": int(w.numel()),
+            "split_channels": int(qmod.quant_layout()["split_channels"]),  # type: ignore[operator]
             "weight_sqnr_db": _finite(sqnr_db(w, w_hat)),
             "output_sqnr_db": _finite(out_sqnr) if out_sqnr is not None else None,
             "weight_bytes_float": int(w.numel() * 4),
@@ -399,5 +452,5 @@ def append_plan(model: nn.Module, entry: dict[str, Any]) -> None:
 
 __all__ = [
     "LayerChoice", "LayerStats", "Granularity", "append_plan", "bias_shift", "collect_stats", "name_matches",
-    "plan_entry", "plan_layers", "quantize_layers", "quantize_weight", "report_layers",
+    "outlier_split", "plan_entry", "plan_layers", "quantize_layers", "quantize_weight", "report_layers",
 ]
