@@ -45,6 +45,21 @@ def test_outlier_split_counts_copies_from_the_k_plus_1_th_range():
     assert outlier_split(amax, 2, max_extra=3).tolist() == [0, 0, 0]  # the budget goes to the largest first
     assert outlier_split(torch.ones(6), 2).numel() == 0  # nothing stands out
     assert outlier_split(amax, 0).numel() == 0
+    assert outlier_split(torch.tensor([1.9, 1.0, 1.0, 1.0]), 1, max_extra=4).numel() == 0  # < 2x: not worth a pass
+
+
+def test_layers_reading_the_same_input_share_the_split_tensors():
+    class Fork(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.a, self.b = nn.Linear(64, 8), nn.Linear(64, 8)
+
+        def forward(self, x):
+            return self.a(x) + self.b(x)
+
+    q = quantize_handler(Fork(), dynamic(outlier_channels=2), targets=None, context=context_for(outlier_batches())).model
+    assert q.a.input_split is q.b.input_split and q.a._split_mult_main is q.b._split_mult_main
 
 
 def test_split_is_exact_in_float():

@@ -232,7 +232,7 @@ def bias_shift(module: nn.Module, delta_w: Tensor, mean_input: Tensor) -> Tensor
 # ----------------------------------------------------------------------------------------------
 # quantize
 
-def outlier_split(channel_absmax: Tensor, k: int, *, max_extra: int | None = None) -> Tensor:
+def outlier_split(channel_absmax: Tensor, k: int, *, max_extra: int | None = None, min_ratio: float = 2.0) -> Tensor:
     """Outlier channel splitting (Zhao, Hu, Dotzel, De Sa & Zhang 2019, "Improving neural network
     quantization without retraining using outlier channel splitting", ICML): the input channels to
     duplicate so that no channel's range exceeds the ``(k+1)``-th largest one.
@@ -243,7 +243,8 @@ def outlier_split(channel_absmax: Tensor, k: int, *, max_extra: int | None = Non
     outlier channel. With ``c`` the ``(k+1)``-th largest calibration range ``max |x_j|``, each of the
     `k` largest channels gets ``m_j = ceil(max |x_j| / c)`` copies; the weight's ranges are unchanged
     (columns are repeated, not scaled). At most `max_extra` copies are added (default: one per 16
-    input channels), the largest channels first. Returns the original index of every extra copy (a
+    input channels), the largest channels first; nothing is split unless the largest range is at
+    least `min_ratio` times ``c`` (each split costs a pass over the input at run time). Returns the original index of every extra copy (a
     channel appears ``m_j - 1`` times; empty when no channel stands out).
     """
     amax = channel_absmax.detach().float().reshape(-1)
@@ -251,7 +252,7 @@ def outlier_split(channel_absmax: Tensor, k: int, *, max_extra: int | None = Non
         return torch.zeros(0, dtype=torch.int64)
     top = torch.topk(amax, k + 1)
     ceiling = float(top.values[-1])
-    if ceiling <= 0:
+    if ceiling <= 0 or float(top.values[0]) < min_ratio * ceiling:
         return torch.zeros(0, dtype=torch.int64)
     budget = amax.numel() // 16 if max_extra is None else max_extra
     extra: list[int] = []
@@ -318,13 +319,18 @@ def quantize_layers(
         stats, float_outputs = collect_stats(model, choices, batches, observer=observer, percentile=percentile,
                                              need_mean=bias_correction)
     originals: dict[str, nn.Module] = {}
+    shared_splits: dict[tuple[int, ...], Tensor] = {}
+    shared_buffers: dict[int, dict[str, Tensor]] = {}
     for choice in choices:
         st = stats.get(choice.name)
         split = None
         weight = choice.module.weight.detach().float()
         if choice.split_outliers and st is not None and st.channel_absmax is not None:
             split = outlier_split(st.channel_absmax, choice.split_outliers)
-            weight = torch.cat([weight, weight[:, split]], dim=1)
+            if split.numel():
+                # layers reading the same input (query / key / value) get the same index tensor
+                split = shared_splits.setdefault(tuple(split.tolist()), split)
+                weight = torch.cat([weight, weight[:, split]], dim=1)
         codes, scale, zp = quantize_weight(choice, st, percentile=percentile, gptq_block_size=gptq_block_size,
                                            gptq_damp=gptq_damp, weight=weight)
         module = choice.module
@@ -344,6 +350,11 @@ def quantize_layers(
         new = quantize_module(module, weight_spec=choice.weight_spec, codes=codes, scale=scale, zero_point=zp,
                               act_spec=choice.act_spec, input_scale=input_scale, input_zero_point=input_zp, bias=bias,
                               split_channels=split)
+        if split is not None and split.numel():
+            # one set of split tensors per input: the ONNX export then shares the split ops between layers
+            mine = {k: new._buffers[k] for k in ("_split_mult_main", "_split_mult_extra")}
+            for key, tensor in shared_buffers.setdefault(id(split), mine).items():
+                new._buffers[key] = tensor
         originals[choice.name] = module
         set_module(model, choice.name, new)
     return model, originals, float_outputs
