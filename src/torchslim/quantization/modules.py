@@ -657,7 +657,9 @@ def quantize_module(
     if split_channels is not None and split_channels.numel():
         if not isinstance(module, nn.Linear):
             raise ModelError(f"outlier channel splitting applies to Linear layers, not {type(module).__name__}.")
-        split = split_channels.detach().to(torch.int64).reshape(-1)  # not copied: layers may share it
+        split = split_channels
+        if split.dtype != torch.int64 or split.dim() != 1 or split.requires_grad:
+            split = split.detach().to(torch.int64).reshape(-1)  # else used as is: layers may share it
         if int(split.min()) < 0 or int(split.max()) >= weight.shape[1]:
             raise ModelError(f"split channel index out of range [0, {weight.shape[1]}).")
         expected = (weight.shape[0], weight.shape[1] + split.numel())
