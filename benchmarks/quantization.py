@@ -598,6 +598,8 @@ def to_markdown(results: dict[str, Any]) -> str:
     lines = [f"# Quantization benchmark ({'quick' if results['quick'] else 'full'} run)", "",
              f"torch {env['torch']}, onnxruntime {env['onnxruntime']}, {env['threads']} threads, {env['cpus']} CPUs, "
              f"{env['date']}; {results.get('seconds', 0):.0f} s.", ""]
+    for merged in results.get("merged_sections", []):
+        lines += [f"Section `{merged['section']}` rerun on {merged['date']} ({merged['command']}) and merged here.", ""]
     lines += ["## Must-show checks", "", "| claim | target | measured | verdict |", "|---|---|---|---|"]
     for c in results.get("checks", []):
         verdict = "reported" if c["ok"] is None else ("met" if c["ok"] else "NOT met")
@@ -662,6 +664,20 @@ def to_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge_section(results_path: Path, rerun_path: Path, section: str, command: str) -> None:
+    """Replace one section (and its checks) of a full run's results with those of a rerun of only
+    that section (``--only SECTION --out DIR``), then rewrite the .json and .md."""
+    import json
+
+    full, rerun = json.loads(results_path.read_text()), json.loads(rerun_path.read_text())
+    full["sections"][section] = rerun["sections"][section]
+    prefix = {"minilm": "minilm-l6", "fmnist": "fmnist-cnn", "efficientnet": "efficientnet-lite0", "bad_input": "bad input"}[section]
+    full["checks"] = [c for c in full.get("checks", []) if not c["claim"].startswith(prefix)] + [
+        c for c in rerun.get("checks", []) if c["claim"].startswith(prefix)]
+    full.setdefault("merged_sections", []).append({"section": section, "date": rerun["env"]["date"], "command": command})
+    write_results(results_path.parent, results_path.stem, full, to_markdown(full))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small data, few rounds: a < 3 minute smoke run")
@@ -672,6 +688,9 @@ def main(argv: list[str] | None = None) -> int:
     default_cache = Path(os.environ.get("TORCHSLIM_CACHE") or "~/.cache/torchslim").expanduser() / "benchmarks"
     parser.add_argument("--cache", type=Path, default=default_cache, help="where the trained fmnist-cnn is kept")
     parser.add_argument("--no-cache", action="store_true", help="always train the float fmnist-cnn")
+    parser.add_argument("--merge", action="store_true",
+                        help="with --only: replace those sections (and their checks) in OUT/quantization.json "
+                             "instead of writing a results file of these sections alone")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (10 if args.quick else 40)
     torch.set_num_threads(args.threads)
@@ -688,6 +707,16 @@ def main(argv: list[str] | None = None) -> int:
     results["sections"] = run_sections(args.only, SECTIONS, lambda fn: fn(args, results), error=parser.error)
     results["seconds"] = round(time.perf_counter() - started, 1)
     stem = "quantization_quick" if args.quick else "quantization"
+    if args.merge:
+        rerun = args.out / f"{stem}_rerun.json"
+        write_results(args.out, f"{stem}_rerun", results, to_markdown(results))
+        for section in results["sections"]:
+            merge_section(args.out / f"{stem}.json", rerun, section,
+                          f"python benchmarks/quantization.py --only {args.only} --merge")
+        rerun.unlink()
+        rerun.with_suffix(".md").unlink()
+        log(f"merged {list(results['sections'])} into {args.out / (stem + '.json')} and .md")
+        return 0
     write_results(args.out, stem, results, to_markdown(results))
     log(f"wrote {args.out / (stem + '.json')} and .md in {results['seconds']:.0f} s")
     return 0
