@@ -1,7 +1,7 @@
 """Distillation benchmark (issue 6, "Must show"): every comparison side by side in one run.
 
     python benchmarks/distillation.py --quick     # smoke run, small data, < 3 minutes on 2 cores
-    python benchmarks/distillation.py             # full run (about an hour or more on 2 shared cores)
+    python benchmarks/distillation.py             # full run (1 h 48 min on 2 cores shared with other work)
 
 Sections (``--only fmnist,minilm,pruned,bad_input`` runs a subset):
 
