@@ -37,6 +37,26 @@ def run_sections(
     return out
 
 
+def rotating_times(fns: Mapping[str, Callable[[], Any]], *, rounds: int, threads: int) -> dict[str, list[float]]:
+    """Milliseconds of every callable in each of `rounds` rounds; the order rotates every round (so
+    no callable always runs first) after two warm-up calls each, with `threads` torch threads."""
+    from torchslim.measure._util import num_threads
+
+    names = list(fns)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    with num_threads(threads):
+        for fn in fns.values():
+            fn()
+            fn()
+        for r in range(rounds):
+            shift = r % len(names)
+            for name in names[shift:] + names[:shift]:
+                start = time.perf_counter_ns()
+                fns[name]()
+                times[name].append((time.perf_counter_ns() - start) / 1e6)
+    return times
+
+
 def write_results(out: Path, stem: str, results: dict[str, Any], markdown: str) -> None:
     from torchslim.io.atomic import write_json, write_text
 

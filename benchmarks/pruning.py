@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent / "src"))
 sys.path.insert(0, str(ROOT))
 
-from _harness import log, run_sections, write_results  # noqa: E402
+from _harness import log, rotating_times, run_sections, write_results  # noqa: E402
 
 from torchslim.core import Context, Targets  # noqa: E402
 from torchslim.core.technique import TECHNIQUES  # noqa: E402
@@ -127,21 +127,8 @@ def multi_latency(dense: nn.Module, variants: dict[str, nn.Module], x: Any, *, r
     """
     import statistics
 
-    from torchslim.measure._util import num_threads
-
     fns = {"dense": call(dense, x), **{k: call(m, x) for k, m in variants.items()}}
-    names = list(fns)
-    times: dict[str, list[float]] = {k: [] for k in names}
-    with num_threads(threads):
-        for fn in fns.values():
-            fn()
-            fn()
-        for r in range(rounds):
-            shift = r % len(names)
-            for name in names[shift:] + names[:shift]:
-                start = time.perf_counter_ns()
-                fns[name]()
-                times[name].append((time.perf_counter_ns() - start) / 1e6)
+    times = rotating_times(fns, rounds=rounds, threads=threads)
     med = {k: statistics.median(v) for k, v in times.items()}
     out = {}
     for k in variants:

@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent / "src"))
 sys.path.insert(0, str(ROOT))
 
-from _harness import log, run_sections, write_results  # noqa: E402
+from _harness import log, rotating_times, run_sections, write_results  # noqa: E402
 
 from torchslim.core import Context, DataSplits, Targets  # noqa: E402
 from torchslim.quantization import Quantize, quantize_handler  # noqa: E402
@@ -110,22 +110,9 @@ def torch_fn(model: nn.Module, inputs: Any) -> Callable[[], Any]:
 
 def rotating_latency(fns: dict[str, Callable[[], Any]], baseline: str, *, rounds: int, threads: int) -> dict[str, dict[str, float]]:
     """Median ms of each callable and median per-round ratio to `baseline` (rotating order)."""
-    from torchslim.measure._util import num_threads
-
-    names = list(fns)
-    times: dict[str, list[float]] = {k: [] for k in names}
-    with num_threads(threads):
-        for fn in fns.values():
-            fn()
-            fn()
-        for r in range(rounds):
-            shift = r % len(names)
-            for name in names[shift:] + names[:shift]:
-                start = time.perf_counter_ns()
-                fns[name]()
-                times[name].append((time.perf_counter_ns() - start) / 1e6)
+    times = rotating_times(fns, rounds=rounds, threads=threads)
     out = {}
-    for name in names:
+    for name in fns:
         ratios = [a / b for a, b in zip(times[name], times[baseline])]
         out[name] = {"ms": round(statistics.median(times[name]), 3), "ratio": round(statistics.median(ratios), 3)}
     return out
