@@ -131,6 +131,11 @@ class Granularity:
             )
         return self.axis % ndim
 
+    def per_output_channel(self, shape: torch.Size | tuple[int, ...]) -> bool:
+        """True when a weight of `shape` has one ``(s, z)`` per tensor or per output channel (axis 0):
+        the layouts integer kernels (QLinearConv, QGemm, MatMulInteger) take."""
+        return self.kind == "per_tensor" or (self.kind == "per_channel" and self.check(shape) == 0)
+
     def param_shape(self, shape: torch.Size | tuple[int, ...]) -> tuple[int, ...]:
         """Shape of the scale / zero-point tensors for a tensor of `shape`."""
         if self.kind == "per_tensor":

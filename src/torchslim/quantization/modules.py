@@ -355,7 +355,7 @@ class QuantizedMixin:
         if self.act_spec is None or self.act_spec.mode != "static":
             return None
         g = self.weight_spec.granularity
-        if g.kind == "per_group" or (g.kind == "per_channel" and g.check(self.weight_q.shape) != 0):  # type: ignore[attr-defined]
+        if not g.per_output_channel(self.weight_q.shape):  # type: ignore[attr-defined]
             return None
         s_in = self.input_scale  # type: ignore[attr-defined]
         s_w = self.weight_scale  # type: ignore[attr-defined]
@@ -406,8 +406,7 @@ class QuantizedMixin:
         if (
             self.__dict__.get("_onnx_export") and isinstance(self, nn.Embedding)
             and self.padding_idx is None and self.max_norm is None
-            and (self.weight_spec.granularity.kind == "per_tensor"
-                 or (self.weight_spec.granularity.kind == "per_channel" and self.weight_spec.granularity.check(self.weight_q.shape) == 0))  # type: ignore[attr-defined]
+            and self.weight_spec.granularity.per_output_channel(self.weight_q.shape)  # type: ignore[attr-defined]
         ):
             return self._embedding_export(input)
         if spec is not None and spec.mode == "dynamic" and "_onnx_weight_t_q" in self._buffers:  # type: ignore[attr-defined]
@@ -452,7 +451,7 @@ class QuantizedMixin:
             spec = self.act_spec
             if spec is not None and spec.mode == "dynamic" and isinstance(self, nn.Linear):
                 g = self.weight_spec.granularity
-                if g.kind == "per_group" or (g.kind == "per_channel" and g.check(self.weight_q.shape) != 0):  # type: ignore[attr-defined]
+                if not g.per_output_channel(self.weight_q.shape):  # type: ignore[attr-defined]
                     raise ModelError(
                         "dynamic ONNX export needs per-tensor or per-output-channel (axis 0) weights, "
                         f"not {g.kind} on axis {g.axis}."
@@ -774,7 +773,7 @@ class FakeQuantMixin:
         if b is None or self.act_spec is None or self.act_spec.mode != "static":
             return b
         g = self.weight_spec.granularity
-        if g.kind == "per_group" or (g.kind == "per_channel" and g.check(self.weight_float.shape) != 0):  # type: ignore[attr-defined]
+        if not g.per_output_channel(self.weight_float.shape):  # type: ignore[attr-defined]
             return b
         s_w = self.weight_quantizer.scale.detach().abs().clamp(min=1e-8)  # type: ignore[attr-defined]
         s_in = self.input_quantizer.scale.detach().abs().clamp(min=1e-8)  # type: ignore[attr-defined]

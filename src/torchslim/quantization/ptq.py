@@ -119,10 +119,9 @@ def plan_layers(
             # GPTQ's error compensation would move pruned (masked) weights off zero; round-to-nearest keeps them
             layer_method = "mse" if spec.bits < 8 else "minmax"
         split = 0
-        rows_only = spec.granularity.kind == "per_tensor" or (
-            spec.granularity.kind == "per_channel" and spec.granularity.check(weight.shape) == 0)
         if (outlier_channels > 0 and isinstance(module, nn.Linear) and act is not None and act.mode == "dynamic"
-                and act.granularity == "per_tensor" and layer_method != "gptq" and rows_only):
+                and act.granularity == "per_tensor" and layer_method != "gptq"
+                and spec.granularity.per_output_channel(weight.shape)):
             split = min(outlier_channels, module.in_features // 32)  # meant for wide layers: at most 1 in 32
         choices.append(LayerChoice(name, module, spec, act, layer_method, split))
     for pattern, hit in used.items():
