@@ -123,3 +123,38 @@ def test_without_calibration_data_nothing_is_split_and_a_note_says_why():
 def test_negative_outlier_channels_is_a_config_error():
     with pytest.raises(ConfigError, match="outlier_channels"):
         Quantize(outlier_channels=-1)
+
+
+def test_split_export_quantizes_once_then_copies_uint8_codes(tmp_path):
+    """Scale, DynamicQuantizeLinear, then Gather the copies from the uint8 codes: the extra pass is
+    over bytes, and two layers reading one input share it all in onnxruntime."""
+    import onnx
+
+    from torchslim.io.onnx_export import optimized_op_counts
+
+    class Fork(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.a, self.b = nn.Linear(64, 8), nn.Linear(64, 8)
+
+        def forward(self, x):
+            return self.a(x) + self.b(x)
+
+    batches = outlier_batches()
+    q = quantize_handler(Fork(), dynamic(outlier_channels=2), targets=None, context=context_for(batches)).model
+    x = batches[0][0]
+    export_onnx(q, tmp_path / "f.onnx", x[:1])
+    graph = onnx.load(str(tmp_path / "f.onnx")).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    gathers = [n for n in graph.node if n.op_type == "Gather"]
+    assert gathers and all(producer[g.input[0]].op_type == "DynamicQuantizeLinear" for g in gathers)
+    assert not any(n.op_type == "Concat" and producer.get(n.input[0]) is not None
+                   and producer[n.input[0]].op_type == "Mul" for n in graph.node)  # no float copies
+    counts = optimized_op_counts(tmp_path / "f.onnx")
+    assert counts["DynamicQuantizeLinear"] + counts["DynamicQuantizeMatMul"] == 1  # shared by a and b
+    got = torch.from_numpy(run_onnx(tmp_path / "f.onnx", x))
+    with torch.no_grad():
+        ref = q(x)
+    assert float((got - ref).abs().max()) <= 2 * float(ref.abs().max()) / 127
+    assert not any(k.startswith("_onnx") for k in q.state_dict())

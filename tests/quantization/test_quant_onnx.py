@@ -114,3 +114,45 @@ def test_failed_export_leaves_no_file(tmp_path, int8_cnn):
     assert list(tmp_path.iterdir()) == []
     assert all(not getattr(m, "_onnx_export", False) for m in model.modules())
     assert not any(k.startswith("_onnx") for k in model.state_dict())
+
+
+def test_embedding_with_padding_idx_exports_only_gathered_rows(tmp_path, transformer, tokens):
+    transformer.embed.padding_idx = 0  # BERT-style: changes gradients only, the lookup is the same
+    q = quantize_handler(transformer, Quantize(), targets=None, context=context_for(tokens)).model
+    ids = tokens[0][0]
+    export_onnx(q, tmp_path / "p.onnx", ids[:2])
+    graph = onnx.load(str(tmp_path / "p.onnx")).graph
+    assert not any(n.op_type == "DequantizeLinear" and n.input[0] == "embed.weight_q" for n in graph.node)
+    with torch.no_grad():
+        ref = q(ids).numpy()
+    np.testing.assert_allclose(run_onnx(tmp_path / "p.onnx", ids), ref, atol=0.05 * np.abs(ref).max())
+
+
+def test_hugging_face_attention_exports_without_the_sdpa_nan_guard(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=32, attn_implementation="sdpa")
+    torch.manual_seed(0)
+    model = transformers.BertModel(config).eval()
+    assert model.config._attn_implementation == "sdpa"
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = model
+
+        def forward(self, input_ids, attention_mask):
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state.mean(dim=1)
+
+    wrapped = Pooled().eval()
+    ids = torch.randint(1, 40, (3, 9))
+    mask = torch.ones(3, 9, dtype=torch.long)
+    mask[1, 6:] = 0
+    result = export_onnx(wrapped, tmp_path / "b.onnx", (ids, mask), input_names=["input_ids", "attention_mask"])
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "b.onnx")).graph.node}
+    assert "IsNaN" not in ops and "Softmax" in ops
+    assert any("scaled_dot_product_attention" in note for note in result.notes)
+    assert model.config._attn_implementation == "sdpa"  # restored
+    with torch.no_grad():
+        ref = wrapped(ids, mask).numpy()
+    np.testing.assert_allclose(run_onnx(tmp_path / "b.onnx", (ids, mask)), ref, atol=1e-4)

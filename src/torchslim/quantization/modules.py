@@ -218,16 +218,24 @@ class _DynamicLinearExport(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight_t_q: Tensor, w_scale: Tensor, w_zp: Tensor, colsum: Tensor,  # type: ignore[override]
-                bias: Tensor | None, per_token: bool) -> Tensor:
+                bias: Tensor | None, per_token: bool, gather: Tensor | None = None) -> Tensor:
         w = (weight_t_q.float() - w_zp.float()) * w_scale
-        y = dynamic_fake_quantize(x, per_token) @ w
+        xq = dynamic_fake_quantize(x, per_token)
+        if gather is not None:
+            xq = torch.cat([xq, xq.index_select(-1, gather)], dim=-1)
+        y = xq @ w
         return y + bias if bias is not None else y
 
     @staticmethod
-    def symbolic(g: Any, x: Any, weight_t_q: Any, w_scale: Any, w_zp: Any, colsum: Any, bias: Any, per_token: bool) -> Any:
+    def symbolic(g: Any, x: Any, weight_t_q: Any, w_scale: Any, w_zp: Any, colsum: Any, bias: Any, per_token: bool,
+                 gather: Any = None) -> Any:
         has_bias = bias is not None and not _is_none(bias)
         if not per_token:
             xq, xs, xzp = g.op("DynamicQuantizeLinear", x, outputs=3)
+            if gather is not None and not _is_none(gather):
+                # onnxruntime's Gather copies one element per index on the last axis: gather only
+                # the copies, and let Concat copy the rows
+                xq = g.op("Concat", xq, g.op("Gather", xq, gather, axis_i=-1), axis_i=-1)
             acc = g.op("MatMulInteger", xq, weight_t_q, xzp, w_zp)
             scale = g.op("Mul", xs, w_scale)
             y = g.op("Mul", g.op("Cast", acc, to_i=1), scale)
@@ -401,11 +409,14 @@ class QuantizedMixin:
 
     def forward(self, input: Tensor, *args: Any, **kwargs: Any) -> Tensor:  # noqa: A002
         spec = self.act_spec
+        if "_onnx_split_gather" in self._buffers and isinstance(input, Tensor):  # type: ignore[attr-defined]
+            # export of a split per-tensor dynamic layer: scale, quantize, then copy the uint8 codes
+            return self._dynamic_linear_export(input * self._split_mult_main, gather=self._onnx_split_gather)  # type: ignore[attr-defined]
         if "input_split" in self._buffers and isinstance(input, Tensor):  # type: ignore[attr-defined]
             input = self._split_input(input)
         if (
             self.__dict__.get("_onnx_export") and isinstance(self, nn.Embedding)
-            and self.padding_idx is None and self.max_norm is None
+            and self.max_norm is None  # padding_idx changes only gradients
             and self.weight_spec.granularity.per_output_channel(self.weight_q.shape)  # type: ignore[attr-defined]
         ):
             return self._embedding_export(input)
@@ -419,15 +430,15 @@ class QuantizedMixin:
             return flat.reshape(*lead, flat.shape[-1])
         return super().forward(self._quantize_input(input), *args, **kwargs)  # type: ignore[misc]
 
-    def _dynamic_linear_export(self, x: Tensor) -> Tensor:
+    def _dynamic_linear_export(self, x: Tensor, *, gather: Tensor | None = None) -> Tensor:
         return _DynamicLinearExport.apply(x, self._onnx_weight_t_q, self._onnx_weight_scale,  # type: ignore[attr-defined]
                                           self._onnx_weight_zp, self._onnx_weight_colsum,  # type: ignore[attr-defined]
                                           self._parameters.get("bias_float"),  # type: ignore[attr-defined]
-                                          self.act_spec.granularity == "per_token")  # type: ignore[union-attr]
+                                          self.act_spec.granularity == "per_token", gather)  # type: ignore[union-attr]
 
     # -- protocol hooks ----------------------------------------------------------------------
     _EXPORT_BUFFERS = ("_onnx_bias_q", "_onnx_bias_scale", "_onnx_weight_t_q", "_onnx_weight_scale", "_onnx_weight_zp",
-                       "_onnx_weight_colsum")
+                       "_onnx_weight_colsum", "_onnx_split_gather")
 
     def torchslim_set_onnx_export(self, enabled: bool) -> None:
         """Called by :func:`torchslim.io.onnx_export.export_onnx` around tracing.
@@ -463,6 +474,11 @@ class QuantizedMixin:
                 zp = self.weight_zero_point.reshape(-1).expand(out_features).contiguous().clone()  # type: ignore[attr-defined]
                 buffers["_onnx_weight_zp"] = zp
                 buffers["_onnx_weight_colsum"] = (wq.float() - zp.float()[:, None]).sum(dim=1)
+                split = buffers.get("input_split")
+                if split is not None and split.numel() and spec.granularity == "per_tensor":
+                    # the copies of a split channel equal its scaled original, so quantizing first and
+                    # copying the uint8 codes (one Gather) gives the same codes as copying floats
+                    buffers["_onnx_split_gather"] = split.long().clone()
 
     def torchslim_onnx_info(self) -> dict[str, Any]:
         """What the exporter needs to know: whether this layer becomes an integer kernel."""
