@@ -156,3 +156,31 @@ def test_hugging_face_attention_exports_without_the_sdpa_nan_guard(tmp_path):
     with torch.no_grad():
         ref = wrapped(ids, mask).numpy()
     np.testing.assert_allclose(run_onnx(tmp_path / "b.onnx", (ids, mask)), ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("padding", [1, 0])
+def test_single_channel_conv_exports_as_four_shifted_channels(tmp_path, padding):
+    """A 1-channel 3x3 int8 convolution leaves as a 2x2 convolution over four shifted copies: the
+    same 9 weight codes (7 zeros added), the same outputs, and onnxruntime's 4-channel kernel."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=padding), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(8 * (12 - 2 * (1 - padding)) ** 2, 4)).eval()
+    batches = [(torch.randn(16, 1, 12, 12), torch.zeros(16, dtype=torch.long)) for _ in range(2)]
+    q = quantize_handler(model, Quantize(bits=8), targets=None, context=context_for(batches)).model
+    export_onnx(q, tmp_path / "s.onnx", batches[0][0][:1])
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "s.onnx")).graph.initializer}
+    shifted = next(v for k, v in inits.items() if k.endswith("_onnx_shift_weight_q"))
+    codes = q[0].weight_q.numpy()
+    assert shifted.shape == (8, 4, 2, 2) and shifted.dtype == np.int8
+    slot = {0: (0, 0), 1: (0, 1), 2: (1, 1)}  # tap d = shift s + kernel offset k
+    placed = np.zeros_like(shifted, dtype=bool)
+    for d in range(3):
+        for e in range(3):
+            (sy, ky), (sx, kx) = slot[d], slot[e]
+            np.testing.assert_array_equal(shifted[:, sy * 2 + sx, ky, kx], codes[:, 0, d, e])
+            placed[:, sy * 2 + sx, ky, kx] = True
+    assert not shifted[~placed].any()  # the 7 unused slots hold zero (symmetric weights)
+    assert integer_op_summary(tmp_path / "s.onnx")["integer_ops"].get("QLinearConv") == 1
+    x = torch.cat([b[0] for b in batches])
+    report = check_parity(q, tmp_path / "s.onnx", x, steps=2.0)
+    assert report.ok, report
