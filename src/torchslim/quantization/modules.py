@@ -523,7 +523,7 @@ class QuantizedMixin:
                 split = buffers.get("input_split")
                 if split is not None and split.numel() and spec.granularity == "per_tensor":
                     # the copies of a split channel equal its scaled original, so quantizing first and
-                    # copying the uint8 codes (one Gather) gives the same codes as copying floats
+                    # copying the uint8 codes (Gather + Concat) gives the same codes as copying floats
                     buffers["_onnx_split_gather"] = split.long().clone()
 
     def torchslim_onnx_info(self) -> dict[str, Any]:
