@@ -23,9 +23,9 @@ def quantized(config, model=None):
 
 
 @pytest.mark.parametrize("config", [
-    Quantize(bits=8),
+    Quantize(bits=8, quantize_single_channel_convs=True),
     Quantize(bits=4, granularity="per_group", group_size=16, activations=False, method="minmax"),
-    Quantize(bits=2, symmetric=False, method="mse"),
+    Quantize(bits=2, symmetric=False, method="mse", quantize_single_channel_convs=True),
     Quantize(bits=1, activations=False),
 ])
 def test_round_trip_gives_identical_outputs(tmp_path, config):

@@ -23,7 +23,7 @@ from torchslim.quantization import Quantize, quantize_handler
 @pytest.fixture(scope="module")
 def int8_cnn():
     batches = image_batches()
-    model = quantize_handler(make_cnn(), Quantize(bits=8), targets=None, context=context_for(batches)).model
+    model = quantize_handler(make_cnn(), Quantize(bits=8, quantize_single_channel_convs=True), targets=None, context=context_for(batches)).model
     return model, batches
 
 
@@ -63,7 +63,8 @@ def test_qdq_output_within_two_quantization_steps(tmp_path, int8_cnn):
 def test_per_tensor_and_weight_only_exports(tmp_path):
     batches = image_batches()
     ctx = context_for(batches)
-    per_tensor = quantize_handler(make_cnn(), Quantize(granularity="per_tensor"), targets=None, context=ctx).model
+    per_tensor = quantize_handler(make_cnn(), Quantize(granularity="per_tensor", quantize_single_channel_convs=True), targets=None,
+                                  context=ctx).model
     export_onnx(per_tensor, tmp_path / "t.onnx", batches[0][0][:1])
     assert optimized_op_counts(tmp_path / "t.onnx")["QLinearConv"] == 2
     assert check_parity(per_tensor, tmp_path / "t.onnx", batches[0][0]).ok
@@ -166,7 +167,7 @@ def test_single_channel_conv_exports_as_four_shifted_channels(tmp_path, padding)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=padding), torch.nn.ReLU(), torch.nn.Flatten(),
                                 torch.nn.Linear(8 * (12 - 2 * (1 - padding)) ** 2, 4)).eval()
     batches = [(torch.randn(16, 1, 12, 12), torch.zeros(16, dtype=torch.long)) for _ in range(2)]
-    q = quantize_handler(model, Quantize(bits=8), targets=None, context=context_for(batches)).model
+    q = quantize_handler(model, Quantize(bits=8, quantize_single_channel_convs=True), targets=None, context=context_for(batches)).model
     export_onnx(q, tmp_path / "s.onnx", batches[0][0][:1])
     inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "s.onnx")).graph.initializer}
     shifted = next(v for k, v in inits.items() if k.endswith("_onnx_shift_weight_q"))
@@ -184,3 +185,55 @@ def test_single_channel_conv_exports_as_four_shifted_channels(tmp_path, padding)
     x = torch.cat([b[0] for b in batches])
     report = check_parity(q, tmp_path / "s.onnx", x, steps=2.0)
     assert report.ok, report
+
+
+def test_single_channel_conv_stays_float_by_default_and_pools_in_float(tmp_path):
+    """With int8 inputs a 1-channel first convolution stays float (the report says why), and its
+    max-pooling stays float in onnxruntime: the export pools before the Relu, so onnxruntime's QDQ
+    propagation cannot move the next layer's QuantizeLinear above the pool."""
+    from torchslim.io.onnx_export import ort_session
+    from torchslim.quantization.modules import QuantizedMixin
+
+    batches = image_batches()
+    out = quantize_handler(make_cnn(), Quantize(bits=8), targets=None, context=context_for(batches))
+    assert "one input channel" in out.skipped["features.conv1"]
+    assert not isinstance(out.model.features.conv1, QuantizedMixin)
+    assert isinstance(out.model.features.conv2, QuantizedMixin)
+    result = export_onnx(out.model, tmp_path / "f.onnx", batches[0][0][:1])
+    assert result.integer_layers == ["features.conv2", "fc", "classifier"]
+    ort_session(tmp_path / "f.onnx", threads=1, optimized_path=tmp_path / "opt.onnx")
+    optimized = onnx.load(str(tmp_path / "opt.onnx")).graph
+    producer = {o: n for n in optimized.node for o in n.output}
+    pools = [n for n in optimized.node if n.op_type == "MaxPool"]
+    assert pools and all(producer[p.input[0]].op_type != "QuantizeLinear" for p in pools)  # float pooling
+    assert integer_op_summary(tmp_path / "f.onnx")["integer_ops"].get("QLinearConv") == 1
+    x = torch.cat([b[0] for b in batches])
+    assert check_parity(out.model, tmp_path / "f.onnx", x, steps=2.0).ok
+
+
+def test_pool_before_float_relu_only_moves_float_chains():
+    from onnx import helper
+
+    from torchslim.io.onnx_export import pool_before_float_relu
+
+    def graph(quantized_conv: bool):
+        nodes = []
+        conv_in = "x"
+        if quantized_conv:
+            nodes += [helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+                      helper.make_node("DequantizeLinear", ["wq", "s", "z"], ["wd"])]
+            conv_in, w = "xd", "wd"
+        else:
+            w = "w"
+        nodes += [helper.make_node("Conv", [conv_in, w], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+                  helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+                  helper.make_node("QuantizeLinear", ["p", "s", "z"], ["y"])]
+        g = helper.make_graph(nodes, "g", [], [helper.make_tensor_value_info("y", onnx.TensorProto.UINT8, None)])
+        return helper.make_model(g)
+
+    float_chain = graph(False)
+    assert pool_before_float_relu(float_chain) == 1
+    ops = [(n.op_type, list(n.input), list(n.output)) for n in float_chain.graph.node]
+    assert ops[1:] == [("MaxPool", ["c"], ["r"]), ("Relu", ["r"], ["p"]), ("QuantizeLinear", ["p", "s", "z"], ["y"])]
+    int_chain = graph(True)
+    assert pool_before_float_relu(int_chain) == 0  # an integer conv's chain is the QDQ pass's business

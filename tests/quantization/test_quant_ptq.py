@@ -45,7 +45,7 @@ def same_state(a, b):
 
 def test_int8_weights_and_activations_floor(cnn, cnn_context, images):
     before = state(cnn)
-    out = run(cnn, Quantize(bits=8, granularity="per_channel"), cnn_context)
+    out = run(cnn, Quantize(bits=8, granularity="per_channel", quantize_single_channel_convs=True), cnn_context)
     assert same_state(before, state(cnn)), "the user's model must not change"
     q = out.model
     assert all(isinstance(q.get_submodule(n), QuantizedMixin) for n in ("features.conv1", "features.conv2", "fc", "classifier"))
@@ -185,7 +185,8 @@ def test_quantized_layer_behaves_like_its_dequantized_float_layer(cnn, cnn_conte
 # ---- mixed precision --------------------------------------------------------------------------------
 
 def test_per_layer_bits_in_one_step(cnn, cnn_context):
-    out = run(cnn, Quantize(bits=8, layer_bits={"re:features\\..*": 4, "classifier": 2}, method="minmax"), cnn_context)
+    out = run(cnn, Quantize(bits=8, layer_bits={"re:features\\..*": 4, "classifier": 2}, method="minmax", quantize_single_channel_convs=True),
+              cnn_context)
     bits = {r["layer"]: r["weight_bits"] for r in out.layers}
     assert bits == {"features.conv1": 4, "features.conv2": 4, "fc": 8, "classifier": 2}
     with pytest.raises(ConfigError, match="layer_bits pattern 'clasifier' matches none.*classifier"):
@@ -197,7 +198,7 @@ def test_mixed_precision_through_targets_in_a_recipe(cnn, cnn_context):
 
     recipe = Recipe([
         Step(Quantize(bits=4, method="mse"), targets=Targets(names=["fc"])),
-        Step(Quantize(bits=8)),
+        Step(Quantize(bits=8, quantize_single_channel_convs=True)),
     ])
     model, steps = run_recipe(copy.deepcopy(cnn), recipe, context=cnn_context)
     assert model.fc.weight_bits == 4 and model.features.conv1.weight_bits == 8

@@ -220,6 +220,7 @@ def export_onnx(
             module.training = flag
     inserted = removed = 0
     if quantized and propagate_qdq:
+        pool_before_float_relu(proto)
         inserted, removed = propagate_output_qdq(proto)
     import onnx
 
@@ -271,6 +272,49 @@ def _dequantized_inputs(node: Any, producer: dict[str, Any]) -> bool:
     """True when the data and weight inputs of `node` come from DequantizeLinear."""
     feeds = [producer.get(name) for name in node.input[:2]]
     return len(feeds) == 2 and all(f is not None and f.op_type == "DequantizeLinear" for f in feeds)
+
+
+def pool_before_float_relu(proto: Any) -> int:
+    """``Relu -> MaxPool -> QuantizeLinear`` after a float Conv / Gemm / MatMul becomes
+    ``MaxPool -> Relu -> QuantizeLinear``, in place; returns how many pairs were swapped.
+
+    Exact (max commutes with a non-decreasing function). It keeps a float layer's pooling in float:
+    onnxruntime otherwise moves the QuantizeLinear above the MaxPool (its QDQ propagation crosses
+    MaxPool, not Relu) and pools the 4x larger tensor in int8 with a slow NCHW kernel (fmnist-cnn with
+    conv1 float: 2.1x slower than fp32 without the swap, 0.65x with it).
+    """
+    graph = proto.graph
+    nodes = list(graph.node)
+    producer = {out: node for node in nodes for out in node.output}
+    consumers: dict[str, list[Any]] = collections.defaultdict(list)
+    for node in nodes:
+        for inp in node.input:
+            if inp:
+                consumers[inp].append(node)
+    graph_outputs = {o.name for o in graph.output}
+    swapped = 0
+    for pool in nodes:
+        if pool.op_type != "MaxPool" or len(pool.output) != 1:
+            continue
+        relu = producer.get(pool.input[0])
+        if relu is None or relu.op_type != "Relu" or len(consumers[relu.output[0]]) != 1 or relu.output[0] in graph_outputs:
+            continue
+        compute = producer.get(relu.input[0])
+        if compute is None or compute.op_type not in ("Conv", "Gemm", "MatMul") or _dequantized_inputs(compute, producer):
+            continue
+        users = consumers[pool.output[0]]
+        if not users or any(u.op_type != "QuantizeLinear" for u in users) or pool.output[0] in graph_outputs:
+            continue
+        before, between, after = relu.input[0], relu.output[0], pool.output[0]
+        pool.input[0], pool.output[0] = before, between
+        relu.input[0], relu.output[0] = between, after
+        i, j = nodes.index(relu), nodes.index(pool)
+        nodes[i], nodes[j] = nodes[j], nodes[i]
+        swapped += 1
+    if swapped:
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return swapped
 
 
 def propagate_output_qdq(proto: Any) -> tuple[int, int]:

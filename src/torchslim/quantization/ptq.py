@@ -62,6 +62,12 @@ class LayerChoice:
     split_outliers: int = 0  # input channels to split (outlier channel splitting), 0 = none
 
 
+SINGLE_CHANNEL_REASON = (
+    "one input channel: kept float (onnxruntime's int8 convolution packs input channels in fours, and this "
+    "layer's cost is its outputs, which int8 does not make cheaper; quantize_single_channel_convs=true quantizes it)"
+)
+
+
 def name_matches(pattern: str, name: str) -> bool:
     """Targets' name rule: exact or dotted prefix, or ``re:<regex>`` full match."""
     if pattern.startswith("re:"):
@@ -79,9 +85,12 @@ def plan_layers(
     layer_bits: dict[str, int] | None = None,
     gptq_ok: Callable[[nn.Module], bool] | None = None,
     outlier_channels: int = 0,
+    single_channel_convs: bool = True,
 ) -> tuple[list[LayerChoice], dict[str, str]]:
     """The layers to quantize (in model order) and ``{name: reason}`` for selected layers that stay float.
 
+    With ``single_channel_convs=False`` and static input quantization, convolutions with one input
+    channel (``groups == 1``) stay float (see ``Quantize.quantize_single_channel_convs``).
     Checks, before any work, that every layer's weight has the granularity's axis and only finite
     values, and that every `layer_bits` pattern selects a layer.
     """
@@ -98,6 +107,10 @@ def plan_layers(
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 reason = "BatchNorm is not quantized (fold it into the convolution before it: fold_batchnorm=true)"
             skipped[name] = reason
+            continue
+        if (not single_channel_convs and act_spec is not None and act_spec.mode == "static"
+                and isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and module.groups == 1 and module.in_channels == 1):
+            skipped[name] = SINGLE_CHANNEL_REASON
             continue
         spec = weight_spec
         for pattern, bits in layer_bits.items():
