@@ -297,3 +297,13 @@ def test_unseen_axis_on_a_model_with_many_layers_fails_before_folding():
         run(model, Quantize(granularity="per_group", axis=3), context_for(image_batches()))
     assert getattr(model, "torchslim_plan", None) == plan_before
     assert isinstance(model.features.bn1, nn.BatchNorm2d)
+
+
+def test_a_model_of_only_single_channel_convs_says_how_to_quantize_them(cnn_context):
+    only = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten())
+    with pytest.raises(TargetError, match="quantize_single_channel_convs"):
+        run(only, Quantize(bits=8), cnn_context)
+    out = run(only, Quantize(bits=8, quantize_single_channel_convs=True), cnn_context)
+    assert [r["layer"] for r in out.layers] == ["0"]
+    weight_only = run(only, Quantize(bits=8, activations=False), cnn_context)  # float inputs: no reason to skip
+    assert [r["layer"] for r in weight_only.layers] == ["0"]
