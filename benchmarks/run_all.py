@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPTS = ("pruning.py", "quantization.py", "distillation.py")
+SCRIPTS = ("pruning.py", "quantization.py", "int8_breakdown.py", "distillation.py")
 
 
 def main() -> int:

@@ -157,6 +157,9 @@ def test_hugging_face_attention_exports_without_the_sdpa_nan_guard(tmp_path):
     with torch.no_grad():
         ref = wrapped(ids, mask).numpy()
     np.testing.assert_allclose(run_onnx(tmp_path / "b.onnx", (ids, mask)), ref, atol=1e-4)
+    kept = export_onnx(wrapped, tmp_path / "s.onnx", (ids, mask), input_names=["input_ids", "attention_mask"],
+                       eager_attention=False)
+    assert "IsNaN" in {n.op_type for n in onnx.load(str(tmp_path / "s.onnx")).graph.node} and not kept.notes
 
 
 @pytest.mark.parametrize("padding", [1, 0])

@@ -161,6 +161,7 @@ def export_onnx(
     dynamic_batch: bool = True,
     dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
     propagate_qdq: bool = True,
+    eager_attention: bool = True,
 ) -> OnnxExport:
     """Write `model` to `path` as ONNX (int8 QDQ for torchslim-quantized layers), atomically.
 
@@ -168,6 +169,8 @@ def export_onnx(
     arguments). With `dynamic_batch` every input's and output's first dimension is dynamic, and the
     second dimension of integer inputs of rank >= 2 (token ids) too; `dynamic_axes` overrides that.
     The model is traced in eval mode; its modes are restored afterwards and it is not changed.
+    With `eager_attention` Hugging Face models inside `model` are traced with eager attention
+    instead of SDPA (see :func:`_eager_attention`), and switched back afterwards.
     """
     if opset < 13:
         raise ConfigError(f"export_onnx: opset {opset} is too old; per-channel DequantizeLinear needs opset >= 13.")
@@ -195,7 +198,7 @@ def export_onnx(
     switched: list[tuple[Any, str]] = []
     try:
         model.eval()
-        switched = _eager_attention(model)
+        switched = _eager_attention(model) if eager_attention else []
         for _, module in layers:
             module.torchslim_set_onnx_export(True)
         with tempfile.TemporaryDirectory(prefix="torchslim-onnx-") as tmp:
