@@ -27,8 +27,9 @@ baseline run in the same rounds in rotating order; a variant's ratio is the medi
 ``variant_ms / baseline_ms`` within the round (load from other processes cancels out). onnxruntime
 sessions run with idle threads not spinning (sessions take turns on 2 cores; a spinning session
 steals the next one's cores). The fmnist-cnn int8 vs fp32 claim is timed with onnxruntime sessions
-alone (no PyTorch calls in the rounds), at ``--threads`` and at 1 thread. The trained fmnist-cnn is cached as a torchslim artifact in
-``${TORCHSLIM_CACHE:-~/.cache/torchslim}/benchmarks`` (``--no-cache`` retrains).
+alone (no PyTorch calls in the rounds), at ``--threads`` and at 1 thread. The trained fmnist-cnn is
+cached as a torchslim artifact in ``${TORCHSLIM_CACHE:-~/.cache/torchslim}/benchmarks``
+(``--no-cache`` retrains).
 """
 
 from __future__ import annotations
@@ -186,7 +187,6 @@ def torchao_models(model: nn.Module) -> dict[str, nn.Module | str]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import torchao
             import torchao.quantization as tq
     except ImportError:
         return {name: "not installed (pip install -e .[bench]); PEERS.md quotes its measured numbers"
@@ -197,9 +197,17 @@ def torchao_models(model: nn.Module) -> dict[str, nn.Module | str]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tq.quantize_(m, getattr(tq, config)())
-        m.torchao_version = torchao.__version__  # type: ignore[assignment]
         out[name] = m
     return out
+
+
+def _torchao_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torchao")
+    except PackageNotFoundError:
+        return None
 
 
 def ao_dynamic(model: nn.Module) -> nn.Module:
@@ -236,6 +244,8 @@ def trained_fmnist_cnn(args: argparse.Namespace, splits: DataSplits) -> nn.Modul
 def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
     from torchslim.data import load_splits
     from torchslim.io.onnx_export import check_parity, export_onnx, integer_op_summary
+    from torchslim.quantization.modules import QuantizedMixin
+
     threads = args.threads
     splits = load_splits("fashion-mnist", batch_size=128, train_samples=4000 if args.quick else None,
                          eval_samples=1000 if args.quick else None, seed=0)
@@ -344,8 +354,6 @@ def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
     ratio_bytes = variants["torchslim int8 simulated (PyTorch)"]["bytes"] / variants["PyTorch fp32 eager"]["bytes"]
     check(results, "fmnist-cnn int8: artifact bytes vs fp32 artifact", "<= 0.27x", f"{ratio_bytes:.3f}x", ratio_bytes <= 0.27)
     ops = summary["all_ops"]
-    from torchslim.quantization.modules import QuantizedMixin
-
     int8_convs = sum(isinstance(m, nn.Conv2d) and isinstance(m, QuantizedMixin) for m in q8.modules())
     float_convs = sum(type(m) is nn.Conv2d for m in q8.modules())
     static_ok = (ops.get("QLinearConv", 0) == int8_convs and "ConvInteger" not in ops
@@ -640,7 +648,8 @@ def _fmt(value: Any, kind: str = "") -> str:
 def to_markdown(results: dict[str, Any]) -> str:
     env = results["env"]
     lines = [f"# Quantization benchmark ({'quick' if results['quick'] else 'full'} run)", "",
-             f"torch {env['torch']}, onnxruntime {env['onnxruntime']}, {env['threads']} threads, {env['cpus']} CPUs, "
+             f"torch {env['torch']}, onnxruntime {env['onnxruntime']}, torchao {env.get('torchao') or 'not installed'}, "
+             f"{env['threads']} threads, {env['cpus']} CPUs, "
              f"{env['date']}; {results.get('seconds', 0):.0f} s.", ""]
     for merged in results.get("merged_sections", []):
         lines += [f"Section `{merged['section']}` rerun on {merged['date']} ({merged['command']}) and merged here.", ""]
@@ -747,7 +756,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, Any] = {
         "quick": args.quick,
-        "env": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "threads": args.threads,
+        "env": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "torchao": _torchao_version(),
+                "threads": args.threads,
                 "cpus": os.cpu_count(), "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M")},
         "sections": {},
         "checks": [],
