@@ -240,3 +240,46 @@ def test_pool_before_float_relu_only_moves_float_chains():
     assert ops[1:] == [("MaxPool", ["c"], ["r"]), ("Relu", ["r"], ["p"]), ("QuantizeLinear", ["p", "s", "z"], ["y"])]
     int_chain = graph(True)
     assert pool_before_float_relu(int_chain) == 0  # an integer conv's chain is the QDQ pass's business
+
+
+class _ResidualBlock(torch.nn.Module):
+    """conv1 and a 1x1 shortcut read the same input; conv2 feeds the residual Add."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.conv1 = torch.nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.conv2 = torch.nn.Conv2d(16, 16, 3, padding=1)
+        self.shortcut = torch.nn.Conv2d(8, 16, 1, stride=2)
+        self.head = torch.nn.Linear(16, 4)
+
+    def forward(self, x):
+        h = torch.relu(self.stem(x))
+        y = torch.relu(self.conv2(torch.relu(self.conv1(h))) + self.shortcut(h))
+        return self.head(y.mean(dim=(2, 3)))
+
+
+def test_residual_block_exports_uint8_activations_and_float_weights_where_unfused(tmp_path):
+    """Two layers reading one tensor still become integer kernels (activations leave as uint8, so
+    onnxruntime need not rewrite the shared int8 pair), and a conv that feeds the Add (no output
+    QuantizeLinear, so no integer kernel) gets plain float weights onnxruntime's fast conv can use."""
+    batches = [(torch.randn(8, 3, 12, 12), torch.zeros(8, dtype=torch.long)) for _ in range(2)]
+    q = quantize_handler(_ResidualBlock().eval(), Quantize(bits=8), targets=None, context=context_for(batches)).model
+    export_onnx(q, tmp_path / "r.onnx", batches[0][0][:1])
+    graph = onnx.load(str(tmp_path / "r.onnx")).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    from torchslim.io.onnx_export import _constant_value
+
+    quant = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert quant and all(_constant_value(graph, n.input[2]).dtype == np.uint8 for n in quant)
+    convs = {n.name.split("/")[1]: n for n in graph.node if n.op_type == "Conv"}
+    producer = {o: n for n in graph.node for o in n.output}
+    for name in ("conv2", "shortcut"):  # feed the Add: float weights, no DequantizeLinear
+        assert convs[name].input[1] in inits and inits[convs[name].input[1]].dtype == np.float32
+    for name in ("stem", "conv1"):  # integer kernels: int8 weights behind DequantizeLinear
+        assert producer[convs[name].input[1]].op_type == "DequantizeLinear"
+    ops = integer_op_summary(tmp_path / "r.onnx")
+    assert ops["integer_ops"].get("QLinearConv") == 2  # stem and conv1 (which shares its input with the shortcut)
+    x = torch.cat([b[0] for b in batches])
+    assert check_parity(q, tmp_path / "r.onnx", x, steps=2.0).ok

@@ -179,6 +179,15 @@ class _QDQExport(torch.autograd.Function):
         if bits < 2:
             raise ModelError("ONNX export of 1-bit (binary) activations is not supported; use 2-8 bits.")
         qmin, qmax = qrange(bits)
+        if (qmin, qmax) == (-128, 127):
+            # the same grid as uint8 codes with zero point z + 128 (constant-folded at export):
+            # onnxruntime's x86 integer kernels take uint8 activations, and its own int8 -> uint8
+            # rewrite skips a QuantizeLinear that feeds several DequantizeLinear (two layers reading one
+            # tensor, as a residual block's conv1 and shortcut do), leaving those layers in float
+            as_int = g.op("Cast", zero_point, to_i=6)  # INT32
+            zp_u8 = g.op("Cast", g.op("Add", as_int, g.op("Constant", value_t=torch.tensor(128, dtype=torch.int32))),
+                         to_i=2)  # UINT8
+            return g.op("DequantizeLinear", g.op("QuantizeLinear", x, scale, zp_u8), scale, zp_u8)
         q = g.op("QuantizeLinear", x, scale, zero_point)
         if (qmin, qmax) != (-128, 127):
             lo = g.op("Constant", value_t=torch.tensor(qmin, dtype=torch.int8))
