@@ -262,15 +262,17 @@ class _ResidualBlock(torch.nn.Module):
 
 def test_residual_block_exports_uint8_activations_and_float_weights_where_unfused(tmp_path):
     """Two layers reading one tensor still become integer kernels (activations leave as uint8, so
-    onnxruntime need not rewrite the shared int8 pair), and a conv that feeds the Add (no output
-    QuantizeLinear, so no integer kernel) gets plain float weights onnxruntime's fast conv can use."""
+    onnxruntime need not rewrite the shared int8 pair). Without int8 outputs, a conv that feeds the
+    Add (no output QuantizeLinear, so no integer kernel) gets plain float weights onnxruntime's fast
+    conv can use."""
+    from torchslim.io.onnx_export import _constant_value
+
     batches = [(torch.randn(8, 3, 12, 12), torch.zeros(8, dtype=torch.long)) for _ in range(2)]
-    q = quantize_handler(_ResidualBlock().eval(), Quantize(bits=8), targets=None, context=context_for(batches)).model
+    cfg = Quantize(bits=8, quantize_residual_outputs=False)
+    q = quantize_handler(_ResidualBlock().eval(), cfg, targets=None, context=context_for(batches)).model
     export_onnx(q, tmp_path / "r.onnx", batches[0][0][:1])
     graph = onnx.load(str(tmp_path / "r.onnx")).graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    from torchslim.io.onnx_export import _constant_value
-
     quant = [n for n in graph.node if n.op_type == "QuantizeLinear"]
     assert quant and all(_constant_value(graph, n.input[2]).dtype == np.uint8 for n in quant)
     convs = {n.name.split("/")[1]: n for n in graph.node if n.op_type == "Conv"}
@@ -283,3 +285,29 @@ def test_residual_block_exports_uint8_activations_and_float_weights_where_unfuse
     assert ops["integer_ops"].get("QLinearConv") == 2  # stem and conv1 (which shares its input with the shortcut)
     x = torch.cat([b[0] for b in batches])
     assert check_parity(q, tmp_path / "r.onnx", x, steps=2.0).ok
+
+
+def test_residual_branches_get_int8_outputs_and_integer_kernels(tmp_path):
+    """By default the convs feeding the residual Add quantize their output too (found with
+    torch.fx), so every conv runs as QLinearConv; the simulated model rounds those outputs the same
+    way, and the artifact keeps them."""
+    from torchslim.io import load, save
+
+    batches = [(torch.randn(8, 3, 12, 12), torch.zeros(8, dtype=torch.long)) for _ in range(2)]
+    out = quantize_handler(_ResidualBlock().eval(), Quantize(bits=8), targets=None, context=context_for(batches))
+    q = out.model
+    assert out.info["int8_outputs"] == ["conv2", "shortcut"]
+    assert "output_scale" in dict(q.conv2.named_buffers()) and "output_scale" not in dict(q.conv1.named_buffers())
+    export_onnx(q, tmp_path / "r.onnx", batches[0][0][:1])
+    assert integer_op_summary(tmp_path / "r.onnx")["integer_ops"].get("QLinearConv") == 4
+    x = torch.cat([b[0] for b in batches])
+    assert check_parity(q, tmp_path / "r.onnx", x, steps=2.0).ok
+    with torch.no_grad():  # the conv2 output sits on its int8 grid in the simulation
+        y = q.conv2(torch.relu(q.conv1(torch.relu(q.stem(x)))))
+        codes = y / q.conv2.output_scale + q.conv2.output_zero_point.float()
+        assert torch.allclose(codes, codes.round(), atol=1e-3)
+    save(q, tmp_path / "a")
+    again = load(tmp_path / "a", model=_ResidualBlock())
+    with torch.no_grad():
+        assert torch.equal(again(x), q(x))
+    assert float(again.conv2.output_scale) == float(q.conv2.output_scale)

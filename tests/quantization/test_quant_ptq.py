@@ -307,3 +307,23 @@ def test_a_model_of_only_single_channel_convs_says_how_to_quantize_them(cnn_cont
     assert [r["layer"] for r in out.layers] == ["0"]
     weight_only = run(only, Quantize(bits=8, activations=False), cnn_context)  # float inputs: no reason to skip
     assert [r["layer"] for r in weight_only.layers] == ["0"]
+
+
+def test_residual_output_analysis_leaves_plain_chains_alone_and_notes_untraceable_models(cnn, cnn_context):
+    out = run(cnn, Quantize(bits=8, quantize_single_channel_convs=True), cnn_context)
+    assert "int8_outputs" not in out.info  # conv -> relu -> pool -> next quantized layer: nothing to add
+
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+            self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            h = self.conv(x)
+            if float(h.sum()) > 0:  # data-dependent: torch.fx cannot trace it
+                h = h * 2
+            return self.conv2(h) + h
+
+    untraceable = run(Branchy(), Quantize(bits=8, quantize_single_channel_convs=True), cnn_context)
+    assert any("torch.fx cannot trace" in n for n in untraceable.info.get("notes", []))

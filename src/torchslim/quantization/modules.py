@@ -296,7 +296,7 @@ def _is_tracing() -> bool:
 # the quantized layer
 
 _OWN_KEYS = ("weight_q", "weight_scale", "weight_zero_point", "bias_float", "input_scale", "input_zero_point",
-             "input_split", "_split_mult_main", "_split_mult_extra")
+             "input_split", "_split_mult_main", "_split_mult_extra", "output_scale", "output_zero_point")
 
 
 def split_multipliers(in_features: int, split: Tensor) -> tuple[Tensor, Tensor]:
@@ -417,6 +417,16 @@ class QuantizedMixin:
         return (codes - zp) * scale
 
     def forward(self, input: Tensor, *args: Any, **kwargs: Any) -> Tensor:  # noqa: A002
+        out = self._forward_layer(input, *args, **kwargs)
+        if "output_scale" in self._buffers and isinstance(out, Tensor):  # type: ignore[attr-defined]
+            # an int8 output (the layer feeds no quantized input, e.g. a residual Add): exported as
+            # QuantizeLinear -> DequantizeLinear after the layer, so onnxruntime fuses an integer kernel
+            if self.__dict__.get("_onnx_export"):
+                return _QDQExport.apply(out, self.output_scale, self.output_zero_point, 8)  # type: ignore[attr-defined]
+            return fake_quantize(out, self.output_scale, self.output_zero_point.to(torch.int32), bits=8)  # type: ignore[attr-defined]
+        return out
+
+    def _forward_layer(self, input: Tensor, *args: Any, **kwargs: Any) -> Tensor:  # noqa: A002
         spec = self.act_spec
         if "_onnx_split_gather" in self._buffers and isinstance(input, Tensor):  # type: ignore[attr-defined]
             # export of a split per-tensor dynamic layer: scale, quantize, then copy the uint8 codes
@@ -554,6 +564,7 @@ class QuantizedMixin:
             "weight_shape": list(self.weight_q.shape),  # type: ignore[attr-defined]
             "has_bias": self._parameters.get("bias_float") is not None,  # type: ignore[attr-defined]
             "split_channels": int(self._buffers["input_split"].numel()) if "input_split" in self._buffers else 0,  # type: ignore[attr-defined]
+            "output_quantized": "output_scale" in self._buffers,  # type: ignore[attr-defined]
         }
 
     def torchslim_export_state(self, prefix: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -575,6 +586,9 @@ class QuantizedMixin:
             tensors[prefix + "input_zero_point"] = self.input_zero_point.detach().clone()  # type: ignore[attr-defined]
         if "input_split" in self._buffers:  # type: ignore[attr-defined]
             tensors[prefix + "input_split"] = self.input_split.detach().clone()  # type: ignore[attr-defined]
+        if "output_scale" in self._buffers:  # type: ignore[attr-defined]
+            tensors[prefix + "output_scale"] = self.output_scale.detach().clone()  # type: ignore[attr-defined]
+            tensors[prefix + "output_zero_point"] = self.output_zero_point.detach().clone()  # type: ignore[attr-defined]
         for key, value in self.state_dict().items():  # type: ignore[attr-defined]
             if key not in _OWN_KEYS:
                 tensors[prefix + key] = value.detach().clone()
@@ -624,6 +638,9 @@ class QuantizedMixin:
             if self.act_spec is not None and self.act_spec.mode == "static":
                 _copy_checked(self.input_scale, take("input_scale"), prefix + "input_scale")  # type: ignore[attr-defined]
                 _copy_checked(self.input_zero_point, take("input_zero_point"), prefix + "input_zero_point")  # type: ignore[attr-defined]
+            if "output_scale" in self._buffers:  # type: ignore[attr-defined]
+                _copy_checked(self.output_scale, take("output_scale"), prefix + "output_scale")  # type: ignore[attr-defined]
+                _copy_checked(self.output_zero_point, take("output_zero_point"), prefix + "output_zero_point")  # type: ignore[attr-defined]
             if split is not None:
                 _copy_checked(self.input_split, split, prefix + "input_split")  # type: ignore[attr-defined]
                 main, extra = split_multipliers(stored_shape[1], self.input_split)  # type: ignore[attr-defined]
@@ -631,7 +648,7 @@ class QuantizedMixin:
                 self._split_mult_extra.copy_(extra)  # type: ignore[attr-defined]
         rest = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)
                 and k[len(prefix):] not in ("weight_packed", "weight_scale", "weight_zero_point", "bias", "input_scale",
-                                            "input_zero_point", "input_split")}
+                                            "input_zero_point", "input_split", "output_scale", "output_zero_point")}
         if rest:
             missing, unexpected = self.load_state_dict(rest, strict=False)  # type: ignore[attr-defined]
             if unexpected:
@@ -713,10 +730,12 @@ def quantize_module(
     input_zero_point: Tensor | int | None = None,
     bias: Tensor | None = None,
     split_channels: Tensor | None = None,
+    output_qparams: tuple[Tensor | float, Tensor | int] | None = None,
 ) -> nn.Module:
     """A ``Quantized<Class>`` copy of `module` with the given weight codes and parameters.
 
-    `bias` replaces the layer's bias (e.g. after bias correction). `split_channels` (Linear only)
+    `bias` replaces the layer's bias (e.g. after bias correction). `output_qparams` (scale, int8
+    zero point) quantizes the layer's output to 8 bits as well (static inputs only). `split_channels` (Linear only)
     lists the input channels that get an extra copy (outlier channel splitting, see
     :func:`torchslim.quantization.ptq.outlier_split`); `codes` then has one column per copy
     appended after the original ``in_features`` columns. `module` is not changed.
@@ -750,6 +769,12 @@ def quantize_module(
             raise ModelError("static activation quantization needs input_scale and input_zero_point.")
         new.register_buffer("input_scale", torch.as_tensor(input_scale, dtype=torch.float32).reshape(()).clone())
         new.register_buffer("input_zero_point", torch.as_tensor(input_zero_point).to(torch.int8).reshape(()).clone())
+    if output_qparams is not None:
+        if act_spec is None or act_spec.mode != "static":
+            raise ModelError("output quantization needs static input quantization.")
+        out_scale, out_zp = output_qparams
+        new.register_buffer("output_scale", torch.as_tensor(out_scale, dtype=torch.float32).reshape(()).clone())
+        new.register_buffer("output_zero_point", torch.as_tensor(out_zp).to(torch.int8).reshape(()).clone())
     if split is not None:
         main, extra = split_multipliers(weight.shape[1], split)
         new.register_buffer("input_split", split)
@@ -786,6 +811,7 @@ def empty_quantized(module: nn.Module, layout: dict[str, Any]) -> nn.Module:
         input_scale=1.0 if act is not None and act.mode == "static" else None,
         input_zero_point=0 if act is not None and act.mode == "static" else None,
         split_channels=torch.zeros(split, dtype=torch.int64) if split else None,
+        output_qparams=(1.0, 0) if layout.get("output_quantized") else None,
     )
 
 

@@ -60,12 +60,59 @@ class LayerChoice:
     act_spec: ActivationSpec | None
     method: str  # minmax | percentile | mse | gptq
     split_outliers: int = 0  # input channels to split (outlier channel splitting), 0 = none
+    quantize_output: bool = False  # static int8 output (its output reaches no quantized layer's input)
 
 
 SINGLE_CHANNEL_REASON = (
     "one input channel: kept float (onnxruntime's int8 convolution packs input channels in fours, and this "
     "layer's cost is its outputs, which int8 does not make cheaper; quantize_single_channel_convs=true quantizes it)"
 )
+
+
+_PASS_THROUGH_MODULES = (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Flatten, nn.Identity, nn.Dropout)
+_PASS_THROUGH_CALLS = {"relu", "flatten", "max_pool1d", "max_pool2d", "max_pool3d", "view", "reshape", "squeeze",
+                       "unsqueeze", "dropout"}
+
+
+def unquantized_outputs(model: nn.Module, choices: list[LayerChoice]) -> set[str] | None:
+    """Names of static-input layers whose output reaches something other than a static-input
+    quantized layer (a residual ``Add``, a ``cat``, the model output), through ``torch.fx``.
+
+    These are the layers an int8 runtime cannot run as integer kernels unless their output is
+    quantized too (onnxruntime fuses ``DQ -> Conv -> Q`` only). Only ReLU, max-pooling, flatten,
+    reshape-like calls and identity/dropout are followed (max and ReLU commute with quantization).
+    None when the model cannot be traced symbolically.
+    """
+    import torch.fx
+
+    static = {c.name for c in choices if c.act_spec is not None and c.act_spec.mode == "static"}
+    if not static:
+        return set()
+    try:
+        traced = torch.fx.symbolic_trace(model)
+    except Exception:  # noqa: BLE001 - data-dependent control flow, unsupported modules: no analysis
+        return None
+    modules = dict(traced.named_modules())
+
+    def feeds_only_quantizers(node: Any, depth: int = 0) -> bool:
+        if depth > 32 or not node.users:
+            return False
+        for user in node.users:
+            if user.op == "call_module" and user.target in static and user.args and user.args[0] is node:
+                continue
+            passes = (user.op == "call_module" and isinstance(modules.get(user.target), _PASS_THROUGH_MODULES)) or (
+                user.op in ("call_function", "call_method")
+                and getattr(user.target, "__name__", user.target) in _PASS_THROUGH_CALLS)
+            if not passes or not user.args or user.args[0] is not node or not feeds_only_quantizers(user, depth + 1):
+                return False
+        return True
+
+    out = set()
+    for node in traced.graph.nodes:
+        if node.op == "call_module" and node.target in static and isinstance(modules.get(node.target), nn.Conv2d):
+            if not feeds_only_quantizers(node):
+                out.add(node.target)
+    return out
 
 
 def name_matches(pattern: str, name: str) -> bool:
@@ -156,6 +203,7 @@ class LayerStats:
     input_sum: Tensor | None = None
     input_count: int = 0
     channel_absmax: Tensor | None = None
+    output_observer: Observer | None = None
 
     def mean_input(self) -> Tensor | None:
         if self.input_sum is None or self.input_count == 0:
@@ -194,8 +242,11 @@ def collect_stats(
                                         percentile=percentile)
         if choice.method == "gptq":
             st.hessian = HessianAccumulator(choice.module)
+        if choice.quantize_output:
+            st.output_observer = make_observer(observer, bits=8, symmetric=False, percentile=percentile)
         stats[choice.name] = st
-        if st.observer is None and st.hessian is None and not need_mean and not choice.split_outliers:
+        if (st.observer is None and st.hessian is None and st.output_observer is None and not need_mean
+                and not choice.split_outliers):
             continue
 
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any, st: LayerStats = st, name: str = choice.name,
@@ -216,6 +267,8 @@ def collect_stats(
             if split_outliers:
                 amax = x.detach().float().reshape(-1, x.shape[-1]).abs().amax(dim=0)
                 st.channel_absmax = amax if st.channel_absmax is None else torch.maximum(st.channel_absmax, amax)
+            if st.output_observer is not None and isinstance(output, Tensor):
+                st.output_observer.observe(output)
 
         handles.append(choice.module.register_forward_hook(hook))
     outputs: list[Tensor] = []
@@ -359,9 +412,10 @@ def quantize_layers(
         if choice.act_spec is not None and choice.act_spec.mode == "static":
             assert st is not None and st.observer is not None
             input_scale, input_zp = st.observer.qparams()
+        output_qparams = st.output_observer.qparams() if st is not None and st.output_observer is not None else None
         new = quantize_module(module, weight_spec=choice.weight_spec, codes=codes, scale=scale, zero_point=zp,
                               act_spec=choice.act_spec, input_scale=input_scale, input_zero_point=input_zp, bias=bias,
-                              split_channels=split)
+                              split_channels=split, output_qparams=output_qparams)
         if split is not None and split.numel():
             # one set of split tensors per input: the ONNX export then shares the split ops between layers
             mine = {k: new._buffers[k] for k in ("_split_mult_main", "_split_mult_extra")}

@@ -37,6 +37,7 @@ from torchslim.quantization.ptq import (
     quantize_layers,
     report_layers,
     set_module,
+    unquantized_outputs,
 )
 
 PLAN_KIND = "quantize"
@@ -73,6 +74,10 @@ class Quantize(TechniqueConfig):
             fours and such a layer is bound by its outputs, so int8 does not make it faster (on
             fmnist-cnn, onnxruntime, the whole int8 model ran 0.65x of fp32 with conv1 float vs
             0.75x with conv1 int8 at batch 64 and 2 threads; 0.58x vs 0.72x at batch 1).
+        quantize_residual_outputs: with static input quantization (PTQ), also quantize to 8 bits the
+            output of a convolution whose output reaches no quantized layer's input (the branches
+            of a residual ``Add``, found with ``torch.fx``), so onnxruntime can run it as an integer
+            kernel (it fuses ``DQ -> Conv -> Q`` only); costs one more rounding on that branch.
         observer: activation range observer: ``minmax``, ``moving_average``, ``percentile``, ``mse``.
         percentile: for the ``percentile`` observer / method.
         mode: ``ptq`` (post-training) or ``qat`` (quantization-aware training with LSQ).
@@ -107,6 +112,7 @@ class Quantize(TechniqueConfig):
     dynamic_granularity: Literal["per_token", "per_tensor"] = "per_tensor"
     outlier_channels: int = 8
     quantize_single_channel_convs: bool = False
+    quantize_residual_outputs: bool = True
     observer: Literal["minmax", "moving_average", "percentile", "mse"] = "minmax"
     percentile: float = 99.99
     mode: Literal["ptq", "qat"] = "ptq"
@@ -287,6 +293,17 @@ def quantize_handler(model: nn.Module, config: Quantize, *, targets: Targets | N
             "outlier channel splitting skipped: it needs calibration data to find the outlier channels")
     for name, reason in float_layers.items():
         skipped.setdefault(name, reason)
+    if config.mode == "ptq" and config.quantize_residual_outputs and act_spec is not None and act_spec.mode == "static":
+        residual = unquantized_outputs(work, choices)
+        if residual is None:
+            info.setdefault("notes", []).append(
+                "residual outputs not quantized: torch.fx cannot trace this model, so layers feeding an Add may run "
+                "as float convolutions in onnxruntime")
+        else:
+            for choice in choices:
+                choice.quantize_output = choice.name in residual
+            if residual:
+                info["int8_outputs"] = sorted(residual)
     if batches is not None:
         info["calibration_samples"] = sum(_count(b) for b in batches)
 
