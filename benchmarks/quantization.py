@@ -12,6 +12,9 @@ Sections (``--only fmnist,minilm,...`` runs a subset):
   onnxruntime's own ``quantize_static`` (QDQ, per-channel, same 512 images) and ``quantize_dynamic``
   (the ConvInteger trap): accuracy, bytes, latency at batch 64 (and 1) against onnxruntime fp32 and
   PyTorch fp32 eager measured in the same rounds. Then 4-bit and 2-bit weights with QAT (LSQ).
+* ``resnet``: fmnist-resnet (residual blocks): torchslim int8 (convs feeding a residual Add get int8
+  outputs) next to onnxruntime's ``quantize_static``: accuracy, bytes, integer kernels, latency of
+  onnxruntime sessions alone at batch 64.
 * ``minilm``: MiniLM-L6 sentence encoder, torchslim int8 (the default: dynamic per-tensor activations
   with outlier channels split; also without splitting, and per token) next to ``quantize_dynamic``,
   torchao int8 (dynamic and weight-only) and onnxruntime's ``quantize_dynamic``: mean cosine between
@@ -219,19 +222,19 @@ def ao_dynamic(model: nn.Module) -> nn.Module:
 # ------------------------------------------------------------------------------------------------
 # fmnist-cnn
 
-def trained_fmnist_cnn(args: argparse.Namespace, splits: DataSplits) -> nn.Module:
+def trained_fmnist_cnn(args: argparse.Namespace, splits: DataSplits, *, name: str = "fmnist-cnn", epochs: int = 3) -> nn.Module:
     from torchslim.io import load, save
     from torchslim.models import build_model
     from torchslim.train import TrainConfig, train
 
     tag = "quick" if args.quick else "full"
-    cache = args.cache / f"quantization-fmnist-cnn-{tag}"
+    cache = args.cache / f"quantization-{name}-{tag}"
     if cache.exists() and not args.no_cache:
-        log(f"  loading cached fmnist-cnn from {cache}")
+        log(f"  loading cached {name} from {cache}")
         return load(cache)
-    model = build_model("fmnist-cnn", seed=0)
-    epochs = 1 if args.quick else 3
-    log(f"  training fmnist-cnn for {epochs} epoch(s)")
+    model = build_model(name, seed=0)
+    epochs = 1 if args.quick else epochs
+    log(f"  training {name} for {epochs} epoch(s)")
     train(model, splits.train, config=TrainConfig(epochs=epochs, lr=1e-3), seed=0, quiet=True)
     model.eval()
     try:
@@ -394,6 +397,62 @@ def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
     check(results, "fmnist-cnn 2-bit weights with QAT: accuracy drop", "reported",
           f"{qat_rows['2-bit']['qat_drop_points']:.2f} points", None)
     out["float_acc"] = float_acc
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# fmnist-resnet (residual blocks)
+
+def section_resnet(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
+    """fmnist-resnet int8 on onnxruntime: torchslim (residual branches with int8 outputs) next to
+    onnxruntime's quantize_static, accuracy and latency (onnxruntime sessions alone)."""
+    from torchslim.data import load_splits
+    from torchslim.io.onnx_export import check_parity, export_onnx, integer_op_summary
+
+    splits = load_splits("fashion-mnist", batch_size=128, train_samples=4000 if args.quick else None,
+                         eval_samples=1000 if args.quick else None, seed=0)
+    model = trained_fmnist_cnn(args, splits, name="fmnist-resnet", epochs=2)
+    ctx = Context(data=splits, seed=0, quiet=True)
+    float_acc = accuracy_torch(model, splits.test)
+    step = quantize_handler(model, Quantize(bits=8, calibration_samples=512), targets=None, context=ctx)
+    tmp = Path(tempfile.mkdtemp(prefix="ts-bench-resnet-"))
+    example = next(iter(splits.test))[0][:1]
+    export_onnx(model, tmp / "fp32.onnx", example)
+    export_onnx(step.model, tmp / "ts_int8.onnx", example)
+    cal_feeds, taken = [], 0
+    for x, _ in splits.calibration:
+        cal_feeds.append({"input": x.numpy()})
+        taken += len(x)
+        if taken >= 512:
+            break
+    ort_quantize_static(tmp / "fp32.onnx", tmp / "ort_static.onnx", cal_feeds)
+    test_x = torch.cat([b[0] for b in splits.test])[:512]
+    files = {"onnxruntime fp32": "fp32.onnx", "onnxruntime quantize_static (QDQ, per-channel)": "ort_static.onnx",
+             "torchslim int8 deployed (onnxruntime QDQ)": "ts_int8.onnx"}
+    rows: dict[str, dict[str, Any]] = {name: {"acc": accuracy_onnx(tmp / f, splits.test, args.threads),
+                                               "bytes": file_bytes(tmp / f),
+                                               "integer_ops": integer_op_summary(tmp / f)["integer_ops"]}
+                                        for name, f in files.items()}
+    rows["torchslim int8 simulated (PyTorch)"] = {"acc": accuracy_torch(step.model, splits.test),
+                                                  "bytes": artifact_bytes(step.model)}
+    latency: dict[str, Any] = {}
+    for n_threads in sorted({args.threads, 1}, reverse=True):
+        feeds = {"input": test_x[:64].numpy()}
+        fns = {name: ort_fn(ort_session(tmp / f, n_threads), feeds) for name, f in files.items()}
+        latency[f"batch 64, {n_threads} thread{'s' if n_threads > 1 else ''}"] = rotating_latency(
+            fns, "onnxruntime fp32", rounds=args.rounds, threads=n_threads)
+    parity = check_parity(step.model, tmp / "ts_int8.onnx", test_x[:256], steps=2.0)
+    out = {"float_acc": float_acc, "rows": rows, "latency": latency, "onnx_parity": parity.to_dict(),
+           "int8_outputs": step.info.get("int8_outputs", []), "kept_float": step.skipped}
+    for label, lat in latency.items():
+        ours = lat["torchslim int8 deployed (onnxruntime QDQ)"]["ratio"]
+        peer = lat["onnxruntime quantize_static (QDQ, per-channel)"]["ratio"]
+        check(results, f"fmnist-resnet int8: onnxruntime int8 latency vs onnxruntime fp32, {label}", "reported",
+              f"{ours:.3f}x (onnxruntime quantize_static: {peer:.3f}x)", None)
+        check(results, f"fmnist-resnet: torchslim deployed int8 at least as fast as onnxruntime quantize_static, {label}",
+              "<= quantize_static (5% noise margin)", f"{ours:.3f}x vs {peer:.3f}x", ours <= 1.05 * peer)
+    drop = (float_acc - rows["torchslim int8 deployed (onnxruntime QDQ)"]["acc"]) * 100
+    check(results, "fmnist-resnet int8: accuracy drop, deployed", "reported", f"{drop:.2f} points", None)
     return out
 
 
@@ -622,6 +681,7 @@ def section_bad_input(args: argparse.Namespace, results: dict[str, Any]) -> dict
 
 SECTIONS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], dict[str, Any]]] = {
     "fmnist": section_fmnist,
+    "resnet": section_resnet,
     "minilm": section_minilm,
     "efficientnet": section_efficientnet,
     "bad_input": section_bad_input,
@@ -689,6 +749,18 @@ def to_markdown(results: dict[str, Any]) -> str:
                   "|---|---|---|---|---|"]
         for r in fm.get("torchslim_int8_layers", []):
             lines.append(f"| {r['layer']} | {r['weight_bits']} | {r['activations']} | {r['weight_sqnr_db']} | {r['output_sqnr_db']} |")
+    rn = sec.get("resnet")
+    if isinstance(rn, dict) and "rows" in rn:
+        lines += ["", f"## fmnist-resnet int8 (float accuracy {100 * rn['float_acc']:.2f}%)", "",
+                  "| variant | test acc | bytes | integer kernels in onnxruntime |", "|---|---|---|---|"]
+        for name, row in rn["rows"].items():
+            lines.append(f"| {name} | {_fmt(row['acc'], 'pct')} | {_fmt(row['bytes'], 'bytes')} | {row.get('integer_ops', '')} |")
+        for label, lat in rn["latency"].items():
+            lines += ["", f"Latency, {label}, onnxruntime sessions alone (ratio = variant / onnxruntime fp32):", "",
+                      "| variant | ms | ratio |", "|---|---|---|"]
+            lines += [f"| {name} | {row['ms']} | {row['ratio']:.3f}x |" for name, row in lat.items()]
+        lines += ["", f"- convolutions given int8 outputs (residual branches): {rn['int8_outputs']}",
+                  f"- ONNX vs simulated output: {rn['onnx_parity']}"]
     ml = sec.get("minilm")
     if isinstance(ml, dict) and "rows" in ml:
         lines += ["", f"## MiniLM-L6 ({ml['texts']} tweets; fp32 reference pair cosine {ml['fp32_pair_cosine']})", "",
@@ -729,7 +801,8 @@ def merge_section(results_path: Path, rerun_path: Path, section: str, command: s
 
     full, rerun = json.loads(results_path.read_text()), json.loads(rerun_path.read_text())
     full["sections"][section] = rerun["sections"][section]
-    prefix = {"minilm": "minilm-l6", "fmnist": "fmnist-cnn", "efficientnet": "efficientnet-lite0", "bad_input": "bad input"}[section]
+    prefix = {"minilm": "minilm-l6", "fmnist": "fmnist-cnn", "resnet": "fmnist-resnet", "efficientnet": "efficientnet-lite0",
+              "bad_input": "bad input"}[section]
     full["checks"] = [c for c in full.get("checks", []) if not c["claim"].startswith(prefix)] + [
         c for c in rerun.get("checks", []) if c["claim"].startswith(prefix)]
     full.setdefault("merged_sections", []).append({"section": section, "date": rerun["env"]["date"], "command": command})
