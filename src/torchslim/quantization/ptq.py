@@ -69,50 +69,22 @@ SINGLE_CHANNEL_REASON = (
 )
 
 
-_PASS_THROUGH_MODULES = (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Flatten, nn.Identity, nn.Dropout)
-_PASS_THROUGH_CALLS = {"relu", "flatten", "max_pool1d", "max_pool2d", "max_pool3d", "view", "reshape", "squeeze",
-                       "unsqueeze", "dropout"}
-
-
 def unquantized_outputs(model: nn.Module, choices: list[LayerChoice]) -> set[str] | None:
-    """Names of static-input layers whose output reaches something other than a static-input
-    quantized layer (a residual ``Add``, a ``cat``, the model output), through ``torch.fx``.
+    """Names of static-input ``Conv2d`` layers whose output reaches something other than a
+    static-input quantized layer (a residual ``Add``, a ``cat``, the model output).
 
-    These are the layers an int8 runtime cannot run as integer kernels unless their output is
-    quantized too (onnxruntime fuses ``DQ -> Conv -> Q`` only). Only ReLU, max-pooling, flatten,
-    reshape-like calls and identity/dropout are followed (max and ReLU commute with quantization).
-    None when the model cannot be traced symbolically.
+    An int8 runtime cannot run these as integer kernels unless their output is quantized too
+    (onnxruntime fuses ``DQ -> Conv -> Q`` only). Only ReLU, max-pooling, flatten, reshape-like calls
+    and identity / dropout are followed (max and ReLU commute with quantization; see
+    :func:`torchslim.graph.flow.outputs_reaching_others`). None when ``torch.fx`` cannot trace `model`.
     """
-    import torch.fx
+    from torchslim.graph.flow import outputs_reaching_others
 
     static = {c.name for c in choices if c.act_spec is not None and c.act_spec.mode == "static"}
-    if not static:
+    convs = {c.name for c in choices if c.name in static and isinstance(c.module, nn.Conv2d)}
+    if not convs:
         return set()
-    try:
-        traced = torch.fx.symbolic_trace(model)
-    except Exception:  # noqa: BLE001 - data-dependent control flow, unsupported modules: no analysis
-        return None
-    modules = dict(traced.named_modules())
-
-    def feeds_only_quantizers(node: Any, depth: int = 0) -> bool:
-        if depth > 32 or not node.users:
-            return False
-        for user in node.users:
-            if user.op == "call_module" and user.target in static and user.args and user.args[0] is node:
-                continue
-            passes = (user.op == "call_module" and isinstance(modules.get(user.target), _PASS_THROUGH_MODULES)) or (
-                user.op in ("call_function", "call_method")
-                and getattr(user.target, "__name__", user.target) in _PASS_THROUGH_CALLS)
-            if not passes or not user.args or user.args[0] is not node or not feeds_only_quantizers(user, depth + 1):
-                return False
-        return True
-
-    out = set()
-    for node in traced.graph.nodes:
-        if node.op == "call_module" and node.target in static and isinstance(modules.get(node.target), nn.Conv2d):
-            if not feeds_only_quantizers(node):
-                out.add(node.target)
-    return out
+    return outputs_reaching_others(model, convs, static)
 
 
 def name_matches(pattern: str, name: str) -> bool:
