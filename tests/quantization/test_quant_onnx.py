@@ -311,3 +311,23 @@ def test_residual_branches_get_int8_outputs_and_integer_kernels(tmp_path):
     with torch.no_grad():
         assert torch.equal(again(x), q(x))
     assert float(again.conv2.output_scale) == float(q.conv2.output_scale)
+
+
+def test_conv_before_relu6_keeps_int8_weights_and_needs_no_int8_output(tmp_path):
+    """onnxruntime folds a Clip (ReLU6) into the next QuantizeLinear and fuses the conv; giving that
+    conv float weights would make onnxruntime re-quantize them per tensor itself, so it keeps its
+    int8 weights, and the fx walk treats ReLU6 as pass-through (no int8 output needed)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU6(),
+                                torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(8 * 36, 4)).eval()
+    batches = [(torch.rand(8, 3, 6, 6) * 4, torch.zeros(8, dtype=torch.long)) for _ in range(2)]
+    out = quantize_handler(model, Quantize(bits=8), targets=None, context=context_for(batches))
+    assert "int8_outputs" not in out.info
+    export_onnx(out.model, tmp_path / "c.onnx", batches[0][0][:1])
+    graph = onnx.load(str(tmp_path / "c.onnx")).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    assert all(producer[n.input[1]].op_type == "DequantizeLinear" for n in graph.node if n.op_type == "Conv")
+    assert integer_op_summary(tmp_path / "c.onnx")["integer_ops"].get("QLinearConv") == 2
+    x = torch.cat([b[0] for b in batches])
+    assert check_parity(out.model, tmp_path / "c.onnx", x, steps=2.0).ok

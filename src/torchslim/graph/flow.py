@@ -11,18 +11,19 @@ from typing import Any
 
 from torch import nn
 
-PASS_THROUGH_MODULES = (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Flatten, nn.Identity, nn.Dropout)
-"""Modules a value passes through unchanged in kind (order-preserving or reshaping)."""
+PASS_THROUGH_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Flatten,
+                        nn.Identity, nn.Dropout)
+"""Modules a value passes through unchanged in kind (order-preserving clamps, pooling, reshaping)."""
 
-PASS_THROUGH_CALLS = frozenset({"relu", "flatten", "max_pool1d", "max_pool2d", "max_pool3d", "view", "reshape",
-                                "squeeze", "unsqueeze", "dropout"})
+PASS_THROUGH_CALLS = frozenset({"relu", "relu6", "hardtanh", "clamp", "flatten", "max_pool1d", "max_pool2d",
+                                "max_pool3d", "view", "reshape", "squeeze", "unsqueeze", "dropout"})
 """Functions and tensor methods, by name, that a value passes through the same way."""
 
 
 def outputs_reaching_others(model: nn.Module, producers: set[str], consumers: set[str]) -> set[str] | None:
     """The `producers` (module names) whose output reaches anything but the first input of a
-    module in `consumers`, following only pass-through modules and calls (ReLU, max-pooling,
-    flatten, reshape-like, identity, dropout). Convolutions and Linear layers are traced as leaves.
+    module in `consumers`, following only pass-through modules and calls (ReLU, ReLU6 / hardtanh /
+    clamp, max-pooling, flatten, reshape-like, identity, dropout). Convolutions and Linear layers are traced as leaves.
     None when ``torch.fx`` cannot trace `model` (data-dependent control flow, for instance).
     """
     import torch.fx as fx

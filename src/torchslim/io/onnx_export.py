@@ -347,8 +347,10 @@ def float_weights_where_unfused(proto: Any) -> int:
         if node.op_type != "Conv":  # (onnxruntime fuses a Gemm on dequantized inputs even with a float output)
             continue
         users = consumers[node.output[0]]
+        if len(users) == 1 and users[0].op_type in ("Relu", "Clip") and users[0].output[0] not in graph_outputs:
+            users = consumers[users[0].output[0]]  # onnxruntime folds a Relu / Clip into the QuantizeLinear
         if users and node.output[0] not in graph_outputs and all(u.op_type == "QuantizeLinear" for u in users):
-            continue  # onnxruntime fuses this one
+            continue  # onnxruntime fuses this one (and would re-quantize float weights itself, per tensor)
         touched = False
         for slot in (1, 2):
             if len(node.input) <= slot or not node.input[slot]:
