@@ -625,15 +625,25 @@ def section_efficientnet(args: argparse.Namespace, results: dict[str, Any]) -> d
         key = f"{gran} ({observer} observer)"
         rows[key] = {"top1_agreement": round(float((got == ref).float().mean()), 4), "seconds": round(time.perf_counter() - t0, 1),
                      "output_sqnr_db_calibration": res.info.get("output_sqnr_db"),
-                     "folded_batchnorm": len(res.info.get("folded_batchnorm", [])), "quantized_layers": len(res.layers)}
+                     "folded_batchnorm": len(res.info.get("folded_batchnorm", [])), "quantized_layers": len(res.layers),
+                     "int8_outputs": len(res.info.get("int8_outputs", []))}
         if best_key is None or rows[key]["top1_agreement"] > rows[best_key]["top1_agreement"]:
             best_model, best_key = res.model, key
     out: dict[str, Any] = {"calibration_crops": n_cal, "held_out_crops": n_test, "rows": rows}
     tmp = Path(tempfile.mkdtemp(prefix="ts-bench-eff-"))
     export_onnx(best_model, tmp / "best.onnx", test[:1])
-    out["best_onnx"] = {"ops": integer_op_summary(tmp / "best.onnx")["integer_ops"],
+    export_onnx(model, tmp / "fp32.onnx", test[:1])
+    summary = integer_op_summary(tmp / "best.onnx")
+    out["best_onnx"] = {"ops": summary["integer_ops"], "float_ops": summary["float_compute_ops"],
                         "parity": check_parity(best_model, tmp / "best.onnx", test[:4]).to_dict(),
-                        "bytes": file_bytes(tmp / "best.onnx")}
+                        "bytes": file_bytes(tmp / "best.onnx"), "fp32_bytes": file_bytes(tmp / "fp32.onnx")}
+    feeds = {"input": test[:8].numpy()}
+    fns = {"onnxruntime fp32": ort_fn(ort_session(tmp / "fp32.onnx", args.threads), feeds),
+           "torchslim int8 (best)": ort_fn(ort_session(tmp / "best.onnx", args.threads), feeds)}
+    out["latency_b8"] = rotating_latency(fns, "onnxruntime fp32", rounds=max(5, args.rounds // 2), threads=args.threads)
+    ratio = out["latency_b8"]["torchslim int8 (best)"]["ratio"]
+    check(results, f"efficientnet-lite0 int8: onnxruntime latency vs onnxruntime fp32, batch 8, {args.threads} threads",
+          "reported", f"{ratio:.3f}x ({out['best_onnx']['ops']})", None)
     for key, row in rows.items():
         check(results, f"efficientnet-lite0 int8 PTQ {key}: top-1 agreement with fp32", "reported",
               row["top1_agreement"], None)
@@ -782,6 +792,8 @@ def to_markdown(results: dict[str, Any]) -> str:
         for name, row in ef["rows"].items():
             lines.append(f"| {name} | {row['top1_agreement']:.3f} | {row['output_sqnr_db_calibration']} | {row['seconds']} |")
         lines += ["", f"- best model in onnxruntime: {ef.get('best_onnx')}"]
+        for name, row in (ef.get("latency_b8") or {}).items():
+            lines.append(f"- latency, batch 8, onnxruntime sessions alone: {name} {row['ms']} ms ({row['ratio']:.3f}x)")
     bi = sec.get("bad_input")
     if isinstance(bi, dict) and "cases" in bi:
         lines += ["", "## Bad input", "", "| case | error | message |", "|---|---|---|"]
