@@ -159,6 +159,17 @@ class _Reader:
         pass
 
 
+def calibration_feeds(splits: DataSplits, samples: int = 512) -> list[dict[str, np.ndarray]]:
+    """onnxruntime feeds of the first `samples` calibration images (the 512 torchslim calibrates on)."""
+    feeds, taken = [], 0
+    for x, _ in splits.calibration:
+        feeds.append({"input": x.numpy()})
+        taken += len(x)
+        if taken >= samples:
+            break
+    return feeds
+
+
 def ort_quantize_static(float_path: Path, out: Path, feeds: list[dict[str, np.ndarray]]) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -269,14 +280,7 @@ def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
     example = next(iter(splits.test))[0][:1]
     export_onnx(model, tmp / "fp32.onnx", example)
     export_onnx(q8, tmp / "ts_int8.onnx", example)
-    cal_feeds = []
-    taken = 0
-    for x, _ in splits.calibration:
-        cal_feeds.append({"input": x.numpy()})
-        taken += len(x)
-        if taken >= 512:
-            break
-    ort_quantize_static(tmp / "fp32.onnx", tmp / "ort_static.onnx", cal_feeds)
+    ort_quantize_static(tmp / "fp32.onnx", tmp / "ort_static.onnx", calibration_feeds(splits))
     ort_quantize_dynamic(tmp / "fp32.onnx", tmp / "ort_dynamic.onnx")
     ao = ao_dynamic(model)
     taos = torchao_models(model)
@@ -419,13 +423,7 @@ def section_resnet(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
     example = next(iter(splits.test))[0][:1]
     export_onnx(model, tmp / "fp32.onnx", example)
     export_onnx(step.model, tmp / "ts_int8.onnx", example)
-    cal_feeds, taken = [], 0
-    for x, _ in splits.calibration:
-        cal_feeds.append({"input": x.numpy()})
-        taken += len(x)
-        if taken >= 512:
-            break
-    ort_quantize_static(tmp / "fp32.onnx", tmp / "ort_static.onnx", cal_feeds)
+    ort_quantize_static(tmp / "fp32.onnx", tmp / "ort_static.onnx", calibration_feeds(splits))
     test_x = torch.cat([b[0] for b in splits.test])[:512]
     files = {"onnxruntime fp32": "fp32.onnx", "onnxruntime quantize_static (QDQ, per-channel)": "ort_static.onnx",
              "torchslim int8 deployed (onnxruntime QDQ)": "ts_int8.onnx"}

@@ -26,6 +26,18 @@ class TwoLayer(nn.Module):
         return self.fc2(torch.relu(self.fc1(x)))
 
 
+class Fork(nn.Module):
+    """Two layers reading the same input (like query / key / value)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(64, 8), nn.Linear(64, 8)
+
+    def forward(self, x):
+        return self.a(x) + self.b(x)
+
+
 def outlier_batches(n: int = 256, batch: int = 64, seed: int = 3):
     """Inputs whose channel 3 has 25x the range of the others (like a transformer's outlier feature)."""
     g = torch.Generator().manual_seed(seed)
@@ -49,15 +61,6 @@ def test_outlier_split_counts_copies_from_the_k_plus_1_th_range():
 
 
 def test_layers_reading_the_same_input_share_the_split_tensors():
-    class Fork(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            torch.manual_seed(0)
-            self.a, self.b = nn.Linear(64, 8), nn.Linear(64, 8)
-
-        def forward(self, x):
-            return self.a(x) + self.b(x)
-
     q = quantize_handler(Fork(), dynamic(outlier_channels=2), targets=None, context=context_for(outlier_batches())).model
     assert q.a.input_split is q.b.input_split and q.a._split_mult_main is q.b._split_mult_main
 
@@ -131,15 +134,6 @@ def test_split_export_quantizes_once_then_copies_uint8_codes(tmp_path):
     import onnx
 
     from torchslim.io.onnx_export import optimized_op_counts
-
-    class Fork(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            torch.manual_seed(0)
-            self.a, self.b = nn.Linear(64, 8), nn.Linear(64, 8)
-
-        def forward(self, x):
-            return self.a(x) + self.b(x)
 
     batches = outlier_batches()
     q = quantize_handler(Fork(), dynamic(outlier_channels=2), targets=None, context=context_for(batches)).model
