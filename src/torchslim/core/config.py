@@ -22,6 +22,7 @@ import dataclasses
 import math
 import types
 import typing
+import warnings
 from typing import Any, ClassVar, Literal, Mapping, get_args, get_origin
 
 from torchslim.core.errors import ConfigError, did_you_mean
@@ -129,12 +130,38 @@ def check_range(
         raise ConfigError(f"{name}={value!r} is out of range {bracket}{lo}, {high}{closing}.")
 
 
+def _move_renamed(cls: type["TechniqueConfig"], data: dict[str, Any]) -> dict[str, Any]:
+    """Move keys listed in ``cls.renamed`` to their nested path (see :attr:`TechniqueConfig.renamed`)."""
+    label = cls.name or cls.__name__
+    for old, new in cls.renamed.items():
+        if old not in data:
+            continue
+        value = data.pop(old)
+        head, _, rest = new.partition(".")
+        if not rest:
+            data.setdefault(head, value)
+        else:
+            section = data.get(head)
+            if section is None or isinstance(section, Mapping):
+                section = dict(section or {})
+                section.setdefault(rest, value)
+                data[head] = section
+            else:
+                raise ConfigError(f"{label}: key {old!r} is now {new!r}, but {head!r} is not a mapping.")
+        warnings.warn(f"{label}: key {old!r} is now {new!r}; please update the recipe.", FutureWarning, stacklevel=3)
+    return data
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TechniqueConfig:
     """Base of every technique config: frozen, keyword-only, validated on construction."""
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    renamed: ClassVar[Mapping[str, str]] = {}
+    """Old flat keys and the nested path that replaced them (``{"epochs": "train.epochs"}``):
+    :meth:`from_dict` moves an old key to its new place with a :class:`FutureWarning` naming it,
+    so recipe files written before a config was nested keep working."""
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -156,7 +183,7 @@ class TechniqueConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "TechniqueConfig":
         """Build from a plain mapping; unknown keys raise a "did you mean" :class:`ConfigError`."""
-        data = dict(data or {})
+        data = _move_renamed(cls, dict(data or {}))
         known = cls.field_names()
         for key in data:
             if key not in known:

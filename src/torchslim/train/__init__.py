@@ -5,7 +5,9 @@ Importing this package registers ``finetune`` in :data:`torchslim.core.TECHNIQUE
 """
 
 from torchslim.train.config import TrainConfig, TrainingFields, schedule_factor
-from torchslim.train.finetune import FineTune, training_scope
+from torchslim.train.finetune import FineTune
+from torchslim.train.scope import training_scope
+from torchslim.train.step import result_info, train_in_context
 from torchslim.train.hooks import TrainHook, TrainState, hooks_from_model
 from torchslim.train.loop import (
     StaleCheckpointWarning,
@@ -19,5 +21,5 @@ from torchslim.train.loop import (
 __all__ = [
     "FineTune", "StaleCheckpointWarning", "TrainConfig", "TrainHook", "TrainResult", "TrainState",
     "TrainingDivergedError", "hooks_from_model", "logits_of", "run_model", "schedule_factor", "train",
-    "TrainingFields", "training_scope",
+    "TrainingFields", "result_info", "train_in_context", "training_scope",
 ]

@@ -9,9 +9,6 @@ plus a final one marked complete, so a rerun resumes or skips the training (see
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
-
 import dataclasses
 from typing import ClassVar
 
@@ -24,6 +21,7 @@ from torchslim.core.targets import Targets
 from torchslim.core.technique import TECHNIQUES, StepOutcome
 from torchslim.train.config import TrainingFields, validate_training_fields
 from torchslim.train.loop import train
+from torchslim.train.scope import training_scope
 
 CHECKPOINT_EVERY = 500
 """Steps between checkpoints of a ``finetune`` step that has a run directory."""
@@ -41,29 +39,6 @@ class FineTune(TrainingFields, TechniqueConfig):
 
     def validate(self) -> None:
         validate_training_fields(self)
-
-
-@contextlib.contextmanager
-def training_scope(model: nn.Module, *, targets: Targets | None = None, threads: int | None = None) -> Iterator[list[nn.Parameter]]:
-    """Set the torch thread count and freeze trainable parameters outside `targets` for one training
-    step of a technique; restore both afterwards, also on errors. Yields the frozen parameters."""
-    frozen: list[nn.Parameter] = []
-    if targets is not None:
-        keep: set[int] = set()
-        for _, module in targets.resolve(model):
-            keep.update(id(p) for p in module.parameters())
-        frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in keep]
-    previous = torch.get_num_threads()
-    try:
-        for p in frozen:
-            p.requires_grad_(False)
-        if threads:
-            torch.set_num_threads(threads)
-        yield frozen
-    finally:
-        torch.set_num_threads(previous)
-        for p in frozen:
-            p.requires_grad_(True)
 
 
 @TECHNIQUES.handles(FineTune)
