@@ -1,5 +1,5 @@
 import dataclasses
-from typing import ClassVar, Literal, Optional
+from typing import ClassVar, Literal
 
 import pytest
 
@@ -13,7 +13,7 @@ class Toy(TechniqueConfig):
     epochs: int = 1
     mode: Literal["a", "b"] = "a"
     layers: tuple[str, ...] = ()
-    limit: Optional[int] = None
+    limit: int | None = None
 
     def validate(self) -> None:
         self.check("ratio", self.ratio, low=0.0, high=1.0, high_inclusive=False)

@@ -19,8 +19,24 @@ from torchslim.core.targets import Targets
 from torchslim.core.technique import TECHNIQUES, StepOutcome
 
 __all__ = [
-    "ArtifactError", "ConfigError", "Context", "DataError", "DataNotFoundError", "DataSplits",
-    "ModelError", "Recipe", "Registry", "Step", "StepOutcome", "TECHNIQUES", "TargetError",
-    "TechniqueConfig", "TorchSlimError", "UnknownNameError", "UnsafeInputError", "apply_overrides",
+    "ArtifactError",
+    "ConfigError",
+    "Context",
+    "DataError",
+    "DataNotFoundError",
+    "DataSplits",
+    "ModelError",
+    "Recipe",
+    "Registry",
+    "Step",
+    "StepOutcome",
+    "TECHNIQUES",
+    "TargetError",
+    "Targets",
+    "TechniqueConfig",
+    "TorchSlimError",
+    "UnknownNameError",
+    "UnsafeInputError",
+    "apply_overrides",
     "check_range",
 ]

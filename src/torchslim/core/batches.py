@@ -7,7 +7,8 @@ batch forms: a Tensor (``model(x)``), a mapping of tensors (``model(**x)``), a t
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,10 +17,10 @@ from torchslim.core.errors import DataError, ModelError
 
 
 def model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
+    for parameter in model.parameters():
+        return parameter.device
+    for buffer in model.buffers():
+        return buffer.device
     return torch.device("cpu")
 
 
@@ -48,9 +49,7 @@ def call_model(model: nn.Module, inputs: Any) -> Any:
     if is_text_batch(inputs):
         tokenize = getattr(model, "tokenize", None)
         if tokenize is None:
-            raise DataError(
-                f"Inputs are a list of strings but {type(model).__name__} has no tokenize(texts) method."
-            )
+            raise DataError(f"Inputs are a list of strings but {type(model).__name__} has no tokenize(texts) method.")
         encoded = tokenize(list(inputs))
         encoded = to_device(encoded, model_device(model))
         if isinstance(encoded, Mapping):
@@ -72,10 +71,14 @@ def logits_of(output: Any) -> torch.Tensor:
     logits = getattr(output, "logits", None)
     if isinstance(logits, torch.Tensor):
         return logits
-    if isinstance(output, Mapping) and isinstance(output.get("logits"), torch.Tensor):
-        return output["logits"]
-    if isinstance(output, (list, tuple)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
+    if isinstance(output, Mapping):
+        mapped = output.get("logits")
+        if isinstance(mapped, torch.Tensor):
+            return mapped
+    if isinstance(output, (list, tuple)) and output:
+        first = output[0]
+        if isinstance(first, torch.Tensor):
+            return first
     raise ModelError(f"Cannot find logits in a model output of type {type(output).__name__}.")
 
 

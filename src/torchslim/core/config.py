@@ -23,10 +23,10 @@ import math
 import types
 import typing
 import warnings
-from typing import Any, ClassVar, Literal, Mapping, get_args, get_origin
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal, get_args, get_origin
 
 from torchslim.core.errors import ConfigError, did_you_mean
-
 
 _FLOAT_TEXT = __import__("re").compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)")
 
@@ -130,7 +130,7 @@ def check_range(
         raise ConfigError(f"{name}={value!r} is out of range {bracket}{lo}, {high}{closing}.")
 
 
-def _move_renamed(cls: type["TechniqueConfig"], data: dict[str, Any]) -> dict[str, Any]:
+def _move_renamed(cls: type[TechniqueConfig], data: dict[str, Any]) -> dict[str, Any]:
     """Move keys listed in ``cls.renamed`` to their nested path (see :attr:`TechniqueConfig.renamed`)."""
     label = cls.name or cls.__name__
     for old, new in cls.renamed.items():
@@ -181,7 +181,7 @@ class TechniqueConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "TechniqueConfig":
+    def from_dict(cls, data: Mapping[str, Any] | None) -> TechniqueConfig:
         """Build from a plain mapping; unknown keys raise a "did you mean" :class:`ConfigError`."""
         data = _move_renamed(cls, dict(data or {}))
         known = cls.field_names()
@@ -189,8 +189,7 @@ class TechniqueConfig:
             if key not in known:
                 label = cls.name or cls.__name__
                 raise ConfigError(
-                    f"Unknown key {key!r} for technique {label!r}; known keys: {known}."
-                    + did_you_mean(key, known)
+                    f"Unknown key {key!r} for technique {label!r}; known keys: {known}." + did_you_mean(key, known)
                 )
         return cls(**data)
 
@@ -205,5 +204,5 @@ class TechniqueConfig:
             out[f.name] = value
         return out
 
-    def replace(self, **changes: Any) -> "TechniqueConfig":
+    def replace(self, **changes: Any) -> TechniqueConfig:
         return dataclasses.replace(self, **changes)

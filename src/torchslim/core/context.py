@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
-
-import torch
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,13 +39,13 @@ class Context:
     teacher: Any = None
     """The original, uncompressed model (read-only): the default teacher of distillation steps."""
 
-    def replace(self, **changes: Any) -> "Context":
+    def replace(self, **changes: Any) -> Context:
         return dataclasses.replace(self, **changes)
 
     def require_data(self, split: str, *, technique: str) -> Iterable[Any]:
         from torchslim.core.errors import DataError
 
-        loader = getattr(self.data, split, None) if self.data is not None else None
+        loader: Iterable[Any] | None = getattr(self.data, split, None) if self.data is not None else None
         if loader is None:
             raise DataError(f"Technique {technique!r} needs {split} data, but none was given.")
         return loader

@@ -39,7 +39,7 @@ class UnsafeInputError(ArtifactError):
     """A file would need unpickling of arbitrary objects; torchslim refuses it."""
 
 
-def did_you_mean(name: str, choices: "list[str] | tuple[str, ...] | set[str]") -> str:
+def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
     """Return a ' did you mean ...?' suffix for an unknown `name`, or '' when nothing is close."""
     import difflib
 

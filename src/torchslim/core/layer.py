@@ -24,7 +24,8 @@ The contract, in words:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator, Protocol, runtime_checkable
+from collections.abc import Iterator
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn

@@ -12,7 +12,8 @@ The registry lives here, in ``core``, so every technique registers itself withou
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 

@@ -15,8 +15,9 @@ through import paths.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -53,7 +54,7 @@ class Step:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, index: int = 0) -> "Step":
+    def from_dict(cls, data: Mapping[str, Any], *, index: int = 0) -> Step:
         if not isinstance(data, Mapping):
             raise ConfigError(f"steps[{index}] must be a mapping, got {type(data).__name__}.")
         known = ["technique", "targets", "config"]
@@ -105,7 +106,7 @@ class Recipe:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Recipe":
+    def from_dict(cls, data: Any) -> Recipe:
         if isinstance(data, list):
             data = {"version": RECIPE_VERSION, "steps": data}
         if not isinstance(data, Mapping):
@@ -123,7 +124,7 @@ class Recipe:
         return cls([Step.from_dict(s, index=i) for i, s in enumerate(steps)])
 
     @classmethod
-    def from_yaml(cls, text: str) -> "Recipe":
+    def from_yaml(cls, text: str) -> Recipe:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -131,7 +132,7 @@ class Recipe:
         return cls.from_dict(data)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Recipe":
+    def from_file(cls, path: str | Path) -> Recipe:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"Recipe file {str(path)!r} does not exist.")

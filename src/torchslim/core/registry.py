@@ -6,8 +6,9 @@ the CLI. Names never resolve through import paths, so a recipe cannot make torch
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Generic, TypeVar
 
 from torchslim.core.errors import ConfigError, UnknownNameError, did_you_mean
 

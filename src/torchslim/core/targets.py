@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from torch import nn
 
@@ -56,7 +57,7 @@ class Targets:
             object.__setattr__(self, field, value)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "Targets":
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Targets:
         data = dict(data or {})
         known = ["names", "types", "exclude"]
         for key in data:

@@ -29,9 +29,7 @@ class StepOutcome:
 
 
 class TechniqueHandler(Protocol):
-    def __call__(
-        self, model: nn.Module, config: Any, *, targets: Targets | None, context: Context
-    ) -> StepOutcome: ...
+    def __call__(self, model: nn.Module, config: Any, *, targets: Targets | None, context: Context) -> StepOutcome: ...
 
 
 TECHNIQUES: Registry[TechniqueConfig, TechniqueHandler] = Registry("technique")
