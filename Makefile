@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.torchslim-installed
 DATA_STAMP := $(VENV)/.fashion-mnist-ready
 BROWSER_STAMP := $(VENV)/.chromium-ready
 export OMP_NUM_THREADS ?= 2
+# CHECKS=1: `make test` runs scripts/check-code.sh (ruff, mypy, type: ignore reasons) before pytest
+CHECKS ?= 1
 
 .PHONY: all setup data test test-all demo bench clean
 
@@ -34,6 +36,9 @@ $(BROWSER_STAMP): scripts/get-chromium.sh | $(VENV)/bin/python
 	touch $(BROWSER_STAMP)
 
 test: setup $(BROWSER_STAMP)
+ifeq ($(CHECKS),1)
+	PY=$(PY) bash scripts/check-code.sh
+endif
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow and not gpu" tests
 
 test-all: setup $(BROWSER_STAMP)

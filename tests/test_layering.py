@@ -1,42 +1,44 @@
-"""The rule of direction (docs/ARCHITECTURE.md): packages import only the layers below them."""
+"""The rule of direction and the layer contract, read from the one declared table.
 
-import ast
-import pathlib
+The table of packages and allowed imports is the one docs/ARCHITECTURE.md shows under
+"## Package table"; the logic lives in scripts/codechecks.py, whose own tests (tests/checks/) show
+that each check fails on a deliberate violation.
+"""
 
-import torchslim
+import importlib.util
+import sys
+from pathlib import Path
 
-ALLOWED = {
-    "core": set(),
-    "data": {"core"},
-    "models": {"core"},
-    "measure": {"core", "graph"},
-    "io": {"core", "models"},
-    "train": {"core", "io"},
-    "graph": {"core", "io"},
-    "report": {"core", "io"},
-    "recipes": {"core"},
-    "pruning": {"core", "graph", "io", "measure", "models", "train"},
-    "quantization": {"core", "graph", "io", "measure", "models", "train"},
-    # width students are made by structured pruning of the teacher (issue 6), imported lazily
-    "distillation": {"core", "graph", "io", "measure", "models", "train", "pruning"},
-}
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "torchslim"
+DOC = ROOT / "docs" / "ARCHITECTURE.md"
 
 
-def imported_packages(path: pathlib.Path) -> set[str]:
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("torchslim."):
-            found.add(node.module.split(".")[1])
-        elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("torchslim."))
-    return found
+def _codechecks():
+    if "codechecks" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("codechecks", ROOT / "scripts" / "codechecks.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["codechecks"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["codechecks"]
 
 
-def test_packages_only_import_lower_layers():
-    root = pathlib.Path(torchslim.__file__).parent
-    violations = []
-    for package, allowed in ALLOWED.items():
-        for path in (root / package).rglob("*.py"):
-            for dep in imported_packages(path) - allowed - {package}:
-                violations.append(f"{path.relative_to(root)} imports torchslim.{dep}")
+def test_table_covers_every_package_and_module():
+    checks = _codechecks()
+    table = checks.read_table(DOC)
+    units = checks.units_of(SRC)
+    assert sorted(set(units) - set(table)) == [], "packages or modules missing from the package table"
+    assert sorted(set(table) - set(units)) == [], "package table rows for things that do not exist"
+    assert table["core"] == frozenset(), "core imports nothing else"
+
+
+def test_packages_only_import_what_the_table_allows():
+    violations = _codechecks().layering_violations(SRC, DOC)
+    assert not violations, "\n".join(violations)
+
+
+def test_no_private_access_across_packages():
+    """measure/, io/, report/ and deploy/ read compressed layers through torchslim.core.layer only."""
+    violations = _codechecks().private_access_violations(SRC)
     assert not violations, "\n".join(violations)
