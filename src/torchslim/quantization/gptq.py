@@ -30,7 +30,7 @@ from torchslim.quantization.functional import (
     choose_qparams,
     qrange,
 )
-from torchslim.quantization.modules import WeightSpec
+from torchslim.quantization.specs import WeightSpec
 from torchslim.quantization.observers import weight_qparams
 
 

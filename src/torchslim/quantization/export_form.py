@@ -1,0 +1,150 @@
+"""The ONNX export form of a quantized layer (:meth:`QuantizedMixin.onnx_form`).
+
+While a runtime backend traces the model, a quantized layer computes exactly what it computes
+otherwise, but through operators that onnxruntime turns into integer kernels:
+``DequantizeLinear`` on int8 weight initializers and an int32 bias, ``QuantizeLinear`` /
+``DequantizeLinear`` around static inputs, the dynamic int8 MatMul pattern for dynamic inputs, a
+gather of int8 rows for an Embedding, and a single-input-channel 3x3 convolution rewritten as a
+2x2 convolution over four shifted input copies (:func:`shifted_conv_export`).
+
+:func:`set_export_form` precomputes the export-only constants as temporary buffers (so they
+become plain initializers) and removes them again afterwards.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+import torch
+from torch import Tensor, nn
+
+from torchslim.core.errors import ModelError
+from torchslim.quantization.onnx_ops import DQExport, DynamicLinearExport
+
+if TYPE_CHECKING:
+    from torchslim.quantization.quantized import QuantizedMixin
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+EXPORT_BUFFERS = ("_onnx_bias_q", "_onnx_bias_scale", "_onnx_weight_t_q", "_onnx_weight_scale", "_onnx_weight_zp",
+                  "_onnx_weight_colsum", "_onnx_split_gather", "_onnx_shift_weight_q")
+
+
+def embedding_exports(layer: "QuantizedMixin") -> bool:
+    """True when an Embedding exports as a gather of int8 rows (padding_idx changes only gradients)."""
+    return (isinstance(layer, nn.Embedding) and layer.max_norm is None
+            and layer.weight_spec.granularity.per_output_channel(layer.weight_q.shape))
+
+
+def embedding_export(layer: "QuantizedMixin", ids: Tensor) -> Tensor:
+    """Gather int8 rows, then dequantize only them (ONNX: Gather, Cast, Gather, Sub, Mul): the
+    table stays int8 and no inference dequantizes all of it."""
+    codes = torch.nn.functional.embedding(ids, layer.weight_q).float()
+    if layer.weight_spec.granularity.kind == "per_tensor":
+        return (codes - layer.weight_zero_point.float()) * layer.weight_scale
+    scale = torch.nn.functional.embedding(ids, layer.weight_scale.unsqueeze(1))
+    if layer.weight_spec.symmetric:
+        return codes * scale
+    zp = torch.nn.functional.embedding(ids, layer.weight_zero_point.float().unsqueeze(1))
+    return (codes - zp) * scale
+
+
+def shifted_conv_export(layer: "QuantizedMixin", x: Tensor) -> Tensor:
+    """A 3x3 convolution of a single input channel as a 2x2 convolution of four shifted copies.
+
+    ``y[i, j] = sum_{d, e in 0..2} w[d, e] x_pad[i + d, j + e]``; with copies
+    ``x_s[i, j] = x_pad[i + s_y, j + s_x]`` for ``s in {0, 1}^2`` every tap ``d = s + k``
+    (``k in {0, 1}``) has one slot, the other 7 of 16 weights are zero. The products and the
+    int32 sum are the same, but onnxruntime's int8 convolution packs input channels in fours and is
+    slow below that (see benchmarks/results/ for the measured effect).
+    """
+    conv = cast(nn.Conv2d, layer)
+    pad = int(cast(tuple[int, int], conv.padding)[0])
+    xp = torch.nn.functional.pad(x, (pad, pad, pad, pad)) if pad else x
+    # static slice bounds (no Shape ops in the graph): rows sy .. end - (1 - sy)
+    copies = torch.cat([xp[..., sy:(sy - 1) or None, sx:(sx - 1) or None] for sy in (0, 1) for sx in (0, 1)], dim=1)
+    g = layer.weight_spec.granularity
+    axis = -1 if g.kind == "per_tensor" else 0
+    weight = DQExport.apply(layer._buffers["_onnx_shift_weight_q"], layer.weight_scale,
+                            layer.weight_zero_point.to(torch.int8), axis)
+    return torch.nn.functional.conv2d(layer.quantize_input(copies), weight, layer.bias)
+
+
+def shift_weight_codes(layer: "QuantizedMixin") -> Tensor | None:
+    """The ``[out, 4, 2, 2]`` codes of :func:`shifted_conv_export`, or None where it does not apply
+    (it needs a static int8 input, one input channel, a 3x3 kernel, stride and dilation 1, zero
+    padding 0 or 1, and per-tensor or per-output-channel weights)."""
+    spec = layer.act_spec
+    if not (isinstance(layer, nn.Conv2d) and spec is not None and spec.mode == "static"
+            and layer.in_channels == 1 and layer.groups == 1 and tuple(layer.kernel_size) == (3, 3)
+            and tuple(layer.stride) == (1, 1) and tuple(layer.dilation) == (1, 1) and layer.padding_mode == "zeros"
+            and isinstance(layer.padding, tuple) and layer.padding[0] == layer.padding[1] and layer.padding[0] in (0, 1)
+            and layer.weight_spec.granularity.per_output_channel(layer.weight_q.shape)):
+        return None
+    wq = layer.weight_q
+    zp = layer.weight_zero_point.to(wq.dtype).reshape(-1, 1, 1, 1).expand(wq.shape[0], 1, 1, 1)
+    codes = zp.expand(wq.shape[0], 4, 2, 2).clone()  # zero point codes dequantize to 0
+    for d in range(3):
+        sy, ky = (0, d) if d < 2 else (1, 1)
+        for e in range(3):
+            sx, kx = (0, e) if e < 2 else (1, 1)
+            codes[:, sy * 2 + sx, ky, kx] = wq[:, 0, d, e]
+    return codes
+
+
+def dynamic_linear_export(layer: "QuantizedMixin", x: Tensor, *, gather: Tensor | None = None) -> Tensor:
+    """A dynamic-input Linear as onnxruntime's dynamic int8 MatMul pattern."""
+    b = layer._buffers
+    spec = layer.act_spec
+    per_token = spec is not None and spec.granularity == "per_token"
+    result: Tensor = DynamicLinearExport.apply(x, b["_onnx_weight_t_q"], b["_onnx_weight_scale"], b["_onnx_weight_zp"],
+                                               b["_onnx_weight_colsum"], layer._parameters.get("bias_float"),
+                                               per_token, gather)
+    return result
+
+
+def _dynamic_buffers(layer: "QuantizedMixin", buffers: dict[str, Tensor | None]) -> None:
+    spec = layer.act_spec
+    g = layer.weight_spec.granularity
+    if not g.per_output_channel(layer.weight_q.shape):
+        raise ModelError(
+            "dynamic ONNX export needs per-tensor or per-output-channel (axis 0) weights, "
+            f"not {g.kind} on axis {g.axis}."
+        )
+    wq = layer.weight_q
+    out_features = wq.shape[0]
+    buffers["_onnx_weight_t_q"] = wq.t().contiguous()
+    buffers["_onnx_weight_scale"] = layer.weight_scale.reshape(-1).expand(out_features).contiguous().clone()
+    zp = layer.weight_zero_point.reshape(-1).expand(out_features).contiguous().clone()
+    buffers["_onnx_weight_zp"] = zp
+    buffers["_onnx_weight_colsum"] = (wq.float() - zp.float()[:, None]).sum(dim=1)
+    split = buffers.get("input_split")
+    if split is not None and split.numel() and spec is not None and spec.granularity == "per_tensor":
+        # the copies of a split channel equal its scaled original, so quantizing first and copying
+        # the uint8 codes (Gather + Concat) gives the same codes as copying floats
+        buffers["_onnx_split_gather"] = split.long().clone()
+
+
+def set_export_form(layer: "QuantizedMixin", enabled: bool) -> None:
+    """Enable (precompute the export-only buffers) or disable (remove them) the export form."""
+    buffers = layer._buffers
+    for key in EXPORT_BUFFERS:
+        buffers.pop(key, None)
+    layer.__dict__["_onnx_export"] = bool(enabled)
+    if not enabled:
+        return
+    with torch.no_grad():
+        b = layer._parameters.get("bias_float")
+        bias_scale = layer.bias_scale()
+        if b is not None and bias_scale is not None:
+            buffers["_onnx_bias_q"] = torch.clamp(torch.round(b / bias_scale), INT32_MIN, INT32_MAX).to(torch.int32)
+            buffers["_onnx_bias_scale"] = bias_scale.clone()
+        shift_codes = shift_weight_codes(layer)
+        if shift_codes is not None:
+            buffers["_onnx_shift_weight_q"] = shift_codes
+        spec = layer.act_spec
+        if spec is not None and spec.mode == "dynamic" and isinstance(layer, nn.Linear):
+            _dynamic_buffers(layer, buffers)
+
+
+__all__ = ["EXPORT_BUFFERS", "dynamic_linear_export", "embedding_export", "set_export_form", "shift_weight_codes",
+           "shifted_conv_export"]
