@@ -23,7 +23,7 @@ import math
 import types
 import typing
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal, get_args, get_origin
 
 from torchslim.core.errors import ConfigError, did_you_mean
@@ -33,6 +33,46 @@ _FLOAT_TEXT = __import__("re").compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)")
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce_bool(label: str, value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{label} must be true or false, got {value!r}.")
+    return value
+
+
+def _coerce_int(label: str, value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{label} must be an integer, got {value!r}.")
+    return value
+
+
+def _coerce_float(label: str, value: Any) -> Any:
+    if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{label} must be a number, got {value!r}.")
+    value = float(value)
+    if math.isnan(value):
+        raise ConfigError(f"{label} must not be NaN.")
+    return value
+
+
+def _coerce_str(label: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ConfigError(f"{label} must be a string, got {value!r}.")
+    return value
+
+
+_SCALARS: dict[type, Callable[[str, Any], Any]] = {
+    bool: _coerce_bool,
+    int: _coerce_int,
+    float: _coerce_float,
+    str: _coerce_str,
+}
+"""Checks of scalar annotations: (``Owner.field`` label, value) -> the value as the field stores it."""
 
 
 def _coerce(owner: str, field: str, value: Any, tp: Any) -> Any:
@@ -71,29 +111,9 @@ def _coerce(owner: str, field: str, value: Any, tp: Any) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{owner}.{field} must be a mapping, got {type(value).__name__}.")
         return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{owner}.{field} must be true or false, got {value!r}.")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{owner}.{field} must be an integer, got {value!r}.")
-        return value
-    if tp is float:
-        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
-            value = float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{owner}.{field} must be a number, got {value!r}.")
-        value = float(value)
-        if math.isnan(value):
-            raise ConfigError(f"{owner}.{field} must not be NaN.")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{owner}.{field} must be a string, got {value!r}.")
-        return value
+    scalar = _SCALARS.get(tp) if isinstance(tp, type) else None
+    if scalar is not None:
+        return scalar(f"{owner}.{field}", value)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
