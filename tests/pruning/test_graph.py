@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from torchslim.core.errors import ModelError
+from torchslim.core.plans import model_plan
 from torchslim.graph import (
     ChannelGraph,
     apply_channel_ops,
@@ -173,7 +174,7 @@ def test_fold_batchnorm_keeps_outputs_and_records_a_replayable_plan(toys, use_ex
     assert isinstance(folded.stem_bn, nn.Identity) and isinstance(folded.block1.bn2, nn.Identity)
     assert folded.stem.bias is not None
     torch.testing.assert_close(folded(X8), model(X8), rtol=1e-5, atol=1e-5)
-    entry = folded.torchslim_plan[-1]
+    entry = model_plan(folded)[-1]
     assert entry["kind"] == "fold_batchnorm" and ["stem", "stem_bn"] in entry["pairs"]
     rebuilt = replay_fold_batchnorm(toys.seeded(toys.ResNet).eval(), entry)
     rebuilt.load_state_dict(folded.state_dict())

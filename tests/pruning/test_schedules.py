@@ -9,6 +9,7 @@ import torch
 
 from torchslim.core import Context, DataSplits, TECHNIQUES
 from torchslim.core.errors import ConfigError
+from torchslim.train import TrainConfig
 from torchslim.pruning import AGPHook, MagnitudePruner, MagnitudePruning, agp_points, agp_sparsity, get_mask, iterative_sparsities
 
 
@@ -36,7 +37,7 @@ def test_agp_rejects_impossible_windows():
     with pytest.raises(ConfigError, match="end_step"):
         agp_sparsity(5, initial=0, final=0.5, start_step=10, end_step=10)
     with pytest.raises(ConfigError, match="end_step=5"):
-        MagnitudePruning(schedule="agp", finetune_epochs=1, start_step=10, end_step=5)
+        MagnitudePruning(schedule="agp", train=TrainConfig(epochs=1), start_step=10, end_step=5)
 
 
 def test_iterative_sparsities_compound_to_the_target():
@@ -71,7 +72,7 @@ def test_agp_hook_prunes_on_schedule_with_a_fake_state(toys):
 def test_agp_through_the_training_loop_reaches_the_target_and_keeps_learning(toys):
     data = toys.blobs(256)
     loader = toys.make_loader(data, 32, shuffle=True)
-    config = MagnitudePruning(sparsity=0.8, scope="layer", schedule="agp", finetune_epochs=6, lr=2e-2,
+    config = MagnitudePruning(sparsity=0.8, scope="layer", schedule="agp", train=TrainConfig(epochs=6, lr=2e-2),
                               start_step=4, frequency=4)
     model = toys.seeded(toys.MLP)
     out = TECHNIQUES.handler_for(config)(model, config, targets=None, context=Context(data=DataSplits(train=loader)))

@@ -11,6 +11,8 @@ from torch import nn
 
 from torchslim.core import Context, DataSplits, Recipe, Step, Targets, TECHNIQUES
 from torchslim.core.errors import ConfigError, DataError, ModelError, TargetError
+from torchslim.core.plans import model_plan
+from torchslim.train import TrainConfig
 from torchslim.pruning import ChannelPruning, MagnitudePruning, magnitude_prune, prune_channels, round_keep
 
 X8 = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
@@ -116,7 +118,7 @@ def test_taylor_importance_needs_data_and_uses_gradients(toys):
 
 def test_iterative_schedule_with_finetuning(toys):
     loader = toys.make_loader(toys.images(64), 16)
-    config = ChannelPruning(ratio=0.5, schedule="iterative", steps=2, finetune_epochs=1)
+    config = ChannelPruning(ratio=0.5, schedule="iterative", steps=2, train=TrainConfig(epochs=1))
     out = _handler(toys.seeded(toys.CNN), config, context=Context(data=DataSplits(train=loader), example_input=X8))
     rounds = out.info["rounds"]
     assert [r["fraction"] for r in rounds] == [0.5, 1.0]
@@ -201,7 +203,7 @@ def test_plan_replay_rebuilds_a_user_model_through_the_artifact(toys, tmp_path):
     from torchslim.io import load, save
 
     pruned = prune_channels(toys.seeded(toys.ResNet), X8, ratio=0.5, scope="global").model.eval()
-    entry = pruned.torchslim_plan[-1]
+    entry = model_plan(pruned)[-1]
     assert entry["kind"] == "prune_channels" and entry["ops"]
     save(pruned, tmp_path / "art")
     loaded = load(tmp_path / "art", model=toys.seeded(toys.ResNet))

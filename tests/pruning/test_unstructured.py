@@ -10,6 +10,7 @@ from torch import nn
 
 from torchslim.core import Context, DataSplits, Recipe, Step, Targets, TECHNIQUES
 from torchslim.core.errors import ConfigError, DataError, TargetError
+from torchslim.train import TrainConfig
 from torchslim.pruning import (
     MagnitudePruner,
     MagnitudePruning,
@@ -96,7 +97,7 @@ def test_one_shot_with_finetuning_keeps_masks_and_learns(toys):
     data = toys.blobs(256)
     loader = toys.make_loader(data, 32, shuffle=True)
     model = toys.seeded(toys.MLP)
-    config = MagnitudePruning(sparsity=0.7, finetune_epochs=6, lr=2e-2)
+    config = MagnitudePruning(sparsity=0.7, train=TrainConfig(epochs=6, lr=2e-2))
     out = _handler(model, config, context=Context(data=DataSplits(train=loader)))
     pruned = out.model
     assert pruned is not model and get_mask(model.fc1) is None, "the caller's model is untouched"
@@ -113,7 +114,7 @@ def test_one_shot_with_finetuning_keeps_masks_and_learns(toys):
 
 def test_iterative_schedule_reaches_the_target_through_compounding_rounds(toys):
     loader = toys.make_loader(toys.blobs(64), 32)
-    config = MagnitudePruning(sparsity=0.875, scope="layer", schedule="iterative", steps=3, finetune_epochs=1)
+    config = MagnitudePruning(sparsity=0.875, scope="layer", schedule="iterative", steps=3, train=TrainConfig(epochs=1))
     out = _handler(toys.seeded(toys.MLP), config, context=Context(data=DataSplits(train=loader)))
     targets = [r["sparsity"] for r in out.info["rounds"]]
     assert targets == pytest.approx([0.5, 0.75, 0.875])
@@ -207,12 +208,12 @@ def test_bad_input_fails_clearly_and_leaves_the_model_unchanged(toys):
     with pytest.raises(TargetError, match="no layer"):
         _handler(model, MagnitudePruning(sparsity=0.5), targets=Targets(types=["ReLU"]))
     with pytest.raises(DataError, match="train data"):
-        _handler(model, MagnitudePruning(sparsity=0.5, finetune_epochs=1))
+        _handler(model, MagnitudePruning(sparsity=0.5, train=TrainConfig(epochs=1)))
     assert toys.state_equal(model, before) and get_mask(model.fc1) is None
 
 
 def test_recipe_yaml_round_trip():
-    recipe = Recipe([Step(MagnitudePruning(sparsity=0.9, scope="layer", schedule="agp", finetune_epochs=2, end_step=100),
+    recipe = Recipe([Step(MagnitudePruning(sparsity=0.9, scope="layer", schedule="agp", train=TrainConfig(epochs=2), end_step=100),
                           targets=Targets(exclude=["classifier"]))])
     again = Recipe.from_yaml(recipe.to_yaml())
     assert again.to_dict() == recipe.to_dict()

@@ -25,6 +25,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from torchslim.core.errors import ModelError
+from torchslim.core.plans import append_plan_entry, register_plan_replay
 from torchslim.graph.surgery import get_module, set_module
 
 PLAN_KIND = "fold_batchnorm"
@@ -100,7 +101,7 @@ def fold_batchnorm(model: nn.Module, example_input: Any = None, *, inplace: bool
     Works on a copy unless `inplace`. BatchNorms without running statistics, after transposed or
     masked (parametrized) convolutions, or after a convolution whose output is also used elsewhere
     are left alone. The returned model is in eval mode and carries a ``fold_batchnorm`` plan entry
-    (appended to ``torchslim_plan``) listing the folded pairs.
+    (appended to its plan, :func:`torchslim.core.plans.model_plan`) listing the folded pairs.
     """
     pairs = foldable_pairs(model, example_input)
     if not inplace:
@@ -119,12 +120,11 @@ def fold_batchnorm(model: nn.Module, example_input: Any = None, *, inplace: bool
             conv.bias = bias
             set_module(model, bn_name, nn.Identity())
     if pairs:
-        plan = list(getattr(model, "torchslim_plan", []) or [])
-        plan.append({"kind": PLAN_KIND, "pairs": [list(p) for p in pairs], "bias_added": added_bias})
-        model.torchslim_plan = plan
+        append_plan_entry(model, {"kind": PLAN_KIND, "pairs": [list(p) for p in pairs], "bias_added": added_bias})
     return model
 
 
+@register_plan_replay(PLAN_KIND)
 def replay_fold_batchnorm(model: nn.Module, entry: dict[str, Any]) -> nn.Module:
     """Rebuild the folded architecture (weights come from the artifact): add the biases folding
     created and replace each folded BatchNorm by ``nn.Identity``."""

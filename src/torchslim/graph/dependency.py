@@ -12,7 +12,7 @@ of an attention layer (prunable only by whole heads), and how many equal slices 
 convolutions force.
 
 `ChannelGraph.prune` removes channels physically and returns the operations it applied as plain
-JSON, which :func:`apply_channel_ops` replays on a freshly built model (how an artifact rebuilds a
+JSON, which :func:`torchslim.graph.channel_ops.apply_channel_ops` replays on a freshly built model (how an artifact rebuilds a
 pruned architecture before loading its weights).
 """
 
@@ -27,23 +27,11 @@ import torch
 from torch import nn
 
 from torchslim.core.errors import ModelError
-from torchslim.graph.surgery import call_with, get_module, module_names, select_dim
+from torchslim.graph.channel_ops import _tp
+from torchslim.graph.surgery import call_with, module_names
 
 ROOT_TYPES: tuple[type[nn.Module], ...] = (nn.modules.conv._ConvNd, nn.Linear)
 """Layer types whose output channels start a group (the layers channel pruning shrinks)."""
-
-SETTABLE_ATTRS = frozenset(
-    {"num_attention_heads", "all_head_size", "attention_head_size", "num_heads", "head_dim", "embed_dim"}
-)
-"""Integer module attributes a replayed plan may set (head counts of attention layers)."""
-
-
-def _tp() -> Any:
-    try:
-        import torch_pruning
-    except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise ModelError("Structured pruning needs the 'torch-pruning' package (pip install torch-pruning).") from exc
-    return torch_pruning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,13 +121,14 @@ def _tracing_state(model: nn.Module) -> Iterator[None]:
             m.training = flag
 
 
-def _flat_tensors(value: Any) -> list[torch.Tensor]:
+def flat_tensors(value: Any) -> list[torch.Tensor]:
+    """Every tensor in a model output (tensor, mapping, list or tuple, nested), in order."""
     if isinstance(value, torch.Tensor):
         return [value]
     if isinstance(value, dict) or hasattr(value, "values") and callable(value.values):
-        return [t for v in value.values() for t in _flat_tensors(v)]
+        return [t for v in value.values() for t in flat_tensors(v)]
     if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _flat_tensors(v)]
+        return [t for v in value for t in flat_tensors(v)]
     return []
 
 
@@ -209,7 +198,7 @@ class ChannelGraph:
             finally:
                 for h in hooks:
                     h.remove()
-            tensors = _flat_tensors(out)
+            tensors = flat_tensors(out)
             if not tensors or all(t.grad_fn is None for t in tensors):
                 raise ModelError(
                     f"{label} cannot be traced: its output does not depend on its parameters through "
@@ -371,136 +360,3 @@ class ChannelGraph:
                             "dim": int(dep.target.pruning_dim), "idxs": plain})
         tp_group.prune()
         return ops
-
-
-def _pruners() -> dict[str, Any]:
-    tp = _tp()
-    return {type(p).__name__: p for p in tp.pruner.function.PrunerBox.values() if p is not None}
-
-
-def encode_indices(idxs: Sequence[int]) -> str:
-    """Sorted indices as a compact range string: ``[0, 1, 2, 5, 7, 8] -> "0-2,5,7-8"``."""
-    values = sorted({int(i) for i in idxs})
-    parts: list[str] = []
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
-            j += 1
-        parts.append(str(values[i]) if i == j else f"{values[i]}-{values[j]}")
-        i = j + 1
-    return ",".join(parts)
-
-
-def decode_indices(value: Any) -> list[int]:
-    """Inverse of :func:`encode_indices`; a plain list of ints is accepted too."""
-    if isinstance(value, (list, tuple)):
-        return [int(v) for v in value]
-    if not isinstance(value, str):
-        raise ModelError(f"Channel indices must be a list or a range string, got {type(value).__name__}.")
-    out: list[int] = []
-    for part in filter(None, value.split(",")):
-        lo, sep, hi = part.partition("-")
-        try:
-            out.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
-        except ValueError:
-            raise ModelError(f"Bad channel index range {part!r}.") from None
-    return out
-
-
-def compact_ops(ops: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Merge consecutive layer cuts that share their indices into ``{"cut": [[module, pruner, fn,
-    dim], ...], "idxs": "ranges"}`` records (what plans store; :func:`apply_channel_ops` reads both)."""
-    out: list[dict[str, Any]] = []
-    for op in ops:
-        if "module" in op:
-            idxs = encode_indices(decode_indices(op["idxs"]))
-            member = [op["module"], op["pruner"], op["fn"], int(op.get("dim", -1))]
-            if out and "cut" in out[-1] and out[-1]["idxs"] == idxs:
-                out[-1]["cut"].append(member)
-            else:
-                out.append({"cut": [member], "idxs": idxs})
-        elif "param" in op:
-            out.append({**op, "idxs": encode_indices(decode_indices(op["idxs"]))})
-        else:
-            out.append(dict(op))
-    return out
-
-
-def _expand(ops: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    flat: list[dict[str, Any]] = []
-    for i, op in enumerate(ops):
-        if not isinstance(op, dict):
-            raise ModelError(f"Channel op {i} must be a mapping, got {type(op).__name__}.")
-        if "cut" in op:
-            for member in op["cut"]:
-                if not isinstance(member, (list, tuple)) or len(member) != 4:
-                    raise ModelError(f"Channel op {i}: bad cut entry {member!r}.")
-                name, pruner, fn, dim = member
-                flat.append({"module": name, "pruner": pruner, "fn": fn, "dim": dim, "idxs": op.get("idxs", [])})
-        else:
-            flat.append(op)
-    return flat
-
-
-def apply_channel_ops(model: nn.Module, ops: Sequence[dict[str, Any]]) -> nn.Module:
-    """Replay operations recorded by :meth:`ChannelGraph.prune` on `model` (in place; returned).
-
-    Each op is ``{"module", "pruner", "fn": "out"|"in", "dim", "idxs"}`` (cut a layer),
-    ``{"cut": [[module, pruner, fn, dim], ...], "idxs"}`` (several layers, same indices; see
-    :func:`compact_ops`), ``{"param", "dim", "idxs"}`` (cut an unwrapped parameter) or
-    ``{"set", "attr", "value"}`` (set an integer head-count attribute from :data:`SETTABLE_ATTRS`).
-    ``idxs`` is a list or a range string (:func:`encode_indices`). Raises :class:`ModelError` naming
-    the layer when an op does not fit the model.
-    """
-    pruners = _pruners()
-    for i, op in enumerate(_expand(ops)):
-        if "set" in op:
-            attr, value = op.get("attr"), op.get("value")
-            if attr not in SETTABLE_ATTRS or isinstance(value, bool) or not isinstance(value, int):
-                raise ModelError(f"Channel op {i}: cannot set {attr!r}={value!r} on layer {op['set']!r}.")
-            module = get_module(model, str(op["set"]))
-            if not hasattr(module, attr):
-                raise ModelError(f"Channel op {i}: layer {op['set']!r} has no attribute {attr!r}.")
-            setattr(module, attr, value)
-            continue
-        idxs = decode_indices(op.get("idxs", []))
-        if "param" in op:
-            name = str(op["param"])
-            owner_name, _, pname = name.rpartition(".")
-            owner = get_module(model, owner_name)
-            param = getattr(owner, pname, None)
-            if not isinstance(param, torch.Tensor):
-                raise ModelError(f"Channel op {i}: {name!r} is not a parameter of the model.")
-            dim = int(op["dim"])
-            size = param.shape[dim]
-            _check_idxs(idxs, size, f"parameter {name!r}", i)
-            gone = set(idxs)
-            keep = [k for k in range(size) if k not in gone]
-            setattr(owner, pname, nn.Parameter(select_dim(param.data, dim, keep), requires_grad=param.requires_grad))
-            continue
-        name = str(op.get("module"))
-        module = get_module(model, name)
-        pruner = pruners.get(str(op.get("pruner")))
-        if pruner is None:
-            raise ModelError(f"Channel op {i}: unknown pruner {op.get('pruner')!r} for layer {name!r}.")
-        pruner.pruning_dim = int(op.get("dim", -1))
-        out = op.get("fn") == "out"
-        try:
-            size = pruner.get_out_channels(module) if out else pruner.get_in_channels(module)
-        except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"Channel op {i}: layer {name!r} ({type(module).__name__}) does not fit "
-                             f"pruner {op.get('pruner')!r}: {exc}") from None
-        if size is not None:
-            _check_idxs(idxs, int(size), f"layer {name!r}", i)
-        fn = pruner.prune_out_channels if out else pruner.prune_in_channels
-        fn(module, idxs)
-    return model
-
-
-def _check_idxs(idxs: list[int], size: int, what: str, i: int) -> None:
-    bad = [k for k in idxs if not 0 <= k < size]
-    if bad:
-        raise ModelError(f"Channel op {i}: indices {bad[:5]} are out of range for {what} with {size} channels.")
-    if len(set(idxs)) >= size:
-        raise ModelError(f"Channel op {i}: would remove every channel of {what}.")

@@ -19,6 +19,7 @@ import math
 from typing import Any, Protocol
 
 from torchslim.core.errors import ConfigError
+from torchslim.train.hooks import TrainHook, TrainState
 
 
 def iterative_sparsities(final: float, steps: int) -> list[float]:
@@ -71,13 +72,7 @@ class SupportsPruneTo(Protocol):
     def prune_to(self, sparsity: float) -> Any: ...
 
 
-def _train_hook_base() -> type:
-    from torchslim.train import TrainHook
-
-    return TrainHook
-
-
-class AGPHook(_train_hook_base()):  # type: ignore[misc]
+class AGPHook(TrainHook):
     """Training hook that raises sparsity along the AGP schedule through ``pruner.prune_to``.
 
     `pruner` is anything with ``prune_to(sparsity)`` (a :class:`~torchslim.pruning.MagnitudePruner`).
@@ -131,15 +126,15 @@ class AGPHook(_train_hook_base()):  # type: ignore[misc]
             self.current = sparsity
             self.history.append((step, sparsity))
 
-    def on_train_start(self, state: Any) -> None:
+    def on_train_start(self, state: TrainState) -> None:
         self.resolve(state.total_steps)  # fail early on an impossible schedule
         if state.step >= self.start_step:
             self._apply(state.step, self.target(state.step, state.total_steps))
 
-    def on_step_end(self, state: Any) -> None:
+    def on_step_end(self, state: TrainState) -> None:
         self._apply(state.step, self.target(state.step, state.total_steps))
 
-    def on_train_end(self, state: Any) -> None:
+    def on_train_end(self, state: TrainState) -> None:
         self._apply(state.step, self.final)
 
     def state_dict(self) -> dict[str, Any]:

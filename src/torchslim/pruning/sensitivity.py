@@ -21,6 +21,7 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import nn
 
+from torchslim.core.context import Context
 from torchslim.core.errors import ConfigError, ModelError, TargetError
 from torchslim.core.targets import Targets
 from torchslim.pruning._select import select_layers
@@ -186,74 +187,98 @@ def sensitivity(
     work = copy.deepcopy(model)
     work.eval()
     baseline, samples = _evaluate(work, loader, max_batches)
+    points = _Points(work, loader, values, max_batches, baseline)
+    if kind == "unstructured":
+        curves, params, skipped = _unstructured_curves(points, targets, criterion, seed)
+    else:
+        curves, params, skipped = _channel_curves(points, targets, criterion, example_input, seed)
+    return SensitivityResult(kind=kind, criterion=criterion, sparsities=values, baseline=baseline, curves=curves,
+                             params=params, samples=samples, skipped=skipped)
+
+
+@dataclasses.dataclass
+class _Points:
+    """The model copy, data and sparsities every curve of one sensitivity call is measured on."""
+
+    work: nn.Module
+    loader: Iterable[Any]
+    values: list[float]
+    max_batches: int | None
+    baseline: float
+
+
+Curves = tuple[dict[str, list[float]], dict[str, int], dict[str, str]]
+
+
+def _unstructured_curves(points: _Points, targets: Targets | None, criterion: str, seed: int) -> Curves:
+    """One curve per selected layer: its lowest-scoring weights zeroed, the layer restored afterwards."""
+    work = points.work
+    curves: dict[str, list[float]] = {}
+    params: dict[str, int] = {}
+    layers, skipped = select_layers(work, targets, reason_unsupported=lambda _n, m: unsupported_reason(m),
+                                    technique="sensitivity")
+    generator = torch.Generator().manual_seed(int(seed))
+    for name, module in layers:
+        weight = dense_weight(module)
+        original = weight.detach().clone()
+        scores = weight_scores(module.weight, criterion, generator=generator)
+        params[name] = weight.numel()
+        accs = []
+        try:
+            for s in points.values:
+                with torch.no_grad():
+                    weight.copy_(original * _smallest(scores, int(round(s * scores.numel()))))
+                accs.append(_evaluate(work, points.loader, points.max_batches)[0])
+        finally:
+            with torch.no_grad():
+                weight.copy_(original)
+        curves[name] = accs
+    return curves, params, skipped
+
+
+def _channel_curves(points: _Points, targets: Targets | None, criterion: str, example_input: Any, seed: int) -> Curves:
+    """One curve per prunable channel group: a copy with that fraction of the group's channels removed."""
+    from torchslim.graph import ChannelGraph
+    from torchslim.pruning.structured import example_input_for, prune_channels
+
+    if criterion not in ("l1", "l2", "random", "bn_scale"):
+        raise ConfigError(
+            f"sensitivity(kind='channels'): criterion {criterion!r} must be one of l1, l2, bn_scale, random "
+            "(taylor needs gradients; use channel_pruning for it)."
+        )
+    work = points.work
+    if example_input is None:
+        example_input = example_input_for(work, Context())
+    graph = ChannelGraph(copy.deepcopy(work), example_input)
+    selected = None if targets is None else {n for n, _ in targets.resolve(work)}
     curves: dict[str, list[float]] = {}
     params: dict[str, int] = {}
     skipped: dict[str, str] = {}
-    if kind == "unstructured":
-        layers, skipped = select_layers(work, targets, reason_unsupported=lambda _n, m: unsupported_reason(m),
-                                        technique="sensitivity")
-        generator = torch.Generator().manual_seed(int(seed))
-        for name, module in layers:
-            weight = dense_weight(module)
-            original = weight.detach().clone()
-            scores = weight_scores(module.weight, criterion, generator=generator)
-            params[name] = weight.numel()
-            accs = []
-            try:
-                for s in values:
-                    with torch.no_grad():
-                        weight.copy_(original * _smallest(scores, int(round(s * scores.numel()))))
-                    accs.append(_evaluate(work, loader, max_batches)[0])
-            finally:
-                with torch.no_grad():
-                    weight.copy_(original)
-            curves[name] = accs
-    else:
-        from torchslim.graph import ChannelGraph
-        from torchslim.pruning.structured import prune_channels
-
-        if criterion not in ("l1", "l2", "random", "bn_scale"):
-            raise ConfigError(
-                f"sensitivity(kind='channels'): criterion {criterion!r} must be one of l1, l2, bn_scale, random "
-                "(taylor needs gradients; use channel_pruning for it)."
-            )
-        importance = criterion
-
-        if example_input is None:
-            from torchslim.pruning.structured import _example_input
-            from torchslim.core.context import Context
-
-            example_input = _example_input(work, Context())
-        graph = ChannelGraph(copy.deepcopy(work), example_input)
-        selected = None
-        if targets is not None:
-            selected = {n for n, _ in targets.resolve(work)}
-        for group in graph.groups():
-            if group.output_coupled or group.attention or group.embedding:
-                continue
-            outs = list(group.out_layers)
-            if selected is not None and not any(n in selected for n in outs):
-                continue
-            key = group.root
-            params[key] = sum(p.numel() for n in group.layers for p in _own_params(work, n))
-            accs = []
-            try:
-                for s in values:
-                    if s == 0.0:
-                        accs.append(baseline)
-                        continue
-                    pruned = prune_channels(work, example_input, ratio=s, importance=importance,
-                                            targets=Targets(names=outs), seed=seed).model
-                    accs.append(_evaluate(pruned, loader, max_batches)[0])
-            except (ModelError, TargetError) as exc:
-                skipped[key] = str(exc)
-                params.pop(key, None)
-                continue
-            curves[key] = accs
-        if not curves:
-            raise TargetError("sensitivity: no prunable channel group among the targets.")
-    return SensitivityResult(kind=kind, criterion=criterion, sparsities=values, baseline=baseline, curves=curves,
-                             params=params, samples=samples, skipped=skipped)
+    for group in graph.groups():
+        if group.output_coupled or group.attention or group.embedding:
+            continue
+        outs = list(group.out_layers)
+        if selected is not None and not any(n in selected for n in outs):
+            continue
+        key = group.root
+        params[key] = sum(p.numel() for n in group.layers for p in _own_params(work, n))
+        accs = []
+        try:
+            for s in points.values:
+                if s == 0.0:
+                    accs.append(points.baseline)
+                    continue
+                pruned = prune_channels(work, example_input, ratio=s, importance=criterion,
+                                        targets=Targets(names=outs), seed=seed).model
+                accs.append(_evaluate(pruned, points.loader, points.max_batches)[0])
+        except (ModelError, TargetError) as exc:
+            skipped[key] = str(exc)
+            params.pop(key, None)
+            continue
+        curves[key] = accs
+    if not curves:
+        raise TargetError("sensitivity: no prunable channel group among the targets.")
+    return curves, params, skipped
 
 
 def _own_params(model: nn.Module, name: str) -> list[torch.Tensor]:

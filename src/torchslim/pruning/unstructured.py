@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Mapping
 
 import torch
 from torch import nn
@@ -41,9 +41,12 @@ from torchslim.core.targets import Targets
 from torchslim.core.technique import TECHNIQUES, StepOutcome
 from torchslim.pruning._select import match_per_layer, select_layers
 from torchslim.pruning.masks import apply_mask, get_mask
+from torchslim.pruning.recovery import RECOVERY_RENAMED, fill_train_defaults, no_recovery, recover
 from torchslim.pruning.schedules import AGPHook, iterative_sparsities
+from torchslim.train.config import TrainConfig
 
 Criterion = Literal["l1", "l2", "random"]
+NAME = "magnitude_pruning"
 Scope = Literal["global", "layer"]
 
 
@@ -257,14 +260,15 @@ class MagnitudePruning(TechniqueConfig):
         steps: rounds of the iterative schedule.
         initial_sparsity, start_step, end_step, frequency: AGP's s_i, t0, t0 + nΔt (None: 75% of
             the training steps) and Δt (None: 20 pruning events).
-        finetune_epochs, finetune_max_steps, lr, optimizer: fine-tuning after one-shot pruning,
-            after each iterative round, or the training run AGP prunes during (0 epochs: none; AGP
-            needs training).
+        train: fine-tuning after one-shot pruning, after each iterative round, or the training run
+            AGP prunes during (``epochs: 0``, the default: none; AGP needs training). Old flat keys
+            ``finetune_epochs``, ``finetune_max_steps``, ``lr``, ``optimizer`` map into it.
         strict: raise instead of skipping layers that cannot be pruned.
     """
 
-    name: ClassVar[str] = "magnitude_pruning"
+    name: ClassVar[str] = NAME
     summary: ClassVar[str] = "Unstructured magnitude pruning (masks), global/layer, N:M, one-shot/iterative/AGP."
+    renamed: ClassVar[Mapping[str, str]] = RECOVERY_RENAMED
 
     sparsity: float | None = None
     scope: Scope = "global"
@@ -277,10 +281,7 @@ class MagnitudePruning(TechniqueConfig):
     start_step: int = 0
     end_step: int | None = None
     frequency: int | None = None
-    finetune_epochs: int = 0
-    finetune_max_steps: int | None = None
-    lr: float = 1e-3
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    train: TrainConfig = dataclasses.field(default_factory=no_recovery)
     strict: bool = False
 
     def validate(self) -> None:
@@ -307,12 +308,8 @@ class MagnitudePruning(TechniqueConfig):
             self.check("end_step", self.end_step, low=self.start_step, low_inclusive=False)
         if self.frequency is not None:
             self.check("frequency", self.frequency, low=1)
-        self.check("finetune_epochs", self.finetune_epochs, low=0)
-        if self.finetune_max_steps is not None:
-            self.check("finetune_max_steps", self.finetune_max_steps, low=1)
-        self.check("lr", self.lr, low=0.0, low_inclusive=False)
-        if self.schedule == "agp" and self.finetune_epochs == 0:
-            raise ConfigError("MagnitudePruning.schedule='agp' prunes during training: set finetune_epochs >= 1.")
+        if self.schedule == "agp" and self.train.epochs == 0:
+            raise ConfigError("MagnitudePruning.schedule='agp' prunes during training: set train.epochs >= 1.")
         if self.schedule == "agp" and self.pattern is not None:
             raise ConfigError("MagnitudePruning: an N:M pattern is applied at once; use schedule 'one_shot' or 'iterative'.")
 
@@ -324,6 +321,11 @@ class MagnitudePruning(TechniqueConfig):
             n, m = parse_pattern(self.pattern)
             return 1.0 - n / m
         return 0.5
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> TechniqueConfig:
+        """As :meth:`TechniqueConfig.from_dict`; a partial ``train`` section keeps this step's defaults."""
+        return super().from_dict(fill_train_defaults(data, default=no_recovery(), renamed=cls.renamed))
 
 
 def magnitude_prune(
@@ -367,15 +369,13 @@ def _run(model: nn.Module, config: MagnitudePruning, *, targets: Targets | None,
     pruner.generator.manual_seed(int(context.seed))
     target = config.target_sparsity
     rounds: list[dict[str, Any]] = []
-    needs_training = config.finetune_epochs > 0
+    needs_training = config.train.epochs > 0
     if needs_training:
-        context.require_data("train", technique="magnitude_pruning")
-    from torchslim.pruning._finetune import finetune
+        context.require_data("train", technique=NAME)
 
-    def tune(tag: str, hooks: tuple = ()) -> dict[str, Any]:
-        return finetune(model, context, technique="magnitude_pruning", epochs=config.finetune_epochs,
-                        max_steps=config.finetune_max_steps, lr=config.lr, optimizer=config.optimizer,
-                        hooks=hooks, tag=tag)
+    def tune(tag: str, hooks: tuple[AGPHook, ...] = ()) -> dict[str, Any]:
+        return recover(model, config.train, context, technique=NAME, tag=tag, hooks=hooks,
+                       own_run_dir=config.schedule == "iterative")
 
     if config.schedule == "agp":
         # masks exist from the start so the optimizer and checkpoints see the final structure
