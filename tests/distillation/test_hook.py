@@ -9,8 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from torchslim.core.errors import ConfigError, ModelError, TargetError
-from torchslim.distillation import ADAPTERS_ATTR, DistillationHook, distill, kd_loss
+from torchslim.core import Context
+from torchslim.distillation import DistillationHook, distill, kd_loss
+from torchslim.distillation.hook import ADAPTERS_ATTR
 from torchslim.train import TrainConfig, TrainHook, train
+
+QUIET = Context(quiet=True)
 
 
 def _pair(toys, *, student_width=4):
@@ -43,7 +47,8 @@ def test_distill_equals_a_hand_written_kd_loop(toys):
     student = toys.seeded(lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)), 1)
     by_hand = copy.deepcopy(student)
     batches = list(toys.image_loader(48, 16))
-    distill(teacher, student, batches, temperature=4.0, alpha=0.9, config=TrainConfig(epochs=2, lr=1e-2), quiet=True)
+    distill(teacher, student, batches, temperature=4.0, alpha=0.9, config=TrainConfig(epochs=2, lr=1e-2),
+            context=QUIET)
     optimizer = torch.optim.Adam(by_hand.parameters(), lr=1e-2)
     for _ in range(2):
         for x, y in batches:
@@ -85,7 +90,7 @@ def test_hooks_and_adapters_are_removed_after_an_exception(toys):
 
     keys = set(student.state_dict())
     with pytest.raises(RuntimeError, match="boom"):
-        distill(teacher, student, toys.image_loader(32, 8), pairs="auto", hooks=[Boom()], quiet=True)
+        distill(teacher, student, toys.image_loader(32, 8), pairs="auto", hooks=[Boom()], context=QUIET)
     assert toys.hook_count(student, teacher) == 0
     assert set(student.state_dict()) == keys and not hasattr(student, ADAPTERS_ATTR)
     assert teacher.training  # the teacher's mode is restored too
@@ -110,13 +115,13 @@ def test_runs_together_with_other_hooks_and_resumes(toys, tmp_path):
     mask = GradMask()
     config = TrainConfig(epochs=2, lr=1e-2, optimizer="sgd")
     result = distill(teacher, student, toys.image_loader(32, 8), pairs="auto", hooks=[mask], config=config,
-                     run_dir=tmp_path, quiet=True)
+                     context=Context(run_dir=tmp_path, quiet=True))
     assert mask.steps == 8 and result.train.steps == 8
     assert torch.equal(student.classifier.weight[0], fresh.classifier.weight[0])
     assert not torch.equal(student.classifier.weight[1], fresh.classifier.weight[1])
     # a rerun in the same run directory finds the finished checkpoint (adapters included)
     again = distill(teacher, fresh, toys.image_loader(32, 8), pairs="auto", hooks=[GradMask()], config=config,
-                    run_dir=tmp_path, quiet=True)
+                    context=Context(run_dir=tmp_path, quiet=True))
     assert again.train.resumed_from_step == 8 and again.train.steps_run == 0
     assert again.terms == pytest.approx(result.terms)  # the hook's running sums come back from the checkpoint
     sa, sb = student.state_dict(), fresh.state_dict()
@@ -129,7 +134,7 @@ def test_bad_input_fails_before_training(toys):
     other = toys.seeded(lambda: toys.ToyCNN(width=4, classes=3), 2)
     before = _weights(other)
     with pytest.raises(ModelError, match=r"incompatible: teacher logits \(2, 10\), student logits \(2, 3\)"):
-        distill(teacher, other, toys.image_loader(16, 8), quiet=True)
+        distill(teacher, other, toys.image_loader(16, 8), context=QUIET)
     assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())
     with pytest.raises(TargetError, match=r"student .* no module 'blocks\.7'.*Did you mean"):
         DistillationHook(teacher, student, pairs=[("stem", "blocks.7")], example_input=x)
@@ -152,7 +157,7 @@ def test_transformer_features_and_attention_maps(toys):
     teacher = toys.tiny_bert(layers=4, hidden=16)
     student = toys.tiny_bert(layers=2, hidden=8, seed=1)
     loader = toys.token_loader()
-    result = distill(teacher, student, loader, pairs=["auto:hidden_mse", "auto:attention_map", "auto:cosine"], quiet=True)
+    result = distill(teacher, student, loader, pairs=["auto:hidden_mse", "auto:attention_map", "auto:cosine"], context=QUIET)
     pairs = [(p.teacher, p.student, p.loss) for p in result.pairs]
     assert ("transformer.encoder.layer.1", "transformer.encoder.layer.0", "hidden_mse") in pairs
     assert ("transformer.encoder.layer.3.attention", "transformer.encoder.layer.1.attention", "attention_map") in pairs

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from torchslim.core.errors import ConfigError, ModelError
+from torchslim.core.plans import PLAN_REPLAYS, model_plan, replay_plan
 from torchslim.distillation import (
     DROP_LAYERS_KIND,
     build_student,
@@ -33,7 +34,12 @@ def test_cnn_stage_keeps_shape_changing_block_and_every_kth(toys):
     assert _same(student.stem, teacher.stem) and _same(student.classifier, teacher.classifier)
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
     assert student(x).shape == teacher(x).shape
-    assert student.torchslim_plan[-1] == {"kind": DROP_LAYERS_KIND, "version": 1, "stages": {"blocks": [0, 4]}}
+    assert model_plan(student)[-1] == {"kind": DROP_LAYERS_KIND, "version": 1, "stages": {"blocks": [0, 4]}}
+    assert model_plan(teacher) == []
+    # the replay is registered in core: the plan rebuilds the student's depth on a fresh teacher
+    assert DROP_LAYERS_KIND in PLAN_REPLAYS.names()
+    rebuilt = replay_plan(toys.seeded(lambda: toys.ToyCNN(depth=5)), model_plan(student))
+    assert len(rebuilt.blocks) == 2 and set(rebuilt.state_dict()) == set(student.state_dict())
     with pytest.raises(ModelError, match="example input"):
         shallow_copy(teacher, keep_every=2)
 
@@ -68,7 +74,7 @@ def test_distilbert_student_from_minilm_keeps_every_second_layer():
     assert _same(student.transformer.embeddings, teacher.transformer.embeddings)
     assert _same(student.classifier, teacher.classifier)
     assert student.transformer.config.num_hidden_layers == 3 and teacher.transformer.config.num_hidden_layers == 6
-    assert student.torchslim_plan[-1]["stages"] == {"transformer.encoder.layer": [1, 3, 5]}
+    assert model_plan(student)[-1]["stages"] == {"transformer.encoder.layer": [1, 3, 5]}
     ids = {"input_ids": torch.tensor([[101, 2023, 102]]), "attention_mask": torch.ones(1, 3, dtype=torch.long)}
     with torch.no_grad():
         assert student(**ids).shape == (1, 3)

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
+import warnings
 
 import pytest
 import torch
-from torch import nn
 
 from torchslim.core import TECHNIQUES, Context, DataSplits, Recipe, Step, Targets
 from torchslim.core.errors import ConfigError, ModelError
 from torchslim.distillation import KD, Distill
 from torchslim.distillation.cli import distill_recipe
-
-
-@dataclasses.dataclass(frozen=True)
-class TeacherContext(Context):
-    """The proposed ``Context.teacher`` field (set by ``compress`` to the untouched input model)."""
-
-    teacher: nn.Module | None = None
+from torchslim.train import TrainConfig
 
 
 def test_registered_and_validated():
@@ -33,23 +26,69 @@ def test_registered_and_validated():
         ({"features": ["auto:hnt"]}, "Did you mean 'hint'"),
         ({"feature_loss": "mse"}, r"Distill\.feature_loss"),
         ({"student": "depth:1"}, r"Distill\.student.*>= 2"),
-        ({"epochs": -1}, r"Distill\.epochs"),
     ]:
         with pytest.raises(ConfigError, match=match):
             Distill(**kwargs)
     with pytest.raises(ConfigError, match="Did you mean 'temperature'"):
         Distill.from_dict({"temprature": 2})
-    config = Distill(temperature=2.0, alpha=0.5, features=["auto:attention"], student="layers:3", epochs=2)
-    again = Recipe.from_yaml(Recipe([Step(config)]).to_yaml()).steps[0].config
+    with pytest.raises(ConfigError, match=r"TrainConfig\.epochs=-1"):
+        Distill.from_dict({"train": {"epochs": -1}})
+    config = Distill(temperature=2.0, alpha=0.5, features=["auto:attention"], student="layers:3",
+                     train=TrainConfig(epochs=2, lr=0.01))
+    yaml_text = Recipe([Step(config)]).to_yaml()
+    assert "train:" in yaml_text and "epochs: 2" in yaml_text
+    again = Recipe.from_yaml(yaml_text).steps[0].config
     assert again == config and hash(again) == hash(config)
-    assert config.train_config().epochs == 2
+    assert again.train == TrainConfig(epochs=2, lr=0.01)
+    assert Distill().train == TrainConfig()  # today's defaults
+
+
+def test_old_flat_yaml_keeps_working_with_a_warning():
+    with pytest.warns(FutureWarning, match="'epochs' is now 'train.epochs'"):
+        old = Distill.from_dict({"temperature": 4.0, "alpha": 0.7, "epochs": 2})
+    assert old == Distill(temperature=4.0, alpha=0.7, train=TrainConfig(epochs=2))
+    with pytest.warns(FutureWarning):
+        every = Distill.from_dict({"epochs": 3, "lr": 0.01, "optimizer": "sgd", "max_steps": 5, "weight_decay": 0.1,
+                                   "schedule": "cosine", "warmup_steps": 2, "momentum": 0.5, "grad_clip": 1.0})
+    assert every.train == TrainConfig(epochs=3, lr=0.01, optimizer="sgd", max_steps=5, weight_decay=0.1,
+                                      schedule="cosine", warmup_steps=2, momentum=0.5, grad_clip=1.0)
+    shipped = Recipe.from_yaml(
+        "version: 1\nsteps:\n  - technique: distill\n"
+        "    config: {temperature: 4.0, alpha: 0.7, epochs: 2, lr: 0.001, schedule: cosine}\n"
+    )
+    assert shipped.steps[0].config.train == TrainConfig(epochs=2, lr=0.001, schedule="cosine")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the nested form loads without a warning
+        assert Distill.from_dict(shipped.steps[0].config.to_dict()) == shipped.steps[0].config
+
+
+def test_the_context_device_seed_and_run_dir_reach_the_loop(toys, tmp_path, monkeypatch):
+    import torchslim.train.loop as loop
+
+    calls = []
+    real = loop.train
+
+    def spy(model, loader, **kwargs):
+        calls.append(kwargs)
+        return real(model, loader, **kwargs)
+
+    monkeypatch.setattr(loop, "train", spy)
+    context = Context(data=DataSplits(train=toys.image_loader(16, 8)), quiet=True, seed=3, device="cpu:0",
+                      run_dir=tmp_path)
+    config = Distill(train=TrainConfig(epochs=1))
+    outcome = TECHNIQUES.handler_for(config)(toys.seeded(lambda: toys.ToyCNN(width=4)), config, targets=None,
+                                             context=context)
+    assert outcome.info["steps"] == 2 and len(calls) == 1
+    assert torch.device(calls[0]["device"]) == torch.device(context.device)
+    assert calls[0]["seed"] == 3 and calls[0]["quiet"] is True and calls[0]["run_dir"] == tmp_path / "distill"
+    assert calls[0]["config"] == TrainConfig(epochs=1, checkpoint_every=500)
 
 
 def test_without_student_the_model_learns_from_a_frozen_copy(toys):
     model = toys.seeded(lambda: toys.ToyCNN(width=4))
     start = copy.deepcopy(model)
     context = Context(data=DataSplits(train=toys.image_loader(32, 8)), quiet=True, seed=1)
-    config = Distill(epochs=1, lr=1e-2, features=["auto"])
+    config = Distill(train=TrainConfig(epochs=1, lr=1e-2), features=["auto"])
     outcome = TECHNIQUES.handler_for(config)(model, config, targets=None, context=context)
     assert outcome.model is model
     assert outcome.info["teacher"].startswith("a frozen copy")
@@ -62,8 +101,8 @@ def test_without_student_the_original_in_the_context_teaches(toys):
     original = toys.seeded(lambda: toys.ToyCNN(width=8)).eval()
     pruned = toys.seeded(lambda: toys.ToyCNN(width=4), 3)  # e.g. what an earlier pruning step left
     before = {k: v.clone() for k, v in original.state_dict().items()}
-    context = TeacherContext(data=DataSplits(train=toys.image_loader(32, 8)), quiet=True, teacher=original)
-    config = Distill(epochs=1, features=["auto"])
+    context = Context(data=DataSplits(train=toys.image_loader(32, 8)), quiet=True, teacher=original)
+    config = Distill(train=TrainConfig(epochs=1), features=["auto"])
     outcome = TECHNIQUES.handler_for(config)(pruned, config, targets=Targets(names=["classifier"]), context=context)
     assert outcome.model is pruned and outcome.info["teacher"].startswith("context.teacher")
     assert outcome.info["teacher_parameters"] > outcome.info["student_parameters"]
@@ -76,7 +115,7 @@ def test_with_a_student_spec_the_model_is_the_teacher(toys):
     teacher = toys.seeded(lambda: toys.ToyCNN(width=4, depth=5)).eval()
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     context = Context(data=DataSplits(train=toys.image_loader(32, 8)), quiet=True)
-    config = Distill(student="depth:2", epochs=1, features=["auto"])
+    config = Distill(student="depth:2", train=TrainConfig(epochs=1), features=["auto"])
     outcome = TECHNIQUES.handler_for(config)(teacher, config, targets=None, context=context)
     student = outcome.model
     assert student is not teacher and len(student.blocks) == 2 and len(teacher.blocks) == 5
@@ -101,6 +140,7 @@ def test_cli_recipe_through_compress(toys, tmp_path):
 
     recipe = distill_recipe(student="depth:2", epochs=1, lr=1e-2, temperature=2.0, features=["auto"])
     assert recipe.to_dict()["steps"][0]["config"]["student"] == "depth:2"
+    assert recipe.steps[0].config.train == TrainConfig(epochs=1, lr=1e-2)
     with pytest.raises(ConfigError, match="temperature"):
         distill_recipe(student="depth:2", temperature=0)
     teacher = toys.seeded(lambda: toys.ToyCNN(width=4, depth=4)).eval()

@@ -3,12 +3,11 @@ cosine), feature taps with automatic layer pairing, student builders (shallower 
 copies, narrower pruned copies, built-in models), a training-loop hook and the ``distill`` technique.
 
 Importing this package registers the ``distill`` technique in :data:`torchslim.core.TECHNIQUES` and
-the ``drop_layers`` plan replay with :mod:`torchslim.io.artifact` (so ``torchslim.io.load`` rebuilds
-a depth-reduced student).
+the ``drop_layers`` plan replay in :mod:`torchslim.core.plans` (so loading an artifact rebuilds a
+depth-reduced student).
 """
 
 from torchslim.distillation.hook import (
-    ADAPTERS_ATTR,
     DistillationHook,
     FeaturePair,
     auto_pairs,
@@ -40,14 +39,11 @@ from torchslim.distillation.students import (
     pruning_available,
     shallow_copy,
 )
-from torchslim.distillation.students import _register_plan_replay
 from torchslim.distillation.taps import FeatureTaps, candidate_layers, find_stages, pair_by_depth
 from torchslim.distillation.technique import KD, Distill, DistillResult, distill, distill_step
 
-_register_plan_replay()
-
 __all__ = [
-    "ADAPTERS_ATTR", "AttentionMapMSE", "AttentionTransferLoss", "CosineLoss", "DROP_LAYERS_KIND", "Distill",
+    "AttentionMapMSE", "AttentionTransferLoss", "CosineLoss", "DROP_LAYERS_KIND", "Distill",
     "DistillResult", "DistillationHook", "FEATURE_LOSSES", "FeatureLoss", "FeaturePair", "FeatureTaps",
     "HiddenStateMSE", "HintLoss", "KD", "KDLoss", "StudentSpec", "apply_depth_plan", "auto_pairs", "build_student",
     "candidate_layers", "distill", "distill_step", "feature_loss", "find_stages", "kd_loss", "make_adapter",

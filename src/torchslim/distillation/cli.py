@@ -8,10 +8,11 @@ command in ``torchslim.cli.main`` resolves the model and data and calls :func:`d
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, cast
 
 from torchslim.core.recipe import Recipe, Step
-from torchslim.distillation.technique import Distill
+from torchslim.distillation.technique import Distill, FeatureLossName
+from torchslim.train.config import Optimizer, TrainConfig
 
 
 def distill_recipe(
@@ -27,10 +28,12 @@ def distill_recipe(
     max_steps: int | None = None,
     optimizer: str = "adam",
 ) -> Recipe:
-    """The one-step recipe of ``torchslim distill``; every value is validated (ConfigError naming it)."""
+    """The one-step recipe of ``torchslim distill``; every value is validated (ConfigError naming it;
+    the casts only tell the type checker what the configs check when built)."""
     return Recipe([
         Step(Distill(
-            student=student, epochs=epochs, lr=lr, temperature=temperature, alpha=alpha, features=tuple(features),
-            feature_loss=feature_loss, feature_weight=feature_weight, max_steps=max_steps, optimizer=optimizer,
+            student=student, temperature=temperature, alpha=alpha, features=tuple(features),
+            feature_loss=cast(FeatureLossName, feature_loss), feature_weight=feature_weight,
+            train=TrainConfig(epochs=epochs, lr=lr, max_steps=max_steps, optimizer=cast(Optimizer, optimizer)),
         ))
     ])

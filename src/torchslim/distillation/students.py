@@ -11,8 +11,9 @@ kept; the others are chosen by relative depth, ``round((j + 1) m / q) - 1`` for 
 ``q`` picks among ``m`` removable blocks, i.e. every k-th block ending with the last one: a 6-layer
 MiniLM keeps layers 1, 3 and 5 at ``k = 2``.
 
-The cut is recorded as a ``drop_layers`` plan entry on ``model.torchslim_plan`` (the artifact plan
-replayed by ``torchslim.io.load``), so a saved student reloads with its reduced depth.
+The cut is recorded as a ``drop_layers`` entry of the model's plan
+(:func:`torchslim.core.plans.append_plan_entry`), whose replay is registered here with
+:func:`torchslim.core.plans.register_plan_replay`, so a saved student reloads with its reduced depth.
 
 Student specs (the ``student`` field of the ``distill`` technique and ``--student`` of the CLI):
 
@@ -34,18 +35,19 @@ import dataclasses
 import json
 import math
 from collections import OrderedDict
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence, cast
 
 import torch
 from torch import Tensor, nn
 
 from torchslim.core.batches import call_model, logits_of
-from torchslim.graph.surgery import set_module
 from torchslim.core.errors import ConfigError, ModelError, TargetError, did_you_mean
+from torchslim.core.plans import append_plan_entry, register_plan_replay
 from torchslim.distillation.taps import find_module, find_stages
+from torchslim.graph.surgery import set_module
 
 DROP_LAYERS_KIND = "drop_layers"
-"""Plan-entry kind recorded by :func:`shallow_copy` and replayed by ``torchslim.io.load``."""
+"""Plan-entry kind recorded by :func:`shallow_copy` and replayed when an artifact is loaded."""
 
 StudentKind = Literal["depth", "layers", "width", "model"]
 
@@ -89,7 +91,7 @@ def parse_student_spec(text: str) -> StudentSpec:
             raise ConfigError(f"Student spec {text!r}: layers:N needs N >= 1.")
         if kind == "width" and not (0.0 < value < 1.0):
             raise ConfigError(f"Student spec {text!r}: width:R removes the fraction R of channels, R in (0, 1).")
-        return StudentSpec(kind, value)  # type: ignore[arg-type]
+        return StudentSpec(cast(StudentKind, kind), value)
     from torchslim.models import MODELS
 
     if text in MODELS:
@@ -196,6 +198,90 @@ def _example_for(teacher: nn.Module, example_input: Any) -> Any:
     return None
 
 
+Stages = list[tuple[str, nn.Module]]
+
+
+def _stages(teacher: nn.Module, stages: Sequence[str] | None) -> Stages:
+    """The named stages to shorten: those given, or every stage :func:`find_stages` finds."""
+    if stages is None:
+        found = find_stages(teacher)
+        if not found:
+            raise ModelError(
+                f"{type(teacher).__name__} has no stage of repeated blocks (an nn.ModuleList / nn.Sequential "
+                "of one block type) to shorten; give stages=[...] or use a width or model student."
+            )
+        return list(found)
+    named: Stages = []
+    for name in stages:
+        module = find_module(teacher, name, role="teacher") if name else teacher
+        if not isinstance(module, (nn.Sequential, nn.ModuleList)):
+            raise ModelError(f"Stage {name!r} is a {type(module).__name__}, not an nn.Sequential / nn.ModuleList.")
+        named.append((name, module))
+    return named
+
+
+def _explicit_plan(
+    teacher: nn.Module, found: Stages, keep: Sequence[int] | Mapping[str, Sequence[int]]
+) -> dict[str, list[int]]:
+    """The plan of ``keep=...``: a list for a model's one stage, or ``{stage: [indices]}``; checked."""
+    sizes = {name: len(module) for name, module in found}
+    if not isinstance(keep, Mapping):
+        if len(found) != 1:
+            raise ConfigError(
+                f"keep=[...] names blocks of one stage, but {type(teacher).__name__} has {len(found)} stages "
+                f"({list(sizes)}); pass keep={{stage: [indices]}}."
+            )
+        keep = {found[0][0]: list(keep)}
+    plan: dict[str, list[int]] = {}
+    for name, indices in keep.items():
+        if name not in sizes:
+            raise TargetError(f"keep: {name!r} is not a stage; stages: {list(sizes)}." + did_you_mean(name, list(sizes)))
+        idx = sorted({int(i) for i in indices})
+        if not idx or idx[0] < 0 or idx[-1] >= sizes[name]:
+            raise ConfigError(f"keep[{name!r}]={list(indices)} must be non-empty indices in [0, {sizes[name] - 1}].")
+        plan[name] = idx
+    return plan
+
+
+def _check_counts(teacher: nn.Module, found: Stages, keep_every: int | None, num_layers: int | None) -> None:
+    if num_layers is not None:
+        if len(found) != 1:
+            raise ConfigError(
+                f"num_layers applies to a model with one stage of blocks (a transformer); {type(teacher).__name__} "
+                f"has {len(found)} ({[name for name, _ in found]}); use keep_every."
+            )
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+            raise ConfigError(f"num_layers={num_layers!r} must be an integer >= 1.")
+    elif isinstance(keep_every, bool) or not isinstance(keep_every, int) or keep_every < 2:
+        raise ConfigError(f"keep_every={keep_every!r} must be an integer >= 2.")
+
+
+def _shape_preserving(teacher: nn.Module, found: Stages, example_input: Any) -> dict[tuple[str, int], bool]:
+    """Which blocks keep their input's shape (``nn.Sequential`` stages need an example input to tell)."""
+    needs_probe = any(isinstance(module, nn.Sequential) for _, module in found)
+    example = _example_for(teacher, example_input) if needs_probe else example_input
+    if needs_probe and example is None:
+        raise ModelError(
+            f"Shortening the stages of {type(teacher).__name__} needs an example input to find the blocks that "
+            "change the shape (those are always kept); pass example_input=..."
+        )
+    return _block_shapes(teacher, found, example) if example is not None else {}
+
+
+def _stage_plan(name: str, module: nn.Module, quota: int, preserved: dict[tuple[str, int], bool]) -> list[int]:
+    """Blocks of one stage to keep: every shape-changing block, then `quota` in all by relative depth."""
+    n = len(module)
+    if isinstance(module, nn.Sequential):
+        missing = [i for i in range(n) if (name, i) not in preserved]
+        if missing:
+            raise ModelError(f"Blocks {missing} of stage {name!r} did not run on the example input.")
+        forced = [i for i in range(n) if not preserved[(name, i)]]
+    else:
+        forced = [i for i in range(n) if preserved.get((name, i)) is False]
+    removable = [i for i in range(n) if i not in forced]
+    return sorted(set(forced) | set(_pick_by_depth(removable, quota - len(forced))))
+
+
 def plan_depth(
     teacher: nn.Module,
     *,
@@ -209,69 +295,16 @@ def plan_depth(
 
     See :func:`shallow_copy` for the arguments.
     """
-    if stages is None:
-        found = find_stages(teacher)
-        if not found:
-            raise ModelError(
-                f"{type(teacher).__name__} has no stage of repeated blocks (an nn.ModuleList / nn.Sequential "
-                "of one block type) to shorten; give stages=[...] or use a width or model student."
-            )
-    else:
-        found = []
-        for name in stages:
-            module = find_module(teacher, name, role="teacher") if name else teacher
-            if not isinstance(module, (nn.Sequential, nn.ModuleList)):
-                raise ModelError(f"Stage {name!r} is a {type(module).__name__}, not an nn.Sequential / nn.ModuleList.")
-            found.append((name, module))
-    sizes = {name: len(module) for name, module in found}
+    found = _stages(teacher, stages)
     if keep is not None:
-        if not isinstance(keep, Mapping):
-            if len(found) != 1:
-                raise ConfigError(
-                    f"keep=[...] names blocks of one stage, but {type(teacher).__name__} has {len(found)} stages "
-                    f"({list(sizes)}); pass keep={{stage: [indices]}}."
-                )
-            keep = {found[0][0]: list(keep)}
-        plan: dict[str, list[int]] = {}
-        for name, indices in keep.items():
-            if name not in sizes:
-                raise TargetError(f"keep: {name!r} is not a stage; stages: {list(sizes)}." + did_you_mean(name, list(sizes)))
-            idx = sorted({int(i) for i in indices})
-            if not idx or idx[0] < 0 or idx[-1] >= sizes[name]:
-                raise ConfigError(f"keep[{name!r}]={list(indices)} must be non-empty indices in [0, {sizes[name] - 1}].")
-            plan[name] = idx
-        return plan
-    if num_layers is not None:
-        if len(found) != 1:
-            raise ConfigError(
-                f"num_layers applies to a model with one stage of blocks (a transformer); {type(teacher).__name__} "
-                f"has {len(found)} ({list(sizes)}); use keep_every."
-            )
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-            raise ConfigError(f"num_layers={num_layers!r} must be an integer >= 1.")
-    elif isinstance(keep_every, bool) or not isinstance(keep_every, int) or keep_every < 2:
-        raise ConfigError(f"keep_every={keep_every!r} must be an integer >= 2.")
-    needs_probe = any(isinstance(module, nn.Sequential) for _, module in found)
-    example = _example_for(teacher, example_input) if needs_probe else example_input
-    if needs_probe and example is None:
-        raise ModelError(
-            f"Shortening the stages of {type(teacher).__name__} needs an example input to find the blocks that "
-            "change the shape (those are always kept); pass example_input=..."
-        )
-    preserved = _block_shapes(teacher, found, example) if example is not None else {}
+        return _explicit_plan(teacher, found, keep)
+    _check_counts(teacher, found, keep_every, num_layers)
+    preserved = _shape_preserving(teacher, found, example_input)
     plan = {}
     for name, module in found:
         n = len(module)
-        quota = min(num_layers, n) if num_layers is not None else max(1, n // int(keep_every))  # type: ignore[arg-type]
-        if isinstance(module, nn.Sequential):
-            missing = [i for i in range(n) if (name, i) not in preserved]
-            if missing:
-                raise ModelError(f"Blocks {missing} of stage {name!r} did not run on the example input.")
-            forced = [i for i in range(n) if not preserved[(name, i)]]
-        else:
-            forced = [i for i in range(n) if preserved.get((name, i)) is False]
-        removable = [i for i in range(n) if i not in forced]
-        plan[name] = sorted(set(forced) | set(_pick_by_depth(removable, quota - len(forced))))
+        quota = min(num_layers, n) if num_layers is not None else max(1, n // int(keep_every or 2))
+        plan[name] = _stage_plan(name, module, quota, preserved)
     return plan
 
 
@@ -345,7 +378,7 @@ def shallow_copy(
         example_input: one input batch, needed for ``nn.Sequential`` stages to find shape-changing
             blocks (built-in models supply their own).
 
-    The copy has a ``drop_layers`` entry appended to ``torchslim_plan``. Raises `ModelError` when
+    The copy has a ``drop_layers`` entry appended to its plan (:func:`torchslim.core.plans.model_plan`). Raises `ModelError` when
     there is nothing to shorten or the result would change the output shape.
     """
     plan = plan_depth(teacher, keep_every=keep_every, num_layers=num_layers, keep=keep, stages=stages,
@@ -359,12 +392,11 @@ def shallow_copy(
                 f"Keeping blocks {plan} of {type(teacher).__name__} changes its output from {before} to {after}; "
                 "choose blocks to keep with keep=..."
             )
-    entries = list(getattr(student, "torchslim_plan", []) or [])
-    entries.append({"kind": DROP_LAYERS_KIND, "version": 1, "stages": {k: list(v) for k, v in plan.items()}})
-    student.torchslim_plan = entries
+    append_plan_entry(student, {"kind": DROP_LAYERS_KIND, "version": 1, "stages": {k: list(v) for k, v in plan.items()}})
     return student
 
 
+@register_plan_replay(DROP_LAYERS_KIND)
 def replay_drop_layers(model: nn.Module, entry: dict[str, Any]) -> nn.Module:
     """Plan replay of kind ``drop_layers``: keep the recorded blocks of each stage."""
     stages = entry.get("stages")
@@ -435,9 +467,3 @@ def build_student(teacher: nn.Module, spec: str | StudentSpec | nn.Module, *, ex
         student = _model_student(teacher, parsed.value)
     return student
 
-
-def _register_plan_replay() -> None:
-    from torchslim.io.artifact import PLAN_REPLAYS, register_plan_replay
-
-    if DROP_LAYERS_KIND not in PLAN_REPLAYS:
-        register_plan_replay(DROP_LAYERS_KIND)(replay_drop_layers)

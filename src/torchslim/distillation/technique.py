@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from pathlib import Path
-from typing import Any, ClassVar, Iterable, Literal, Sequence
+import math
+from typing import Any, ClassVar, Iterable, Literal, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -27,24 +27,22 @@ from torch import nn
 from torchslim.core.batches import is_text_batch
 from torchslim.core.config import TechniqueConfig
 from torchslim.core.context import Context
-from torchslim.core.errors import ConfigError, DataError
+from torchslim.core.errors import ConfigError, DataError, did_you_mean
 from torchslim.core.targets import Targets
 from torchslim.core.technique import TECHNIQUES, StepOutcome
 from torchslim.distillation.hook import DistillationHook, FeaturePair, resolve_pairs, zero_task_loss
 from torchslim.distillation.losses import FEATURE_LOSSES
 from torchslim.distillation.students import build_student, parse_student_spec
-from torchslim.train.config import TrainConfig, TrainingFields, validate_training_fields
-from torchslim.train.hooks import TrainHook
-from torchslim.train.loop import TrainResult, train
-
-CHECKPOINT_EVERY = 500
-"""Steps between checkpoints of a ``distill`` step that has a run directory."""
+from torchslim.measure.params import count_parameters
+from torchslim.train import TrainConfig, TrainHook, TrainResult, result_info, train_in_context, training_scope
+from torchslim.train.batch import LossFn
+from torchslim.train.config import renamed_training_keys
 
 FeatureLossName = Literal["hint", "attention", "hidden_mse", "attention_map", "cosine"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Distill(TrainingFields, TechniqueConfig):
+class Distill(TechniqueConfig):
     """Knowledge distillation (Hinton et al. 2015) with optional feature terms, as a training step.
 
     Loss: ``(1 - alpha) CE(z_s, y) + alpha T^2 KL(softmax(z_t/T) || softmax(z_s/T))
@@ -61,8 +59,9 @@ class Distill(TrainingFields, TechniqueConfig):
         student: None to train the model being compressed against the original; or a student spec
             (``depth:K``, ``layers:N``, ``width:R``, a built-in model name or JSON model spec) built
             from the model being compressed, which then is the teacher.
-        epochs, lr, optimizer, max_steps, weight_decay, schedule, warmup_steps, momentum, grad_clip:
-            as in :class:`~torchslim.train.TrainConfig`.
+        train: how to train (:class:`~torchslim.train.TrainConfig`); YAML
+            ``config: {temperature: 4.0, alpha: 0.7, train: {epochs: 2}}``. The flat keys of earlier
+            recipes (``epochs``, ``lr``, ...) still load, with a FutureWarning naming the new key.
     """
 
     name: ClassVar[str] = "distill"
@@ -74,10 +73,11 @@ class Distill(TrainingFields, TechniqueConfig):
     feature_loss: FeatureLossName = "hint"
     feature_weight: float = 1.0
     student: str | None = None
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    renamed: ClassVar[Mapping[str, str]] = renamed_training_keys()
 
     def validate(self) -> None:
-        import math
-
         if not math.isfinite(self.temperature):
             raise ConfigError(f"Distill.temperature={self.temperature!r} must be finite.")
         self.check("temperature", self.temperature, low=0.0, low_inclusive=False)
@@ -92,8 +92,6 @@ class Distill(TrainingFields, TechniqueConfig):
                 )
             loss = parts[-1] if (parts[0] == "auto" and len(parts) == 2) or len(parts) == 3 else None
             if loss is not None and loss not in FEATURE_LOSSES:
-                from torchslim.core.errors import did_you_mean
-
                 raise ConfigError(
                     f"Distill.features[{i}]={item!r}: unknown feature loss {loss!r}; known: {sorted(FEATURE_LOSSES)}."
                     + did_you_mean(loss, list(FEATURE_LOSSES))
@@ -103,7 +101,6 @@ class Distill(TrainingFields, TechniqueConfig):
                 parse_student_spec(self.student)
             except ConfigError as exc:
                 raise ConfigError(f"Distill.student: {exc}") from None
-        validate_training_fields(self)
 
 
 KD = Distill
@@ -122,12 +119,9 @@ class DistillResult:
     adapter_parameters: int
 
     def info(self) -> dict[str, Any]:
+        """The facts a step's report shows: the training run's, then the distillation's own."""
         return {
-            "steps": self.train.steps,
-            "epochs": self.train.epochs,
-            "final_loss": self.train.final_loss,
-            "resumed_from_step": self.train.resumed_from_step,
-            "seconds": self.train.seconds,
+            **result_info(self.train),
             "pairs": [p.to_dict() for p in self.pairs],
             "loss_terms": self.terms,
             "adapter_parameters": self.adapter_parameters,
@@ -161,36 +155,41 @@ def distill(
     feature_loss: str = "hint",
     feature_weight: float = 1.0,
     config: TrainConfig | None = None,
+    context: Context | None = None,
     hooks: Sequence[TrainHook] = (),
-    loss_fn: Any = None,
-    seed: int = 0,
-    run_dir: str | Path | None = None,
-    quiet: bool | None = None,
-    device: str | torch.device = "cpu",
+    loss_fn: LossFn | None = None,
+    targets: Targets | None = None,
     example_input: Any = None,
 ) -> DistillResult:
     """Train `student` (a module, or a student spec built from `teacher`) to mimic `teacher` on `loader`.
 
-    `teacher` is never modified. Extra `hooks` (gradual pruning, QAT) run in the same training loop;
-    `loss_fn`, when given, replaces the loop's task loss and the hook then adds the whole
-    distillation loss including ``(1 - alpha)`` times cross-entropy. Forward hooks and adapters are
-    removed from the student on return, also when training raises. `example_input` defaults to the
-    first two samples of `loader`.
+    The training is the one loop's, through :func:`~torchslim.train.train_in_context`: device, seed,
+    threads, verbosity and the checkpoint directory (``context.run_dir / "distill"``) come from
+    `context` (default ``Context()``: CPU, seed 0, no checkpoints); `config` defaults to
+    ``TrainConfig()``. `teacher` is never modified. Extra `hooks` (gradual pruning, QAT) run in the
+    same loop; `loss_fn`, when given, replaces the loop's task loss and the hook then adds the whole
+    distillation loss including ``(1 - alpha)`` times cross-entropy. With `targets`, only those
+    modules of the student are trained (the feature adapters always are). Forward hooks and adapters
+    are removed from the student on return, also when training raises. `example_input` defaults to
+    the first two samples of `loader`.
     """
+    context = context if context is not None else Context()
     example = example_input if example_input is not None else example_from(loader)
     student_model = build_student(teacher, student, example_input=example)
     own_loss = loss_fn is not None
-    hook = DistillationHook(
-        teacher, student_model, temperature=temperature, alpha=alpha, pairs=pairs, feature_loss=feature_loss,
-        feature_weight=feature_weight, example_input=example, task_loss_in_loop=not own_loss, seed=seed,
-    )
-    try:
-        result = train(
-            student_model, loader, config=config or TrainConfig(), hooks=[hook, *hooks],
-            loss_fn=loss_fn if own_loss else None, seed=seed, run_dir=run_dir, quiet=quiet, device=device,
+    # freeze outside the targets before the hook attaches its adapters, which always train
+    with training_scope(student_model, targets=targets):
+        hook = DistillationHook(
+            teacher, student_model, temperature=temperature, alpha=alpha, pairs=pairs, feature_loss=feature_loss,
+            feature_weight=feature_weight, example_input=example, task_loss_in_loop=not own_loss, seed=context.seed,
         )
-    finally:
-        hook.close()
+        try:
+            result = train_in_context(
+                student_model, config=config or TrainConfig(), context=context, technique="distill",
+                hooks=[hook, *hooks], loss_fn=loss_fn, loader=loader,
+            )
+        finally:
+            hook.close()
     student_model.eval()
     return DistillResult(
         student=student_model, train=result, pairs=list(hook.pairs), terms=hook.mean_terms(),
@@ -212,14 +211,11 @@ def distill_step(model: nn.Module, config: Distill, *, targets: Targets | None, 
 
     With `targets`, only the selected modules of the student are trained.
     """
-    from torchslim.measure.params import count_parameters
-
     loader = context.require_data("train", technique="distill")
     example = context.example_input if context.example_input is not None else example_from(loader)
     if config.student is None:
-        context_teacher = getattr(context, "teacher", None)
-        teacher = context_teacher if context_teacher is not None else _frozen_copy(model)
-        source = "context.teacher (the original model)" if context_teacher is not None else (
+        teacher = context.teacher if context.teacher is not None else _frozen_copy(model)
+        source = "context.teacher (the original model)" if context.teacher is not None else (
             "a frozen copy of the model at the start of the step")
         student = model
     else:
@@ -227,16 +223,10 @@ def distill_step(model: nn.Module, config: Distill, *, targets: Targets | None, 
         source = "the model being compressed"
         student = build_student(model, config.student, example_input=example)
     pairs = resolve_pairs(teacher, student, list(config.features), loss=config.feature_loss, weight=config.feature_weight)
-    run_dir = Path(context.run_dir) / "distill" if context.run_dir is not None else None
-    train_config = config.train_config(checkpoint_every=CHECKPOINT_EVERY if run_dir is not None else None)
-    from torchslim.train import training_scope
-
-    with training_scope(student, targets=targets, threads=context.threads):
-        result = distill(
-            teacher, student, loader, temperature=config.temperature, alpha=config.alpha, pairs=pairs,
-            config=train_config, seed=context.seed, run_dir=run_dir, quiet=True if context.quiet else None,
-            device=context.device, example_input=example,
-        )
+    result = distill(
+        teacher, student, loader, temperature=config.temperature, alpha=config.alpha, pairs=pairs,
+        config=config.train, context=context, targets=targets, example_input=example,
+    )
     info = result.info()
     info.update({
         "teacher": source,
@@ -249,4 +239,4 @@ def distill_step(model: nn.Module, config: Distill, *, targets: Targets | None, 
     return StepOutcome(model=result.student, info=info)
 
 
-__all__ = ["CHECKPOINT_EVERY", "KD", "Distill", "DistillResult", "distill", "distill_step", "example_from", "zero_task_loss"]
+__all__ = ["KD", "Distill", "DistillResult", "distill", "distill_step", "example_from", "zero_task_loss"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Mapping
 
 from torchslim.core.config import TechniqueConfig
 from torchslim.core.errors import ConfigError
@@ -20,34 +20,22 @@ Schedule = Literal["constant", "cosine", "linear", "step"]
 # values of these can still be resumed.
 OBSERVATION_FIELDS = ("checkpoint_every", "log_every")
 
-
-def validate_training_fields(config: Any) -> None:
-    """Range checks shared by :class:`TrainConfig` and technique configs that mirror its fields.
-
-    Checks only the fields `config` has, and names them as ``ConfigType.field`` in the error.
-    """
-    checks: dict[str, dict[str, Any]] = {
-        "epochs": {"low": 0},
-        "max_steps": {"low": 0},
-        "lr": {"low": 0, "low_inclusive": False},
-        "momentum": {"low": 0, "high": 1, "high_inclusive": False},
-        "weight_decay": {"low": 0},
-        "warmup_steps": {"low": 0},
-        "grad_clip": {"low": 0, "low_inclusive": False},
-        "checkpoint_every": {"low": 1},
-        "log_every": {"low": 1},
-        "step_size": {"low": 1},
-        "gamma": {"low": 0, "high": 1, "low_inclusive": False},
-    }
-    for field, kwargs in checks.items():
-        if not hasattr(config, field):
-            continue
-        value = getattr(config, field)
-        if value is None:
-            continue
-        if isinstance(value, float) and math.isinf(value):
-            raise ConfigError(f"{type(config).__name__}.{field}={value!r} must be finite.")
-        config.check(field, value, **kwargs)
+_RANGES: dict[str, dict[str, Any]] = {
+    "epochs": {"low": 0},
+    "max_steps": {"low": 0},
+    "lr": {"low": 0, "low_inclusive": False},
+    "momentum": {"low": 0, "high": 1, "high_inclusive": False},
+    "weight_decay": {"low": 0},
+    "warmup_steps": {"low": 0},
+    "grad_clip": {"low": 0, "low_inclusive": False},
+    "checkpoint_every": {"low": 1},
+    "log_every": {"low": 1},
+    "step_size": {"low": 1},
+    "gamma": {"low": 0, "high": 1, "low_inclusive": False},
+    "early_stop_patience": {"low": 1},
+    "early_stop_min_delta": {"low": 0},
+}
+"""Allowed range of each numeric field of :class:`TrainConfig` (None values are not checked)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -73,6 +61,10 @@ class TrainConfig(TechniqueConfig):
             only the final one (marked complete) that ``train`` writes whenever it has a run_dir.
         log_every: append a history entry (mean loss since the previous entry, lr) every this many
             steps, and at the last step.
+        early_stop_patience: stop before ``epochs`` passes once the mean training loss of an epoch
+            has not improved on the best one by more than ``early_stop_min_delta`` for this many
+            epochs in a row; None (the default) never stops early.
+        early_stop_min_delta: the improvement of the epoch mean loss that counts, >= 0.
     """
 
     summary: ClassVar[str] = "Settings of the one training loop."
@@ -90,35 +82,36 @@ class TrainConfig(TechniqueConfig):
     grad_clip: float | None = None
     checkpoint_every: int | None = None
     log_every: int = 50
+    early_stop_patience: int | None = None
+    early_stop_min_delta: float = 0.0
 
     def validate(self) -> None:
-        validate_training_fields(self)
+        for field, kwargs in _RANGES.items():
+            value = getattr(self, field)
+            if value is None:
+                continue
+            if isinstance(value, float) and math.isinf(value):
+                raise ConfigError(f"TrainConfig.{field}={value!r} must be finite.")
+            self.check(field, value, **kwargs)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with `changes` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
 
     def identity(self) -> dict[str, Any]:
         """The fields that decide the trained weights (everything but checkpoint/log cadence)."""
         return {k: v for k, v in self.to_dict().items() if k not in OBSERVATION_FIELDS}
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class TrainingFields:
-    """The training-loop fields a technique that trains exposes in its config (``finetune``,
-    ``distill``), with the same meaning as in :class:`TrainConfig`. Mix in before
-    :class:`~torchslim.core.TechniqueConfig`; call :func:`validate_training_fields` in ``validate``."""
+FLAT_TRAINING_KEYS = (
+    "epochs", "lr", "optimizer", "max_steps", "weight_decay", "schedule", "warmup_steps", "momentum", "grad_clip",
+)
+"""The training keys that the ``finetune`` and ``distill`` configs held flat before they nested ``train:``."""
 
-    epochs: int = 1
-    lr: float = 1e-3
-    optimizer: Optimizer = "adam"
-    max_steps: int | None = None
-    weight_decay: float = 0.0
-    schedule: Schedule = "constant"
-    warmup_steps: int = 0
-    momentum: float = 0.9
-    grad_clip: float | None = None
 
-    def train_config(self, **changes: Any) -> TrainConfig:
-        """The :class:`TrainConfig` of the step (`changes` set loop-only fields such as checkpoints)."""
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingFields)}
-        return TrainConfig(**fields, **changes)
+def renamed_training_keys() -> Mapping[str, str]:
+    """``{"epochs": "train.epochs", ...}``: the ``renamed`` entries of a config that nests ``train:``."""
+    return {key: f"train.{key}" for key in FLAT_TRAINING_KEYS}
 
 
 def schedule_factor(config: TrainConfig, step: int, total_steps: int | None, steps_per_epoch: int | None) -> float:

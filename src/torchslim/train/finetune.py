@@ -1,71 +1,56 @@
 """The ``finetune`` technique: train the model on the train split with the one training loop.
 
 With `targets`, only the parameters of the selected modules are trained (the rest are frozen for
-the step and unfrozen afterwards); without, every trainable parameter is. With a
-``context.run_dir``, checkpoints go to ``run_dir/finetune`` every :data:`CHECKPOINT_EVERY` steps
-plus a final one marked complete, so a rerun resumes or skips the training (see
-:mod:`torchslim.train.loop`).
+the step and unfrozen afterwards); without, every trainable parameter is. Training goes through
+:func:`~torchslim.train.train_in_context`, so device, seed, threads and verbosity come from the
+Context, and with a ``context.run_dir`` checkpoints go to ``run_dir/finetune`` (so a rerun
+resumes or skips the training; see :mod:`torchslim.train.resume`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import ClassVar, Mapping
 
-import torch
 from torch import nn
 
 from torchslim.core.config import TechniqueConfig
 from torchslim.core.context import Context
 from torchslim.core.targets import Targets
 from torchslim.core.technique import TECHNIQUES, StepOutcome
-from torchslim.train.config import TrainingFields, validate_training_fields
-from torchslim.train.loop import train
-from torchslim.train.scope import training_scope
-
-CHECKPOINT_EVERY = 500
-"""Steps between checkpoints of a ``finetune`` step that has a run directory."""
-
+from torchslim.train.config import TrainConfig, renamed_training_keys
+from torchslim.train.step import result_info, train_in_context
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class FineTune(TrainingFields, TechniqueConfig):
+class FineTune(TechniqueConfig):
     """Fine-tune on the train split (after pruning or quantization, to recover accuracy).
 
-    The fields mean what they mean in :class:`~torchslim.train.TrainConfig`.
+    Minimises the task loss (cross-entropy by default) over the trainable parameters with the
+    optimizer and schedule of `train`.
+
+    Attributes:
+        train: how to train (:class:`~torchslim.train.TrainConfig`); YAML
+            ``config: {train: {epochs: 1, lr: 0.001}}``. The flat keys of earlier recipes
+            (``epochs``, ``lr``, ...) still load, with a FutureWarning naming the new key.
     """
 
     name: ClassVar[str] = "finetune"
     summary: ClassVar[str] = "Train the model (or the target modules) on the train split."
+    renamed: ClassVar[Mapping[str, str]] = renamed_training_keys()
 
-    def validate(self) -> None:
-        validate_training_fields(self)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+
+def _trainable(model: nn.Module, targets: Targets | None) -> int:
+    """Number of parameters a step with `targets` trains."""
+    keep: set[int] | None = None
+    if targets is not None:
+        keep = {id(p) for _, module in targets.resolve(model) for p in module.parameters()}
+    return sum(p.numel() for p in model.parameters() if p.requires_grad and (keep is None or id(p) in keep))
 
 
 @TECHNIQUES.handles(FineTune)
 def finetune(model: nn.Module, config: FineTune, *, targets: Targets | None, context: Context) -> StepOutcome:
     """Handler of :class:`FineTune`: train on ``context.data.train`` and report steps and loss."""
-    loader = context.require_data("train", technique="finetune")
-    run_dir = context.run_dir / "finetune" if context.run_dir is not None else None
-    train_config = config.train_config(checkpoint_every=CHECKPOINT_EVERY if run_dir is not None else None)
-    with training_scope(model, targets=targets, threads=context.threads) as frozen:
-        result = train(
-            model,
-            loader,
-            config=train_config,
-            seed=context.seed,
-            run_dir=run_dir,
-            quiet=True if context.quiet else None,
-            device=context.device,
-        )
-    return StepOutcome(
-        model=model,
-        info={
-            "steps": result.steps,
-            "epochs": result.epochs,
-            "final_loss": result.final_loss,
-            "resumed_from_step": result.resumed_from_step,
-            "seconds": result.seconds,
-            "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)
-            - sum(p.numel() for p in frozen),
-        },
-    )
+    result = train_in_context(model, config=config.train, context=context, technique="finetune", targets=targets)
+    return StepOutcome(model=model, info={**result_info(result), "trained_parameters": _trainable(model, targets)})

@@ -16,10 +16,12 @@ from torch import nn
 
 from torchslim.core.context import Context
 from torchslim.core.targets import Targets
+from torchslim.train import loop
+from torchslim.train.batch import LossFn
 from torchslim.train.config import TrainConfig
-from torchslim.train.scope import training_scope
 from torchslim.train.hooks import TrainHook
-from torchslim.train.loop import LossFn, TrainResult, train
+from torchslim.train.loop import TrainResult
+from torchslim.train.scope import training_scope
 
 CHECKPOINT_EVERY = 500
 """Steps between checkpoints of a technique's training when the context has a run directory."""
@@ -54,9 +56,9 @@ def train_in_context(
     data = loader if loader is not None else context.require_data("train", technique=technique)
     run_dir = context.run_dir / technique if (checkpoints and context.run_dir is not None) else None
     if run_dir is not None and config.checkpoint_every is None:
-        config = config.replace(checkpoint_every=CHECKPOINT_EVERY)  # type: ignore[assignment]  # replace returns the base type
+        config = config.replace(checkpoint_every=CHECKPOINT_EVERY)
     with training_scope(model, targets=targets, threads=context.threads):
-        return train(
+        return loop.train(  # through the module, so a test can watch what every technique passes
             model,
             data,
             config=config,
