@@ -10,7 +10,7 @@ Quick start::
     result.save("runs/x")
 """
 
-from torchslim import data, distillation, graph, io, measure, models, pruning, quantization, train
+from torchslim import data, deploy, distillation, graph, io, measure, models, pruning, quantization, train
 from torchslim.api import CompressionResult, analyze, compress
 from torchslim.core import (
     ConfigError,
@@ -28,6 +28,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CompressionResult", "ConfigError", "Context", "DataSplits", "Recipe", "Step", "Targets",
-    "TechniqueConfig", "TorchSlimError", "__version__", "analyze", "compress", "data", "distillation", "graph", "io",
+    "TechniqueConfig", "TorchSlimError", "__version__", "analyze", "compress", "data", "deploy", "distillation", "graph", "io",
     "load", "measure", "models", "pruning", "quantization", "save", "train",
 ]

@@ -70,15 +70,16 @@ def check_model_accepts_data(model: nn.Module, splits: DataSplits | None) -> Non
     shapes named, instead of a raw matrix-shape error deep inside a forward pass.
     """
     from torchslim.core.batches import call_model
-    from torchslim.measure._util import eval_mode
 
     for split in ("test", "calibration", "train", "validation"):
         loader = getattr(splits, split, None) if splits is not None else None
         if loader is None:
             continue
         inputs = _first_batch(loader)[0]
+        flags = [(m, m.training) for m in model.modules()]
         try:
-            with torch.no_grad(), eval_mode(model):
+            model.eval()
+            with torch.no_grad():
                 call_model(model, inputs[:2] if isinstance(inputs, (torch.Tensor, list)) else inputs)
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
             shape = tuple(inputs.shape[1:]) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
@@ -86,6 +87,9 @@ def check_model_accepts_data(model: nn.Module, splits: DataSplits | None) -> Non
                 f"The model ({type(model).__name__}) cannot run on the {split} data of "
                 f"{getattr(splits, 'name', 'the dataset')!r} (samples of shape {shape}): {str(exc).splitlines()[0]}"
             ) from None
+        finally:
+            for module, flag in flags:
+                module.training = flag
         return
 
 
@@ -99,22 +103,14 @@ def artifact_bytes(model: nn.Module) -> int:
 
 
 RUNTIMES = ("auto", "pytorch", "onnxruntime")
+"""Where latency is measured: PyTorch eager, a runtime backend of :mod:`torchslim.deploy`, or ``auto``."""
 
 
-def export_for_latency(model: nn.Module, example_input: Any, directory: Path) -> tuple[Path | None, str | None]:
-    """Export `model` to ONNX (int8 QDQ for quantized layers) for onnxruntime latency.
-
-    Returns ``(path, None)``, or ``(None, reason)`` when the export or a first run fails.
-    """
-    from torchslim.io.onnx_export import export_onnx, run_onnx
-
-    path = directory / f"model-{id(model)}.onnx"
-    try:
-        export_onnx(model, path, example_input)
-        run_onnx(path, example_input, threads=1)
-    except Exception as exc:  # noqa: BLE001 - any export failure means "measure in PyTorch", with the reason
-        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    return path, None
+def _runtime_backend(runtime: str) -> str | None:
+    """The deploy backend name of `runtime` (None for PyTorch eager); an unknown runtime is a ConfigError."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime={runtime!r} must be one of {list(RUNTIMES)}.")
+    return None if runtime == "pytorch" else "onnxruntime"
 
 
 def analyze(
@@ -133,36 +129,84 @@ def analyze(
     """Measure `model` (read-only): params, non-zeros, MACs, bytes on disk, latency, energy, accuracy.
 
     `runtime` names where latency is measured: ``pytorch`` (eager), ``onnxruntime`` (the model is
-    exported to ONNX, int8 QDQ for quantized layers; an export failure is an error) or ``auto``
-    (onnxruntime when the export works, else PyTorch eager). PyTorch eager latency is always kept
-    in ``latency_eager_ms``; ``latency_runtime`` says which runtime ``latency_ms`` comes from.
+    exported once by :mod:`torchslim.deploy`, int8 QDQ for quantized layers; an export failure is an
+    error) or ``auto`` (onnxruntime when the export works, else PyTorch eager). `onnx_path` times an
+    ONNX file already exported from `model` instead. PyTorch eager latency is always kept in
+    ``latency_eager_ms``; ``latency_runtime`` says which runtime ``latency_ms`` comes from.
     """
     from torchslim.core.errors import ModelError
-    from torchslim.measure import analyze as measure_model
+    from torchslim.deploy import Deployment, deploy_file, deploy_for_timing
 
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"runtime={runtime!r} must be one of {list(RUNTIMES)}.")
+    backend = _runtime_backend(runtime)
     splits = as_splits(data)
     check_model_accepts_data(model, splits)
     if example_input is None:
         example_input = resolve_example_input(model, splits=splits, batch_size=batch_size)
     loader = getattr(splits, eval_split, None) if splits is not None else None
-    with tempfile.TemporaryDirectory(prefix="torchslim-onnx-") as tmp:
-        if onnx_path is None and runtime != "pytorch":
-            onnx_path, reason = export_for_latency(model, example_input, Path(tmp))
-            if onnx_path is None and runtime == "onnxruntime":
+    with tempfile.TemporaryDirectory(prefix="torchslim-deploy-") as tmp:
+        deployment: Deployment | None = None
+        if onnx_path is not None:
+            deployment = deploy_file(onnx_path, example_input, backend="onnxruntime")
+        elif backend is not None:
+            deployment, reason = deploy_for_timing(model, example_input, tmp, backend=backend)
+            if deployment is None and runtime == "onnxruntime":
                 raise ModelError(f"ONNX export for onnxruntime latency failed: {reason}")
-        stats = measure_model(
-            model,
-            example_input=example_input,
-            loader=loader,
-            onnx_path=onnx_path,
-            latency_batch_size=batch_size,
-            threads=threads,
-            repeats=repeats,
-            profile=energy_profile,
-        )
+        return _measure(model, example_input, loader=loader, deployment=deployment, batch_size=batch_size,
+                        threads=threads, repeats=repeats, profile=energy_profile)
+
+
+def _measure(
+    model: nn.Module, example_input: Any, *, loader: Any, deployment: Any, batch_size: int, threads: int | None,
+    repeats: int, profile: str = "horowitz-45nm",
+) -> Any:
+    """:func:`torchslim.measure.analyze` (latency on `deployment`'s runtime when given) plus the artifact's bytes."""
+    from torchslim.measure import analyze as measure_model
+
+    stats = measure_model(
+        model,
+        example_input=example_input,
+        loader=loader,
+        runtime_timer=deployment.timer if deployment is not None else None,
+        latency_batch_size=batch_size,
+        threads=threads,
+        repeats=repeats,
+        profile=profile,
+    )
     return dataclasses.replace(stats, bytes=artifact_bytes(model))
+
+
+def _measure_pair(
+    model: nn.Module, work: nn.Module, splits: DataSplits | None, *, example: Any, runtime: str, notes: list[str],
+    batch_size: int, threads: int | None, repeats: int,
+) -> tuple[Any, Any]:
+    """Measure the original and the compressed model on the same runtime; each is exported once.
+
+    With ``auto``, both go to the deploy backend when both export, else both are measured in
+    PyTorch eager and `notes` says why.
+    """
+    from torchslim.deploy import Deployment, deploy_for_timing
+
+    backend = _runtime_backend(runtime)
+    for m in (model, work):
+        check_model_accepts_data(m, splits)
+    loader = getattr(splits, "test", None) if splits is not None else None
+    with tempfile.TemporaryDirectory(prefix="torchslim-deploy-") as tmp:
+        deployed: list[Deployment | None] = [None, None]
+        if backend is not None:
+            reasons: list[str | None] = [None, None]
+            for i, m in enumerate((model, work)):
+                deployed[i], reasons[i] = deploy_for_timing(m, example, tmp, backend=backend)
+            if deployed[0] is None or deployed[1] is None:
+                reason = reasons[0] or reasons[1]
+                if runtime == "onnxruntime":
+                    raise ConfigError(f"runtime='onnxruntime' but the ONNX export failed: {reason}")
+                notes.append(f"latency measured in PyTorch eager for both models: the ONNX export failed ({reason})")
+                deployed = [None, None]
+        before, after = (
+            _measure(m, example, loader=loader, deployment=d, batch_size=batch_size, threads=threads, repeats=repeats)
+            for m, d in zip((model, work), deployed)
+        )
+    return before, after
 
 
 @dataclasses.dataclass
@@ -175,8 +219,9 @@ class CompressionResult:
     example_input: Any = None
 
     def export_onnx(self, path: str | Path, example_input: Any = None, **kwargs: Any) -> Any:
-        """Export the compressed model to ONNX (int8 QDQ for quantized layers) and return the export facts."""
-        from torchslim.io.onnx_export import export_onnx
+        """Export the compressed model to ONNX (int8 QDQ for quantized layers) and return the export
+        facts (:class:`torchslim.deploy.OnnxExport`); `kwargs` go to :func:`torchslim.deploy.export_onnx`."""
+        from torchslim.deploy import export_onnx
 
         return export_onnx(self.model, path, example_input if example_input is not None else self.example_input, **kwargs)
 
@@ -259,27 +304,14 @@ def compress(
     check_model_accepts_data(model, splits)
     try:
         example = resolve_example_input(model, splits=splits, batch_size=batch_size)
-        if runtime not in RUNTIMES:
-            raise ConfigError(f"runtime={runtime!r} must be one of {list(RUNTIMES)}.")
+        _runtime_backend(runtime)
         work = copy.deepcopy(model)
         context = Context(data=splits, seed=seed, run_dir=Path(run_dir) if run_dir else None, threads=threads, quiet=quiet, example_input=example, teacher=model)
         work, steps = run_recipe(work, recipe, context=context)
         work.eval()
         notes: list[str] = []
-        with tempfile.TemporaryDirectory(prefix="torchslim-onnx-") as tmp:
-            onnx_before = onnx_after = None
-            if runtime != "pytorch":
-                onnx_before, why_before = export_for_latency(model, example, Path(tmp))
-                onnx_after, why_after = export_for_latency(work, example, Path(tmp))
-                if onnx_before is None or onnx_after is None:
-                    reason = why_before or why_after
-                    if runtime == "onnxruntime":
-                        raise ConfigError(f"runtime='onnxruntime' but the ONNX export failed: {reason}")
-                    notes.append(f"latency measured in PyTorch eager for both models: the ONNX export failed ({reason})")
-                    onnx_before = onnx_after = None
-            common = dict(example_input=example, batch_size=batch_size, threads=threads, repeats=repeats, runtime="pytorch")
-            before = analyze(model, splits, onnx_path=onnx_before, **common)
-            after = analyze(work, splits, onnx_path=onnx_after, **common)
+        before, after = _measure_pair(model, work, splits, example=example, runtime=runtime, notes=notes,
+                                      batch_size=batch_size, threads=threads, repeats=repeats)
     finally:
         torch.set_num_threads(previous_threads)
     spec = get_model_spec(model)

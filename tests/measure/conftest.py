@@ -6,6 +6,8 @@ Tests get them through the ``toys`` fixture (the suite runs with ``--import-mode
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import sys
 import types
 from pathlib import Path
 from typing import Any
@@ -130,6 +132,18 @@ class Mask(nn.Module):
         return w * self.mask
 
 
+def _load_fake_layer() -> types.ModuleType:
+    """tests/measure/fake_layer.py (the suite imports test files by path, not as packages)."""
+    name = "torchslim_tests_fake_layer"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "fake_layer.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
@@ -140,5 +154,6 @@ def toys() -> types.SimpleNamespace:
     return types.SimpleNamespace(
         lenet_300_100=lenet_300_100, SmallCNN=SmallCNN, DictModel=DictModel, TextModel=TextModel,
         Output=Output, snapshot=snapshot, assert_unchanged=assert_unchanged, linear_onnx=linear_onnx,
-        Mask=Mask,
+        Mask=Mask, FakeCompressedLinear=_load_fake_layer().FakeCompressedLinear,
+        compress_linears=_load_fake_layer().compress_linears,
     )

@@ -5,7 +5,6 @@ from types import SimpleNamespace
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -54,14 +53,22 @@ def test_analyze_composes_and_leaves_the_model_unchanged(tmp_path: Path, toys: S
     json.dumps(stats.to_dict())
 
 
-def test_analyze_with_onnx_latency(tmp_path: Path, toys: SimpleNamespace) -> None:
+def test_analyze_with_a_runtime_timer() -> None:
+    """A runtime's latency arrives as a RuntimeTimer (torchslim.deploy makes one); measure imports no runtime."""
+    from torchslim.measure import LatencyStats
+
+    calls: list[dict[str, object]] = []
+
+    def timer(*, batch_size: int | None, warmup: int, repeats: int, threads: int | None) -> LatencyStats:
+        calls.append({"batch_size": batch_size, "warmup": warmup, "repeats": repeats, "threads": threads})
+        return LatencyStats(7.0, 6.0, 8.0, 7.0, repeats, batch_size, threads, "fake-runtime")
+
     model = nn.Linear(784, 10)
-    path = toys.linear_onnx(
-        tmp_path / "m.onnx", model.weight.detach().numpy().astype(np.float32), model.bias.detach().numpy()
-    )
-    stats = analyze(model, example_input=torch.randn(1, 784), onnx_path=path, repeats=3, warmup=1, threads=1)
-    assert stats.latency_runtime == "onnxruntime"
-    assert stats.latency_ms > 0 and stats.latency_eager_ms > 0
+    stats = analyze(model, example_input=torch.randn(1, 784), runtime_timer=timer, latency_batch_size=3,
+                    repeats=3, warmup=1, threads=1)
+    assert calls == [{"batch_size": 3, "warmup": 1, "repeats": 3, "threads": 1}]
+    assert stats.latency_runtime == "fake-runtime" and stats.latency_ms == 7.0
+    assert stats.latency_eager_ms > 0 and stats.latency_eager_ms != 7.0
     assert stats.bytes is None and stats.accuracy is None
     assert stats.macs == 7840
     assert stats.layers[0].name == "(root)"

@@ -42,15 +42,6 @@ def lenet_hand_uj(h1: int = 300, h2: int = 100, bits: int = 32, mac_pj: float = 
     return (compute_pj + memory_pj) * 1e-6
 
 
-def set_bits(model: nn.Module, weight_bits: int | None, activation_bits: int | None) -> None:
-    for module in model.modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            if weight_bits is not None:
-                module.weight_bits = weight_bits
-            if activation_bits is not None:
-                module.activation_bits = activation_bits
-
-
 def test_lenet_estimate_matches_the_hand_computation(toys: SimpleNamespace) -> None:
     estimate = estimate_energy(toys.lenet_300_100(), torch.randn(1, 1, 28, 28))
     hand = lenet_hand_uj()
@@ -77,8 +68,7 @@ def test_estimate_is_per_inference(toys: SimpleNamespace) -> None:
 
 def test_int8_weights_and_activations_cut_compute_at_least_10x(toys: SimpleNamespace) -> None:
     fp32 = estimate_energy(toys.lenet_300_100(), torch.randn(1, 1, 28, 28))
-    model = toys.lenet_300_100()
-    set_bits(model, 8, 8)
+    model = toys.compress_linears(toys.lenet_300_100(), bits=8, input_bits=8)  # bits from storage_bits() only
     int8 = estimate_energy(model, torch.randn(1, 1, 28, 28))
     assert fp32.compute_uj / int8.compute_uj >= 10
     assert fp32.compute_uj / int8.compute_uj == pytest.approx(FP32_MAC_PJ / INT8_MAC_PJ)
@@ -89,8 +79,7 @@ def test_int8_weights_and_activations_cut_compute_at_least_10x(toys: SimpleNames
 
 def test_weight_only_int8_keeps_fp32_arithmetic(toys: SimpleNamespace) -> None:
     fp32 = estimate_energy(toys.lenet_300_100(), torch.randn(1, 1, 28, 28))
-    model = toys.lenet_300_100()
-    set_bits(model, 8, None)
+    model = toys.compress_linears(toys.lenet_300_100(), bits=8)  # activation None: the input stays float
     weight_only = estimate_energy(model, torch.randn(1, 1, 28, 28))
     assert weight_only.compute_uj == pytest.approx(fp32.compute_uj)
     assert weight_only.memory_uj < fp32.memory_uj

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from torchslim.core.errors import ConfigError
-from torchslim.measure import compare_latency, measure_latency, measure_latency_onnx
+from torchslim.measure import compare_latency, measure_latency
 from torchslim.measure.latency import stats_from_times
 
 
@@ -39,22 +39,10 @@ def test_measure_latency_sanity_and_threads_restored(toys: SimpleNamespace) -> N
 
 def test_measure_latency_rejects_bad_arguments(toys: SimpleNamespace) -> None:
     model = toys.lenet_300_100()
-    with pytest.raises(ConfigError, match="measure_latency_onnx"):
+    with pytest.raises(ConfigError, match="torchslim.deploy"):
         measure_latency(model, torch.randn(1, 784), runtime="onnxruntime")
     with pytest.raises(ConfigError, match="repeats"):
         measure_latency(model, torch.randn(1, 784), repeats=0)
-
-
-def test_onnx_latency(tmp_path: Path, toys: SimpleNamespace) -> None:
-    w = np.random.default_rng(0).standard_normal((10, 784)).astype(np.float32)
-    path = toys.linear_onnx(tmp_path / "linear.onnx", w, np.zeros(10, np.float32))
-    x = np.ones((3, 784), np.float32)
-    stats = measure_latency_onnx(path, {"x": x}, batch_size=2, warmup=1, repeats=4, threads=1)
-    assert stats.runtime == "onnxruntime"
-    assert stats.threads == 1 and stats.batch_size == 2 and stats.repeats == 4
-    assert 0 < stats.p10_ms <= stats.median_ms <= stats.p90_ms
-    with pytest.raises(ConfigError, match="not an input"):
-        measure_latency_onnx(path, {"nope": x}, repeats=1)
 
 
 def test_compare_latency_orders_a_slow_and_a_fast_callable() -> None:

@@ -242,7 +242,7 @@ def export(
     """Export a model or artifact to ONNX and check onnxruntime's output against PyTorch's."""
     from torchslim.cli.resolve import resolve_model
     from torchslim.core.errors import ModelError
-    from torchslim.io.onnx_export import check_parity, export_onnx, integer_op_summary
+    from torchslim.deploy import check_parity, export_onnx, integer_op_summary
     from torchslim.models import example_input, get_model_spec
 
     net = resolve_model(model, weights=weights, num_classes=num_classes)

@@ -9,8 +9,12 @@ Layout::
 
 `load(DIR)` rebuilds the architecture from the spec (a built-in model name and its keyword
 arguments), replays the plan (structural changes such as removed channels, recorded by the
-techniques that made them), then loads the weights strictly. A user's own architecture is passed as
-``load(DIR, model=my_module)``.
+techniques that made them; :mod:`torchslim.core.plans`), then loads the weights strictly. A user's
+own architecture is passed as ``load(DIR, model=my_module)``.
+
+Compressed layers are stored and restored only through the layer contract
+(:class:`torchslim.core.layer.CompressedLayer`): ``stored_state(prefix)`` gives their tensors as
+stored (packed codes, scales, codebooks) and a JSON codec, ``load_stored_state`` is its inverse.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from torchslim.core.errors import ArtifactError, UnknownNameError
-from torchslim.core.registry import Registry
+from torchslim.core.layer import CompressedLayer, compressed_layers
+from torchslim.core.plans import model_plan, replay_plan
 from torchslim.io.atomic import write_json, write_safetensors
 from torchslim.io.weights import load_safetensors
 
@@ -34,23 +39,6 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "torchslim.json"
 REPORT_FILE = "report.json"
-
-PlanReplay = Callable[[nn.Module, dict], nn.Module]
-PLAN_REPLAYS: Registry[None, PlanReplay] = Registry("plan replay")
-"""Plan-entry kind -> function(model, entry) -> model, registered by techniques that change structure."""
-
-
-def register_plan_replay(kind: str) -> Callable[[PlanReplay], PlanReplay]:
-    def deco(fn: PlanReplay) -> PlanReplay:
-        PLAN_REPLAYS.register(kind, None, fn)
-        return fn
-
-    return deco
-
-
-def _model_plan(model: nn.Module) -> list[dict[str, Any]]:
-    return list(getattr(model, "torchslim_plan", []) or [])
-
 
 def baked_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The state dict with masks applied for good, without touching `model`.
@@ -93,8 +81,8 @@ def baked_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 def export_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
     """Tensors to store, per-module packing metadata, and per-tensor codec metadata.
 
-    Modules may provide ``torchslim_export_state(prefix) -> (tensors, meta)`` to store a packed
-    form (sub-byte weights, codebooks); everything else comes from ``state_dict()`` of the baked
+    Compressed layers store their own form through ``stored_state(prefix) -> (tensors, meta)``
+    (sub-byte weights, codebooks); everything else comes from ``state_dict()`` of the baked
     model and goes through the smallest of the dense / bitmask / index codecs.
     """
     from torchslim.io.codecs import encode
@@ -103,12 +91,9 @@ def export_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, A
     codecs: dict[str, Any] = {}
     meta: dict[str, Any] = {}
     handled: set[str] = set()
-    for name, module in model.named_modules():
-        exporter = getattr(module, "torchslim_export_state", None)
-        if exporter is None or any(name.startswith(h + ".") or name == h for h in handled):
-            continue
+    for name, layer in compressed_layers(model):
         prefix = f"{name}." if name else ""
-        mod_tensors, mod_meta = exporter(prefix)
+        mod_tensors, mod_meta = layer.stored_state(prefix)
         tensors.update(mod_tensors)
         if mod_meta:
             meta[name] = mod_meta
@@ -121,6 +106,49 @@ def export_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, A
         if codec is not None:
             codecs[key] = codec
     return tensors, meta, codecs
+
+
+def _check_output(directory: Path, *, overwrite: bool) -> None:
+    """Refuse to write over a file, a directory that is not an artifact, or (without `overwrite`) an artifact."""
+    if directory.exists():
+        if not directory.is_dir():
+            raise ArtifactError(f"Output {str(directory)!r} exists and is not a directory.")
+        if any(directory.iterdir()) and not (directory / MANIFEST_FILE).exists():
+            raise ArtifactError(
+                f"Output directory {str(directory)!r} is not empty and is not a torchslim artifact; "
+                "refusing to overwrite it."
+            )
+        if not overwrite:
+            raise ArtifactError(f"Artifact {str(directory)!r} exists (overwrite=False).")
+
+
+def _write_staged(
+    directory: Path, tensors: dict[str, torch.Tensor], manifest: dict[str, Any], report: dict[str, Any] | None,
+    extra_files: dict[str, str | bytes],
+) -> None:
+    """Write every file into a staging directory next to `directory`, then rename it into place."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        write_safetensors(staging / WEIGHTS_FILE, tensors, metadata={"format": "pt"})
+        write_json(staging / MANIFEST_FILE, manifest)
+        if report is not None:
+            write_json(staging / REPORT_FILE, report)
+        for name, content in extra_files.items():
+            if "/" in name or name.startswith(".") or name in (WEIGHTS_FILE, MANIFEST_FILE, REPORT_FILE):
+                raise ArtifactError(f"extra file name {name!r} is not allowed in an artifact.")
+            data = content.encode("utf-8") if isinstance(content, str) else content
+            (staging / name).write_bytes(data)
+        backup = None
+        if directory.exists():
+            backup = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+            os.replace(directory, backup)
+        os.replace(staging, directory)
+        if backup is not None:
+            shutil.rmtree(backup, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def save(
@@ -142,50 +170,20 @@ def save(
     from torchslim.models import get_model_spec
 
     directory = Path(directory)
-    if directory.exists():
-        if not directory.is_dir():
-            raise ArtifactError(f"Output {str(directory)!r} exists and is not a directory.")
-        if any(directory.iterdir()) and not (directory / MANIFEST_FILE).exists():
-            raise ArtifactError(
-                f"Output directory {str(directory)!r} is not empty and is not a torchslim artifact; "
-                "refusing to overwrite it."
-            )
-        if not overwrite:
-            raise ArtifactError(f"Artifact {str(directory)!r} exists (overwrite=False).")
+    _check_output(directory, overwrite=overwrite)
     spec = spec if spec is not None else get_model_spec(model)
     tensors, tensor_meta, codecs = export_state(model)
     manifest = {
         "format": "torchslim-artifact",
         "format_version": FORMAT_VERSION,
         "spec": spec,
-        "plan": _model_plan(model),
+        "plan": model_plan(model),
         "config": config or {},
         "tensors": tensor_meta,
         "codecs": codecs,
         "torch_version": torch.__version__,
     }
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        write_safetensors(staging / WEIGHTS_FILE, tensors, metadata={"format": "pt"})
-        write_json(staging / MANIFEST_FILE, manifest)
-        if report is not None:
-            write_json(staging / REPORT_FILE, report)
-        for name, content in (extra_files or {}).items():
-            if "/" in name or name.startswith(".") or name in (WEIGHTS_FILE, MANIFEST_FILE, REPORT_FILE):
-                raise ArtifactError(f"extra file name {name!r} is not allowed in an artifact.")
-            data = content.encode("utf-8") if isinstance(content, str) else content
-            (staging / name).write_bytes(data)
-        backup = None
-        if directory.exists():
-            backup = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-            os.replace(directory, backup)
-        os.replace(staging, directory)
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    _write_staged(directory, tensors, manifest, report, extra_files or {})
     return directory
 
 
@@ -209,18 +207,6 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def replay_plan(model: nn.Module, plan: list[dict[str, Any]]) -> nn.Module:
-    for i, entry in enumerate(plan):
-        kind = str(entry.get("kind"))
-        try:
-            replay = PLAN_REPLAYS.entry(kind).handler
-        except UnknownNameError as exc:
-            raise ArtifactError(f"Plan entry {i}: {exc}") from None
-        model = replay(model, entry)
-    model.torchslim_plan = list(plan)
-    return model
-
-
 def import_state(
     model: nn.Module,
     tensors: dict[str, torch.Tensor],
@@ -241,11 +227,10 @@ def import_state(
             raise ArtifactError(f"{source}: tensor {key!r} cannot be decoded: {exc}") from None
     for name, meta in tensor_meta.items():
         module = model.get_submodule(name) if name else model
-        importer = getattr(module, "torchslim_import_state", None)
-        if importer is None:
+        if not isinstance(module, CompressedLayer):
             raise ArtifactError(f"{source}: layer {name!r} was stored packed but cannot unpack it.")
         prefix = f"{name}." if name else ""
-        importer(prefix, remaining, meta)
+        module.load_stored_state(prefix, remaining, meta)
         for key in [k for k in remaining if k.startswith(prefix)]:
             remaining.pop(key)
     try:
@@ -272,7 +257,7 @@ def load(directory: str | Path, *, model: nn.Module | None = None) -> nn.Module:
             raise ArtifactError(f"Artifact {str(directory)!r}: {exc}") from None
     elif spec:
         set_model_spec(model, spec)
-    model = replay_plan(model, manifest.get("plan") or [])
+    model = replay_plan(model, manifest.get("plan") or [], source=str(directory))
     tensors = load_safetensors(directory / WEIGHTS_FILE)
     import_state(model, tensors, manifest.get("tensors") or {}, source=str(directory), codecs=manifest.get("codecs"))
     model.eval()

@@ -7,7 +7,8 @@ adds and leaves parameters and buffers untouched. Results are dataclasses.
 ``count_parameters``   unique stored parameters (shared counted once)
 ``count_nonzero``      nonzeros of the effective (masked / parametrized) weights
 ``count_macs``         multiply-accumulates via ``torch.utils.flop_counter`` (MACs = FLOPs / 2)
-``measure_latency``    median of timed repeats after warm-up, threads recorded (PyTorch / onnxruntime)
+``measure_latency``    median of timed repeats after warm-up, threads recorded (PyTorch eager; a
+                       runtime's latency comes from ``torchslim.deploy`` as a ``RuntimeTimer``)
 ``compare_latency``    interleaved A/B timing, ratio of medians
 ``evaluate``           top-1 accuracy and mean loss
 ``compare_models``     top-1 agreement, KL, cosine, SQNR of two models' outputs
@@ -29,6 +30,7 @@ from torchslim.measure.energy import (
     LayerCost,
     LayerEnergy,
     MacEnergy,
+    SPARSE_KERNEL_ATTRIBUTE,
     available_profiles,
     compute_class,
     energy_report_dict,
@@ -40,9 +42,9 @@ from torchslim.measure.energy import (
 from torchslim.measure.latency import (
     LatencyComparison,
     LatencyStats,
+    RuntimeTimer,
     compare_latency,
     measure_latency,
-    measure_latency_onnx,
 )
 from torchslim.measure.macs import MacCount, count_macs
 from torchslim.measure.params import LayerParams, count_layer_parameters, count_nonzero, count_parameters
@@ -60,10 +62,10 @@ from torchslim.measure.stats import LayerStats, ModelStats
 __all__ = [
     "Agreement", "COMPUTE_CLASSES", "DEFAULT_PROFILE", "EnergyEstimate", "EnergyMeasurement",
     "EnergyProfile", "EvalStats", "LatencyComparison", "LatencyStats", "LayerCost", "LayerEnergy",
-    "LayerParams", "LayerStats", "MacCount", "MacEnergy", "ModelStats", "NotMeasurable", "RaplCounter",
+    "LayerParams", "LayerStats", "MacCount", "MacEnergy", "ModelStats", "NotMeasurable", "RaplCounter", "RuntimeTimer", "SPARSE_KERNEL_ATTRIBUTE",
     "analyze", "available_profiles", "compare_latency", "compare_models", "compute_class", "cosine",
     "count_layer_parameters", "count_macs", "count_nonzero", "count_parameters", "directory_bytes",
     "energy_report_dict", "estimate_energy", "estimate_from_layers", "evaluate", "kl_divergence",
-    "layer_costs", "load_profile", "measure_energy", "measure_latency", "measure_latency_onnx",
+    "layer_costs", "load_profile", "measure_energy", "measure_latency",
     "rapl_delta_uj", "rapl_domains", "sqnr_db", "state_dict_bytes",
 ]

@@ -1,5 +1,9 @@
 """Private helpers shared by the measurement modules: calling a model on any input form, keeping
-its modes intact, finding each layer's own (effective) weights, and dtype bit widths.
+its modes intact, finding each layer's own (effective) weights, and bit widths.
+
+Compressed layers are read only through the public layer contract
+(:class:`torchslim.core.layer.CompressedLayer`): ``effective_weight()``, ``stored_weight()`` and
+``storage_bits()``; measurement needs nothing else from the technique that made them.
 
 Nothing here changes a model: :func:`eval_mode` restores every submodule's ``training`` flag,
 and :func:`own_weights` reads effective weights under ``torch.no_grad``.
@@ -22,7 +26,8 @@ from torchslim.core.batches import (  # noqa: F401 (re-exported for the measure 
     model_device,
     to_device,
 )
-from torchslim.core.errors import DataError, ModelError  # noqa: F401
+from torchslim.core.errors import DataError
+from torchslim.core.layer import CompressedLayer, StorageBits
 
 ROOT_NAME = "(root)"
 """Name used for work done directly in the top-level module's ``forward`` (not in a submodule)."""
@@ -99,8 +104,8 @@ def own_weights(module: nn.Module) -> list[tuple[str, torch.Tensor, list[torch.T
       weight), stored as its ``original`` parameter(s);
     * a ``torch.nn.utils.prune``-style ``weight_orig`` + ``weight_mask`` pair: ``weight_orig * weight_mask``,
       stored as ``weight_orig``;
-    * a quantized layer's integer codes (``weight_q`` with ``weight_bits``): the dequantized weight
-      (with split outlier channels folded back: the copies repeat existing weights), stored as the codes;
+    * a compressed layer (:class:`~torchslim.core.layer.CompressedLayer`): its ``effective_weight()``
+      (the float weight it computes with), stored as its ``stored_weight()`` (codes or indices);
     * any other own parameter: itself.
 
     Parameters of a ``ParametrizationList`` are reported by the module that owns the parametrization,
@@ -108,15 +113,12 @@ def own_weights(module: nn.Module) -> list[tuple[str, torch.Tensor, list[torch.T
     """
     out: list[tuple[str, torch.Tensor, list[torch.Tensor]]] = []
     with torch.no_grad():
-        codes = getattr(module, "weight_q", None)
-        if isinstance(codes, torch.Tensor) and getattr(module, "weight_bits", None) is not None:
-            # a quantized layer stores its weight as integer codes (a buffer), still a weight of the model
-            if hasattr(module, "effective_weight"):  # split outlier channels: copies of stored columns
-                out.append(("weight", module.effective_weight().detach(), [module.stored_codes()]))
-            else:
-                out.append(("weight", module.weight.detach(), [codes]))
+        if isinstance(module, CompressedLayer):
+            # stored as codes (a buffer, say), still a weight of the model
+            out.append(("weight", module.effective_weight().detach(), [module.stored_weight()]))
         if parametrize.is_parametrized(module):
-            for tname, plist in module.parametrizations.items():  # type: ignore[union-attr]
+            plists = module.parametrizations
+            for tname, plist in plists.items() if isinstance(plists, nn.ModuleDict) else ():
                 effective = getattr(module, tname)
                 stored = list(plist.parameters(recurse=False))
                 out.append((tname, effective.detach(), stored))
@@ -146,10 +148,12 @@ def weight_dtype_bits(module: nn.Module) -> int | None:
     return dtype_bits(tensors[0][1].dtype)
 
 
-def int_attr(module: nn.Module, name: str) -> int | None:
-    value = getattr(module, name, None)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
-        raise ModelError(f"Module {type(module).__name__} has {name}={value!r}; expected a positive integer.")
-    return int(value)
+def storage_bits(module: nn.Module) -> StorageBits | None:
+    """The contract's bits of a compressed layer (``storage_bits()``), None for any other module."""
+    return module.storage_bits() if isinstance(module, CompressedLayer) else None
+
+
+def layer_weight_bits(module: nn.Module) -> int | None:
+    """Bits per stored weight: a compressed layer's ``storage_bits().weight``, else the weight's dtype."""
+    bits = storage_bits(module)
+    return bits.weight if bits is not None else weight_dtype_bits(module)

@@ -7,17 +7,20 @@ from typing import Any, Iterable
 
 from torch import nn
 
-from torchslim.measure._util import display_name, int_attr, weight_dtype_bits, with_batch_size
+from torchslim.measure._util import display_name, layer_weight_bits, with_batch_size
 from torchslim.measure.accuracy import evaluate
 from torchslim.measure.energy import (
     DEFAULT_PROFILE,
+    EnergyEstimate,
     EnergyProfile,
+    LayerCost,
     estimate_from_layers,
     layer_costs_and_macs,
     load_profile,
 )
-from torchslim.measure.latency import measure_latency, measure_latency_onnx
-from torchslim.measure.params import count_layer_parameters, count_parameters
+from torchslim.measure.latency import LatencyStats, RuntimeTimer, measure_latency
+from torchslim.measure.macs import MacCount
+from torchslim.measure.params import LayerParams, count_layer_parameters, count_parameters
 from torchslim.measure.size import directory_bytes
 from torchslim.measure.stats import LayerStats, ModelStats
 
@@ -29,46 +32,12 @@ def _one_sample(example_input: Any) -> Any:
         return example_input
 
 
-def analyze(
-    model: nn.Module,
-    *,
-    example_input: Any,
-    loader: Iterable[Any] | None = None,
-    artifact_dir: str | Path | None = None,
-    onnx_path: str | Path | None = None,
-    latency_batch_size: int = 1,
-    threads: int | None = None,
-    repeats: int = 20,
-    warmup: int = 3,
-    max_batches: int | None = None,
-    profile: "str | Path | EnergyProfile" = DEFAULT_PROFILE,
-    energy_seconds: float = 2.0,
-    powercap_root: str | Path | None = None,
-) -> ModelStats:
-    """Measure `model`: parameters, nonzeros, MACs and estimated energy per inference (on the first
-    sample of `example_input`), latency at `latency_batch_size` and `threads`, accuracy/loss on
-    `loader` (when given, up to `max_batches`), bytes on disk of `artifact_dir` (when given; None
-    otherwise, for the caller that saves the artifact to fill in).
-
-    With `onnx_path`, ``latency_ms`` is onnxruntime's latency of that file (fed the same input) and
-    ``latency_eager_ms`` PyTorch eager's; otherwise both are PyTorch eager. The model is not changed:
-    no mode, parameter, buffer or hook is left different.
-
-    Energy: ``energy_uj`` is always the analytical estimate (``energy_source`` names the table).
-    Where a hardware counter can be read (RAPL for the CPU, NVML for an NVIDIA GPU), a timed loop of
-    `energy_seconds` (minus idle power measured just before) gives ``energy_measured_uj`` per
-    inference and ``energy_measured`` says "measured (rapl)" / "measured (nvml)"; otherwise
-    ``energy_measured`` is "not measurable here: <reason>" and no number is invented.
-    """
-    prof = load_profile(profile)
-    sample = _one_sample(example_input)
-
-    layer_params = count_layer_parameters(model)
-    costs, macs = layer_costs_and_macs(model, sample)
-    energy = estimate_from_layers(costs, prof, batch_size=1)
+def _layer_stats(
+    model: nn.Module, layer_params: dict[str, LayerParams], macs: MacCount, costs: list[LayerCost], energy: EnergyEstimate
+) -> list[LayerStats]:
+    """One :class:`LayerStats` per module that owns parameters or does MACs, in model order."""
     energy_by_layer = {e.name: e.total_uj for e in energy.per_layer}
     bits_by_layer = {c.name: c.weight_bits for c in costs}
-
     layers: list[LayerStats] = []
     for qualified, module in model.named_modules():
         name = display_name(qualified)
@@ -78,7 +47,7 @@ def analyze(
             continue
         bits = bits_by_layer.get(name)
         if bits is None:
-            bits = int_attr(module, "weight_bits") or weight_dtype_bits(module)
+            bits = layer_weight_bits(module)
         layers.append(
             LayerStats(
                 name=name,
@@ -91,18 +60,54 @@ def analyze(
                 energy_uj=energy_by_layer.get(name),
             )
         )
+    return layers
+
+
+def analyze(
+    model: nn.Module,
+    *,
+    example_input: Any,
+    loader: Iterable[Any] | None = None,
+    artifact_dir: str | Path | None = None,
+    runtime_timer: RuntimeTimer | None = None,
+    latency_batch_size: int = 1,
+    threads: int | None = None,
+    repeats: int = 20,
+    warmup: int = 3,
+    max_batches: int | None = None,
+    profile: "str | Path | EnergyProfile" = DEFAULT_PROFILE,
+    energy_seconds: float = 2.0,
+    powercap_root: str | Path | None = None,
+) -> ModelStats:
+    # long: fourteen keyword options and their documentation; each measurement is one call
+    """Measure `model`: parameters, nonzeros, MACs and estimated energy per inference (on the first
+    sample of `example_input`), latency at `latency_batch_size` and `threads`, accuracy/loss on
+    `loader` (when given, up to `max_batches`), bytes on disk of `artifact_dir` (when given; None
+    otherwise, for the caller that saves the artifact to fill in).
+
+    With `runtime_timer` (a model deployed to a runtime by :mod:`torchslim.deploy`), ``latency_ms``
+    is that runtime's latency at the same batch size and thread count, and ``latency_eager_ms``
+    PyTorch eager's; otherwise both are PyTorch eager. The model is not changed: no mode, parameter,
+    buffer or hook is left different.
+
+    Energy: ``energy_uj`` is always the analytical estimate (``energy_source`` names the table).
+    Where a hardware counter can be read (RAPL for the CPU, NVML for an NVIDIA GPU), a timed loop of
+    `energy_seconds` (minus idle power measured just before) gives ``energy_measured_uj`` per
+    inference and ``energy_measured`` says "measured (rapl)" / "measured (nvml)"; otherwise
+    ``energy_measured`` is "not measurable here: <reason>" and no number is invented.
+    """
+    prof = load_profile(profile)
+    layer_params = count_layer_parameters(model)
+    costs, macs = layer_costs_and_macs(model, _one_sample(example_input))
+    energy = estimate_from_layers(costs, prof, batch_size=1)
+    layers = _layer_stats(model, layer_params, macs, costs, energy)
 
     eager = measure_latency(
         model, example_input, batch_size=latency_batch_size, warmup=warmup, repeats=repeats, threads=threads
     )
-    latency, runtime = eager.median_ms, eager.runtime
-    if onnx_path is not None:
-        feeds = with_batch_size(example_input, 1)
-        onnx = measure_latency_onnx(
-            onnx_path, feeds, batch_size=latency_batch_size, warmup=warmup, repeats=repeats,
-            threads=eager.threads,
-        )
-        latency, runtime = onnx.median_ms, onnx.runtime
+    latency: LatencyStats = eager
+    if runtime_timer is not None:
+        latency = runtime_timer(batch_size=latency_batch_size, warmup=warmup, repeats=repeats, threads=eager.threads)
 
     measured_uj, measured_label = _measured_energy(model, example_input, seconds=energy_seconds, powercap_root=powercap_root, threads=eager.threads)
 
@@ -116,8 +121,8 @@ def analyze(
         nonzero_params=sum(p.nonzero for p in layer_params.values()),
         macs=int(macs.total),
         bytes=directory_bytes(artifact_dir) if artifact_dir is not None else None,
-        latency_ms=latency,
-        latency_runtime=runtime,
+        latency_ms=latency.median_ms,
+        latency_runtime=latency.runtime,
         latency_eager_ms=eager.median_ms,
         batch_size=eager.batch_size,
         threads=eager.threads,
@@ -138,7 +143,7 @@ def _measured_energy(
     import torch
 
     from torchslim.measure._util import batch_size_of, call_model, eval_mode, model_device, num_threads, to_device
-    from torchslim.measure.power import DEFAULT_POWERCAP_ROOT, measure_energy
+    from torchslim.measure.power import DEFAULT_POWERCAP_ROOT, NotMeasurable, measure_energy
 
     device = model_device(model)
     inputs = to_device(example_input, device)
@@ -155,6 +160,6 @@ def _measured_energy(
             items_per_call=batch_size_of(inputs),
             powercap_root=powercap_root or DEFAULT_POWERCAP_ROOT,
         )
-    if hasattr(result, "reason"):
+    if isinstance(result, NotMeasurable):
         return None, f"not measurable here: {result.reason}"
     return result.uj_per_inference, result.label

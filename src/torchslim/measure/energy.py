@@ -38,14 +38,19 @@ Assumptions (stated, not hidden)
 * Work done directly in a non-leaf module's ``forward`` (e.g. ``q @ k.T``) is charged with that
   module's input and output as its activation traffic, an approximation.
 
-Per-layer precision comes from optional module attributes that quantization and pruning code set:
-``weight_bits``, ``activation_bits``, ``sparse_kernel``; otherwise it is inferred from the dtypes
-(float32 -> 32, float16/bfloat16 -> 16, int8 -> 8; activations from the layer's input dtype).
-bfloat16 is charged as fp16 and float64 as fp32 (the tables have no separate figures).
+Per-layer precision of a compressed layer comes from the layer contract,
+:meth:`torchslim.core.layer.CompressedLayer.storage_bits` (``weight``; ``activation``, None when its
+input stays float); otherwise it is inferred from the dtypes (float32 -> 32, float16/bfloat16 -> 16,
+int8 -> 8; activations from the layer's input dtype). bfloat16 is charged as fp16 and float64 as
+fp32 (the tables have no separate figures).
+
+Sparse kernels: a module that a sparse runtime would run on its nonzeros only (unstructured pruning
+sets it) carries the plain boolean attribute ``sparse_kernel = True`` (:data:`SPARSE_KERNEL_ATTRIBUTE`);
+it is the one module attribute this formula reads, and part of its documented contract.
 
 Profiles
 --------
-An :class:`EnergyProfile` is a frozen table of these constants, loadable from YAML/JSON (unknown keys
+An :class:`~torchslim.measure.energy_profile.EnergyProfile` is a frozen table of these constants, loadable from YAML/JSON (unknown keys
 rejected) or built in Python. Shipped profiles (``src/torchslim/measure/profiles/*.yaml``, each
 constant with its source in the file):
 
@@ -64,229 +69,31 @@ draws; :func:`torchslim.measure.measure_energy` reads real counters where the ma
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import types
-from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 import torch
-import yaml
 from torch import nn
 
-from torchslim.core.errors import ConfigError, UnknownNameError, did_you_mean
+from torchslim.core.errors import ConfigError
 from torchslim.measure._util import (
     batch_size_of,
-    int_attr,
-    module_by_display_name,
-    weight_dtype_bits,
     dtype_bits,
+    module_by_display_name,
+    storage_bits,
+    weight_dtype_bits,
+)
+from torchslim.measure.energy_profile import (
+    COMPUTE_CLASSES,
+    DEFAULT_PROFILE,
+    EnergyProfile,
+    MacEnergy,
+    available_profiles,
+    compute_class,
+    load_profile,
 )
 from torchslim.measure.macs import MacCount, trace_macs
 from torchslim.measure.params import count_layer_parameters
-
-COMPUTE_CLASSES = ("fp32", "fp16", "int8", "int4", "int2", "binary")
-DEFAULT_PROFILE = "horowitz-45nm"
-_PROFILE_DIR = "profiles"
-
-
-def compute_class(weight_bits: int, activation_bits: int) -> str:
-    """The MAC unit a layer needs: the precision class of its wider operand (see module docstring)."""
-    for name, value in (("weight_bits", weight_bits), ("activation_bits", activation_bits)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
-            raise ConfigError(f"{name}={value!r} must be an integer between 1 and 64.")
-    bits = max(weight_bits, activation_bits)
-    if bits <= 1:
-        return "binary"
-    if bits <= 2:
-        return "int2"
-    if bits <= 4:
-        return "int4"
-    if bits <= 8:
-        return "int8"
-    if bits <= 16:
-        return "fp16"
-    return "fp32"
-
-
-# --------------------------------------------------------------------------------------------------
-# Profiles
-
-
-@dataclasses.dataclass(frozen=True)
-class MacEnergy:
-    """Energy of one multiply and one accumulate-add, in picojoules."""
-
-    mult: float
-    add: float
-
-    @property
-    def total(self) -> float:
-        return self.mult + self.add
-
-
-def _positive(owner: str, field: str, value: Any, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ConfigError(f"{owner}.{field} must be a number, got {value!r}.")
-    if value < 0 or (value == 0 and not allow_zero) or math.isinf(value):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{owner}.{field}={value!r} must be a finite number {bound}.")
-    return value
-
-
-def _reject_unknown(owner: str, data: Mapping[str, Any], known: Sequence[str]) -> None:
-    for key in data:
-        if key not in known:
-            raise ConfigError(
-                f"Unknown key {key!r} in {owner}; known keys: {list(known)}." + did_you_mean(str(key), list(known))
-            )
-
-
-@dataclasses.dataclass(frozen=True)
-class EnergyProfile:
-    """Per-operation energy costs of one class of hardware (see the module docstring for the formula).
-
-    ``mac_pj`` maps each of ``fp32, fp16, int8, int4, int2, binary`` to a :class:`MacEnergy`; memory
-    costs are per 32-bit word accessed; budgets are in bytes; ``sparse_index_bits`` is the index
-    stored with each nonzero weight of a ``sparse_kernel`` layer.
-    """
-
-    name: str
-    mac_pj: Mapping[str, MacEnergy]
-    sram_pj_per_32bit: float
-    dram_pj_per_32bit: float
-    weight_sram_bytes: int
-    activation_sram_bytes: int
-    sparse_index_bits: int = 4
-    description: str = ""
-    source: str = ""
-    notes: str = ""
-
-    def __post_init__(self) -> None:
-        owner = f"EnergyProfile({self.name!r})"
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigError("EnergyProfile.name must be a non-empty string.")
-        if not isinstance(self.mac_pj, Mapping):
-            raise ConfigError(f"{owner}.mac_pj must be a mapping of precision class -> {{mult, add}}.")
-        _reject_unknown(f"{owner}.mac_pj", self.mac_pj, COMPUTE_CLASSES)
-        missing = [c for c in COMPUTE_CLASSES if c not in self.mac_pj]
-        if missing:
-            raise ConfigError(f"{owner}.mac_pj lacks the precision classes {missing}.")
-        table: dict[str, MacEnergy] = {}
-        for cls in COMPUTE_CLASSES:
-            entry = self.mac_pj[cls]
-            if isinstance(entry, Mapping):
-                _reject_unknown(f"{owner}.mac_pj.{cls}", entry, ("mult", "add"))
-                if "mult" not in entry or "add" not in entry:
-                    raise ConfigError(f"{owner}.mac_pj.{cls} needs both 'mult' and 'add' (pJ).")
-                entry = MacEnergy(mult=entry["mult"], add=entry["add"])
-            if not isinstance(entry, MacEnergy):
-                raise ConfigError(f"{owner}.mac_pj.{cls} must be {{mult: pJ, add: pJ}}, got {entry!r}.")
-            _positive(owner, f"mac_pj.{cls}.mult", entry.mult, allow_zero=True)
-            _positive(owner, f"mac_pj.{cls}.add", entry.add, allow_zero=True)
-            table[cls] = MacEnergy(float(entry.mult), float(entry.add))
-        object.__setattr__(self, "mac_pj", types.MappingProxyType(table))
-        for field in ("sram_pj_per_32bit", "dram_pj_per_32bit"):
-            object.__setattr__(self, field, float(_positive(owner, field, getattr(self, field))))
-        for field in ("weight_sram_bytes", "activation_sram_bytes", "sparse_index_bits"):
-            value = getattr(self, field)
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{owner}.{field}={value!r} must be an integer >= 0.")
-            object.__setattr__(self, field, value)
-        for field in ("description", "source", "notes"):
-            if not isinstance(getattr(self, field), str):
-                raise ConfigError(f"{owner}.{field} must be a string.")
-
-    def __hash__(self) -> int:
-        return hash((self.name, tuple((k, v) for k, v in self.mac_pj.items()), self.sram_pj_per_32bit,
-                     self.dram_pj_per_32bit, self.weight_sram_bytes, self.activation_sram_bytes,
-                     self.sparse_index_bits))
-
-    def mac(self, cls: str) -> MacEnergy:
-        return self.mac_pj[cls]
-
-    def replace(self, **changes: Any) -> "EnergyProfile":
-        return dataclasses.replace(self, **changes)
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "EnergyProfile":
-        """Build from a plain mapping; unknown keys raise :class:`ConfigError` with a "did you mean"."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"An energy profile must be a mapping, got {type(data).__name__}.")
-        _reject_unknown("energy profile", data, cls.field_names())
-        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
-        missing = [k for k in required if k not in data]
-        if missing:
-            raise ConfigError(f"Energy profile {data.get('name', '?')!r} lacks required keys {missing}.")
-        return cls(**dict(data))
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "mac_pj":
-                value = {k: {"mult": v.mult, "add": v.add} for k, v in value.items()}
-            out[f.name] = value
-        return out
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-    @classmethod
-    def from_text(cls, text: str, *, fmt: str = "yaml") -> "EnergyProfile":
-        try:
-            data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
-        except (yaml.YAMLError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"Energy profile is not valid {fmt.upper()}: {exc}") from None
-        return cls.from_dict(data)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> "EnergyProfile":
-        """Load a ``.yaml``/``.yml`` (``yaml.safe_load``) or ``.json`` profile file."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"Energy profile file {str(path)!r} does not exist.")
-        fmt = "json" if path.suffix.lower() == ".json" else "yaml"
-        try:
-            return cls.from_text(path.read_text(encoding="utf-8"), fmt=fmt)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-
-
-def available_profiles() -> list[str]:
-    """Names of the energy profiles shipped with torchslim."""
-    folder = resources.files("torchslim.measure").joinpath(_PROFILE_DIR)
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def load_profile(profile: "str | Path | EnergyProfile | Mapping[str, Any]") -> EnergyProfile:
-    """An :class:`EnergyProfile` from a profile, a shipped name, a YAML/JSON path or a mapping."""
-    if isinstance(profile, EnergyProfile):
-        return profile
-    if isinstance(profile, Mapping):
-        return EnergyProfile.from_dict(profile)
-    if isinstance(profile, Path) or (
-        isinstance(profile, str) and (profile.endswith((".yaml", ".yml", ".json")) or Path(profile).is_file())
-    ):
-        return EnergyProfile.from_file(profile)
-    if isinstance(profile, str):
-        names = available_profiles()
-        if profile not in names:
-            raise UnknownNameError(
-                f"Unknown energy profile {profile!r}; shipped: {names} (or pass a YAML/JSON path)."
-                + did_you_mean(profile, names)
-            )
-        text = resources.files("torchslim.measure").joinpath(_PROFILE_DIR, f"{profile}.yaml").read_text("utf-8")
-        return EnergyProfile.from_text(text)
-    raise ConfigError(f"profile must be a name, a path or an EnergyProfile, got {type(profile).__name__}.")
-
 
 # --------------------------------------------------------------------------------------------------
 # The formula
@@ -357,6 +164,51 @@ class EnergyEstimate:
 
 _PJ_TO_UJ = 1e-6
 
+SPARSE_KERNEL_ATTRIBUTE = "sparse_kernel"
+"""The boolean module attribute that says a layer runs on a sparse kernel (see the module docstring)."""
+
+
+def _layer_energy(layer: LayerCost, prof: EnergyProfile, *, sram_left: float, batch_size: int) -> tuple[LayerEnergy, float]:
+    """One layer's energy per inference, and the on-chip weight budget left after it."""
+    sram_word = prof.sram_pj_per_32bit / 4.0  # pJ per byte
+    dram_word = prof.dram_pj_per_32bit / 4.0
+    cls = compute_class(layer.weight_bits, layer.activation_bits)
+    if layer.sparse_kernel and layer.weight_elements > 0:
+        density = layer.weight_nonzero / layer.weight_elements
+        weight_bytes = layer.weight_nonzero * (layer.weight_bits + prof.sparse_index_bits) / 8.0
+    else:
+        density = 1.0
+        weight_bytes = layer.weight_elements * layer.weight_bits / 8.0
+    compute_pj = layer.macs * density * prof.mac(cls).total
+    if weight_bytes <= 0:
+        storage = "none"
+        weight_pj = 0.0
+    elif weight_bytes <= sram_left:
+        storage = "sram"
+        sram_left -= weight_bytes
+        weight_pj = weight_bytes * sram_word
+    else:
+        storage = "dram"
+        weight_pj = weight_bytes * dram_word
+    act_bytes = (layer.activations_in + layer.activations_out) * layer.activation_bits / 8.0
+    act_pj = act_bytes * (sram_word if act_bytes <= prof.activation_sram_bytes else dram_word)
+    compute_uj = compute_pj * _PJ_TO_UJ / batch_size
+    memory_uj = (weight_pj + act_pj) * _PJ_TO_UJ / batch_size
+    energy = LayerEnergy(
+        name=layer.name,
+        macs=int(round(layer.macs / batch_size)),
+        weight_bits=layer.weight_bits,
+        activation_bits=layer.activation_bits,
+        compute_uj=compute_uj,
+        memory_uj=memory_uj,
+        total_uj=compute_uj + memory_uj,
+        compute_class=cls,
+        weight_storage=storage,
+        weight_bytes=weight_bytes,
+        activation_bytes=act_bytes / batch_size,
+    )
+    return energy, sram_left
+
 
 def estimate_from_layers(
     layers: Iterable[LayerCost],
@@ -372,50 +224,13 @@ def estimate_from_layers(
     prof = load_profile(profile)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} must be a positive integer.")
-    sram_word = prof.sram_pj_per_32bit / 4.0  # pJ per byte
-    dram_word = prof.dram_pj_per_32bit / 4.0
     sram_left = float(prof.weight_sram_bytes)
     per_layer: list[LayerEnergy] = []
     for layer in layers:
         if not isinstance(layer, LayerCost):
             raise ConfigError(f"estimate_from_layers expects LayerCost items, got {type(layer).__name__}.")
-        cls = compute_class(layer.weight_bits, layer.activation_bits)
-        if layer.sparse_kernel and layer.weight_elements > 0:
-            density = layer.weight_nonzero / layer.weight_elements
-            weight_bytes = layer.weight_nonzero * (layer.weight_bits + prof.sparse_index_bits) / 8.0
-        else:
-            density = 1.0
-            weight_bytes = layer.weight_elements * layer.weight_bits / 8.0
-        compute_pj = layer.macs * density * prof.mac(cls).total
-        if weight_bytes <= 0:
-            storage = "none"
-            weight_pj = 0.0
-        elif weight_bytes <= sram_left:
-            storage = "sram"
-            sram_left -= weight_bytes
-            weight_pj = weight_bytes * sram_word
-        else:
-            storage = "dram"
-            weight_pj = weight_bytes * dram_word
-        act_bytes = (layer.activations_in + layer.activations_out) * layer.activation_bits / 8.0
-        act_pj = act_bytes * (sram_word if act_bytes <= prof.activation_sram_bytes else dram_word)
-        compute_uj = compute_pj * _PJ_TO_UJ / batch_size
-        memory_uj = (weight_pj + act_pj) * _PJ_TO_UJ / batch_size
-        per_layer.append(
-            LayerEnergy(
-                name=layer.name,
-                macs=int(round(layer.macs / batch_size)),
-                weight_bits=layer.weight_bits,
-                activation_bits=layer.activation_bits,
-                compute_uj=compute_uj,
-                memory_uj=memory_uj,
-                total_uj=compute_uj + memory_uj,
-                compute_class=cls,
-                weight_storage=storage,
-                weight_bytes=weight_bytes,
-                activation_bytes=act_bytes / batch_size,
-            )
-        )
+        energy, sram_left = _layer_energy(layer, prof, sram_left=sram_left, batch_size=batch_size)
+        per_layer.append(energy)
     compute_total = sum(l.compute_uj for l in per_layer)
     memory_total = sum(l.memory_uj for l in per_layer)
     return EnergyEstimate(
@@ -510,10 +325,11 @@ def layer_costs_and_macs(model: nn.Module, example_input: Any) -> tuple[list[Lay
         n_in, n_out, in_dtype = io.get(id(module), [0, 0, None])
         counted = params.get(name)
         inferred_w = weight_dtype_bits(module)
-        act_bits = int_attr(module, "activation_bits")
+        declared = storage_bits(module)  # the layer contract's bits of a compressed layer
+        act_bits = declared.activation if declared is not None else None
         if act_bits is None:
             act_bits = dtype_bits(in_dtype) if in_dtype is not None else (inferred_w or 32)
-        w_bits = int_attr(module, "weight_bits") or inferred_w or act_bits
+        w_bits = (declared.weight if declared is not None else None) or inferred_w or act_bits
         costs.append(
             LayerCost(
                 name=name,
@@ -524,7 +340,7 @@ def layer_costs_and_macs(model: nn.Module, example_input: Any) -> tuple[list[Lay
                 activation_bits=int(act_bits),
                 activations_in=int(n_in),
                 activations_out=int(n_out),
-                sparse_kernel=bool(getattr(module, "sparse_kernel", False)),
+                sparse_kernel=bool(getattr(module, SPARSE_KERNEL_ATTRIBUTE, False)),
             )
         )
     return costs, macs
@@ -583,3 +399,10 @@ def energy_report_dict(estimate: EnergyEstimate, measured: Any = None) -> dict[s
     elif measured is not None:
         raise ConfigError(f"measured must be an EnergyMeasurement, NotMeasurable or None, got {type(measured).__name__}.")
     return out
+
+
+__all__ = [
+    "COMPUTE_CLASSES", "DEFAULT_PROFILE", "EnergyEstimate", "EnergyProfile", "LayerCost", "LayerEnergy", "MacEnergy",
+    "SPARSE_KERNEL_ATTRIBUTE", "available_profiles", "compute_class", "energy_report_dict", "estimate_energy",
+    "estimate_from_layers", "layer_costs", "layer_costs_and_macs", "load_profile",
+]

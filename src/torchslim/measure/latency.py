@@ -4,25 +4,28 @@ This machine class is noisy (2 shared cores), so:
 
 * one latency is the **median** of ``repeats`` timed calls after ``warmup`` untimed ones, with the
   10th/90th percentiles alongside to show the spread;
-* the thread count is set explicitly for the measurement (``torch.set_num_threads`` for PyTorch,
-  ``intra_op_num_threads`` for onnxruntime) and the previous PyTorch setting is restored;
+* the thread count is set explicitly for the measurement (``torch.set_num_threads``) and the previous
+  setting is restored;
 * two implementations are compared with :func:`compare_latency`, which interleaves them
   (A B B A A B ...) so that drifts in machine load hit both equally, and reports the ratio of
   medians. Comparing two separately measured medians is not reliable here.
+
+Timing on a deployment runtime (onnxruntime, later ExecuTorch / OpenVINO) belongs to
+:mod:`torchslim.deploy`, which reuses :func:`time_calls` and :func:`stats_from_times`;
+:func:`torchslim.measure.analyze` takes such a timing as a :class:`RuntimeTimer`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from torchslim.core.errors import ArtifactError, ConfigError
+from torchslim.core.errors import ConfigError
 from torchslim.measure._util import (
     batch_size_of,
     call_model,
@@ -58,7 +61,19 @@ class LatencyStats:
         return dataclasses.asdict(self)
 
 
-def _check_counts(warmup: int, repeats: int) -> None:
+class RuntimeTimer(Protocol):
+    """Times a model already deployed to a runtime (see :mod:`torchslim.deploy`) on its example input.
+
+    `batch_size` repeats the first sample to that batch size; `threads` is the thread count PyTorch
+    eager was measured with, so both runtimes are compared at the same count.
+    """
+
+    def __call__(self, *, batch_size: int | None, warmup: int, repeats: int, threads: int | None) -> LatencyStats:
+        ...
+
+
+def check_counts(warmup: int, repeats: int) -> None:
+    """Refuse a negative `warmup` or a `repeats` below 1 (non-integers too) with a ConfigError."""
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ConfigError(f"warmup={warmup!r} must be an integer >= 0.")
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
@@ -89,7 +104,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_calls(fn: Callable[[], Any], *, warmup: int, repeats: int, sync: Callable[[], None]) -> list[float]:
+def time_calls(fn: Callable[[], Any], *, warmup: int, repeats: int, sync: Callable[[], None]) -> list[float]:
+    """`warmup` untimed calls of `fn`, then the times (ms) of `repeats` calls, each followed by `sync`."""
     for _ in range(warmup):
         fn()
     sync()
@@ -118,11 +134,11 @@ def measure_latency(
     as given). `threads` sets ``torch.set_num_threads`` for the measurement and restores the previous
     value; the thread count used is recorded. The model's modes are restored afterwards.
     """
-    _check_counts(warmup, repeats)
+    check_counts(warmup, repeats)
     if runtime not in RUNTIMES:
         raise ConfigError(
             f"runtime={runtime!r} is not supported by measure_latency (known: {list(RUNTIMES)}); "
-            "use measure_latency_onnx for onnxruntime."
+            "time a runtime through torchslim.deploy (e.g. deploy.measure_latency_onnx for onnxruntime)."
         )
     device = model_device(model)
     inputs = example_input if batch_size is None else with_batch_size(example_input, batch_size)
@@ -132,77 +148,10 @@ def measure_latency(
     except Exception:  # noqa: BLE001 - the batch size is informational only
         actual_batch = batch_size
     with num_threads(threads) as used_threads, eval_mode(model), torch.no_grad():
-        times = _time_calls(
+        times = time_calls(
             lambda: call_model(model, inputs), warmup=warmup, repeats=repeats, sync=lambda: _sync(device)
         )
     return stats_from_times(times, batch_size=actual_batch, threads=used_threads, runtime=runtime)
-
-
-def _onnx_feeds(session: Any, feeds: Any) -> dict[str, np.ndarray]:
-    names = [i.name for i in session.get_inputs()]
-    if isinstance(feeds, (torch.Tensor, np.ndarray)):
-        if len(names) != 1:
-            raise ConfigError(f"The ONNX model has inputs {names}; pass feeds as a dict name -> array.")
-        feeds = {names[0]: feeds}
-    if not isinstance(feeds, Mapping):
-        raise ConfigError(f"feeds must be a dict of input name -> array, got {type(feeds).__name__}.")
-    out = {}
-    for key, value in feeds.items():
-        if key not in names:
-            raise ConfigError(f"feeds key {key!r} is not an input of the ONNX model; inputs: {names}.")
-        out[key] = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-    missing = [n for n in names if n not in out]
-    if missing:
-        raise ConfigError(f"feeds lack ONNX model inputs {missing}.")
-    return out
-
-
-def measure_latency_onnx(
-    onnx_path: str | Path,
-    feeds: Any,
-    *,
-    batch_size: int | None = None,
-    warmup: int = 3,
-    repeats: int = 20,
-    threads: int | None = None,
-    providers: Sequence[str] | None = None,
-) -> LatencyStats:
-    """Latency of an ONNX model under onnxruntime (``runtime="onnxruntime"``).
-
-    `feeds` is a dict input name -> array/tensor (or one array for a single-input model).
-    `batch_size` repeats the first sample of every feed to that batch size. `threads` becomes
-    ``intra_op_num_threads`` (None: the current ``torch.get_num_threads()``, so PyTorch and
-    onnxruntime are compared at the same thread count); ``inter_op_num_threads`` is 1 and the
-    execution mode sequential.
-    """
-    import onnxruntime as ort
-
-    _check_counts(warmup, repeats)
-    path = Path(onnx_path)
-    if not path.is_file():
-        raise ArtifactError(f"ONNX file {str(path)!r} does not exist.")
-    used_threads = torch.get_num_threads() if threads is None else threads
-    if isinstance(used_threads, bool) or not isinstance(used_threads, int) or used_threads < 1:
-        raise ConfigError(f"threads={threads!r} must be a positive integer or None.")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = used_threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    session = ort.InferenceSession(
-        str(path), sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
-    )
-    arrays = _onnx_feeds(session, feeds)
-    if batch_size is not None:
-        if batch_size < 1:
-            raise ConfigError(f"batch_size={batch_size!r} must be >= 1.")
-        arrays = {
-            k: np.ascontiguousarray(np.repeat(v[:1], batch_size, axis=0)) if v.ndim > 0 else v
-            for k, v in arrays.items()
-        }
-    first = next(iter(arrays.values()))
-    actual_batch = int(first.shape[0]) if first.ndim > 0 else None
-    times = _time_calls(lambda: session.run(None, arrays), warmup=warmup, repeats=repeats, sync=lambda: None)
-    return stats_from_times(times, batch_size=actual_batch, threads=used_threads, runtime="onnxruntime")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,7 +180,7 @@ def compare_latency(
     takes half the time of A. `threads` sets ``torch.set_num_threads`` for the comparison (restored
     afterwards); `sync` is called after each call (e.g. ``torch.cuda.synchronize``).
     """
-    _check_counts(warmup, rounds)
+    check_counts(warmup, rounds)
     sync_fn = sync or (lambda: None)
     with num_threads(threads) as used_threads:
         for _ in range(warmup):
@@ -254,6 +203,6 @@ def compare_latency(
 
 
 __all__ = [
-    "LatencyComparison", "LatencyStats", "compare_latency", "measure_latency", "measure_latency_onnx",
-    "stats_from_times",
+    "LatencyComparison", "LatencyStats", "RuntimeTimer", "check_counts", "compare_latency", "measure_latency",
+    "stats_from_times", "time_calls",
 ]

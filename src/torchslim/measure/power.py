@@ -185,7 +185,7 @@ class NvmlCounter:
 
     def __init__(self, index: int = 0) -> None:
         try:
-            import pynvml  # type: ignore[import-not-found]
+            import pynvml  # type: ignore[import-not-found]  # optional extra (nvidia-ml-py), no type stubs
         except ImportError:
             raise CounterUnavailable(
                 "pynvml is not installed (pip install nvidia-ml-py) so the NVML energy counter cannot be read."
@@ -249,6 +249,43 @@ def _open_counter(device: str, powercap_root: str | Path) -> Any:
     raise CounterUnavailable(f"device={device!r}: energy counters exist only for 'cpu' (RAPL) and 'cuda[:N]' (NVML).")
 
 
+def _idle_then_loop(
+    fn: Callable[[], Any], counter: Any, sync: Callable[[], None], *, warmup: int, idle_seconds: float,
+    seconds: float, sample_interval_s: float,
+) -> tuple[float, float, float, float, int]:
+    """Warm up, read the counter over an idle period, then over a loop of `fn` calls.
+
+    Returns ``(idle_uj, idle_s, loop_uj, loop_s, calls)``; the counter is sampled every
+    `sample_interval_s` so wrap-arounds are seen.
+    """
+    for _ in range(warmup):
+        fn()
+    sync()
+    # idle period
+    start_uj = counter.sample()
+    t0 = time.perf_counter()
+    while (remaining := idle_seconds - (time.perf_counter() - t0)) > 0:
+        time.sleep(min(sample_interval_s, remaining))
+        counter.sample()
+    idle_s = time.perf_counter() - t0
+    idle_uj = counter.sample() - start_uj
+    # timed loop
+    start_uj = counter.sample()
+    t0 = last = time.perf_counter()
+    calls = 0
+    while calls == 0 or time.perf_counter() - t0 < seconds:
+        fn()
+        sync()
+        calls += 1
+        now = time.perf_counter()
+        if now - last >= sample_interval_s:
+            counter.sample()
+            last = now
+    loop_s = time.perf_counter() - t0
+    loop_uj = counter.sample() - start_uj
+    return idle_uj, idle_s, loop_uj, loop_s, calls
+
+
 def measure_energy(
     fn: Callable[[], Any],
     *,
@@ -282,31 +319,10 @@ def measure_energy(
     except CounterUnavailable as exc:
         return NotMeasurable(str(exc))
     try:
-        for _ in range(warmup):
-            fn()
-        sync()
-        # idle period
-        start_uj = counter.sample()
-        t0 = time.perf_counter()
-        while (remaining := idle_seconds - (time.perf_counter() - t0)) > 0:
-            time.sleep(min(sample_interval_s, remaining))
-            counter.sample()
-        idle_s = time.perf_counter() - t0
-        idle_uj = counter.sample() - start_uj
-        # timed loop
-        start_uj = counter.sample()
-        t0 = last = time.perf_counter()
-        calls = 0
-        while calls == 0 or time.perf_counter() - t0 < seconds:
-            fn()
-            sync()
-            calls += 1
-            now = time.perf_counter()
-            if now - last >= sample_interval_s:
-                counter.sample()
-                last = now
-        loop_s = time.perf_counter() - t0
-        loop_uj = counter.sample() - start_uj
+        idle_uj, idle_s, loop_uj, loop_s, calls = _idle_then_loop(
+            fn, counter, sync, warmup=warmup, idle_seconds=idle_seconds, seconds=seconds,
+            sample_interval_s=sample_interval_s,
+        )
     except CounterUnavailable as exc:
         return NotMeasurable(str(exc))
     finally:

@@ -1,0 +1,118 @@
+"""Runtime backends: the one seam between torchslim and a runtime a model is deployed to.
+
+A backend exports a model to its runtime's file format, runs that file, checks its output against
+PyTorch's, and times it. onnxruntime is the first (:mod:`torchslim.deploy.onnxruntime`); ExecuTorch
+or OpenVINO are siblings: one subpackage implementing :class:`RuntimeBackend` and one
+:func:`register_backend` call, never a branch in an existing backend.
+
+Backends are found by name through :data:`BACKENDS`; an unknown name is an
+:class:`~torchslim.core.errors.UnknownNameError` with a "did you mean".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+from torch import nn
+
+from torchslim.core.registry import Registry
+from torchslim.measure.latency import LatencyStats
+
+
+class ExportFacts(Protocol):
+    """What a backend's export wrote: the file, its size, whether compressed layers took their
+    runtime form, and notes for the report."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def quantized(self) -> bool: ...
+
+    @property
+    def bytes(self) -> int: ...
+
+    @property
+    def notes(self) -> list[str]: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class ParityFacts(Protocol):
+    """The runtime's output versus PyTorch's: the largest difference and whether it is within tolerance."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def max_abs_diff(self) -> float: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class RuntimeBackend(Protocol):
+    """Export to, run on, check against and time on one runtime.
+
+    ``name`` is the registry name (``"onnxruntime"``), ``suffix`` the file suffix of an export
+    (``".onnx"``). The model is never changed by any method.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def suffix(self) -> str: ...
+
+    def available(self) -> bool:
+        """True when the runtime can be imported here."""
+        ...
+
+    def export(self, model: nn.Module, path: str | Path, example_input: Any) -> ExportFacts:
+        """Write `model` to `path` in the runtime's format, atomically."""
+        ...
+
+    def run(self, path: str | Path, inputs: Any, *, threads: int | None = None) -> np.ndarray:
+        """The first output of the exported file on `inputs`."""
+        ...
+
+    def check_parity(self, model: nn.Module, path: str | Path, inputs: Any) -> ParityFacts:
+        """Compare the runtime's output of `path` with `model`'s on `inputs`, within the backend's tolerance."""
+        ...
+
+    def time(
+        self, path: str | Path, example_input: Any, *, batch_size: int | None = None, warmup: int = 3,
+        repeats: int = 20, threads: int | None = None,
+    ) -> LatencyStats:
+        """Latency of the exported file on `example_input` (first sample repeated to `batch_size`)."""
+        ...
+
+
+BACKENDS: Registry[None, RuntimeBackend] = Registry("runtime backend")
+"""Backend name -> :class:`RuntimeBackend`."""
+
+B = TypeVar("B", bound=RuntimeBackend)
+
+
+def register_backend(backend: B) -> B:
+    """Register `backend` under its ``name`` (idempotent for the same name); returns it."""
+    if backend.name not in BACKENDS:
+        BACKENDS.register(backend.name, None, backend)
+    return backend
+
+
+def get_backend(name: str) -> RuntimeBackend:
+    """The backend registered as `name`; an unknown name raises UnknownNameError with a "did you mean"."""
+    return BACKENDS.entry(name).handler
+
+
+def backend_names() -> list[str]:
+    """Every registered backend name, sorted."""
+    return BACKENDS.names()
+
+
+def available_backends() -> list[str]:
+    """The registered backends whose runtime can be imported here."""
+    return [entry.name for entry in BACKENDS if entry.handler.available()]

@@ -1,0 +1,213 @@
+"""ONNX export: float models, and compressed models in their ONNX form (int8 QDQ for torchslim's
+quantized layers) that onnxruntime runs with integer kernels.
+
+:func:`export_onnx` traces the model with the TorchScript ONNX exporter. Every layer that
+implements the layer contract (:class:`torchslim.core.layer.CompressedLayer`) is switched to its
+export form with ``onnx_form(True)`` while tracing and emits, with the scales and zero points
+torchslim computed (nothing is re-calibrated):
+
+* ``DequantizeLinear`` on int8 weight initializers (per tensor, or per output channel with ``axis``);
+* ``QuantizeLinear`` -> ``DequantizeLinear`` on each statically quantized input, and the bias as an
+  int32 initializer with scale ``s_in * s_w`` (what an integer kernel adds);
+* for dynamically quantized Linear layers, onnxruntime's dynamic int8 pattern
+  ``DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul -> Add`` (fused into ``DynamicQuantizeMatMul``).
+
+The graph passes of :mod:`torchslim.deploy.onnxruntime.graph_passes` then make the integer fusion
+reliable; :func:`torchslim.deploy.onnxruntime.session.optimized_op_counts` lists the operators
+onnxruntime actually runs and :func:`torchslim.deploy.onnxruntime.parity.check_parity` compares its
+output with torchslim's simulated output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from torchslim.core.errors import ConfigError, ModelError
+from torchslim.core.layer import CompressedLayer, compressed_layers
+from torchslim.deploy.onnxruntime.graph_passes import (
+    float_weights_where_unfused,
+    pool_before_float_relu,
+    propagate_output_qdq,
+)
+from torchslim.deploy.onnxruntime.inputs import normalize_inputs
+from torchslim.io.atomic import atomic_path
+
+DEFAULT_OPSET = 17
+
+EAGER_ATTENTION_NOTE = (
+    "Hugging Face attention exported as explicit MatMul/Softmax instead of torch's scaled_dot_product_attention "
+    "(whose ONNX form adds an IsNaN/Where pass over every attention matrix); the model itself is unchanged."
+)
+
+
+@dataclasses.dataclass
+class OnnxExport:
+    """What :func:`export_onnx` wrote (the export facts of the onnxruntime backend)."""
+
+    path: Path
+    quantized: bool
+    opset: int
+    input_names: list[str]
+    output_names: list[str]
+    integer_layers: list[str] = dataclasses.field(default_factory=list)
+    float_weight_layers: list[str] = dataclasses.field(default_factory=list)
+    inserted_qdq: int = 0
+    removed_relu: int = 0
+    bytes: int = 0
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["path"] = str(self.path)
+        return out
+
+
+def _eager_attention(model: nn.Module) -> list[tuple[Any, str]]:
+    """Switch every Hugging Face model inside `model` from SDPA to eager attention for tracing.
+
+    torch's ONNX form of ``scaled_dot_product_attention`` guards fully masked rows with
+    ``Where(IsNaN(p), 0, p)`` over every attention matrix, a pass that costs onnxruntime a large share
+    of its time on MiniLM (see ``benchmarks/results/int8_breakdown.md``). Eager attention is the same
+    softmax(QK^T / sqrt(d) + mask) V without it. Returns ``(module, previous)`` pairs to restore.
+    (``config._attn_implementation`` is how transformers itself reads the current choice.)
+    """
+    switched: list[tuple[Any, str]] = []
+    seen: set[int] = set()
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        setter = getattr(module, "set_attn_implementation", None)
+        if config is None or not callable(setter) or id(config) in seen:
+            continue
+        seen.add(id(config))
+        previous = getattr(config, "_attn_implementation", None)
+        if previous == "sdpa":
+            setter("eager")
+            if getattr(config, "_attn_implementation", None) == "eager":
+                switched.append((module, previous))
+    return switched
+
+
+def _dynamic_axes(
+    names: list[str], args: tuple[Tensor, ...], out_names: list[str], *, dynamic_batch: bool,
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None,
+) -> dict[str, dict[int, str]]:
+    if dynamic_axes is not None or not dynamic_batch:
+        return {k: dict(v) for k, v in (dynamic_axes or {}).items()}
+    axes: dict[str, dict[int, str]] = {}
+    for name, tensor in zip(names, args):
+        axes[name] = {0: "batch"}
+        if not tensor.is_floating_point() and tensor.dim() >= 2:
+            axes[name][1] = "sequence"
+    for name in out_names:
+        axes[name] = {0: "batch"}
+    return axes
+
+
+@dataclasses.dataclass
+class _Traced:
+    proto: Any
+    integer_layers: list[str]
+    float_weight_layers: list[str]
+    eager_attention: bool
+
+
+def _trace(
+    model: nn.Module, args: tuple[Tensor, ...], layers: list[tuple[str, CompressedLayer]], *, eager_attention: bool,
+    export_kwargs: dict[str, Any],
+) -> _Traced:
+    """Trace `model` in eval mode with its compressed layers in their ONNX form; restore everything."""
+    import onnx
+
+    flags = [(m, m.training) for m in model.modules()]
+    integer_layers: list[str] = []
+    float_weight_layers: list[str] = []
+    switched: list[tuple[Any, str]] = []
+    entered: list[CompressedLayer] = []
+    try:
+        model.eval()
+        switched = _eager_attention(model) if eager_attention else []
+        for name, layer in layers:
+            entered.append(layer)
+            form = layer.onnx_form(True)
+            (integer_layers if form.integer_weights else float_weight_layers).append(name)
+        with tempfile.TemporaryDirectory(prefix="torchslim-onnx-") as tmp:
+            raw = Path(tmp) / "raw.onnx"
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(model, args, str(raw), dynamo=False, do_constant_folding=True, **export_kwargs)
+            proto = onnx.load(str(raw))
+    except (RuntimeError, TypeError, ValueError, NotImplementedError) as exc:
+        raise ModelError(f"export_onnx: {type(model).__name__} could not be exported: {type(exc).__name__}: {exc}") from exc
+    finally:
+        for module, implementation in reversed(switched):
+            module.set_attn_implementation(implementation)
+        for layer in entered:
+            layer.onnx_form(False)
+        for module, flag in flags:
+            module.training = flag
+    return _Traced(proto, integer_layers, float_weight_layers, bool(switched))
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    example_input: Any,
+    *,
+    opset: int = DEFAULT_OPSET,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    dynamic_batch: bool = True,
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
+    propagate_qdq: bool = True,
+    eager_attention: bool = True,
+) -> OnnxExport:
+    """Write `model` to `path` as ONNX (int8 QDQ for torchslim-quantized layers), atomically.
+
+    `example_input` is a tensor, a tuple of tensors or a mapping (ordered like ``forward``'s
+    arguments). With `dynamic_batch` every input's and output's first dimension is dynamic, and the
+    second dimension of integer inputs of rank >= 2 (token ids) too; `dynamic_axes` overrides that.
+    The model is traced in eval mode; its modes are restored afterwards and it is not changed.
+    With `eager_attention` Hugging Face models inside `model` are traced with eager attention
+    instead of SDPA (see :func:`_eager_attention`), and switched back afterwards.
+    """
+    import onnx
+
+    if opset < 13:
+        raise ConfigError(f"export_onnx: opset {opset} is too old; per-channel DequantizeLinear needs opset >= 13.")
+    args, names = normalize_inputs(model, example_input, input_names)
+    layers = list(compressed_layers(model))
+    quantized = bool(layers)
+    out_names = list(output_names) if output_names is not None else ["output"]
+    axes = _dynamic_axes(names, args, out_names, dynamic_batch=dynamic_batch, dynamic_axes=dynamic_axes)
+    traced = _trace(model, args, layers, eager_attention=eager_attention, export_kwargs=dict(
+        opset_version=opset, input_names=names, output_names=out_names, dynamic_axes=axes or None,
+    ))
+    proto = traced.proto
+    inserted = removed = 0
+    if quantized and propagate_qdq:
+        pool_before_float_relu(proto)
+        inserted, removed = propagate_output_qdq(proto)
+        float_weights_where_unfused(proto)
+    onnx.checker.check_model(proto)
+    path = Path(path)
+    with atomic_path(path) as tmp_path:
+        onnx.save(proto, str(tmp_path))
+    notes = [EAGER_ATTENTION_NOTE] if traced.eager_attention else []
+    if traced.float_weight_layers:
+        notes.append(
+            f"{len(traced.float_weight_layers)} per-group layer(s) are stored as dequantized float32 weights (opset "
+            f"{opset} has no block-wise DequantizeLinear); onnxruntime may re-quantize such weights per tensor "
+            "when it fuses an integer kernel, so check_parity is the judge of these layers."
+        )
+    return OnnxExport(
+        path=path, quantized=quantized, opset=opset, input_names=names, output_names=out_names,
+        integer_layers=traced.integer_layers, float_weight_layers=traced.float_weight_layers,
+        inserted_qdq=inserted, removed_relu=removed, bytes=path.stat().st_size, notes=notes,
+    )
