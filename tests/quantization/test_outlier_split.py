@@ -10,7 +10,7 @@ from quant_toys import context_for
 from torchslim.core.errors import ConfigError
 from torchslim.io import load, save
 from torchslim.io.onnx_export import export_onnx, run_onnx
-from torchslim.quantization import Quantize, quantize_handler
+from torchslim.quantization import ActivationQuant, Quantize, quantize_handler
 from torchslim.quantization.modules import dequantize_module, fold_split_weight, split_multipliers
 from torchslim.quantization.ptq import outlier_split
 
@@ -47,7 +47,7 @@ def outlier_batches(n: int = 256, batch: int = 64, seed: int = 3):
 
 
 def dynamic(**kw):
-    return Quantize(activation_mode="dynamic", dynamic_granularity="per_tensor", **kw)
+    return Quantize(activations=ActivationQuant(mode="dynamic", dynamic_granularity="per_tensor"), **kw)
 
 
 def test_outlier_split_counts_copies_from_the_k_plus_1_th_range():

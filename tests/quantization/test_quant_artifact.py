@@ -13,7 +13,7 @@ from torch import nn
 from quant_toys import context_for, image_batches, make_cnn
 from torchslim.core.errors import ArtifactError
 from torchslim.io import load, save
-from torchslim.quantization import QuantizedMixin, Quantize, quantize_handler
+from torchslim.quantization import Quantize, QuantizedMixin, WeightQuant, quantize_handler
 
 
 def quantized(config, model=None):
@@ -23,10 +23,10 @@ def quantized(config, model=None):
 
 
 @pytest.mark.parametrize("config", [
-    Quantize(bits=8, quantize_single_channel_convs=True),
-    Quantize(bits=4, granularity="per_group", group_size=16, activations=False, method="minmax"),
-    Quantize(bits=2, symmetric=False, method="mse", quantize_single_channel_convs=True),
-    Quantize(bits=1, activations=False),
+    Quantize(weights=WeightQuant(bits=8), quantize_single_channel_convs=True),
+    Quantize(weights=WeightQuant(bits=4, granularity="per_group", group_size=16, range="minmax"), activations=None),
+    Quantize(weights=WeightQuant(bits=2, symmetric=False, range="mse"), quantize_single_channel_convs=True),
+    Quantize(weights=WeightQuant(bits=1), activations=None),
 ])
 def test_round_trip_gives_identical_outputs(tmp_path, config):
     model, batches = quantized(config)
@@ -51,7 +51,7 @@ def test_packed_bytes_follow_the_bit_width(tmp_path):
     ctx = context_for([(torch.randn(64, 512), torch.zeros(64))])
     sizes = {}
     for bits in (8, 4, 2):
-        q = quantize_handler(big, Quantize(bits=bits, activations=False, method="minmax"), targets=None, context=ctx).model
+        q = quantize_handler(big, Quantize(weights=WeightQuant(bits=bits, range="minmax"), activations=None), targets=None, context=ctx).model
         sizes[bits] = weights_bytes(q, tmp_path / f"b{bits}")
     sizes[32] = weights_bytes(big, tmp_path / "f32")
     weights = 2 * 512 * 512
@@ -68,7 +68,7 @@ def test_built_in_model_reloads_in_a_fresh_process(tmp_path):
 
     model = build_model("lenet5", seed=0)
     batches = [(torch.rand(32, 1, 28, 28), torch.zeros(32, dtype=torch.long))]
-    q = quantize_handler(model, Quantize(bits=8), targets=None, context=context_for(batches)).model
+    q = quantize_handler(model, Quantize(weights=WeightQuant(bits=8)), targets=None, context=context_for(batches)).model
     save(q, tmp_path / "a")
     x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(3))
     torch.save(x, tmp_path / "x.pt")
@@ -89,7 +89,7 @@ def test_built_in_model_reloads_in_a_fresh_process(tmp_path):
 def test_corrupt_packed_weights_are_reported(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    model, _ = quantized(Quantize(bits=4, activations=False, method="minmax"))
+    model, _ = quantized(Quantize(weights=WeightQuant(bits=4, range="minmax"), activations=None))
     save(model, tmp_path / "a")
     tensors = load_file(str(tmp_path / "a" / "model.safetensors"))
     tensors["fc.weight_packed"] = tensors["fc.weight_packed"][:-3].clone()

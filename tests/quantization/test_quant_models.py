@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from torchslim.core import Context, DataSplits
-from torchslim.quantization import Quantize, quantize_handler
+from torchslim.quantization import Quantize, WeightQuant, quantize_handler
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def test_minilm_int8_keeps_embeddings(tmp_path):
     model = build_model("minilm-l6")
     splits = load_splits("tweets", batch_size=16, eval_samples=200, seed=0)
     texts = [t for batch, _ in splits.test for t in batch][:64]
-    out = quantize_handler(model, Quantize(bits=8, calibration_samples=128), targets=None, context=Context(data=splits))
+    out = quantize_handler(model, Quantize(weights=WeightQuant(bits=8), calibration_samples=128), targets=None, context=Context(data=splits))
     assert out.info["activation_mode"] == "dynamic"
     rows = {r["layer"]: r for r in out.layers}
     assert len(rows) == 40  # 37 Linear + 3 Embedding (weights only)
@@ -72,7 +72,7 @@ def test_efficientnet_per_channel_beats_per_tensor():
     ctx = Context(data=DataSplits(calibration=[(cal, None)]))
     agree = {}
     for g in ("per_tensor", "per_channel"):
-        q = quantize_handler(model, Quantize(granularity=g), targets=None, context=ctx).model
+        q = quantize_handler(model, Quantize(weights=WeightQuant(granularity=g)), targets=None, context=ctx).model
         with torch.no_grad():
             agree[g] = float((q(test).argmax(1) == ref).float().mean())
     assert agree["per_channel"] >= 0.8

@@ -17,13 +17,13 @@ from torchslim.io.onnx_export import (
     optimized_op_counts,
     run_onnx,
 )
-from torchslim.quantization import Quantize, quantize_handler
+from torchslim.quantization import ActivationQuant, Quantize, WeightQuant, quantize_handler
 
 
 @pytest.fixture(scope="module")
 def int8_cnn():
     batches = image_batches()
-    model = quantize_handler(make_cnn(), Quantize(bits=8, quantize_single_channel_convs=True), targets=None, context=context_for(batches)).model
+    model = quantize_handler(make_cnn(), Quantize(weights=WeightQuant(bits=8), quantize_single_channel_convs=True), targets=None, context=context_for(batches)).model
     return model, batches
 
 
@@ -63,12 +63,12 @@ def test_qdq_output_within_two_quantization_steps(tmp_path, int8_cnn):
 def test_per_tensor_and_weight_only_exports(tmp_path):
     batches = image_batches()
     ctx = context_for(batches)
-    per_tensor = quantize_handler(make_cnn(), Quantize(granularity="per_tensor", quantize_single_channel_convs=True), targets=None,
+    per_tensor = quantize_handler(make_cnn(), Quantize(weights=WeightQuant(granularity="per_tensor"), quantize_single_channel_convs=True), targets=None,
                                   context=ctx).model
     export_onnx(per_tensor, tmp_path / "t.onnx", batches[0][0][:1])
     assert optimized_op_counts(tmp_path / "t.onnx")["QLinearConv"] == 2
     assert check_parity(per_tensor, tmp_path / "t.onnx", batches[0][0]).ok
-    weight_only = quantize_handler(make_cnn(), Quantize(activations=False), targets=None, context=ctx).model
+    weight_only = quantize_handler(make_cnn(), Quantize(activations=None), targets=None, context=ctx).model
     export_onnx(weight_only, tmp_path / "w.onnx", batches[0][0][:1])
     graph = onnx.load(str(tmp_path / "w.onnx")).graph
     assert sum(i.data_type == onnx.TensorProto.INT8 for i in graph.initializer) >= 4  # int8 weights on disk
@@ -86,7 +86,7 @@ def test_float_export_matches_pytorch(tmp_path):
 
 @pytest.mark.parametrize("granularity", ["per_token", "per_tensor"])
 def test_dynamic_linear_export(tmp_path, transformer, tokens, granularity):
-    q = quantize_handler(transformer, Quantize(dynamic_granularity=granularity), targets=None,
+    q = quantize_handler(transformer, Quantize(activations=ActivationQuant(dynamic_granularity=granularity)), targets=None,
                          context=context_for(tokens)).model
     ids = tokens[0][0]
     export_onnx(q, tmp_path / "d.onnx", ids[:2])
@@ -170,7 +170,7 @@ def test_single_channel_conv_exports_as_four_shifted_channels(tmp_path, padding)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=padding), torch.nn.ReLU(), torch.nn.Flatten(),
                                 torch.nn.Linear(8 * (12 - 2 * (1 - padding)) ** 2, 4)).eval()
     batches = [(torch.randn(16, 1, 12, 12), torch.zeros(16, dtype=torch.long)) for _ in range(2)]
-    q = quantize_handler(model, Quantize(bits=8, quantize_single_channel_convs=True), targets=None, context=context_for(batches)).model
+    q = quantize_handler(model, Quantize(weights=WeightQuant(bits=8), quantize_single_channel_convs=True), targets=None, context=context_for(batches)).model
     export_onnx(q, tmp_path / "s.onnx", batches[0][0][:1])
     inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "s.onnx")).graph.initializer}
     shifted = next(v for k, v in inits.items() if k.endswith("_onnx_shift_weight_q"))
@@ -198,7 +198,7 @@ def test_single_channel_conv_stays_float_by_default_and_pools_in_float(tmp_path)
     from torchslim.quantization.modules import QuantizedMixin
 
     batches = image_batches()
-    out = quantize_handler(make_cnn(), Quantize(bits=8), targets=None, context=context_for(batches))
+    out = quantize_handler(make_cnn(), Quantize(weights=WeightQuant(bits=8)), targets=None, context=context_for(batches))
     assert "one input channel" in out.skipped["features.conv1"]
     assert not isinstance(out.model.features.conv1, QuantizedMixin)
     assert isinstance(out.model.features.conv2, QuantizedMixin)
@@ -268,7 +268,7 @@ def test_residual_block_exports_uint8_activations_and_float_weights_where_unfuse
     from torchslim.io.onnx_export import _constant_value
 
     batches = [(torch.randn(8, 3, 12, 12), torch.zeros(8, dtype=torch.long)) for _ in range(2)]
-    cfg = Quantize(bits=8, quantize_residual_outputs=False)
+    cfg = Quantize(weights=WeightQuant(bits=8), quantize_residual_outputs=False)
     q = quantize_handler(_ResidualBlock().eval(), cfg, targets=None, context=context_for(batches)).model
     export_onnx(q, tmp_path / "r.onnx", batches[0][0][:1])
     graph = onnx.load(str(tmp_path / "r.onnx")).graph
@@ -294,7 +294,7 @@ def test_residual_branches_get_int8_outputs_and_integer_kernels(tmp_path):
     from torchslim.io import load, save
 
     batches = [(torch.randn(8, 3, 12, 12), torch.zeros(8, dtype=torch.long)) for _ in range(2)]
-    out = quantize_handler(_ResidualBlock().eval(), Quantize(bits=8), targets=None, context=context_for(batches))
+    out = quantize_handler(_ResidualBlock().eval(), Quantize(weights=WeightQuant(bits=8)), targets=None, context=context_for(batches))
     q = out.model
     assert out.info["int8_outputs"] == ["conv2", "shortcut"]
     assert "output_scale" in dict(q.conv2.named_buffers()) and "output_scale" not in dict(q.conv1.named_buffers())
@@ -322,7 +322,7 @@ def test_conv_before_relu6_keeps_int8_weights_and_needs_no_int8_output(tmp_path)
                                 torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
                                 torch.nn.Linear(8 * 36, 4)).eval()
     batches = [(torch.rand(8, 3, 6, 6) * 4, torch.zeros(8, dtype=torch.long)) for _ in range(2)]
-    out = quantize_handler(model, Quantize(bits=8), targets=None, context=context_for(batches))
+    out = quantize_handler(model, Quantize(weights=WeightQuant(bits=8)), targets=None, context=context_for(batches))
     assert "int8_outputs" not in out.info
     export_onnx(out.model, tmp_path / "c.onnx", batches[0][0][:1])
     graph = onnx.load(str(tmp_path / "c.onnx")).graph

@@ -12,11 +12,15 @@ from torch import nn
 from quant_toys import ToyCNN, context_for, image_batches, make_cnn
 from torchslim.core import Context, DataSplits, Recipe, Step, Targets
 from torchslim.core.errors import ConfigError, DataError, ModelError, TargetError
+from torchslim.core.layer import StorageBits
+from torchslim.core.plans import model_plan
 from torchslim.core.technique import TECHNIQUES
 from torchslim.quantization import (
     Granularity,
+    ActivationQuant,
     QuantizedMixin,
     Quantize,
+    WeightQuant,
     WeightSpec,
     dequantize,
     dequantize_module,
@@ -45,7 +49,7 @@ def same_state(a, b):
 
 def test_int8_weights_and_activations_floor(cnn, cnn_context, images):
     before = state(cnn)
-    out = run(cnn, Quantize(bits=8, granularity="per_channel", quantize_single_channel_convs=True), cnn_context)
+    out = run(cnn, Quantize(weights=WeightQuant(bits=8, granularity="per_channel"), quantize_single_channel_convs=True), cnn_context)
     assert same_state(before, state(cnn)), "the user's model must not change"
     q = out.model
     assert all(isinstance(q.get_submodule(n), QuantizedMixin) for n in ("features.conv1", "features.conv2", "fc", "classifier"))
@@ -62,21 +66,21 @@ def test_int8_weights_and_activations_floor(cnn, cnn_context, images):
     assert out.info["calibration_samples"] == 256
     # BatchNorm was folded first and is reported as such
     assert out.skipped == {"features.bn1": "BatchNorm folded into features.conv1"}
-    assert [e["kind"] for e in q.torchslim_plan] == ["fold_batchnorm", "quantize"]
-    # the energy model reads these
-    assert q.features.conv1.weight_bits == 8 and q.features.conv1.activation_bits == 8
+    assert [e["kind"] for e in model_plan(q)] == ["fold_batchnorm", "quantize"]
+    # the energy model reads these, through the layer contract
+    assert q.features.conv1.storage_bits() == StorageBits(weight=8, activation=8)
 
 
 def test_int8_weight_only_floor(cnn, cnn_context):
-    out = run(cnn, Quantize(bits=8, activations=False), cnn_context)
+    out = run(cnn, Quantize(weights=WeightQuant(bits=8), activations=None), cnn_context)
     for r in out.layers:
         assert r["weight_sqnr_db"] >= 40.0 and r["activations"] == "float"
-    assert out.model.fc.activation_bits == 32
+    assert out.model.fc.storage_bits() == StorageBits(weight=8, activation=None)
     assert out.info["output_sqnr_db"] >= 35.0
 
 
 def test_int4_per_group_weight_floor(cnn, cnn_context):
-    out = run(cnn, Quantize(bits=4, granularity="per_group", group_size=16, activations=False, method="minmax"), cnn_context)
+    out = run(cnn, Quantize(weights=WeightQuant(bits=4, granularity="per_group", group_size=16, range="minmax"), activations=None), cnn_context)
     for r in out.layers:
         assert r["weight_bits"] == 4 and r["granularity"] == "per_group"
         assert r["weight_sqnr_db"] >= 18.0
@@ -84,7 +88,7 @@ def test_int4_per_group_weight_floor(cnn, cnn_context):
 
 
 def test_weight_only_needs_no_calibration_data(cnn):
-    out = run(cnn, Quantize(bits=8, activations=False), Context())
+    out = run(cnn, Quantize(weights=WeightQuant(bits=8), activations=None), Context())
     assert all(r["output_sqnr_db"] is None for r in out.layers)
     assert all(r["weight_sqnr_db"] >= 40 for r in out.layers)
 
@@ -117,11 +121,11 @@ def test_gptq_lowers_the_layer_error_it_targets():
 
 
 def test_gptq_through_the_technique_improves_outputs(cnn, cnn_context):
-    rtn = run(cnn, Quantize(bits=3, activations=False, method="minmax"), cnn_context)
-    gptq = run(cnn, Quantize(bits=3, activations=False, method="gptq"), cnn_context)
+    rtn = run(cnn, Quantize(weights=WeightQuant(bits=3, range="minmax"), activations=None), cnn_context)
+    gptq = run(cnn, Quantize(weights=WeightQuant(bits=3, range="gptq"), activations=None), cnn_context)
     assert {r["method"] for r in gptq.layers} == {"gptq"}
     assert gptq.info["output_sqnr_db"] > rtn.info["output_sqnr_db"]
-    auto = run(cnn, Quantize(bits=4, activations=False), cnn_context)
+    auto = run(cnn, Quantize(weights=WeightQuant(bits=4), activations=None), cnn_context)
     assert auto.info["method"] == "gptq"
 
 
@@ -130,8 +134,8 @@ def test_bias_correction_removes_the_mean_output_shift():
     model = nn.Sequential(nn.Linear(32, 16))
     x = torch.randn(512, 32) + 2.0  # inputs with a large mean make weight error shift the output
     ctx = context_for([(x, torch.zeros(512))])
-    plain = run(model, Quantize(bits=3, activations=False, method="minmax"), ctx).model
-    fixed = run(model, Quantize(bits=3, activations=False, method="minmax", bias_correction=True), ctx).model
+    plain = run(model, Quantize(weights=WeightQuant(bits=3, range="minmax"), activations=None), ctx).model
+    fixed = run(model, Quantize(weights=WeightQuant(bits=3, range="minmax"), activations=None, bias_correction=True), ctx).model
     with torch.no_grad():
         ref = model(x).mean(0)
         shift_plain = (plain(x).mean(0) - ref).abs().mean()
@@ -149,7 +153,7 @@ def test_bias_shift_of_a_depthwise_convolution():
 
 @pytest.mark.parametrize("observer", ["minmax", "moving_average", "percentile", "mse"])
 def test_every_activation_observer_works(cnn, cnn_context, observer):
-    out = run(cnn, Quantize(observer=observer), cnn_context)
+    out = run(cnn, Quantize(activations=ActivationQuant(observer=observer)), cnn_context)
     assert out.info["output_sqnr_db"] >= 25.0
 
 
@@ -164,12 +168,12 @@ def test_dynamic_activations_for_a_transformer(transformer, tokens):
     assert out.skipped == {"norm": "LayerNorm has no integer kernel in torchslim; it stays float"}
     assert out.info["output_cosine"] >= 0.99
     assert "top1_agreement" in out.info  # mean-pooled features, not unit-norm: argmax agreement is reported
-    per_tensor = run(transformer, Quantize(dynamic_granularity="per_tensor"), ctx)
+    per_tensor = run(transformer, Quantize(activations=ActivationQuant(dynamic_granularity="per_tensor")), ctx)
     assert per_tensor.info["output_cosine"] >= 0.98
 
 
 def test_quantized_layer_behaves_like_its_dequantized_float_layer(cnn, cnn_context, images):
-    q = run(cnn, Quantize(activations=False), cnn_context).model
+    q = run(cnn, Quantize(activations=None), cnn_context).model
     layer = q.fc
     assert layer.weight is layer.weight, "the dequantized weight is cached"
     before = layer.weight
@@ -185,23 +189,23 @@ def test_quantized_layer_behaves_like_its_dequantized_float_layer(cnn, cnn_conte
 # ---- mixed precision --------------------------------------------------------------------------------
 
 def test_per_layer_bits_in_one_step(cnn, cnn_context):
-    out = run(cnn, Quantize(bits=8, layer_bits={"re:features\\..*": 4, "classifier": 2}, method="minmax", quantize_single_channel_convs=True),
+    out = run(cnn, Quantize(weights=WeightQuant(bits=8, layer_bits={"re:features\\..*": 4, "classifier": 2}, range="minmax"), quantize_single_channel_convs=True),
               cnn_context)
     bits = {r["layer"]: r["weight_bits"] for r in out.layers}
     assert bits == {"features.conv1": 4, "features.conv2": 4, "fc": 8, "classifier": 2}
     with pytest.raises(ConfigError, match="layer_bits pattern 'clasifier' matches none.*classifier"):
-        run(cnn, Quantize(layer_bits={"clasifier": 4}), cnn_context)
+        run(cnn, Quantize(weights=WeightQuant(layer_bits={"clasifier": 4})), cnn_context)
 
 
 def test_mixed_precision_through_targets_in_a_recipe(cnn, cnn_context):
     from torchslim.api import run_recipe
 
     recipe = Recipe([
-        Step(Quantize(bits=4, method="mse"), targets=Targets(names=["fc"])),
-        Step(Quantize(bits=8, quantize_single_channel_convs=True)),
+        Step(Quantize(weights=WeightQuant(bits=4, range="mse")), targets=Targets(names=["fc"])),
+        Step(Quantize(weights=WeightQuant(bits=8), quantize_single_channel_convs=True)),
     ])
     model, steps = run_recipe(copy.deepcopy(cnn), recipe, context=cnn_context)
-    assert model.fc.weight_bits == 4 and model.features.conv1.weight_bits == 8
+    assert model.fc.storage_bits().weight == 4 and model.features.conv1.storage_bits().weight == 8
     assert steps[1]["skipped"]["fc"] == "already quantized by an earlier step"
     again = Recipe.from_yaml(recipe.to_yaml())
     assert again.to_dict() == recipe.to_dict()
@@ -210,12 +214,14 @@ def test_mixed_precision_through_targets_in_a_recipe(cnn, cnn_context):
 
 def test_technique_is_registered_with_yaml_config():
     assert TECHNIQUES.config_type("quantize") is Quantize
-    recipe = Recipe.from_yaml(
-        "steps:\n- technique: quantize\n  targets: {exclude: [classifier]}\n"
-        "  config: {bits: 4, granularity: per_group, group_size: 32, activations: false, mode: ptq, method: gptq}\n"
-    )
+    with pytest.warns(FutureWarning, match="is now"):  # the flat form of the earlier recipes
+        recipe = Recipe.from_yaml(
+            "steps:\n- technique: quantize\n  targets: {exclude: [classifier]}\n"
+            "  config: {bits: 4, granularity: per_group, group_size: 32, activations: false, mode: ptq, method: gptq}\n"
+        )
     cfg = recipe.steps[0].config
-    assert (cfg.bits, cfg.granularity, cfg.group_size, cfg.method) == (4, "per_group", 32, "gptq")
+    w = cfg.weights
+    assert (w.bits, w.granularity, w.group_size, w.range, cfg.activations) == (4, "per_group", 32, "gptq", None)
     from torchslim.quantization import Uniform
 
     assert Uniform is Quantize
@@ -225,27 +231,27 @@ def test_technique_is_registered_with_yaml_config():
 
 @pytest.mark.parametrize("bits", [0, 9, -3])
 def test_bits_outside_1_to_8(bits):
-    with pytest.raises(ConfigError, match=r"Quantize.bits=.* out of range \[1, 8\]"):
-        Quantize(bits=bits)
-    with pytest.raises(ConfigError, match="activation_bits"):
-        Quantize(activation_bits=bits)
+    with pytest.raises(ConfigError, match=r"WeightQuant.bits=.* out of range \[1, 8\]"):
+        Quantize(weights=WeightQuant(bits=bits))
+    with pytest.raises(ConfigError, match=r"ActivationQuant.bits=.* out of range \[1, 8\]"):
+        Quantize(activations=ActivationQuant(bits=bits))
 
 
 def test_config_errors():
     with pytest.raises(ConfigError, match="Unknown key 'bit'.*Did you mean 'bits'"):
         Quantize.from_dict({"bit": 4})
     with pytest.raises(ConfigError, match="granularity='per_row' is not one of"):
-        Quantize(granularity="per_row")
+        Quantize(weights=WeightQuant(granularity="per_row"))
     with pytest.raises(ConfigError, match="dynamic"):
-        Quantize(activation_mode="dynamic", activation_bits=4)
+        Quantize(activations=ActivationQuant(mode="dynamic", bits=4))
     with pytest.raises(ConfigError, match="layer_bits"):
-        Quantize(layer_bits={"fc": 12})
+        Quantize(weights=WeightQuant(layer_bits={"fc": 12}))
 
 
 def test_axis_that_does_not_exist_names_the_layer(cnn, cnn_context):
     before = state(cnn)
     with pytest.raises(ConfigError, match="axis=2 does not exist for layer 'fc' weight of shape \\[32, 256\\]"):
-        run(cnn, Quantize(granularity="per_channel", axis=2), cnn_context)
+        run(cnn, Quantize(weights=WeightQuant(granularity="per_channel", axis=2)), cnn_context)
     assert same_state(before, state(cnn))
 
 
@@ -275,7 +281,7 @@ def test_empty_or_missing_calibration(cnn):
     with pytest.raises(DataError, match="needs calibration data for static activation quantization"):
         run(cnn, Quantize(), Context())
     with pytest.raises(DataError, match="GPTQ"):
-        run(cnn, Quantize(activations=False, method="gptq"), Context())
+        run(cnn, Quantize(weights=WeightQuant(range="gptq"), activations=None), Context())
 
 
 def test_nan_weights_and_nothing_to_quantize(cnn, cnn_context):
@@ -292,25 +298,25 @@ def test_nan_weights_and_nothing_to_quantize(cnn, cnn_context):
 
 def test_unseen_axis_on_a_model_with_many_layers_fails_before_folding():
     model = make_cnn()
-    plan_before = getattr(model, "torchslim_plan", None)
+    plan_before = model_plan(model)
     with pytest.raises(ConfigError):
-        run(model, Quantize(granularity="per_group", axis=3), context_for(image_batches()))
-    assert getattr(model, "torchslim_plan", None) == plan_before
+        run(model, Quantize(weights=WeightQuant(granularity="per_group", axis=3)), context_for(image_batches()))
+    assert model_plan(model) == plan_before
     assert isinstance(model.features.bn1, nn.BatchNorm2d)
 
 
 def test_a_model_of_only_single_channel_convs_says_how_to_quantize_them(cnn_context):
     only = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten())
     with pytest.raises(TargetError, match="quantize_single_channel_convs"):
-        run(only, Quantize(bits=8), cnn_context)
-    out = run(only, Quantize(bits=8, quantize_single_channel_convs=True), cnn_context)
+        run(only, Quantize(weights=WeightQuant(bits=8)), cnn_context)
+    out = run(only, Quantize(weights=WeightQuant(bits=8), quantize_single_channel_convs=True), cnn_context)
     assert [r["layer"] for r in out.layers] == ["0"]
-    weight_only = run(only, Quantize(bits=8, activations=False), cnn_context)  # float inputs: no reason to skip
+    weight_only = run(only, Quantize(weights=WeightQuant(bits=8), activations=None), cnn_context)  # float inputs: no reason to skip
     assert [r["layer"] for r in weight_only.layers] == ["0"]
 
 
 def test_residual_output_analysis_leaves_plain_chains_alone_and_notes_untraceable_models(cnn, cnn_context):
-    out = run(cnn, Quantize(bits=8, quantize_single_channel_convs=True), cnn_context)
+    out = run(cnn, Quantize(weights=WeightQuant(bits=8), quantize_single_channel_convs=True), cnn_context)
     assert "int8_outputs" not in out.info  # conv -> relu -> pool -> next quantized layer: nothing to add
 
     class Branchy(nn.Module):
@@ -325,5 +331,5 @@ def test_residual_output_analysis_leaves_plain_chains_alone_and_notes_untraceabl
                 h = h * 2
             return self.conv2(h) + h
 
-    untraceable = run(Branchy(), Quantize(bits=8, quantize_single_channel_convs=True), cnn_context)
+    untraceable = run(Branchy(), Quantize(weights=WeightQuant(bits=8), quantize_single_channel_convs=True), cnn_context)
     assert any("torch.fx cannot trace" in n for n in untraceable.info.get("notes", []))
