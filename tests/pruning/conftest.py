@@ -16,7 +16,9 @@ _NAME = "torchslim_tests_pruning_toys"
 def load_toys() -> ModuleType:
     if _NAME in sys.modules:
         return sys.modules[_NAME]
-    spec = importlib.util.spec_from_file_location(_NAME, Path(__file__).resolve().parents[1] / "pruning" / "pruning_toys.py")
+    spec = importlib.util.spec_from_file_location(
+        _NAME, Path(__file__).resolve().parents[1] / "pruning" / "pruning_toys.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[_NAME] = module

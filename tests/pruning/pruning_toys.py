@@ -129,8 +129,15 @@ def tiny_bert(num_heads: int = 4, hidden: int = 32, layers: int = 2, ffn: int = 
     """A randomly initialised 2-layer BERT encoder wrapped to return a pooled [B, hidden] vector."""
     from transformers import BertConfig, BertModel
 
-    config = BertConfig(vocab_size=50, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=num_heads,
-                        intermediate_size=ffn, max_position_embeddings=16, attn_implementation="sdpa")
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=num_heads,
+        intermediate_size=ffn,
+        max_position_embeddings=16,
+        attn_implementation="sdpa",
+    )
 
     class Pooled(nn.Module):
         def __init__(self) -> None:
@@ -147,8 +154,10 @@ def tiny_bert(num_heads: int = 4, hidden: int = 32, layers: int = 2, ffn: int = 
 
 def bert_input(batch: int = 2, length: int = 8) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    return {"input_ids": torch.randint(0, 50, (batch, length), generator=g),
-            "attention_mask": torch.ones(batch, length, dtype=torch.long)}
+    return {
+        "input_ids": torch.randint(0, 50, (batch, length), generator=g),
+        "attention_mask": torch.ones(batch, length, dtype=torch.long),
+    }
 
 
 def blobs(n: int = 256, d: int = 16, classes: int = 4, seed: int = 0) -> TensorDataset:
@@ -166,7 +175,7 @@ def images(n: int = 128, classes: int = 4, seed: int = 0) -> TensorDataset:
     y = torch.randint(0, classes, (n,), generator=g)
     for i in range(n):
         r, c = divmod(int(y[i]), 2)
-        x[i, 0, r * 4:(r + 1) * 4, c * 4:(c + 1) * 4] += 1.0
+        x[i, 0, r * 4 : (r + 1) * 4, c * 4 : (c + 1) * 4] += 1.0
     return TensorDataset(x, y)
 
 

@@ -121,7 +121,9 @@ def test_replay_rejects_ops_that_do_not_fit(toys):
     with pytest.raises(ModelError, match="conv1"):
         apply_channel_ops(model, [{"module": "conv1", "pruner": "ConvPruner", "fn": "out", "dim": 1, "idxs": [99]}])
     with pytest.raises(ModelError, match="every channel"):
-        apply_channel_ops(model, [{"module": "conv1", "pruner": "ConvPruner", "fn": "out", "dim": 1, "idxs": list(range(8))}])
+        apply_channel_ops(
+            model, [{"module": "conv1", "pruner": "ConvPruner", "fn": "out", "dim": 1, "idxs": list(range(8))}]
+        )
     with pytest.raises(ModelError, match="unknown pruner"):
         apply_channel_ops(model, [{"module": "conv1", "pruner": "EvilPruner", "fn": "out", "dim": 1, "idxs": [0]}])
     with pytest.raises(ModelError, match="cannot set"):

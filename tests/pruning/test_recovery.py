@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import torchslim
-from torchslim.core import Context, DataSplits, Recipe, TECHNIQUES
+from torchslim.core import TECHNIQUES, Context, DataSplits, Recipe
 from torchslim.core.plans import PLAN_REPLAYS, model_plan, replay_plan
 from torchslim.pruning import ChannelPruning, MagnitudePruning, get_mask, prune_channels
 from torchslim.train import StaleCheckpointWarning, TrainConfig
@@ -75,8 +75,9 @@ steps:
     assert recipe.to_dict()["steps"][0]["config"]["train"]["epochs"] == 2
 
 
-@pytest.mark.parametrize("name, epochs", [("prune-channels", 2), ("prune-int8", 2), ("prune-kd-int8", 0),
-                                          ("prune-sparse", 1)])
+@pytest.mark.parametrize(
+    "name, epochs", [("prune-channels", 2), ("prune-int8", 2), ("prune-kd-int8", 0), ("prune-sparse", 1)]
+)
 def test_shipped_recipes_keep_their_fine_tuning(name, epochs):
     from torchslim.recipes import shipped_recipe
 
@@ -118,8 +119,10 @@ def test_context_device_seed_and_run_dir_reach_the_loop(toys, loop_calls, tmp_pa
     images = toys.make_loader(toys.images(32), 16)
     _handler(toys.seeded(toys.CNN), cnn, context.replace(data=DataSplits(train=images), example_input=X8))
     assert [c["device"] for c in loop_calls] == ["cuda:3", "cuda:3"]
-    assert [c["run_dir"] for c in loop_calls] == [tmp_path / "channel_pruning" / "round1",
-                                                  tmp_path / "channel_pruning" / "round2"]
+    assert [c["run_dir"] for c in loop_calls] == [
+        tmp_path / "channel_pruning" / "round1",
+        tmp_path / "channel_pruning" / "round2",
+    ]
 
 
 def test_agp_runs_as_a_hook_of_the_loop(toys, loop_calls):

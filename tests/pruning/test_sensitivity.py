@@ -59,9 +59,13 @@ def test_targets_and_bad_sparsities(toys):
 
 def test_budget_and_ranking_from_a_result():
     result = SensitivityResult(
-        kind="unstructured", criterion="l1", sparsities=[0.25, 0.5, 0.75, 0.9], baseline=0.90,
+        kind="unstructured",
+        criterion="l1",
+        sparsities=[0.25, 0.5, 0.75, 0.9],
+        baseline=0.90,
         curves={"a": [0.90, 0.89, 0.85, 0.70], "b": [0.90, 0.90, 0.90, 0.89], "c": [0.80, 0.90, 0.90, 0.90]},
-        params={"a": 10, "b": 10, "c": 10}, samples=100,
+        params={"a": 10, "b": 10, "c": 10},
+        samples=100,
     )
     assert result.max_sparsity(0.02) == {"a": 0.5, "b": 0.9, "c": 0.0}
     assert [k for k, _ in result.ranking()] == ["a", "b", "c"]

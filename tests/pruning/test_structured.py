@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from torchslim.core import Context, DataSplits, Recipe, Step, Targets, TECHNIQUES
+from torchslim.core import TECHNIQUES, Context, DataSplits, Recipe, Step, Targets
 from torchslim.core.errors import ConfigError, DataError, ModelError, TargetError
 from torchslim.core.plans import model_plan
-from torchslim.train import TrainConfig
 from torchslim.pruning import ChannelPruning, MagnitudePruning, magnitude_prune, prune_channels, round_keep
+from torchslim.train import TrainConfig
 
 X8 = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
 
@@ -110,8 +110,11 @@ def test_taylor_importance_needs_data_and_uses_gradients(toys):
     with pytest.raises(DataError, match="taylor"):
         _handler(model, ChannelPruning(importance="taylor"))
     loader = toys.make_loader(toys.images(64), 16)
-    out = _handler(model, ChannelPruning(ratio=0.5, importance="taylor", calibration_batches=2),
-                   context=Context(data=DataSplits(calibration=loader), example_input=X8))
+    out = _handler(
+        model,
+        ChannelPruning(ratio=0.5, importance="taylor", calibration_batches=2),
+        context=Context(data=DataSplits(calibration=loader), example_input=X8),
+    )
     assert out.model.conv2.out_channels == 8
     assert all(p.grad is None for p in out.model.parameters())
 
@@ -194,8 +197,12 @@ def test_masked_models_are_refused_and_recipe_order_is_checked(toys):
         _handler(masked, ChannelPruning())
     with pytest.raises(ConfigError, match="cannot come after 'magnitude_pruning'"):
         Recipe([Step(MagnitudePruning(sparsity=0.5)), Step(ChannelPruning())])
-    recipe = Recipe([Step(ChannelPruning(ratio=0.3, importance="bn_scale", round_to=8, head_ratio=0.25)),
-                     Step(MagnitudePruning(pattern="2:4"))])
+    recipe = Recipe(
+        [
+            Step(ChannelPruning(ratio=0.3, importance="bn_scale", round_to=8, head_ratio=0.25)),
+            Step(MagnitudePruning(pattern="2:4")),
+        ]
+    )
     assert Recipe.from_yaml(recipe.to_yaml()).to_dict() == recipe.to_dict()
 
 

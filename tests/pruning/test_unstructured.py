@@ -8,9 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from torchslim.core import Context, DataSplits, Recipe, Step, Targets, TECHNIQUES
+from torchslim.core import TECHNIQUES, Context, DataSplits, Recipe, Step, Targets
 from torchslim.core.errors import ConfigError, DataError, TargetError
-from torchslim.train import TrainConfig
 from torchslim.pruning import (
     MagnitudePruner,
     MagnitudePruning,
@@ -21,6 +20,7 @@ from torchslim.pruning import (
     nm_mask,
     remove_masks,
 )
+from torchslim.train import TrainConfig
 
 
 def _zeros(t: torch.Tensor) -> int:
@@ -53,7 +53,11 @@ def test_global_scope_hits_the_total_exactly_with_one_threshold(toys):
     per = {row["layer"]: row["sparsity"] for row in out.layers}
     assert per["fc2"] < 0.5 < per["fc1"]
     kept_min = min(w[w != 0].abs().min() for w in weights)
-    pruned_max = max(toys_dense(m).abs()[get_mask(m) == 0].max() for m in (model.fc1, model.fc2, model.classifier) if (get_mask(m) == 0).any())
+    pruned_max = max(
+        toys_dense(m).abs()[get_mask(m) == 0].max()
+        for m in (model.fc1, model.fc2, model.classifier)
+        if (get_mask(m) == 0).any()
+    )
     assert pruned_max <= kept_min  # one global threshold
     assert out.info["sparsity"] == pytest.approx(0.5, abs=1 / total)
 
@@ -80,8 +84,10 @@ def test_masks_survive_optimizer_steps_with_weight_decay(toys):
     model = toys.seeded(toys.MLP)
     magnitude_prune(model, sparsity=0.7, scope="layer")
     masks = {n: get_mask(m).clone() for n, m in model.named_modules() if get_mask(m) is not None}
-    for opt in (torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=0.1),
-                torch.optim.Adam(model.parameters(), lr=0.1, weight_decay=0.1)):
+    for opt in (
+        torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=0.1),
+        torch.optim.Adam(model.parameters(), lr=0.1, weight_decay=0.1),
+    ):
         for _ in range(3):
             loss = model(torch.randn(8, 16)).pow(2).mean()
             opt.zero_grad()
@@ -213,8 +219,16 @@ def test_bad_input_fails_clearly_and_leaves_the_model_unchanged(toys):
 
 
 def test_recipe_yaml_round_trip():
-    recipe = Recipe([Step(MagnitudePruning(sparsity=0.9, scope="layer", schedule="agp", train=TrainConfig(epochs=2), end_step=100),
-                          targets=Targets(exclude=["classifier"]))])
+    recipe = Recipe(
+        [
+            Step(
+                MagnitudePruning(
+                    sparsity=0.9, scope="layer", schedule="agp", train=TrainConfig(epochs=2), end_step=100
+                ),
+                targets=Targets(exclude=["classifier"]),
+            )
+        ]
+    )
     again = Recipe.from_yaml(recipe.to_yaml())
     assert again.to_dict() == recipe.to_dict()
     assert again.steps[0].config == recipe.steps[0].config

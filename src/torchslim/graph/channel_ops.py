@@ -10,7 +10,8 @@ architecture before the weights are loaded.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -152,8 +153,10 @@ def apply_channel_ops(model: nn.Module, ops: Sequence[dict[str, Any]]) -> nn.Mod
         try:
             size = pruner.get_out_channels(module) if out else pruner.get_in_channels(module)
         except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"Channel op {i}: layer {name!r} ({type(module).__name__}) does not fit "
-                             f"pruner {op.get('pruner')!r}: {exc}") from None
+            raise ModelError(
+                f"Channel op {i}: layer {name!r} ({type(module).__name__}) does not fit "
+                f"pruner {op.get('pruner')!r}: {exc}"
+            ) from None
         if size is not None:
             _check_idxs(idxs, int(size), f"layer {name!r}", i)
         fn = pruner.prune_out_channels if out else pruner.prune_in_channels

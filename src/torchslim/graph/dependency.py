@@ -12,8 +12,8 @@ of an attention layer (prunable only by whole heads), and how many equal slices 
 convolutions force.
 
 `ChannelGraph.prune` removes channels physically and returns the operations it applied as plain
-JSON, which :func:`torchslim.graph.channel_ops.apply_channel_ops` replays on a freshly built model (how an artifact rebuilds a
-pruned architecture before loading its weights).
+JSON, which :func:`torchslim.graph.channel_ops.apply_channel_ops` replays on a freshly built model
+(how an artifact rebuilds a pruned architecture before loading its weights).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import warnings
-from typing import Any, Callable, Iterator, Literal, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -151,7 +152,7 @@ def head_dim_of(attention: nn.Module) -> int:
     size = getattr(attention, "attention_head_size", None)
     if isinstance(size, int) and size > 0:
         return size
-    query = getattr(attention, "query")
+    query = attention.query
     return query.out_features // attention.num_attention_heads
 
 
@@ -192,8 +193,7 @@ class ChannelGraph:
                     out = forward_fn(model, example_input) if forward_fn else call_with(model, example_input)
             except Exception as exc:  # noqa: BLE001 - any failure of the user's forward is reported
                 raise ModelError(
-                    f"{label} cannot be traced: calling it on the example input failed with "
-                    f"{type(exc).__name__}: {exc}"
+                    f"{label} cannot be traced: calling it on the example input failed with {type(exc).__name__}: {exc}"
                 ) from exc
             finally:
                 for h in hooks:
@@ -274,7 +274,11 @@ class ChannelGraph:
             if is_out and isinstance(module, nn.Module) and not node.outputs and node.type != OPTYPE.OUTPUT:
                 # a sink: this layer's output is the model's output
                 output_coupled = True
-            if isinstance(module, nn.modules.conv._ConvNd) and module.groups > 1 and module.groups != module.out_channels:
+            if (
+                isinstance(module, nn.modules.conv._ConvNd)
+                and module.groups > 1
+                and module.groups != module.out_channels
+            ):
                 slices = max(slices, module.groups)
             if isinstance(module, nn.GroupNorm):
                 slices = max(slices, module.num_groups)
@@ -356,7 +360,14 @@ class ChannelGraph:
             else:
                 pruner = dep.handler.__self__
                 fn = "out" if dep.handler.__name__ == "prune_out_channels" else "in"
-                ops.append({"module": name, "pruner": type(pruner).__name__, "fn": fn,
-                            "dim": int(dep.target.pruning_dim), "idxs": plain})
+                ops.append(
+                    {
+                        "module": name,
+                        "pruner": type(pruner).__name__,
+                        "fn": fn,
+                        "dim": int(dep.target.pruning_dim),
+                        "idxs": plain,
+                    }
+                )
         tp_group.prune()
         return ops

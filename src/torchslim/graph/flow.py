@@ -11,12 +11,36 @@ from typing import Any
 
 from torch import nn
 
-PASS_THROUGH_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Flatten,
-                        nn.Identity, nn.Dropout)
+PASS_THROUGH_MODULES = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.Hardtanh,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.Flatten,
+    nn.Identity,
+    nn.Dropout,
+)
 """Modules a value passes through unchanged in kind (order-preserving clamps, pooling, reshaping)."""
 
-PASS_THROUGH_CALLS = frozenset({"relu", "relu6", "hardtanh", "clamp", "flatten", "max_pool1d", "max_pool2d",
-                                "max_pool3d", "view", "reshape", "squeeze", "unsqueeze", "dropout"})
+PASS_THROUGH_CALLS = frozenset(
+    {
+        "relu",
+        "relu6",
+        "hardtanh",
+        "clamp",
+        "flatten",
+        "max_pool1d",
+        "max_pool2d",
+        "max_pool3d",
+        "view",
+        "reshape",
+        "squeeze",
+        "unsqueeze",
+        "dropout",
+    }
+)
 """Functions and tensor methods, by name, that a value passes through the same way."""
 
 
@@ -48,10 +72,14 @@ def outputs_reaching_others(model: nn.Module, producers: set[str], consumers: se
                 continue
             passes = (user.op == "call_module" and isinstance(modules.get(user.target), PASS_THROUGH_MODULES)) or (
                 user.op in ("call_function", "call_method")
-                and getattr(user.target, "__name__", user.target) in PASS_THROUGH_CALLS)
+                and getattr(user.target, "__name__", user.target) in PASS_THROUGH_CALLS
+            )
             if not passes or not user.args or user.args[0] is not node or not feeds_only_consumers(user, depth + 1):
                 return False
         return True
 
-    return {str(node.target) for node in graph.nodes
-            if node.op == "call_module" and node.target in producers and not feeds_only_consumers(node)}
+    return {
+        str(node.target)
+        for node in graph.nodes
+        if node.op == "call_module" and node.target in producers and not feeds_only_consumers(node)
+    }

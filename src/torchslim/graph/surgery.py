@@ -6,7 +6,8 @@ quantized ones) and BN folding. Every function names the layer at fault when it 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn

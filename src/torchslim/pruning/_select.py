@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from torch import nn
 
@@ -74,7 +74,9 @@ def select_layers(
     return handled, skipped
 
 
-def match_per_layer(per_layer: dict[str, float], names: Iterable[str], *, field: str, technique: str) -> dict[str, float]:
+def match_per_layer(
+    per_layer: dict[str, float], names: Iterable[str], *, field: str, technique: str
+) -> dict[str, float]:
     """Resolve a ``{name or 're:regex': value}`` mapping against layer `names` (first key wins).
 
     Raises :class:`TargetError` naming a key that matches no layer.
@@ -89,9 +91,7 @@ def match_per_layer(per_layer: dict[str, float], names: Iterable[str], *, field:
         if not hits:
             from torchslim.core.errors import did_you_mean
 
-            raise TargetError(
-                f"{technique}.{field} key {key!r} matches no prunable layer." + did_you_mean(key, names)
-            )
+            raise TargetError(f"{technique}.{field} key {key!r} matches no prunable layer." + did_you_mean(key, names))
         for n in hits:
             out.setdefault(n, float(value))
     return out

@@ -15,7 +15,8 @@ Each criterion scores every channel ``c`` of a coupled group (see
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn

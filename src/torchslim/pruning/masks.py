@@ -15,14 +15,14 @@ the energy model must not assume otherwise.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from torchslim.graph.surgery import bake_parametrization
 from torchslim.core.errors import ModelError
+from torchslim.graph.surgery import bake_parametrization
 
 
 class WeightMask(nn.Module):

@@ -66,8 +66,9 @@ class ChannelPlanner:
     the graph and collects the JSON operations (``ops``) and per-layer records (``layers``).
     """
 
-    def __init__(self, model: nn.Module, config: ChannelPruning, targets: Targets | None, context: Context,
-                 example_input: Any) -> None:
+    def __init__(
+        self, model: nn.Module, config: ChannelPruning, targets: Targets | None, context: Context, example_input: Any
+    ) -> None:
         self.model = model
         self.config = config
         self.targets = targets
@@ -117,7 +118,8 @@ class ChannelPlanner:
         all_roots = {n for g in groups for n in g.out_layers}
         per_layer = (
             match_per_layer(self.config.per_layer, sorted(all_roots), field="per_layer", technique="ChannelPruning")
-            if self.config.per_layer else {}
+            if self.config.per_layer
+            else {}
         )
         found: list[Candidate] = []
         in_groups: set[str] = set()
@@ -130,8 +132,9 @@ class ChannelPlanner:
             self._note_outside(graph, in_groups)
         return found
 
-    def _candidate(self, group: ChannelGroup, *, has_attention: bool, per_layer: dict[str, float],
-                   first: bool) -> Candidate | None:
+    def _candidate(
+        self, group: ChannelGroup, *, has_attention: bool, per_layer: dict[str, float], first: bool
+    ) -> Candidate | None:
         assert self._selected is not None
         config = self.config
         outs = list(group.out_layers)
@@ -150,8 +153,11 @@ class ChannelPlanner:
             return None
         if group.embedding and has_attention:
             if first:
-                self._note(targeted, "a transformer's hidden size (shared by the embeddings and every residual "
-                                     "connection) is not pruned; prune heads (head_ratio) and FFN neurons instead")
+                self._note(
+                    targeted,
+                    "a transformer's hidden size (shared by the embeddings and every residual "
+                    "connection) is not pruned; prune heads (head_ratio) and FFN neurons instead",
+                )
             return None
         key = _group_key(group)
         if group.attention:
@@ -175,8 +181,11 @@ class ChannelPlanner:
         for name in sorted(self._selected - in_groups):
             module = get_module(self.model, name)
             if isinstance(module, ROOT_TYPES):
-                reason = ("not reached by the example input (unused, or its output is detached)"
-                          if not graph.reached(module) else "its output channels cannot be pruned")
+                reason = (
+                    "not reached by the example input (unused, or its output is detached)"
+                    if not graph.reached(module)
+                    else "its output channels cannot be pruned"
+                )
                 self._note([name], reason)
 
     # -- how many go -----------------------------------------------------------------------
@@ -189,15 +198,20 @@ class ChannelPlanner:
         else:
             keep = round_keep(keep, per0, self.config.round_to)
         if keep <= 0:
-            what = f"head of attention layer {cand.group.attention!r}" if cand.kind == "heads" else (
-                f"channel of layer {cand.group.root!r}")
+            what = (
+                f"head of attention layer {cand.group.attention!r}"
+                if cand.kind == "heads"
+                else (f"channel of layer {cand.group.root!r}")
+            )
             raise ModelError(
                 f"channel_pruning: ratio {ratio:g} would remove every {what} ({per0} -> 0); "
                 "lower the ratio (or per_layer / head_ratio)."
             )
         return keep
 
-    def plan(self, graph: ChannelGraph, cands: list[Candidate], fraction: float, criterion: Any) -> list[tuple[Candidate, list[int]]]:
+    def plan(
+        self, graph: ChannelGraph, cands: list[Candidate], fraction: float, criterion: Any
+    ) -> list[tuple[Candidate, list[int]]]:
         """Indices to remove per candidate for the round reaching `fraction` of the final ratios."""
         config = self.config
         decisions: list[tuple[Candidate, list[int]]] = []
@@ -206,8 +220,12 @@ class ChannelPlanner:
             group = cand.group
             imp = graph.importance(group, criterion)
             if imp is None:
-                self._note(list(group.out_layers), f"importance {config.importance!r} has no score for this group "
-                                                   "(bn_scale needs a BatchNorm in the group)", always=True)
+                self._note(
+                    list(group.out_layers),
+                    f"importance {config.importance!r} has no score for this group "
+                    "(bn_scale needs a BatchNorm in the group)",
+                    always=True,
+                )
                 continue
             if cand.kind == "heads":
                 heads = int(group.num_heads or 0)
@@ -243,7 +261,7 @@ class ChannelPlanner:
         if target_remove <= 0:
             return []
         entries = []
-        for gi, (cand, scores) in enumerate(pool):
+        for gi, (_cand, scores) in enumerate(pool):
             for ci, s in enumerate(scores.tolist()):
                 entries.append((s, gi, ci))
         entries.sort()
@@ -274,12 +292,15 @@ class ChannelPlanner:
     def apply(self, graph: ChannelGraph, decisions: list[tuple[Candidate, list[int]]]) -> None:
         for cand, idxs in decisions:
             group = cand.group
-            record = self.layers.setdefault(cand.key, {
-                "layer": group.attention or group.root,
-                "kind": cand.kind,
-                "before": int(group.num_heads) if cand.kind == "heads" else group.channels,
-                "coupled": list(group.out_layers),
-            })
+            record = self.layers.setdefault(
+                cand.key,
+                {
+                    "layer": group.attention or group.root,
+                    "kind": cand.kind,
+                    "before": int(group.num_heads) if cand.kind == "heads" else group.channels,
+                    "coupled": list(group.out_layers),
+                },
+            )
             self.ops.extend(graph.prune(group, idxs))
             if cand.kind == "heads":
                 attention = get_module(self.model, group.attention or "")

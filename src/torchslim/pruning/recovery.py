@@ -11,7 +11,8 @@ from the :class:`~torchslim.core.Context`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from torch import nn
 

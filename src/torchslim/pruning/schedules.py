@@ -109,7 +109,9 @@ class AGPHook(TrainHook):
         end = self.end_step
         if end is None:
             if total_steps is None:
-                raise ConfigError("AGP needs end_step when the number of training steps is unknown (data without len()).")
+                raise ConfigError(
+                    "AGP needs end_step when the number of training steps is unknown (data without len())."
+                )
             end = max(self.start_step + 1, int(math.floor(0.75 * total_steps)))
         if end <= self.start_step:
             raise ConfigError(f"AGP end_step={end} must be greater than start_step={self.start_step}.")
@@ -118,7 +120,9 @@ class AGPHook(TrainHook):
 
     def target(self, step: int, total_steps: int | None) -> float:
         end, freq = self.resolve(total_steps)
-        return agp_sparsity(step, initial=self.initial, final=self.final, start_step=self.start_step, end_step=end, frequency=freq)
+        return agp_sparsity(
+            step, initial=self.initial, final=self.final, start_step=self.start_step, end_step=end, frequency=freq
+        )
 
     def _apply(self, step: int, sparsity: float) -> None:
         if sparsity > self.current + 1e-12:

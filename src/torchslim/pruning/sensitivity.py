@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -101,7 +102,7 @@ class SensitivityResult:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SensitivityResult":
+    def from_dict(cls, data: dict[str, Any]) -> SensitivityResult:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -192,8 +193,16 @@ def sensitivity(
         curves, params, skipped = _unstructured_curves(points, targets, criterion, seed)
     else:
         curves, params, skipped = _channel_curves(points, targets, criterion, example_input, seed)
-    return SensitivityResult(kind=kind, criterion=criterion, sparsities=values, baseline=baseline, curves=curves,
-                             params=params, samples=samples, skipped=skipped)
+    return SensitivityResult(
+        kind=kind,
+        criterion=criterion,
+        sparsities=values,
+        baseline=baseline,
+        curves=curves,
+        params=params,
+        samples=samples,
+        skipped=skipped,
+    )
 
 
 @dataclasses.dataclass
@@ -215,8 +224,9 @@ def _unstructured_curves(points: _Points, targets: Targets | None, criterion: st
     work = points.work
     curves: dict[str, list[float]] = {}
     params: dict[str, int] = {}
-    layers, skipped = select_layers(work, targets, reason_unsupported=lambda _n, m: unsupported_reason(m),
-                                    technique="sensitivity")
+    layers, skipped = select_layers(
+        work, targets, reason_unsupported=lambda _n, m: unsupported_reason(m), technique="sensitivity"
+    )
     generator = torch.Generator().manual_seed(int(seed))
     for name, module in layers:
         weight = dense_weight(module)
@@ -268,8 +278,9 @@ def _channel_curves(points: _Points, targets: Targets | None, criterion: str, ex
                 if s == 0.0:
                     accs.append(points.baseline)
                     continue
-                pruned = prune_channels(work, example_input, ratio=s, importance=criterion,
-                                        targets=Targets(names=outs), seed=seed).model
+                pruned = prune_channels(
+                    work, example_input, ratio=s, importance=criterion, targets=Targets(names=outs), seed=seed
+                ).model
                 accs.append(_evaluate(pruned, points.loader, points.max_batches)[0])
         except (ModelError, TargetError) as exc:
             skipped[key] = str(exc)

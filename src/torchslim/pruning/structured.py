@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any, ClassVar, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -132,7 +133,12 @@ def example_input_for(model: nn.Module, context: Context) -> Any:
                 return inputs[:2]
             if isinstance(inputs, dict):
                 return {k: v[:2] for k, v in inputs.items()}
-            if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], str) and hasattr(model, "tokenize"):
+            if (
+                isinstance(inputs, (list, tuple))
+                and inputs
+                and isinstance(inputs[0], str)
+                and hasattr(model, "tokenize")
+            ):
                 return dict(model.tokenize(list(inputs[:2])))
             break
     raise ModelError(
@@ -155,6 +161,7 @@ def _output_shapes(model: nn.Module, example_input: Any) -> list[tuple[int, ...]
 
 def _param_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
 
 def _refuse_parametrized(model: nn.Module) -> None:
     for name, module in model.named_modules():
@@ -203,8 +210,12 @@ def _prune_round(run: _Pass, k: int, fraction: float) -> dict[str, Any]:
     if k == 0 and not cands:
         raise TargetError(
             "channel_pruning: no prunable channel group among the targets"
-            + (f" ({'; '.join(f'{n}: {r}' for n, r in list({**planner.skipped, **planner.untouched}.items())[:4])})"
-               if planner.skipped or planner.untouched else "") + "."
+            + (
+                f" ({'; '.join(f'{n}: {r}' for n, r in list({**planner.skipped, **planner.untouched}.items())[:4])})"
+                if planner.skipped or planner.untouched
+                else ""
+            )
+            + "."
         )
     if run.calibration is not None:
         accumulate_gradients(model, run.calibration, config.calibration_batches)
@@ -213,16 +224,27 @@ def _prune_round(run: _Pass, k: int, fraction: float) -> dict[str, Any]:
     planner.apply(run.graph, decisions)
     if run.calibration is not None:
         model.zero_grad(set_to_none=True)
-    entry: dict[str, Any] = {"round": k + 1, "fraction": fraction, "groups_cut": len(decisions),
-                             "params": _param_count(model)}
+    entry: dict[str, Any] = {
+        "round": k + 1,
+        "fraction": fraction,
+        "groups_cut": len(decisions),
+        "params": _param_count(model),
+    }
     if config.train.epochs > 0:
-        entry["finetune"] = recover(model, config.train, run.context, technique=NAME, tag=f"round{k + 1}",
-                                    own_run_dir=config.schedule == "iterative")
+        entry["finetune"] = recover(
+            model,
+            config.train,
+            run.context,
+            technique=NAME,
+            tag=f"round{k + 1}",
+            own_run_dir=config.schedule == "iterative",
+        )
     return entry
 
 
-def _run(model: nn.Module, config: ChannelPruning, *, targets: Targets | None, context: Context,
-         example_input: Any = None) -> StepOutcome:
+def _run(
+    model: nn.Module, config: ChannelPruning, *, targets: Targets | None, context: Context, example_input: Any = None
+) -> StepOutcome:
     _refuse_parametrized(model)
     example = example_input if example_input is not None else example_input_for(model, context)
     calibration = _calibration_data(config, context)
@@ -283,15 +305,25 @@ def prune_channels(
     Works on a copy unless `inplace` (on error the input model is unchanged either way unless
     `inplace`). `data` (a `DataSplits`) is needed only for ``importance="taylor"``.
     """
-    config = ChannelPruning(ratio=ratio, importance=importance, scope=scope, round_to=round_to,
-                            per_layer=per_layer or {}, head_ratio=head_ratio, ffn_ratio=ffn_ratio,
-                            max_layer_ratio=max_layer_ratio, strict=strict)
+    config = ChannelPruning(
+        ratio=ratio,
+        importance=importance,
+        scope=scope,
+        round_to=round_to,
+        per_layer=per_layer or {},
+        head_ratio=head_ratio,
+        ffn_ratio=ffn_ratio,
+        max_layer_ratio=max_layer_ratio,
+        strict=strict,
+    )
     work = model if inplace else copy.deepcopy(model)
     return _run(work, config, targets=targets, context=Context(data=data, seed=seed), example_input=example_input)
 
 
 @TECHNIQUES.handles(ChannelPruning)
-def channel_pruning(model: nn.Module, config: ChannelPruning, *, targets: Targets | None, context: Context) -> StepOutcome:
+def channel_pruning(
+    model: nn.Module, config: ChannelPruning, *, targets: Targets | None, context: Context
+) -> StepOutcome:
     """Handler of :class:`ChannelPruning`: prunes (and fine-tunes) a copy and returns it.
 
     Any error (bad targets, untraceable model, a layer that would lose every channel, missing data)

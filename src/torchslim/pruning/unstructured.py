@@ -29,7 +29,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
-from typing import Any, ClassVar, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -194,8 +195,8 @@ class MagnitudePruner:
                 flat = torch.cat([s.reshape(-1).cpu() for s in scores])
                 keep = _smallest(flat, int(round(sparsity * flat.numel())))
                 offset = 0
-                for (name, _), s in zip(pool, scores):
-                    masks[name] = keep[offset:offset + s.numel()].reshape(s.shape).to(s.device)
+                for (name, _), s in zip(pool, scores, strict=True):
+                    masks[name] = keep[offset : offset + s.numel()].reshape(s.shape).to(s.device)
                     offset += s.numel()
         for name, module in self.layers:
             old = get_mask(module)
@@ -311,7 +312,9 @@ class MagnitudePruning(TechniqueConfig):
         if self.schedule == "agp" and self.train.epochs == 0:
             raise ConfigError("MagnitudePruning.schedule='agp' prunes during training: set train.epochs >= 1.")
         if self.schedule == "agp" and self.pattern is not None:
-            raise ConfigError("MagnitudePruning: an N:M pattern is applied at once; use schedule 'one_shot' or 'iterative'.")
+            raise ConfigError(
+                "MagnitudePruning: an N:M pattern is applied at once; use schedule 'one_shot' or 'iterative'."
+            )
 
     @property
     def target_sparsity(self) -> float:
@@ -342,13 +345,19 @@ def magnitude_prune(
 ) -> StepOutcome:
     """One-shot magnitude pruning of `model` (in place, with masks); see :class:`MagnitudePruning`."""
     config = MagnitudePruning(
-        sparsity=None if pattern is not None else sparsity, scope=scope, criterion=criterion, pattern=pattern,
-        per_layer=per_layer or {}, strict=strict,
+        sparsity=None if pattern is not None else sparsity,
+        scope=scope,
+        criterion=criterion,
+        pattern=pattern,
+        per_layer=per_layer or {},
+        strict=strict,
     )
     return _run(model, config, targets=targets, context=Context(seed=seed))
 
 
-def _layers_for(model: nn.Module, config: MagnitudePruning, targets: Targets | None) -> tuple[MagnitudePruner, dict[str, str]]:
+def _layers_for(
+    model: nn.Module, config: MagnitudePruning, targets: Targets | None
+) -> tuple[MagnitudePruner, dict[str, str]]:
     pattern = parse_pattern(config.pattern) if config.pattern else None
     layers, skipped = select_layers(
         model,
@@ -359,9 +368,12 @@ def _layers_for(model: nn.Module, config: MagnitudePruning, targets: Targets | N
     if skipped and config.strict:
         detail = "; ".join(f"{k}: {v}" for k, v in skipped.items())
         raise TargetError(f"magnitude_pruning (strict): cannot prune {detail}.")
-    per_layer = match_per_layer(config.per_layer, [n for n, _ in layers], field="per_layer", technique="MagnitudePruning")
-    return MagnitudePruner(layers, scope=config.scope, criterion=config.criterion, pattern=pattern,
-                           per_layer=per_layer), skipped
+    per_layer = match_per_layer(
+        config.per_layer, [n for n, _ in layers], field="per_layer", technique="MagnitudePruning"
+    )
+    return MagnitudePruner(
+        layers, scope=config.scope, criterion=config.criterion, pattern=pattern, per_layer=per_layer
+    ), skipped
 
 
 def _run(model: nn.Module, config: MagnitudePruning, *, targets: Targets | None, context: Context) -> StepOutcome:
@@ -374,14 +386,27 @@ def _run(model: nn.Module, config: MagnitudePruning, *, targets: Targets | None,
         context.require_data("train", technique=NAME)
 
     def tune(tag: str, hooks: tuple[AGPHook, ...] = ()) -> dict[str, Any]:
-        return recover(model, config.train, context, technique=NAME, tag=tag, hooks=hooks,
-                       own_run_dir=config.schedule == "iterative")
+        return recover(
+            model,
+            config.train,
+            context,
+            technique=NAME,
+            tag=tag,
+            hooks=hooks,
+            own_run_dir=config.schedule == "iterative",
+        )
 
     if config.schedule == "agp":
         # masks exist from the start so the optimizer and checkpoints see the final structure
         pruner.prune_to(config.initial_sparsity)
-        hook = AGPHook(pruner, final=target, initial=config.initial_sparsity, start_step=config.start_step,
-                       end_step=config.end_step, frequency=config.frequency)
+        hook = AGPHook(
+            pruner,
+            final=target,
+            initial=config.initial_sparsity,
+            start_step=config.start_step,
+            end_step=config.end_step,
+            frequency=config.frequency,
+        )
         hook.current = config.initial_sparsity
         result = tune("agp", (hook,))
         rounds.append({"schedule": "agp", "events": [list(h) for h in hook.history], "finetune": result})
@@ -395,8 +420,12 @@ def _run(model: nn.Module, config: MagnitudePruning, *, targets: Targets | None,
             rounds.append(entry)
     achieved = pruner.achieved()
     layers = [
-        {"layer": name, "type": type(module).__name__, **achieved["layers"][name],
-         **({"pattern": config.pattern} if config.pattern else {})}
+        {
+            "layer": name,
+            "type": type(module).__name__,
+            **achieved["layers"][name],
+            **({"pattern": config.pattern} if config.pattern else {}),
+        }
         for name, module in pruner.layers
     ]
     info = {
@@ -409,13 +438,15 @@ def _run(model: nn.Module, config: MagnitudePruning, *, targets: Targets | None,
         "schedule": config.schedule,
         "rounds": rounds,
         "note": "unstructured masks: dense kernels still compute every MAC (sparse_kernel=False); "
-                "the gain is in bytes on disk (sparse storage codecs)",
+        "the gain is in bytes on disk (sparse storage codecs)",
     }
     return StepOutcome(model=model, layers=layers, skipped=skipped, info=info)
 
 
 @TECHNIQUES.handles(MagnitudePruning)
-def magnitude_pruning(model: nn.Module, config: MagnitudePruning, *, targets: Targets | None, context: Context) -> StepOutcome:
+def magnitude_pruning(
+    model: nn.Module, config: MagnitudePruning, *, targets: Targets | None, context: Context
+) -> StepOutcome:
     """Handler of :class:`MagnitudePruning`: works on a copy, returns it masked (and fine-tuned).
 
     Bad input (targets matching nothing, no prunable layer, missing train data when fine-tuning)
