@@ -95,3 +95,26 @@ def test_qat_needs_training_data(digits_model):
     ctx = Context(data=DataSplits(calibration=splits.calibration))
     with pytest.raises(DataError, match="needs train data"):
         quantize_handler(model, Quantize(mode="qat"), targets=None, context=ctx)
+
+
+def test_qat_trains_through_train_in_context_on_the_contexts_device(digits_model, monkeypatch):
+    import torchslim.quantization.qat as qat_module
+
+    model, splits = digits_model
+    calls = []
+    real = qat_module.train_in_context
+
+    def spy(work, **kwargs):
+        calls.append(kwargs)
+        return real(work, **kwargs)
+
+    monkeypatch.setattr(qat_module, "train_in_context", spy)
+    ctx = Context(data=splits, seed=0, quiet=True, device="cpu")
+    cfg = Quantize(weights=WeightQuant(bits=4), mode="qat", train=TrainConfig(epochs=1, lr=1e-4, max_steps=2))
+    out = quantize_handler(model, cfg, targets=None, context=ctx)
+    assert len(calls) == 1
+    assert calls[0]["context"] is ctx and calls[0]["context"].device == "cpu"
+    assert calls[0]["config"] == cfg.train and calls[0]["technique"] == "quantize"
+    assert isinstance(calls[0]["hooks"][0], QATHook) and calls[0]["loader"] is splits.train
+    assert out.info["qat"]["steps"] == 2
+    assert all(p.device.type == "cpu" for p in out.model.parameters())
