@@ -17,7 +17,7 @@ Folding changes the state-dict keys, so it records a plan entry (kind ``fold_bat
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -107,14 +107,21 @@ def fold_batchnorm(model: nn.Module, example_input: Any = None, *, inplace: bool
     if not inplace:
         model = copy.deepcopy(model)
     model.eval()
-    added_bias = []
+    added_bias: list[str] = []
     with torch.no_grad():
         for conv_name, bn_name in pairs:
-            conv, bn = get_module(model, conv_name), get_module(model, bn_name)
+            conv = cast(nn.modules.conv._ConvNd, get_module(model, conv_name))
+            bn = cast(nn.modules.batchnorm._BatchNorm, get_module(model, bn_name))
             if conv.bias is None:
                 added_bias.append(conv_name)
             weight, bias = fuse_conv_bn_weights(
-                conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+                conv.weight,
+                conv.bias,
+                cast(torch.Tensor, bn.running_mean),  # foldable pairs have running statistics
+                cast(torch.Tensor, bn.running_var),
+                bn.eps,
+                bn.weight,
+                bn.bias,
             )
             conv.weight = weight
             conv.bias = bias

@@ -22,7 +22,7 @@ import contextlib
 import dataclasses
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -148,12 +148,17 @@ def _attention_layers(model: nn.Module) -> dict[int, tuple[str, nn.Module]]:
     return found
 
 
+def heads_of(attention: nn.Module) -> int:
+    """The head count of an attention module (``num_attention_heads``, Hugging Face style)."""
+    return int(cast(int, attention.num_attention_heads))
+
+
 def head_dim_of(attention: nn.Module) -> int:
     size = getattr(attention, "attention_head_size", None)
     if isinstance(size, int) and size > 0:
         return size
-    query = attention.query
-    return query.out_features // attention.num_attention_heads
+    query = cast(nn.Linear, attention.query)
+    return query.out_features // heads_of(attention)
 
 
 class ChannelGraph:
@@ -307,7 +312,7 @@ class ChannelGraph:
         )
         if attention is not None:
             group.attention = attention[0]
-            group.num_heads = int(attention[1].num_attention_heads)
+            group.num_heads = heads_of(attention[1])
             group.head_dim = head_dim_of(attention[1])
         return group
 

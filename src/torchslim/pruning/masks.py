@@ -16,6 +16,7 @@ the energy model must not assume otherwise.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 import torch
 from torch import nn
@@ -27,6 +28,8 @@ from torchslim.graph.surgery import bake_parametrization
 
 class WeightMask(nn.Module):
     """Parametrization ``weight -> weight * mask`` with a boolean ``mask`` buffer of the weight's shape."""
+
+    mask: torch.Tensor
 
     def __init__(self, mask: torch.Tensor) -> None:
         super().__init__()
@@ -41,10 +44,15 @@ class WeightMask(nn.Module):
         return f"shape={tuple(self.mask.shape)}, sparsity={1 - kept / max(total, 1):.4f}"
 
 
+def _parametrizations(module: nn.Module) -> nn.ModuleDict:
+    """The parametrization lists of a parametrized module (``module.parametrizations``)."""
+    return cast(nn.ModuleDict, module.parametrizations)
+
+
 def _mask_module(module: nn.Module, name: str) -> WeightMask | None:
     if not parametrize.is_parametrized(module, name):
         return None
-    for p in module.parametrizations[name]:
+    for p in cast(parametrize.ParametrizationList, _parametrizations(module)[name]):
         if isinstance(p, WeightMask):
             return p
     return None
@@ -63,8 +71,8 @@ def is_masked(module: nn.Module, name: str = "weight") -> bool:
 def dense_weight(module: nn.Module, name: str = "weight") -> torch.Tensor:
     """The underlying (unmasked) tensor of ``module.<name>``."""
     if parametrize.is_parametrized(module, name):
-        return module.parametrizations[name].original
-    return getattr(module, name)
+        return cast(torch.Tensor, cast(parametrize.ParametrizationList, _parametrizations(module)[name]).original)
+    return cast(torch.Tensor, getattr(module, name))
 
 
 def apply_mask(module: nn.Module, mask: torch.Tensor, name: str = "weight") -> WeightMask:
@@ -81,7 +89,7 @@ def apply_mask(module: nn.Module, mask: torch.Tensor, name: str = "weight") -> W
     else:
         holder = WeightMask(mask.to(weight.device))
         parametrize.register_parametrization(module, name, holder)
-    module.sparse_kernel = False
+    setattr(module, "sparse_kernel", False)  # noqa: B010 - an attribute nn.Module does not declare
     return holder
 
 
@@ -99,7 +107,7 @@ def remove_masks(model: nn.Module) -> nn.Module:
     """Bake every mask of `model` into its weights, in place; return `model`."""
     for module in model.modules():
         if parametrize.is_parametrized(module):
-            for name in list(module.parametrizations.keys()):
+            for name in list(_parametrizations(module).keys()):
                 remove_mask(module, name)
     return model
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
 from torch import nn
@@ -52,6 +52,13 @@ class Candidate:
     kind: str  # channels | ffn | heads
     key: frozenset[str]
     ratio: float | None  # own ratio (layer scope / per-layer / ffn); None = in the global pool
+
+
+class _Attention(Protocol):
+    """The head-count attributes of a (Hugging Face style) attention module that head pruning updates."""
+
+    num_attention_heads: int
+    all_head_size: int
 
 
 def _group_key(group: ChannelGroup) -> frozenset[str]:
@@ -297,13 +304,13 @@ class ChannelPlanner:
                 {
                     "layer": group.attention or group.root,
                     "kind": cand.kind,
-                    "before": int(group.num_heads) if cand.kind == "heads" else group.channels,
+                    "before": int(group.num_heads or 0) if cand.kind == "heads" else group.channels,
                     "coupled": list(group.out_layers),
                 },
             )
             self.ops.extend(graph.prune(group, idxs))
             if cand.kind == "heads":
-                attention = get_module(self.model, group.attention or "")
+                attention = cast(_Attention, get_module(self.model, group.attention or ""))
                 d = int(group.head_dim or 1)
                 heads = int(attention.num_attention_heads) - len(idxs) // d
                 attention.num_attention_heads = heads

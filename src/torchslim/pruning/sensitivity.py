@@ -17,7 +17,7 @@ import copy
 import dataclasses
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -231,7 +231,7 @@ def _unstructured_curves(points: _Points, targets: Targets | None, criterion: st
     for name, module in layers:
         weight = dense_weight(module)
         original = weight.detach().clone()
-        scores = weight_scores(module.weight, criterion, generator=generator)
+        scores = weight_scores(cast(torch.Tensor, module.weight), criterion, generator=generator)
         params[name] = weight.numel()
         accs = []
         try:
@@ -279,7 +279,7 @@ def _channel_curves(points: _Points, targets: Targets | None, criterion: str, ex
                     accs.append(points.baseline)
                     continue
                 pruned = prune_channels(
-                    work, example_input, ratio=s, importance=criterion, targets=Targets(names=outs), seed=seed
+                    work, example_input, ratio=s, importance=criterion, targets=Targets(names=tuple(outs)), seed=seed
                 ).model
                 accs.append(_evaluate(pruned, points.loader, points.max_batches)[0])
         except (ModelError, TargetError) as exc:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 from torch import nn
@@ -36,6 +36,7 @@ from torchslim.pruning.recovery import RECOVERY_RENAMED, fill_train_defaults, no
 from torchslim.train.config import TrainConfig
 
 Importance = Literal["l1", "l2", "bn_scale", "taylor", "random"]
+Scope = Literal["layer", "global"]
 NAME = "channel_pruning"
 
 __all__ = ["ChannelPruning", "channel_pruning", "example_input_for", "prune_channels", "round_keep"]
@@ -79,7 +80,7 @@ class ChannelPruning(TechniqueConfig):
 
     ratio: float = 0.5
     importance: Importance = "l1"
-    scope: Literal["layer", "global"] = "layer"
+    scope: Scope = "layer"
     round_to: int | None = None
     per_layer: dict[str, float] = dataclasses.field(default_factory=dict)
     max_layer_ratio: float = 0.9
@@ -133,13 +134,9 @@ def example_input_for(model: nn.Module, context: Context) -> Any:
                 return inputs[:2]
             if isinstance(inputs, dict):
                 return {k: v[:2] for k, v in inputs.items()}
-            if (
-                isinstance(inputs, (list, tuple))
-                and inputs
-                and isinstance(inputs[0], str)
-                and hasattr(model, "tokenize")
-            ):
-                return dict(model.tokenize(list(inputs[:2])))
+            tokenize = getattr(model, "tokenize", None)
+            if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], str) and callable(tokenize):
+                return dict(tokenize(list(inputs[:2])))
             break
     raise ModelError(
         f"channel_pruning needs an example input to trace {type(model).__name__}: pass "
@@ -307,8 +304,8 @@ def prune_channels(
     """
     config = ChannelPruning(
         ratio=ratio,
-        importance=importance,
-        scope=scope,
+        importance=cast(Importance, importance),  # checked by the config
+        scope=cast(Scope, scope),
         round_to=round_to,
         per_layer=per_layer or {},
         head_ratio=head_ratio,

@@ -30,7 +30,7 @@ import copy
 import dataclasses
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 from torch import nn
@@ -163,7 +163,7 @@ class MagnitudePruner:
         self.sparsity = 0.0
 
     def _scores(self, module: nn.Module) -> torch.Tensor:
-        weight = module.weight  # effective (masked) weight
+        weight = cast(torch.Tensor, module.weight)  # effective (masked) weight
         scores = weight_scores(weight, self.criterion, generator=self.generator)
         old = get_mask(module)
         if old is not None:
@@ -191,13 +191,13 @@ class MagnitudePruner:
                 scores = self._scores(module)
                 masks[name] = _smallest(scores, int(round(s * scores.numel())))
             if pool:
-                scores = [self._scores(mod) for _, mod in pool]
-                flat = torch.cat([s.reshape(-1).cpu() for s in scores])
+                pooled = [self._scores(mod) for _, mod in pool]
+                flat = torch.cat([s.reshape(-1).cpu() for s in pooled])
                 keep = _smallest(flat, int(round(sparsity * flat.numel())))
                 offset = 0
-                for (name, _), s in zip(pool, scores, strict=True):
-                    masks[name] = keep[offset : offset + s.numel()].reshape(s.shape).to(s.device)
-                    offset += s.numel()
+                for (name, _), part in zip(pool, pooled, strict=True):
+                    masks[name] = keep[offset : offset + part.numel()].reshape(part.shape).to(part.device)
+                    offset += part.numel()
         for name, module in self.layers:
             old = get_mask(module)
             if old is not None:
@@ -227,7 +227,7 @@ class MagnitudePruner:
         zeros = total = 0
         for name, module in self.layers:
             mask = get_mask(module)
-            n = module.weight.numel()
+            n = cast(torch.Tensor, module.weight).numel()
             z = 0 if mask is None else n - int(mask.sum())
             per[name] = {"params": n, "pruned": z, "sparsity": z / n if n else 0.0}
             zeros += z
@@ -346,8 +346,8 @@ def magnitude_prune(
     """One-shot magnitude pruning of `model` (in place, with masks); see :class:`MagnitudePruning`."""
     config = MagnitudePruning(
         sparsity=None if pattern is not None else sparsity,
-        scope=scope,
-        criterion=criterion,
+        scope=cast(Scope, scope),  # checked by the config
+        criterion=cast(Criterion, criterion),
         pattern=pattern,
         per_layer=per_layer or {},
         strict=strict,
