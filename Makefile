@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 2
 # CHECKS=1: `make test` runs scripts/check-code.sh (ruff, mypy, type: ignore reasons) before pytest
 CHECKS ?= 1
 
-.PHONY: all setup data test test-all demo bench clean
+.PHONY: all setup data check test test-all demo bench clean
 
 all: test
 
@@ -34,6 +34,9 @@ data: $(DATA_STAMP)
 $(BROWSER_STAMP): scripts/get-chromium.sh | $(VENV)/bin/python
 	bash scripts/get-chromium.sh
 	touch $(BROWSER_STAMP)
+
+check: setup
+	PY=$(PY) bash scripts/check-code.sh
 
 test: setup $(BROWSER_STAMP)
 ifeq ($(CHECKS),1)
