@@ -29,7 +29,9 @@ class Block(nn.Module):
         self.conv = nn.Conv2d(channels, out_channels, 3, stride=stride, padding=1)
         self.act = nn.ReLU()
         self.skip = (
-            nn.Conv2d(channels, out_channels, 1, stride=stride) if (stride != 1 or out_channels != channels) else nn.Identity()
+            nn.Conv2d(channels, out_channels, 1, stride=stride)
+            if (stride != 1 or out_channels != channels)
+            else nn.Identity()
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,8 +71,12 @@ def tiny_bert(layers: int = 4, hidden: int = 16, heads: int = 2, classes: int = 
     from torchslim.models import TextClassifier
 
     config = transformers.BertConfig(
-        vocab_size=40, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        intermediate_size=2 * hidden, max_position_embeddings=32,
+        vocab_size=40,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=32,
     )
     return seeded(lambda: TextClassifier(transformers.BertModel(config), classes), seed).eval()
 
@@ -81,8 +87,10 @@ def token_loader(n: int = 16, batch_size: int = 8, *, seq: int = 10, pad_from: i
     mask = torch.ones(n, seq, dtype=torch.long)
     mask[:, pad_from:] = 0
     y = torch.randint(0, classes, (n,), generator=g)
-    return [({"input_ids": ids[i:i + batch_size], "attention_mask": mask[i:i + batch_size]}, y[i:i + batch_size])
-            for i in range(0, n, batch_size)]
+    return [
+        ({"input_ids": ids[i : i + batch_size], "attention_mask": mask[i : i + batch_size]}, y[i : i + batch_size])
+        for i in range(0, n, batch_size)
+    ]
 
 
 def forward_hook_count(*models: nn.Module) -> int:
@@ -94,6 +102,11 @@ def toys():
     import types
 
     return types.SimpleNamespace(
-        ToyCNN=ToyCNN, Block=Block, seeded=seeded, image_loader=image_loader, tiny_bert=tiny_bert,
-        token_loader=token_loader, hook_count=forward_hook_count,
+        ToyCNN=ToyCNN,
+        Block=Block,
+        seeded=seeded,
+        image_loader=image_loader,
+        tiny_bert=tiny_bert,
+        token_loader=token_loader,
+        hook_count=forward_hook_count,
     )

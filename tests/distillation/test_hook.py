@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from torchslim.core.errors import ConfigError, ModelError, TargetError
 from torchslim.core import Context
+from torchslim.core.errors import ConfigError, ModelError, TargetError
 from torchslim.distillation import DistillationHook, distill, kd_loss
 from torchslim.distillation.hook import ADAPTERS_ATTR
 from torchslim.train import TrainConfig, TrainHook, train
@@ -42,13 +42,16 @@ def test_loop_total_is_hintons_mixture(toys):
 
 def test_distill_equals_a_hand_written_kd_loop(toys):
     """The hook in the one loop trains exactly like Hinton KD written out by hand."""
-    teacher = toys.seeded(lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(),
-                                                      torch.nn.Linear(32, 10)), 0).eval()
+    teacher = toys.seeded(
+        lambda: torch.nn.Sequential(
+            torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)
+        ),
+        0,
+    ).eval()
     student = toys.seeded(lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)), 1)
     by_hand = copy.deepcopy(student)
     batches = list(toys.image_loader(48, 16))
-    distill(teacher, student, batches, temperature=4.0, alpha=0.9, config=TrainConfig(epochs=2, lr=1e-2),
-            context=QUIET)
+    distill(teacher, student, batches, temperature=4.0, alpha=0.9, config=TrainConfig(epochs=2, lr=1e-2), context=QUIET)
     optimizer = torch.optim.Adam(by_hand.parameters(), lr=1e-2)
     for _ in range(2):
         for x, y in batches:
@@ -57,7 +60,7 @@ def test_distill_equals_a_hand_written_kd_loop(toys):
                 target = teacher(x)
             kd_loss(by_hand(x), target, y, temperature=4.0, alpha=0.9).backward()
             optimizer.step()
-    for p, q in zip(student.parameters(), by_hand.parameters()):
+    for p, q in zip(student.parameters(), by_hand.parameters(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
 
 
@@ -71,7 +74,7 @@ def test_adapters_are_trained_and_removed_with_the_hooks(toys):
         assert kd.adapter_parameters > 0 and adapters is kd.losses
         start = {k: v.clone() for k, v in adapters.state_dict().items()}
         train(student, loader, config=TrainConfig(epochs=1, lr=1e-2), hooks=[kd], quiet=True)
-        assert toys.hook_count(student, teacher) == 0          # removed at the end of training
+        assert toys.hook_count(student, teacher) == 0  # removed at the end of training
         assert any(not torch.equal(start[k], v) for k, v in adapters.state_dict().items())  # optimized
         assert kd.mean_terms()["kd"] > 0 and {"hint:stem", "hint:blocks"} <= set(kd.mean_terms())
     assert not hasattr(student, ADAPTERS_ATTR)
@@ -114,14 +117,28 @@ def test_runs_together_with_other_hooks_and_resumes(toys, tmp_path):
 
     mask = GradMask()
     config = TrainConfig(epochs=2, lr=1e-2, optimizer="sgd")
-    result = distill(teacher, student, toys.image_loader(32, 8), pairs="auto", hooks=[mask], config=config,
-                     context=Context(run_dir=tmp_path, quiet=True))
+    result = distill(
+        teacher,
+        student,
+        toys.image_loader(32, 8),
+        pairs="auto",
+        hooks=[mask],
+        config=config,
+        context=Context(run_dir=tmp_path, quiet=True),
+    )
     assert mask.steps == 8 and result.train.steps == 8
     assert torch.equal(student.classifier.weight[0], fresh.classifier.weight[0])
     assert not torch.equal(student.classifier.weight[1], fresh.classifier.weight[1])
     # a rerun in the same run directory finds the finished checkpoint (adapters included)
-    again = distill(teacher, fresh, toys.image_loader(32, 8), pairs="auto", hooks=[GradMask()], config=config,
-                    context=Context(run_dir=tmp_path, quiet=True))
+    again = distill(
+        teacher,
+        fresh,
+        toys.image_loader(32, 8),
+        pairs="auto",
+        hooks=[GradMask()],
+        config=config,
+        context=Context(run_dir=tmp_path, quiet=True),
+    )
     assert again.train.resumed_from_step == 8 and again.train.steps_run == 0
     assert again.terms == pytest.approx(result.terms)  # the hook's running sums come back from the checkpoint
     sa, sb = student.state_dict(), fresh.state_dict()
@@ -157,7 +174,9 @@ def test_transformer_features_and_attention_maps(toys):
     teacher = toys.tiny_bert(layers=4, hidden=16)
     student = toys.tiny_bert(layers=2, hidden=8, seed=1)
     loader = toys.token_loader()
-    result = distill(teacher, student, loader, pairs=["auto:hidden_mse", "auto:attention_map", "auto:cosine"], context=QUIET)
+    result = distill(
+        teacher, student, loader, pairs=["auto:hidden_mse", "auto:attention_map", "auto:cosine"], context=QUIET
+    )
     pairs = [(p.teacher, p.student, p.loss) for p in result.pairs]
     assert ("transformer.encoder.layer.1", "transformer.encoder.layer.0", "hidden_mse") in pairs
     assert ("transformer.encoder.layer.3.attention", "transformer.encoder.layer.1.attention", "attention_map") in pairs

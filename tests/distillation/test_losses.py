@@ -31,7 +31,7 @@ def _softmax(row, T=1.0):
 
 
 def _kl(p, q):
-    return sum(pi * (math.log(pi) - math.log(qi)) for pi, qi in zip(p, q))
+    return sum(pi * (math.log(pi) - math.log(qi)) for pi, qi in zip(p, q, strict=True))
 
 
 S = torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])
@@ -40,7 +40,7 @@ Y = torch.tensor([1, 2])
 
 
 def test_kd_at_temperature_one_and_alpha_one_is_the_kl_divergence():
-    hand = sum(_kl(_softmax(t), _softmax(s)) for s, t in zip(S.tolist(), T_.tolist())) / 2
+    hand = sum(_kl(_softmax(t), _softmax(s)) for s, t in zip(S.tolist(), T_.tolist(), strict=True)) / 2
     assert kd_loss(S, T_, temperature=1.0, alpha=1.0).item() == pytest.approx(hand, rel=1e-5)
     expected = F.kl_div(F.log_softmax(S, 1), F.softmax(T_, 1), reduction="batchmean")
     torch.testing.assert_close(kd_loss(S, T_, Y, temperature=1.0, alpha=1.0), expected)
@@ -48,7 +48,7 @@ def test_kd_at_temperature_one_and_alpha_one_is_the_kl_divergence():
 
 def test_soft_targets_are_scaled_by_temperature_squared():
     T = 4.0
-    hand = sum(_kl(_softmax(t, T), _softmax(s, T)) for s, t in zip(S.tolist(), T_.tolist())) / 2
+    hand = sum(_kl(_softmax(t, T), _softmax(s, T)) for s, t in zip(S.tolist(), T_.tolist(), strict=True)) / 2
     assert soft_target_loss(S, T_, temperature=T).item() == pytest.approx(T * T * hand, rel=1e-5)
     # the T^2 factor keeps the soft gradient magnitude roughly constant in T (Hinton et al. section 2.1)
     s = S.clone().requires_grad_(True)
@@ -82,7 +82,9 @@ def test_kd_rejects_bad_input():
 
 def test_fitnets_adapter_shapes():
     conv = make_adapter((2, 8, 5, 5), (2, 16, 5, 5))
-    assert isinstance(conv, nn.Conv2d) and conv.in_channels == 8 and conv.out_channels == 16 and conv.kernel_size == (1, 1)
+    assert (
+        isinstance(conv, nn.Conv2d) and conv.in_channels == 8 and conv.out_channels == 16 and conv.kernel_size == (1, 1)
+    )
     lin = make_adapter((2, 7, 8), (2, 7, 12))
     assert isinstance(lin, nn.Linear) and (lin.in_features, lin.out_features) == (8, 12)
     assert make_adapter((2, 8, 5, 5), (2, 8, 3, 3)) is None
@@ -114,9 +116,13 @@ def test_token_mask_leaves_padding_out():
 
 
 def test_attention_transfer_matches_hand_computation():
-    s = torch.tensor([[[[1.0, 2.0], [0.0, 1.0]]]])        # [1, 1, 2, 2]
-    t = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]], ])      # [1, 1, 2, 2]
-    t = torch.cat([t, t], dim=1)                          # two channels, same map
+    s = torch.tensor([[[[1.0, 2.0], [0.0, 1.0]]]])  # [1, 1, 2, 2]
+    t = torch.tensor(
+        [
+            [[[1.0, 0.0], [0.0, 0.0]]],
+        ]
+    )  # [1, 1, 2, 2]
+    t = torch.cat([t, t], dim=1)  # two channels, same map
     qs = torch.tensor([1.0, 4.0, 0.0, 1.0])
     qs = qs / qs.norm()
     qt = torch.tensor([1.0, 0.0, 0.0, 0.0])
@@ -125,7 +131,9 @@ def test_attention_transfer_matches_hand_computation():
     torch.testing.assert_close(loss(s, t), hand)
     assert not list(loss.parameters())
     x = torch.randn(2, 3, 4, 4)
-    assert loss.__class__(x.shape, (2, 6, 4, 4))(x, torch.cat([2 * x, -2 * x], 1)).item() == pytest.approx(0.0, abs=1e-6)
+    assert loss.__class__(x.shape, (2, 6, 4, 4))(x, torch.cat([2 * x, -2 * x], 1)).item() == pytest.approx(
+        0.0, abs=1e-6
+    )
 
 
 def test_attention_map_mse_averages_heads():
@@ -137,7 +145,7 @@ def test_attention_map_mse_averages_heads():
 
 
 def test_cosine_loss_is_one_minus_cosine():
-    a = torch.tensor([[[1.0, 0.0]], [[1.0, 1.0]]])    # [2, 1, 2]
+    a = torch.tensor([[[1.0, 0.0]], [[1.0, 1.0]]])  # [2, 1, 2]
     b = torch.tensor([[[0.0, 3.0]], [[-2.0, -2.0]]])
     loss = CosineLoss(a.shape, b.shape)
     assert loss(a, b).item() == pytest.approx((1.0 + 2.0) / 2)

@@ -86,7 +86,7 @@ def test_explicit_keep_and_errors(toys):
     bert = toys.tiny_bert(layers=4)
     student = shallow_copy(bert, keep=[0, 3])
     assert len(student.transformer.encoder.layer) == 2
-    assert [l.attention.self.layer_idx for l in student.transformer.encoder.layer] == [0, 1]
+    assert [layer.attention.self.layer_idx for layer in student.transformer.encoder.layer] == [0, 1]
     with pytest.raises(ConfigError, match=r"keep\[.*must be non-empty indices in \[0, 3\]"):
         shallow_copy(bert, keep=[4])
     from torchslim.models import build_model
@@ -104,9 +104,14 @@ def test_student_specs_parse_and_fail_clearly():
     assert parse_student_spec("fmnist-cnn").value == {"name": "fmnist-cnn", "kwargs": {}}
     spec = parse_student_spec('{"name": "fmnist-resnet", "kwargs": {"widths": [8, 16, 31]}}')
     assert spec.kind == "model" and spec.value["kwargs"] == {"widths": [8, 16, 31]}
-    for bad, match in [("depth:1", ">= 2"), ("width:1.5", r"\(0, 1\)"), ("layers:x", "not a number"),
-                       ("fmnist-resnt", "Did you mean 'fmnist-resnet'"), ('{"name": "nope"}', "unknown model"),
-                       ("{oops", "not valid JSON")]:
+    for bad, match in [
+        ("depth:1", ">= 2"),
+        ("width:1.5", r"\(0, 1\)"),
+        ("layers:x", "not a number"),
+        ("fmnist-resnt", "Did you mean 'fmnist-resnet'"),
+        ('{"name": "nope"}', "unknown model"),
+        ("{oops", "not valid JSON"),
+    ]:
         with pytest.raises(ConfigError, match=match):
             parse_student_spec(bad)
 

@@ -33,8 +33,13 @@ def test_registered_and_validated():
         Distill.from_dict({"temprature": 2})
     with pytest.raises(ConfigError, match=r"TrainConfig\.epochs=-1"):
         Distill.from_dict({"train": {"epochs": -1}})
-    config = Distill(temperature=2.0, alpha=0.5, features=["auto:attention"], student="layers:3",
-                     train=TrainConfig(epochs=2, lr=0.01))
+    config = Distill(
+        temperature=2.0,
+        alpha=0.5,
+        features=["auto:attention"],
+        student="layers:3",
+        train=TrainConfig(epochs=2, lr=0.01),
+    )
     yaml_text = Recipe([Step(config)]).to_yaml()
     assert "train:" in yaml_text and "epochs: 2" in yaml_text
     again = Recipe.from_yaml(yaml_text).steps[0].config
@@ -48,10 +53,30 @@ def test_old_flat_yaml_keeps_working_with_a_warning():
         old = Distill.from_dict({"temperature": 4.0, "alpha": 0.7, "epochs": 2})
     assert old == Distill(temperature=4.0, alpha=0.7, train=TrainConfig(epochs=2))
     with pytest.warns(FutureWarning):
-        every = Distill.from_dict({"epochs": 3, "lr": 0.01, "optimizer": "sgd", "max_steps": 5, "weight_decay": 0.1,
-                                   "schedule": "cosine", "warmup_steps": 2, "momentum": 0.5, "grad_clip": 1.0})
-    assert every.train == TrainConfig(epochs=3, lr=0.01, optimizer="sgd", max_steps=5, weight_decay=0.1,
-                                      schedule="cosine", warmup_steps=2, momentum=0.5, grad_clip=1.0)
+        every = Distill.from_dict(
+            {
+                "epochs": 3,
+                "lr": 0.01,
+                "optimizer": "sgd",
+                "max_steps": 5,
+                "weight_decay": 0.1,
+                "schedule": "cosine",
+                "warmup_steps": 2,
+                "momentum": 0.5,
+                "grad_clip": 1.0,
+            }
+        )
+    assert every.train == TrainConfig(
+        epochs=3,
+        lr=0.01,
+        optimizer="sgd",
+        max_steps=5,
+        weight_decay=0.1,
+        schedule="cosine",
+        warmup_steps=2,
+        momentum=0.5,
+        grad_clip=1.0,
+    )
     shipped = Recipe.from_yaml(
         "version: 1\nsteps:\n  - technique: distill\n"
         "    config: {temperature: 4.0, alpha: 0.7, epochs: 2, lr: 0.001, schedule: cosine}\n"
@@ -73,11 +98,13 @@ def test_the_context_device_seed_and_run_dir_reach_the_loop(toys, tmp_path, monk
         return real(model, loader, **kwargs)
 
     monkeypatch.setattr(loop, "train", spy)
-    context = Context(data=DataSplits(train=toys.image_loader(16, 8)), quiet=True, seed=3, device="cpu:0",
-                      run_dir=tmp_path)
+    context = Context(
+        data=DataSplits(train=toys.image_loader(16, 8)), quiet=True, seed=3, device="cpu:0", run_dir=tmp_path
+    )
     config = Distill(train=TrainConfig(epochs=1))
-    outcome = TECHNIQUES.handler_for(config)(toys.seeded(lambda: toys.ToyCNN(width=4)), config, targets=None,
-                                             context=context)
+    outcome = TECHNIQUES.handler_for(config)(
+        toys.seeded(lambda: toys.ToyCNN(width=4)), config, targets=None, context=context
+    )
     assert outcome.info["steps"] == 2 and len(calls) == 1
     assert torch.device(calls[0]["device"]) == torch.device(context.device)
     assert calls[0]["seed"] == 3 and calls[0]["quiet"] is True and calls[0]["run_dir"] == tmp_path / "distill"

@@ -45,6 +45,4 @@ def toys():
     """The helpers above, as a fixture (test modules need not import conftest by name)."""
     import types
 
-    return types.SimpleNamespace(
-        model=make_model, dataset=make_dataset, loader=make_loader, same_weights=same_weights
-    )
+    return types.SimpleNamespace(model=make_model, dataset=make_dataset, loader=make_loader, same_weights=same_weights)

@@ -91,12 +91,19 @@ def test_a_killed_and_resumed_run_ends_with_the_same_weights(
     assert expected.steps == 18
 
     with pytest.raises(Killed):
-        train(toys.model(), _loader(toys, own_generator), config=config, hooks=[Tracker(), Crash(crash_at)],
-              seed=3, run_dir=tmp_path)
+        train(
+            toys.model(),
+            _loader(toys, own_generator),
+            config=config,
+            hooks=[Tracker(), Crash(crash_at)],
+            seed=3,
+            run_dir=tmp_path,
+        )
 
     resumed, tracker = toys.model(), Tracker()
-    result = train(resumed, _loader(toys, own_generator), config=config, hooks=[tracker, Crash()], seed=3,
-                   run_dir=tmp_path)
+    result = train(
+        resumed, _loader(toys, own_generator), config=config, hooks=[tracker, Crash()], seed=3, run_dir=tmp_path
+    )
     assert result.resumed_from_step == last_checkpoint
     assert tracker.resumed_from == last_checkpoint
     assert result.steps == 18 and result.steps_run == 18 - (last_checkpoint or 0) and result.epochs == 3
@@ -189,8 +196,13 @@ def test_a_checkpoint_of_another_run_is_not_resumed(toys, tmp_path, change, mess
     with pytest.raises(Killed):
         train(toys.model(), _loader(toys), config=config, hooks=[Crash(3)], run_dir=tmp_path / "a")
     # observation-only fields may change: this one resumes
-    result = train(toys.model(), _loader(toys), config=config.replace(log_every=1, checkpoint_every=5),
-                   hooks=[Crash()], run_dir=tmp_path / "a")
+    result = train(
+        toys.model(),
+        _loader(toys),
+        config=config.replace(log_every=1, checkpoint_every=5),
+        hooks=[Crash()],
+        run_dir=tmp_path / "a",
+    )
     assert result.resumed_from_step == 2
 
     with pytest.raises(Killed):
@@ -245,8 +257,7 @@ def test_resume_on_cuda_matches_an_uninterrupted_run(toys, tmp_path):
     reference = toys.model()
     train(reference, _loader(toys), config=config, hooks=[Tracker(), Crash()], device="cuda")
     with pytest.raises(Killed):
-        train(toys.model(), _loader(toys), config=config, hooks=[Tracker(), Crash(8)], device="cuda",
-              run_dir=tmp_path)
+        train(toys.model(), _loader(toys), config=config, hooks=[Tracker(), Crash(8)], device="cuda", run_dir=tmp_path)
     resumed = toys.model()
     result = train(resumed, _loader(toys), config=config, hooks=[Tracker(), Crash()], device="cuda", run_dir=tmp_path)
     assert result.resumed_from_step == 6

@@ -28,6 +28,8 @@ from torchslim.train import TrainConfig, TrainHook, schedule_factor, train
         ("grad_clip", 0.0),
         ("checkpoint_every", 0),
         ("log_every", 0),
+        ("early_stop_patience", 0),
+        ("early_stop_min_delta", -0.1),
     ],
 )
 def test_out_of_range_values_name_the_field(field, value):
@@ -53,7 +55,7 @@ def test_config_is_frozen_and_round_trips():
     assert config.grad_clip == 1.0 and isinstance(config.grad_clip, float)
     assert TrainConfig.from_dict(config.to_dict()) == config
     with pytest.raises(AttributeError):
-        config.lr = 1.0  # type: ignore[misc]
+        config.lr = 1.0  # type: ignore[misc]  # assigning to a frozen field is what this checks
     assert "checkpoint_every" not in config.identity() and "lr" in config.identity()
 
 

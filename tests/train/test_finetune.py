@@ -41,11 +41,22 @@ def test_config_validates_and_round_trips_through_a_recipe():
     assert again.steps[0].config == config and hash(again.steps[0].config) == hash(config)
 
 
-@pytest.mark.parametrize("key", ["epochs", "lr", "optimizer", "max_steps", "weight_decay", "schedule", "warmup_steps",
-                                 "momentum", "grad_clip"])
+@pytest.mark.parametrize(
+    "key",
+    ["epochs", "lr", "optimizer", "max_steps", "weight_decay", "schedule", "warmup_steps", "momentum", "grad_clip"],
+)
 def test_every_old_flat_key_moves_to_train(key):
-    values = {"epochs": 2, "lr": 0.01, "optimizer": "sgd", "max_steps": 7, "weight_decay": 0.1, "schedule": "linear",
-              "warmup_steps": 3, "momentum": 0.5, "grad_clip": 1.0}
+    values = {
+        "epochs": 2,
+        "lr": 0.01,
+        "optimizer": "sgd",
+        "max_steps": 7,
+        "weight_decay": 0.1,
+        "schedule": "linear",
+        "warmup_steps": 3,
+        "momentum": 0.5,
+        "grad_clip": 1.0,
+    }
     assert FineTune.renamed[key] == f"train.{key}"
     with pytest.warns(FutureWarning, match=rf"'{key}' is now 'train.{key}'"):
         config = FineTune.from_dict({key: values[key]})

@@ -36,7 +36,7 @@ def test_loss_decreases_and_the_model_learns(toys):
 def test_same_seed_is_bit_identical_and_another_seed_differs(toys):
     config = TrainConfig(epochs=2, lr=1e-2, optimizer="adamw", weight_decay=0.01, schedule="cosine")
     models = [toys.model() for _ in range(3)]
-    results = [train(m, toys.loader(), config=config, seed=s) for m, s in zip(models, (7, 7, 8))]
+    results = [train(m, toys.loader(), config=config, seed=s) for m, s in zip(models, (7, 7, 8), strict=True)]
     assert toys.same_weights(models[0], models[1])
     assert results[0].history == results[1].history
     assert not toys.same_weights(models[0], models[2])
@@ -117,13 +117,20 @@ def test_hooks_are_called_in_order(toys):
         config=TrainConfig(epochs=2),
         hooks=[_Recorder("a", log), _Recorder("b", log)],
     )
-    step = lambda s: [(n, e, s) for e in ("extra",) for n in "ab"] + [  # noqa: E731
-        (n, "before", s) for n in "ab"
-    ] + [(n, "step_end", s + 1) for n in "ab"]
+
+    def step(s):
+        return (
+            [(n, "extra", s) for n in "ab"] + [(n, "before", s) for n in "ab"] + [(n, "step_end", s + 1) for n in "ab"]
+        )
+
     expected = (
         [("a", "start", 0), ("b", "start", 0)]
-        + step(0) + step(1) + [("a", "epoch_end", 0), ("b", "epoch_end", 0)]
-        + step(2) + step(3) + [("a", "epoch_end", 1), ("b", "epoch_end", 1)]
+        + step(0)
+        + step(1)
+        + [("a", "epoch_end", 0), ("b", "epoch_end", 0)]
+        + step(2)
+        + step(3)
+        + [("a", "epoch_end", 1), ("b", "epoch_end", 1)]
         + [("a", "end", 4), ("b", "end", 4)]
     )
     assert log == expected
@@ -158,7 +165,7 @@ def test_grad_clip_bounds_the_update(toys):
         before = [p.detach().clone() for p in model.parameters()]
         config = TrainConfig(epochs=1, max_steps=1, optimizer="sgd", momentum=0.0, lr=1.0, grad_clip=clip)
         train(model, toys.loader(n=32), config=config)
-        return torch.sqrt(sum(((p - b) ** 2).sum() for p, b in zip(model.parameters(), before))).item()
+        return torch.sqrt(sum(((p - b) ** 2).sum() for p, b in zip(model.parameters(), before, strict=True))).item()
 
     free = update_norm(None)
     assert free > 0.01

@@ -8,7 +8,8 @@ command in ``torchslim.cli.main`` resolves the model and data and calls :func:`d
 
 from __future__ import annotations
 
-from typing import Sequence, cast
+from collections.abc import Sequence
+from typing import cast
 
 from torchslim.core.recipe import Recipe, Step
 from torchslim.distillation.technique import Distill, FeatureLossName
@@ -30,10 +31,18 @@ def distill_recipe(
 ) -> Recipe:
     """The one-step recipe of ``torchslim distill``; every value is validated (ConfigError naming it;
     the casts only tell the type checker what the configs check when built)."""
-    return Recipe([
-        Step(Distill(
-            student=student, temperature=temperature, alpha=alpha, features=tuple(features),
-            feature_loss=cast(FeatureLossName, feature_loss), feature_weight=feature_weight,
-            train=TrainConfig(epochs=epochs, lr=lr, max_steps=max_steps, optimizer=cast(Optimizer, optimizer)),
-        ))
-    ])
+    return Recipe(
+        [
+            Step(
+                Distill(
+                    student=student,
+                    temperature=temperature,
+                    alpha=alpha,
+                    features=tuple(features),
+                    feature_loss=cast(FeatureLossName, feature_loss),
+                    feature_weight=feature_weight,
+                    train=TrainConfig(epochs=epochs, lr=lr, max_steps=max_steps, optimizer=cast(Optimizer, optimizer)),
+                )
+            )
+        ]
+    )

@@ -38,7 +38,8 @@ an alpha outside [0, 1] is a `ConfigError`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -112,7 +113,12 @@ def auto_pairs(teacher: nn.Module, student: nn.Module, *, loss: str = "hint", we
 
 
 def resolve_pairs(
-    teacher: nn.Module, student: nn.Module, pairs: str | Iterable[Any] | None, *, loss: str = "hint", weight: float = 1.0
+    teacher: nn.Module,
+    student: nn.Module,
+    pairs: str | Iterable[Any] | None,
+    *,
+    loss: str = "hint",
+    weight: float = 1.0,
 ) -> list[FeaturePair]:
     """Normalise `pairs`: None / ``()`` -> none; ``"auto"`` or ``"auto:LOSS"`` -> :func:`auto_pairs`;
     otherwise FeaturePairs, ``(teacher, student)`` tuples or ``"teacher:student[:loss]"`` strings
@@ -217,15 +223,22 @@ class DistillationHook(TrainHook):
         try:
             self.teacher.eval()
             self.student.eval()
-            with FeatureTaps(self.teacher, t_names, role="teacher") as t_taps, \
-                    FeatureTaps(self.student, s_names, role="student") as s_taps, torch.no_grad():
+            with (
+                FeatureTaps(self.teacher, t_names, role="teacher") as t_taps,
+                FeatureTaps(self.student, s_names, role="student") as s_taps,
+                torch.no_grad(),
+            ):
                 t_out = _run_probe(self.teacher, example_input, "teacher")
                 s_out = _run_probe(self.student, example_input, "student")
                 self._check_logits(logits_of(s_out), logits_of(t_out))
                 shapes = [
                     (
-                        tuple(pick_feature(s_taps.get(p.student), kind=p.tap_kind, name=p.student, role="student").shape),
-                        tuple(pick_feature(t_taps.get(p.teacher), kind=p.tap_kind, name=p.teacher, role="teacher").shape),
+                        tuple(
+                            pick_feature(s_taps.get(p.student), kind=p.tap_kind, name=p.student, role="student").shape
+                        ),
+                        tuple(
+                            pick_feature(t_taps.get(p.teacher), kind=p.tap_kind, name=p.teacher, role="teacher").shape
+                        ),
                     )
                     for p in self.pairs
                 ]
@@ -234,11 +247,13 @@ class DistillationHook(TrainHook):
                 m.training = flag
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            for i, (pair, (s_shape, t_shape)) in enumerate(zip(self.pairs, shapes)):
+            for i, (pair, (s_shape, t_shape)) in enumerate(zip(self.pairs, shapes, strict=True)):
                 try:
                     self.losses[str(i)] = feature_loss(pair.loss, s_shape, t_shape)
                 except ModelError as exc:
-                    raise ModelError(f"Feature pair {pair.teacher!r} -> {pair.student!r} ({pair.loss}): {exc}") from None
+                    raise ModelError(
+                        f"Feature pair {pair.teacher!r} -> {pair.student!r} ({pair.loss}): {exc}"
+                    ) from None
         self.losses.to(model_device(self.student))
         if any(True for _ in self.losses.parameters()):
             if hasattr(self.student, ADAPTERS_ATTR):
@@ -306,8 +321,12 @@ class DistillationHook(TrainHook):
             assert self._teacher_taps is not None and self._student_taps is not None
             mask = None
             for i, pair in enumerate(self.pairs):
-                s = pick_feature(self._student_taps.get(pair.student), kind=pair.tap_kind, name=pair.student, role="student")
-                t = pick_feature(self._teacher_taps.get(pair.teacher), kind=pair.tap_kind, name=pair.teacher, role="teacher")
+                s = pick_feature(
+                    self._student_taps.get(pair.student), kind=pair.tap_kind, name=pair.student, role="student"
+                )
+                t = pick_feature(
+                    self._teacher_taps.get(pair.teacher), kind=pair.tap_kind, name=pair.teacher, role="teacher"
+                )
                 if mask is None and s.dim() >= 3:
                     mask = token_mask(self.student, inputs)
                 value = self.losses[str(i)](s, t.detach(), mask)
@@ -360,7 +379,7 @@ class DistillationHook(TrainHook):
             self._eager = None
         self._closed = True
 
-    def __enter__(self) -> "DistillationHook":
+    def __enter__(self) -> DistillationHook:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -25,7 +25,7 @@ optional ``[B, T]`` token mask (1 = real token) used by losses over token sequen
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -216,8 +216,12 @@ class HintLoss(FeatureLoss):
 
     def __init__(self, student_shape: Shape, teacher_shape: Shape) -> None:
         super().__init__(student_shape, teacher_shape)
-        _check_leading(type(self).__name__, self.student_shape, self.teacher_shape,
-                       channel_dim=1 if len(self.student_shape) == 4 else -1)
+        _check_leading(
+            type(self).__name__,
+            self.student_shape,
+            self.teacher_shape,
+            channel_dim=1 if len(self.student_shape) == 4 else -1,
+        )
         self.adapter = make_adapter(self.student_shape, self.teacher_shape, bias=self.adapter_bias)
 
     def forward(self, student: Tensor, teacher: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -328,8 +332,12 @@ class CosineLoss(FeatureLoss):
 
     def __init__(self, student_shape: Shape, teacher_shape: Shape) -> None:
         super().__init__(student_shape, teacher_shape)
-        _check_leading(type(self).__name__, self.student_shape, self.teacher_shape,
-                       channel_dim=1 if len(self.student_shape) == 4 else -1)
+        _check_leading(
+            type(self).__name__,
+            self.student_shape,
+            self.teacher_shape,
+            channel_dim=1 if len(self.student_shape) == 4 else -1,
+        )
         self.adapter = make_adapter(self.student_shape, self.teacher_shape)
 
     def forward(self, student: Tensor, teacher: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -355,6 +363,7 @@ def feature_loss(kind: str, student_shape: Shape, teacher_shape: Shape) -> Featu
         cls = FEATURE_LOSSES[kind]
     except KeyError:
         raise ConfigError(
-            f"Unknown feature loss {kind!r}; known: {sorted(FEATURE_LOSSES)}." + did_you_mean(kind, list(FEATURE_LOSSES))
+            f"Unknown feature loss {kind!r}; known: {sorted(FEATURE_LOSSES)}."
+            + did_you_mean(kind, list(FEATURE_LOSSES))
         ) from None
     return cls(student_shape, teacher_shape)

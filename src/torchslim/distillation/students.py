@@ -35,7 +35,8 @@ import dataclasses
 import json
 import math
 from collections import OrderedDict
-from typing import Any, Literal, Mapping, Sequence, cast
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -72,7 +73,7 @@ def parse_student_spec(text: str) -> StudentSpec:
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(f"A student spec must be a non-empty string, got {text!r}.")
     text = text.strip()
-    forms = "depth:K, layers:N, width:R, a built-in model name or a JSON {\"name\": ..., \"kwargs\": {...}}"
+    forms = 'depth:K, layers:N, width:R, a built-in model name or a JSON {"name": ..., "kwargs": {...}}'
     if text.startswith("{"):
         try:
             spec = json.loads(text)
@@ -106,7 +107,7 @@ def _check_model_spec(spec: Any, text: str) -> dict[str, Any]:
     from torchslim.models import MODELS
 
     if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
-        raise ConfigError(f"Student spec {text!r} must be a JSON object with a string \"name\".")
+        raise ConfigError(f'Student spec {text!r} must be a JSON object with a string "name".')
     extra = sorted(set(spec) - {"name", "kwargs"})
     if extra:
         raise ConfigError(f"Student spec {text!r} has unknown key(s) {extra}; known: ['kwargs', 'name'].")
@@ -117,7 +118,7 @@ def _check_model_spec(spec: Any, text: str) -> dict[str, Any]:
         )
     kwargs = spec.get("kwargs") or {}
     if not isinstance(kwargs, Mapping):
-        raise ConfigError(f"Student spec {text!r}: \"kwargs\" must be an object.")
+        raise ConfigError(f'Student spec {text!r}: "kwargs" must be an object.')
     return {"name": spec["name"], "kwargs": dict(kwargs)}
 
 
@@ -138,7 +139,9 @@ def _first_tensor(value: Any) -> Tensor | None:
     return None
 
 
-def _block_shapes(model: nn.Module, stages: Sequence[tuple[str, nn.Module]], example_input: Any) -> dict[tuple[str, int], bool]:
+def _block_shapes(
+    model: nn.Module, stages: Sequence[tuple[str, nn.Module]], example_input: Any
+) -> dict[tuple[str, int], bool]:
     """Run `model` once and return ``{(stage, index): True when the block keeps its input's shape}``."""
     preserved: dict[tuple[str, int], bool] = {}
     seen_in: dict[tuple[str, int], tuple[int, ...]] = {}
@@ -191,14 +194,16 @@ def _pick_by_depth(candidates: Sequence[int], count: int) -> list[int]:
 def _example_for(teacher: nn.Module, example_input: Any) -> Any:
     if example_input is not None:
         return example_input
-    from torchslim.models import example_input as builtin_example, get_model_spec
+    from torchslim.models import example_input as builtin_example
+    from torchslim.models import get_model_spec
 
     if get_model_spec(teacher) is not None:
         return builtin_example(teacher, batch_size=2)
     return None
 
 
-Stages = list[tuple[str, nn.Module]]
+Stage = nn.Sequential | nn.ModuleList
+Stages = list[tuple[str, Stage]]
 
 
 def _stages(teacher: nn.Module, stages: Sequence[str] | None) -> Stages:
@@ -210,7 +215,7 @@ def _stages(teacher: nn.Module, stages: Sequence[str] | None) -> Stages:
                 f"{type(teacher).__name__} has no stage of repeated blocks (an nn.ModuleList / nn.Sequential "
                 "of one block type) to shorten; give stages=[...] or use a width or model student."
             )
-        return list(found)
+        return [(name, module) for name, module in found if isinstance(module, (nn.Sequential, nn.ModuleList))]
     named: Stages = []
     for name in stages:
         module = find_module(teacher, name, role="teacher") if name else teacher
@@ -235,7 +240,9 @@ def _explicit_plan(
     plan: dict[str, list[int]] = {}
     for name, indices in keep.items():
         if name not in sizes:
-            raise TargetError(f"keep: {name!r} is not a stage; stages: {list(sizes)}." + did_you_mean(name, list(sizes)))
+            raise TargetError(
+                f"keep: {name!r} is not a stage; stages: {list(sizes)}." + did_you_mean(name, list(sizes))
+            )
         idx = sorted({int(i) for i in indices})
         if not idx or idx[0] < 0 or idx[-1] >= sizes[name]:
             raise ConfigError(f"keep[{name!r}]={list(indices)} must be non-empty indices in [0, {sizes[name] - 1}].")
@@ -268,7 +275,7 @@ def _shape_preserving(teacher: nn.Module, found: Stages, example_input: Any) -> 
     return _block_shapes(teacher, found, example) if example is not None else {}
 
 
-def _stage_plan(name: str, module: nn.Module, quota: int, preserved: dict[tuple[str, int], bool]) -> list[int]:
+def _stage_plan(name: str, module: Stage, quota: int, preserved: dict[tuple[str, int], bool]) -> list[int]:
     """Blocks of one stage to keep: every shape-changing block, then `quota` in all by relative depth."""
     n = len(module)
     if isinstance(module, nn.Sequential):
@@ -332,7 +339,7 @@ def apply_depth_plan(model: nn.Module, plan: Mapping[str, Sequence[int]]) -> nn.
             for j, block in enumerate(kept):
                 for sub in block.modules():
                     if isinstance(getattr(sub, "layer_idx", None), int):
-                        sub.layer_idx = j
+                        setattr(sub, "layer_idx", j)  # noqa: B010  # not a declared attribute of Module
             seen: set[int] = set()
             for module in model.modules():
                 config = getattr(module, "config", None)
@@ -378,11 +385,13 @@ def shallow_copy(
         example_input: one input batch, needed for ``nn.Sequential`` stages to find shape-changing
             blocks (built-in models supply their own).
 
-    The copy has a ``drop_layers`` entry appended to its plan (:func:`torchslim.core.plans.model_plan`). Raises `ModelError` when
+    The copy has a ``drop_layers`` entry appended to its plan (:func:`torchslim.core.plans.model_plan`).
+    Raises `ModelError` when
     there is nothing to shorten or the result would change the output shape.
     """
-    plan = plan_depth(teacher, keep_every=keep_every, num_layers=num_layers, keep=keep, stages=stages,
-                      example_input=example_input)
+    plan = plan_depth(
+        teacher, keep_every=keep_every, num_layers=num_layers, keep=keep, stages=stages, example_input=example_input
+    )
     student = apply_depth_plan(copy.deepcopy(teacher), plan)
     example = example_input if example_input is not None else _example_for(teacher, None)
     if example is not None:
@@ -392,7 +401,9 @@ def shallow_copy(
                 f"Keeping blocks {plan} of {type(teacher).__name__} changes its output from {before} to {after}; "
                 "choose blocks to keep with keep=..."
             )
-    append_plan_entry(student, {"kind": DROP_LAYERS_KIND, "version": 1, "stages": {k: list(v) for k, v in plan.items()}})
+    append_plan_entry(
+        student, {"kind": DROP_LAYERS_KIND, "version": 1, "stages": {k: list(v) for k, v in plan.items()}}
+    )
     return student
 
 
@@ -443,7 +454,9 @@ def _model_student(teacher: nn.Module, spec: Mapping[str, Any]) -> nn.Module:
     if "num_classes" not in kwargs:
         teacher_classes = (teacher_spec.get("kwargs") or {}).get("num_classes")
         if teacher_classes is not None or model_info(spec["name"]).num_classes is None:
-            kwargs["num_classes"] = teacher_classes if teacher_classes is not None else getattr(teacher, "num_classes", None)
+            kwargs["num_classes"] = (
+                teacher_classes if teacher_classes is not None else getattr(teacher, "num_classes", None)
+            )
     return build_from_spec({"name": spec["name"], "kwargs": kwargs}, pretrained=True)
 
 
@@ -466,4 +479,3 @@ def build_student(teacher: nn.Module, spec: str | StudentSpec | nn.Module, *, ex
     else:
         student = _model_student(teacher, parsed.value)
     return student
-

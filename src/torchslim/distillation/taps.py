@@ -16,7 +16,8 @@ the last layers are always paired and a 6 -> 3 layer student pairs with teacher 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
 
 from torch import Tensor, nn
 
@@ -35,7 +36,8 @@ def find_module(model: nn.Module, name: str, *, role: str = "model") -> nn.Modul
     if name not in modules:
         names = module_names(model)
         raise TargetError(
-            f"The {role} {type(model).__name__} has no module {name!r} to tap." + did_you_mean(name, names)
+            f"The {role} {type(model).__name__} has no module {name!r} to tap."
+            + did_you_mean(name, names)
             + ("" if did_you_mean(name, names) else f" Some of its modules: {names[:12]}.")
         )
     return modules[name]
@@ -63,7 +65,7 @@ class FeatureTaps:
     def active(self) -> bool:
         return bool(self._handles)
 
-    def open(self) -> "FeatureTaps":
+    def open(self) -> FeatureTaps:
         """Register the hooks (no-op when already registered)."""
         if self._handles:
             return self
@@ -90,7 +92,7 @@ class FeatureTaps:
             self._handles.pop().remove()
         self.outputs.clear()
 
-    def __enter__(self) -> "FeatureTaps":
+    def __enter__(self) -> FeatureTaps:
         return self.open()
 
     def __exit__(self, *exc: Any) -> None:
@@ -236,7 +238,7 @@ def attention_module(model: nn.Module, layer: str) -> str:
 
 def hf_attention_owners(model: nn.Module) -> list[nn.Module]:
     """Hugging Face models inside `model` (modules with ``set_attn_implementation`` and a config)."""
-    owners = []
+    owners: list[nn.Module] = []
     for module in model.modules():
         if callable(getattr(module, "set_attn_implementation", None)) and hasattr(module, "config"):
             if not any(module in list(o.modules()) for o in owners):
@@ -249,19 +251,19 @@ class EagerAttention:
     attention weights) and restore the previous implementation on :meth:`close`."""
 
     def __init__(self, *models: nn.Module) -> None:
-        self._previous: list[tuple[nn.Module, str]] = []
+        self._previous: list[tuple[nn.Module, str | None]] = []
         for model in models:
             for owner in hf_attention_owners(model):
                 current = getattr(owner.config, "_attn_implementation", None)
                 if current != "eager":
-                    owner.set_attn_implementation("eager")
+                    cast(Any, owner).set_attn_implementation("eager")  # a Hugging Face method
                     self._previous.append((owner, current))
 
     def close(self) -> None:
         while self._previous:
             owner, previous = self._previous.pop()
             if previous is not None:
-                owner.set_attn_implementation(previous)
+                cast(Any, owner).set_attn_implementation(previous)
 
 
 def token_mask(model: nn.Module, inputs: Any) -> Tensor | None:
@@ -279,4 +281,3 @@ def token_mask(model: nn.Module, inputs: Any) -> Tensor | None:
             first = next(model.parameters(), None)
             return mask.to(first.device) if first is not None else mask
     return None
-

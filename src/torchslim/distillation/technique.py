@@ -19,7 +19,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from typing import Any, ClassVar, Iterable, Literal, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -88,7 +89,8 @@ class Distill(TechniqueConfig):
             ok = (parts[0] == "auto" and len(parts) <= 2) or (len(parts) in (2, 3) and all(parts))
             if not ok:
                 raise ConfigError(
-                    f"Distill.features[{i}]={item!r} must look like 'teacher_module:student_module[:loss]' or 'auto[:loss]'."
+                    f"Distill.features[{i}]={item!r} must look like 'teacher_module:student_module[:loss]' "
+                    "or 'auto[:loss]'."
                 )
             loss = parts[-1] if (parts[0] == "auto" and len(parts) == 2) or len(parts) == 3 else None
             if loss is not None and loss not in FEATURE_LOSSES:
@@ -161,6 +163,7 @@ def distill(
     targets: Targets | None = None,
     example_input: Any = None,
 ) -> DistillResult:
+    # long: a public entry point whose keyword-only options are one per line; the body is 25 lines
     """Train `student` (a module, or a student spec built from `teacher`) to mimic `teacher` on `loader`.
 
     The training is the one loop's, through :func:`~torchslim.train.train_in_context`: device, seed,
@@ -180,19 +183,35 @@ def distill(
     # freeze outside the targets before the hook attaches its adapters, which always train
     with training_scope(student_model, targets=targets):
         hook = DistillationHook(
-            teacher, student_model, temperature=temperature, alpha=alpha, pairs=pairs, feature_loss=feature_loss,
-            feature_weight=feature_weight, example_input=example, task_loss_in_loop=not own_loss, seed=context.seed,
+            teacher,
+            student_model,
+            temperature=temperature,
+            alpha=alpha,
+            pairs=pairs,
+            feature_loss=feature_loss,
+            feature_weight=feature_weight,
+            example_input=example,
+            task_loss_in_loop=not own_loss,
+            seed=context.seed,
         )
         try:
             result = train_in_context(
-                student_model, config=config or TrainConfig(), context=context, technique="distill",
-                hooks=[hook, *hooks], loss_fn=loss_fn, loader=loader,
+                student_model,
+                config=config or TrainConfig(),
+                context=context,
+                technique="distill",
+                hooks=[hook, *hooks],
+                loss_fn=loss_fn,
+                loader=loader,
             )
         finally:
             hook.close()
     student_model.eval()
     return DistillResult(
-        student=student_model, train=result, pairs=list(hook.pairs), terms=hook.mean_terms(),
+        student=student_model,
+        train=result,
+        pairs=list(hook.pairs),
+        terms=hook.mean_terms(),
         adapter_parameters=hook.adapter_parameters,
     )
 
@@ -215,27 +234,42 @@ def distill_step(model: nn.Module, config: Distill, *, targets: Targets | None, 
     example = context.example_input if context.example_input is not None else example_from(loader)
     if config.student is None:
         teacher = context.teacher if context.teacher is not None else _frozen_copy(model)
-        source = "context.teacher (the original model)" if context.teacher is not None else (
-            "a frozen copy of the model at the start of the step")
+        source = (
+            "context.teacher (the original model)"
+            if context.teacher is not None
+            else ("a frozen copy of the model at the start of the step")
+        )
         student = model
     else:
         teacher = model
         source = "the model being compressed"
         student = build_student(model, config.student, example_input=example)
-    pairs = resolve_pairs(teacher, student, list(config.features), loss=config.feature_loss, weight=config.feature_weight)
+    pairs = resolve_pairs(
+        teacher, student, list(config.features), loss=config.feature_loss, weight=config.feature_weight
+    )
     result = distill(
-        teacher, student, loader, temperature=config.temperature, alpha=config.alpha, pairs=pairs,
-        config=config.train, context=context, targets=targets, example_input=example,
+        teacher,
+        student,
+        loader,
+        temperature=config.temperature,
+        alpha=config.alpha,
+        pairs=pairs,
+        config=config.train,
+        context=context,
+        targets=targets,
+        example_input=example,
     )
     info = result.info()
-    info.update({
-        "teacher": source,
-        "student": config.student or "the model being compressed",
-        "teacher_parameters": count_parameters(teacher),
-        "student_parameters": count_parameters(result.student),
-        "temperature": config.temperature,
-        "alpha": config.alpha,
-    })
+    info.update(
+        {
+            "teacher": source,
+            "student": config.student or "the model being compressed",
+            "teacher_parameters": count_parameters(teacher),
+            "student_parameters": count_parameters(result.student),
+            "temperature": config.temperature,
+            "alpha": config.alpha,
+        }
+    )
     return StepOutcome(model=result.student, info=info)
 
 

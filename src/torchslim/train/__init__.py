@@ -21,7 +21,19 @@ from torchslim.train.scope import training_scope
 from torchslim.train.step import result_info, train_in_context
 
 __all__ = [
-    "FineTune", "StaleCheckpointWarning", "TrainConfig", "TrainHook", "TrainResult", "TrainState",
-    "TrainingDivergedError", "hooks_from_model", "logits_of", "run_model", "schedule_factor", "train",
-    "result_info", "train_in_context", "training_scope",
+    "FineTune",
+    "StaleCheckpointWarning",
+    "TrainConfig",
+    "TrainHook",
+    "TrainResult",
+    "TrainState",
+    "TrainingDivergedError",
+    "hooks_from_model",
+    "logits_of",
+    "run_model",
+    "schedule_factor",
+    "train",
+    "result_info",
+    "train_in_context",
+    "training_scope",
 ]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, ClassVar, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 from torchslim.core.config import TechniqueConfig
 from torchslim.core.errors import ConfigError
@@ -104,7 +105,15 @@ class TrainConfig(TechniqueConfig):
 
 
 FLAT_TRAINING_KEYS = (
-    "epochs", "lr", "optimizer", "max_steps", "weight_decay", "schedule", "warmup_steps", "momentum", "grad_clip",
+    "epochs",
+    "lr",
+    "optimizer",
+    "max_steps",
+    "weight_decay",
+    "schedule",
+    "warmup_steps",
+    "momentum",
+    "grad_clip",
 )
 """The training keys that the ``finetune`` and ``distill`` configs held flat before they nested ``train:``."""
 

@@ -11,7 +11,8 @@ batches its checkpoint had used and restores the RNG state; each step runs
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -43,9 +44,7 @@ class Run:
         state = self.state
         total = state.total_steps
         return (
-            not self.meter.stopped_early
-            and state.epoch < state.config.epochs
-            and (total is None or state.step < total)
+            not self.meter.stopped_early and state.epoch < state.config.epochs and (total is None or state.step < total)
         )
 
 

@@ -10,7 +10,8 @@ resumes or skips the training; see :mod:`torchslim.train.resume`).
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Mapping
+from collections.abc import Mapping
+from typing import ClassVar
 
 from torch import nn
 
@@ -20,6 +21,7 @@ from torchslim.core.targets import Targets
 from torchslim.core.technique import TECHNIQUES, StepOutcome
 from torchslim.train.config import TrainConfig, renamed_training_keys
 from torchslim.train.step import result_info, train_in_context
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FineTune(TechniqueConfig):

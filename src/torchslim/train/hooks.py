@@ -20,7 +20,8 @@ tensors, nested freely; checkpoints store the tensors as safetensors and the res
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn

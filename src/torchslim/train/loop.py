@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -81,7 +82,9 @@ def _check_hooks(hooks: Sequence[Any], model: nn.Module, include_model_hooks: bo
     return checked
 
 
-def _new_state(model: nn.Module, loader: Iterable[Any], config: TrainConfig, seed: int, device: torch.device) -> TrainState:
+def _new_state(
+    model: nn.Module, loader: Iterable[Any], config: TrainConfig, seed: int, device: torch.device
+) -> TrainState:
     """Move `model` to `device` and build the optimizer, the schedule and the state of a fresh run."""
     per_epoch = steps_per_epoch(loader)
     total = planned_steps(config, per_epoch)
@@ -172,19 +175,32 @@ def train(
     meter = Meter()
     snapshots = Snapshots(checkpointer, state, meter, hook_list, fingerprint) if checkpointer else None
     params = [p for p in model.parameters() if p.requires_grad]
-    run = Run(loader, state, meter, hook_list, loss_fn or default_loss, params, ProgressBar(state, quiet=quiet), snapshots)
+    run = Run(
+        loader, state, meter, hook_list, loss_fn or default_loss, params, ProgressBar(state, quiet=quiet), snapshots
+    )
     try:
         with torch.random.fork_rng(devices=rng_devices(state.device)):
             _run(run, ckpt)
     finally:
         model.train(was_training)
     return TrainResult(
-        steps=state.step, epochs=state.epoch, final_loss=meter.final(), history=list(state.history),
-        resumed_from_step=state.resumed_from_step, seconds=time.perf_counter() - started, steps_run=run.steps_run,
+        steps=state.step,
+        epochs=state.epoch,
+        final_loss=meter.final(),
+        history=list(state.history),
+        resumed_from_step=state.resumed_from_step,
+        seconds=time.perf_counter() - started,
+        steps_run=run.steps_run,
         stopped_early=meter.stopped_early,
     )
 
 
 __all__ = [
-    "LossFn", "StaleCheckpointWarning", "TrainResult", "TrainingDivergedError", "logits_of", "run_model", "train",
+    "LossFn",
+    "StaleCheckpointWarning",
+    "TrainResult",
+    "TrainingDivergedError",
+    "logits_of",
+    "run_model",
+    "train",
 ]

@@ -43,9 +43,7 @@ class ProgressBar:
         )
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._progress.__exit__(kind, exc, tb)
 
     def _label(self, epoch: int) -> str:

@@ -48,9 +48,7 @@ def _config_difference(saved: dict[str, Any], config: TrainConfig) -> str | None
     return ", ".join(f"{k}: {saved.get(k, defaults.get(k))!r} -> {current.get(k)!r}" for k in diff)
 
 
-def stale_reason(
-    ckpt: LoadedCheckpoint, *, state: TrainState, hooks: list[TrainHook], fingerprint: str
-) -> str | None:
+def stale_reason(ckpt: LoadedCheckpoint, *, state: TrainState, hooks: list[TrainHook], fingerprint: str) -> str | None:
     """Why `ckpt` belongs to another run than the one `state` starts (so must not be resumed), or None."""
     meta, model = ckpt.meta, state.model
     if meta.get("model_fingerprint") != fingerprint:
@@ -102,7 +100,7 @@ def restore(ckpt: LoadedCheckpoint, state: TrainState, meter: Meter, hooks: list
         state.scheduler.load_state_dict(from_json(meta["scheduler"], tensors, where=where))
     except (KeyError, ValueError) as exc:
         raise ArtifactError(f"Checkpoint {where!r}: cannot restore the optimizer state: {exc}.") from None
-    for hook, saved in zip(hooks, meta.get("hooks", [])):
+    for hook, saved in zip(hooks, meta.get("hooks", []), strict=False):  # same types: stale_reason checked
         hook.load_state_dict(from_json(saved.get("state", {}), tensors, where=where))
     state.step = int(meta["step"])
     state.epoch = int(meta["epoch"])
@@ -148,4 +146,3 @@ class Snapshots:
             ],
         }
         self.checkpointer.write(meta, state.model, tensors)
-

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -12,7 +12,9 @@ from torchslim.core.targets import Targets
 
 
 @contextlib.contextmanager
-def training_scope(model: nn.Module, *, targets: Targets | None = None, threads: int | None = None) -> Iterator[list[nn.Parameter]]:
+def training_scope(
+    model: nn.Module, *, targets: Targets | None = None, threads: int | None = None
+) -> Iterator[list[nn.Parameter]]:
     """Set the torch thread count and freeze trainable parameters outside `targets` for one training
     step of a technique; restore both afterwards, also on errors. Yields the frozen parameters."""
     frozen: list[nn.Parameter] = []

@@ -10,7 +10,8 @@ the training split, device, seed, thread count, verbosity and the checkpoint dir
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from torch import nn
 
