@@ -9,7 +9,7 @@ from torch import nn
 from quant_toys import context_for
 from torchslim.core.errors import ConfigError
 from torchslim.io import load, save
-from torchslim.io.onnx_export import export_onnx, run_onnx
+from torchslim.deploy.onnxruntime import export_onnx, run_onnx
 from torchslim.quantization import ActivationQuant, Quantize, quantize_handler
 from torchslim.quantization.modules import dequantize_module, fold_split_weight, split_multipliers
 from torchslim.quantization.ptq import outlier_split
@@ -133,7 +133,7 @@ def test_split_export_quantizes_once_then_copies_uint8_codes(tmp_path):
     over bytes, and two layers reading one input share it all in onnxruntime."""
     import onnx
 
-    from torchslim.io.onnx_export import optimized_op_counts
+    from torchslim.deploy.onnxruntime import optimized_op_counts
 
     batches = outlier_batches()
     q = quantize_handler(Fork(), dynamic(outlier_channels=2), targets=None, context=context_for(batches)).model

@@ -22,7 +22,7 @@ def embed(model, texts):
 
 def test_minilm_int8_keeps_embeddings(tmp_path):
     from torchslim.data import load_splits
-    from torchslim.io.onnx_export import export_onnx, integer_op_summary, run_onnx
+    from torchslim.deploy.onnxruntime import export_onnx, integer_op_summary, run_onnx
     from torchslim.models import build_model
 
     model = build_model("minilm-l6")

@@ -10,7 +10,7 @@ from onnx import numpy_helper
 
 from quant_toys import context_for, image_batches, make_cnn
 from torchslim.core.errors import ConfigError
-from torchslim.io.onnx_export import (
+from torchslim.deploy.onnxruntime import (
     check_parity,
     export_onnx,
     integer_op_summary,
@@ -194,7 +194,7 @@ def test_single_channel_conv_stays_float_by_default_and_pools_in_float(tmp_path)
     """With int8 inputs a 1-channel first convolution stays float (the report says why), and its
     max-pooling stays float in onnxruntime: the export pools before the Relu, so onnxruntime's QDQ
     propagation cannot move the next layer's QuantizeLinear above the pool."""
-    from torchslim.io.onnx_export import ort_session
+    from torchslim.deploy.onnxruntime.session import ort_session
     from torchslim.quantization.modules import QuantizedMixin
 
     batches = image_batches()
@@ -217,7 +217,7 @@ def test_single_channel_conv_stays_float_by_default_and_pools_in_float(tmp_path)
 def test_pool_before_float_relu_only_moves_float_chains():
     from onnx import helper
 
-    from torchslim.io.onnx_export import pool_before_float_relu
+    from torchslim.deploy.onnxruntime.graph_passes import pool_before_float_relu
 
     def graph(quantized_conv: bool):
         nodes = []
@@ -265,7 +265,7 @@ def test_residual_block_exports_uint8_activations_and_float_weights_where_unfuse
     onnxruntime need not rewrite the shared int8 pair). Without int8 outputs, a conv that feeds the
     Add (no output QuantizeLinear, so no integer kernel) gets plain float weights onnxruntime's fast
     conv can use."""
-    from torchslim.io.onnx_export import _constant_value
+    from torchslim.deploy.onnxruntime.graph_passes import constant_value as _constant_value
 
     batches = [(torch.randn(8, 3, 12, 12), torch.zeros(8, dtype=torch.long)) for _ in range(2)]
     cfg = Quantize(weights=WeightQuant(bits=8), quantize_residual_outputs=False)
