@@ -376,25 +376,15 @@ def _layers_for(
     ), skipped
 
 
-def _run(model: nn.Module, config: MagnitudePruning, *, targets: Targets | None, context: Context) -> StepOutcome:
-    pruner, skipped = _layers_for(model, config, targets)
-    pruner.generator.manual_seed(int(context.seed))
+def _prune_rounds(
+    pruner: MagnitudePruner, config: MagnitudePruning, model: nn.Module, context: Context
+) -> list[dict[str, Any]]:
+    """Prune along the schedule (fine-tuning after each round, or AGP during training); the rounds' records."""
     target = config.target_sparsity
-    rounds: list[dict[str, Any]] = []
-    needs_training = config.train.epochs > 0
-    if needs_training:
-        context.require_data("train", technique=NAME)
 
     def tune(tag: str, hooks: tuple[AGPHook, ...] = ()) -> dict[str, Any]:
-        return recover(
-            model,
-            config.train,
-            context,
-            technique=NAME,
-            tag=tag,
-            hooks=hooks,
-            own_run_dir=config.schedule == "iterative",
-        )
+        own_run_dir = config.schedule == "iterative"
+        return recover(model, config.train, context, technique=NAME, tag=tag, hooks=hooks, own_run_dir=own_run_dir)
 
     if config.schedule == "agp":
         # masks exist from the start so the optimizer and checkpoints see the final structure
@@ -409,15 +399,24 @@ def _run(model: nn.Module, config: MagnitudePruning, *, targets: Targets | None,
         )
         hook.current = config.initial_sparsity
         result = tune("agp", (hook,))
-        rounds.append({"schedule": "agp", "events": [list(h) for h in hook.history], "finetune": result})
-    else:
-        targets_seq = [target] if config.schedule == "one_shot" else iterative_sparsities(target, config.steps)
-        for k, s in enumerate(targets_seq):
-            pruner.prune_to(s)
-            entry: dict[str, Any] = {"round": k + 1, "sparsity": s}
-            if needs_training:
-                entry["finetune"] = tune(f"round{k + 1}")
-            rounds.append(entry)
+        return [{"schedule": "agp", "events": [list(h) for h in hook.history], "finetune": result}]
+    rounds: list[dict[str, Any]] = []
+    targets_seq = [target] if config.schedule == "one_shot" else iterative_sparsities(target, config.steps)
+    for k, s in enumerate(targets_seq):
+        pruner.prune_to(s)
+        entry: dict[str, Any] = {"round": k + 1, "sparsity": s}
+        if config.train.epochs > 0:
+            entry["finetune"] = tune(f"round{k + 1}")
+        rounds.append(entry)
+    return rounds
+
+
+def _run(model: nn.Module, config: MagnitudePruning, *, targets: Targets | None, context: Context) -> StepOutcome:
+    pruner, skipped = _layers_for(model, config, targets)
+    pruner.generator.manual_seed(int(context.seed))
+    if config.train.epochs > 0:
+        context.require_data("train", technique=NAME)
+    rounds = _prune_rounds(pruner, config, model, context)
     achieved = pruner.achieved()
     layers = [
         {
@@ -429,7 +428,7 @@ def _run(model: nn.Module, config: MagnitudePruning, *, targets: Targets | None,
         for name, module in pruner.layers
     ]
     info = {
-        "target_sparsity": target,
+        "target_sparsity": config.target_sparsity,
         "sparsity": achieved["sparsity"],
         "pruned_weights": achieved["pruned"],
         "prunable_weights": achieved["params"],
