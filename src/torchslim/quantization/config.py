@@ -18,6 +18,7 @@ keep working: :meth:`Quantize.from_dict` moves each to its nested place with a
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import warnings
 from typing import Any, ClassVar, Literal, Mapping
@@ -216,7 +217,15 @@ class Quantize(TechniqueConfig):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "Quantize":
         """Build from a mapping; the earlier flat keys move to their sections (see :attr:`renamed`)."""
-        config = super().from_dict(_migrate_flat(dict(data or {})))
+        data = dict(data or {})
+        known = cls.field_names()
+        for key in data:
+            if key not in known and key not in cls.renamed:
+                close = difflib.get_close_matches(str(key), known + list(cls.renamed), n=1, cutoff=0.5)
+                hint = f" Did you mean {close[0]!r}" + (f" (now {cls.renamed[close[0]]!r})" if close and close[0] in cls.renamed
+                                                        else "") + "?" if close else ""
+                raise ConfigError(f"Unknown key {key!r} for technique 'quantize'; known keys: {known}." + hint)
+        config = super().from_dict(_migrate_flat(data))
         assert isinstance(config, Quantize)
         return config
 

@@ -97,6 +97,39 @@ def _qdq_column(w: Tensor, scale: Tensor, zp: Tensor, bits: int) -> tuple[Tensor
     return codes, (codes - zp) * scale
 
 
+def _prepared_hessian(hessian: Tensor, cols: int) -> Tensor:
+    if hessian.shape != (cols, cols):
+        raise ModelError(f"GPTQ: Hessian {list(hessian.shape)} does not match weight columns {cols}.")
+    H = hessian.clone().double()
+    dead = torch.diag(H) == 0
+    # Columns whose input was always 0 carry no information; unlike the reference code, their
+    # weights are kept (round to nearest) so inputs unseen in calibration still see them.
+    H[dead, dead] = 1.0
+    return H
+
+
+def _group_qparams(block: Tensor, bits: int, symmetric: bool) -> tuple[Tensor, Tensor]:
+    """Scale and zero point of each row of a group's (already updated) weights."""
+    if bits == 1:
+        return block.abs().mean(dim=1).clamp(min=1e-12), torch.zeros(block.shape[0], dtype=torch.int32)
+    return choose_qparams(block.amin(dim=1), block.amax(dim=1), bits=bits, symmetric=symmetric)
+
+
+def _inverse_cholesky(H: Tensor, damp: float) -> Tensor:
+    """The upper Cholesky factor of ``(H + lambda I)^-1`` (float32), with ``lambda = damp *
+    mean(diag(H))`` raised tenfold until the factorisation succeeds (at most 6 tries)."""
+    cols = H.shape[0]
+    mean_diag = float(torch.diag(H).mean())
+    for attempt in range(6):
+        Hd = H + (damp * (10**attempt)) * mean_diag * torch.eye(cols, dtype=H.dtype)
+        try:
+            L = torch.linalg.cholesky(Hd)
+            return torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True).float()
+        except RuntimeError:  # torch.linalg.LinAlgError subclasses RuntimeError
+            continue
+    raise ModelError("GPTQ: the Hessian is not positive definite even with strong dampening.")
+
+
 @torch.no_grad()
 def gptq_quantize(
     weight: Tensor,
@@ -118,17 +151,10 @@ def gptq_quantize(
     shape = weight.shape
     W = weight.detach().reshape(shape[0], -1).float().clone()
     rows, cols = W.shape
-    if hessian.shape != (cols, cols):
-        raise ModelError(f"GPTQ: Hessian {list(hessian.shape)} does not match weight columns {cols}.")
-    H = hessian.clone().double()
-    dead = torch.diag(H) == 0
-    # Columns whose input was always 0 carry no information; unlike the reference code, their
-    # weights are kept (round to nearest) so inputs unseen in calibration still see them.
-    H[dead, dead] = 1.0
-
+    Hinv = _inverse_cholesky(_prepared_hessian(hessian, cols), damp)
     grouped = g.kind == "per_group" and g.axis == 0
+    k = g.group_size or cols
     if grouped:
-        k = int(g.group_size)  # type: ignore[arg-type]
         n_groups = -(-cols // k)
         scale_groups = torch.ones(rows, n_groups)
         zp_groups = torch.zeros(rows, n_groups, dtype=torch.int32)
@@ -138,58 +164,33 @@ def gptq_quantize(
         scale0, zp0 = weight_qparams(W.reshape(shape), bits=bits, symmetric=spec.symmetric, granularity=g, method=range_method)
         full_scale = g.expand(scale0, shape).reshape(rows, cols).clone()
         full_zp = g.expand(zp0.float(), shape).reshape(rows, cols).clone()
-
-    mean_diag = float(torch.diag(H).mean())
-    Hinv = None
-    for attempt in range(6):
-        Hd = H + (damp * (10**attempt)) * mean_diag * torch.eye(cols, dtype=H.dtype)
-        try:
-            L = torch.linalg.cholesky(Hd)
-            Hinv = torch.cholesky_inverse(L)
-            Hinv = torch.linalg.cholesky(Hinv, upper=True)
-            break
-        except RuntimeError:  # torch.linalg.LinAlgError subclasses RuntimeError
-            Hinv = None
-    if Hinv is None:
-        raise ModelError("GPTQ: the Hessian is not positive definite even with strong dampening.")
-    Hinv = Hinv.float()
-
     codes = torch.zeros(rows, cols)
     for i1 in range(0, cols, block_size):
         i2 = min(i1 + block_size, cols)
-        count = i2 - i1
         W1 = W[:, i1:i2].clone()
-        Q1 = torch.zeros_like(W1)
         Err1 = torch.zeros_like(W1)
         Hinv1 = Hinv[i1:i2, i1:i2]
-        for i in range(count):
+        for i in range(i2 - i1):
             col = i1 + i
-            w = W1[:, i]
-            d = Hinv1[i, i]
+            w, d = W1[:, i], Hinv1[i, i]
             if grouped and col % k == 0:
                 stop = min(col + k, cols)
                 block = torch.cat([W1[:, i:], W[:, i2:]], dim=1)[:, : stop - col]
-                if bits == 1:
-                    s = block.abs().mean(dim=1).clamp(min=1e-12)
-                    z = torch.zeros(rows, dtype=torch.int32)
-                else:
-                    s, z = choose_qparams(block.amin(dim=1), block.amax(dim=1), bits=bits, symmetric=spec.symmetric)
+                s, z = _group_qparams(block, bits, spec.symmetric)
                 scale_groups[:, col // k] = s
                 zp_groups[:, col // k] = z
                 full_scale[:, col:stop] = s[:, None]
                 full_zp[:, col:stop] = z[:, None].float()
             c, q = _qdq_column(w, full_scale[:, col], full_zp[:, col], bits)
             codes[:, col] = c
-            Q1[:, i] = q
             err = (w - q) / d
             W1[:, i:] -= err.unsqueeze(1) @ Hinv1[i, i:].unsqueeze(0)
             Err1[:, i] = err
         W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
 
-    codes_t = codes.reshape(shape).to(torch.int8)
     if grouped:
-        return codes_t, scale_groups.reshape(g.param_shape(shape)), zp_groups.reshape(g.param_shape(shape))
-    return codes_t, scale0, zp0
+        scale0, zp0 = scale_groups.reshape(g.param_shape(shape)), zp_groups.reshape(g.param_shape(shape))
+    return codes.reshape(shape).to(torch.int8), scale0, zp0
 
 
 def layer_error(weight: Tensor, approx: Tensor, hessian: Tensor) -> float:

@@ -208,8 +208,7 @@ def quantize_layers(
 ) -> tuple[nn.Module, dict[str, nn.Module], list[Tensor] | None]:
     """Replace every chosen layer of `model` (in place) by its quantized form.
 
-    `percentile` is the weights' percentile range; `activation_percentile` (default: the same) the
-    percentile observer's.
+    `percentile` is the weights' percentile range, `activation_percentile` (default: the same) the observer's.
 
     Returns the model, ``{name: float layer}`` (the originals, for reports) and the float model's
     outputs on `batches` (None without batches).
