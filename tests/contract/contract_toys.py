@@ -10,8 +10,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import torchslim  # noqa: F401  (registers every technique)
 from torchslim.core import DataSplits, TechniqueConfig
 from torchslim.core.technique import TECHNIQUES
+
+
+def registered_techniques() -> list[str]:
+    """Every technique registered by torchslim (importing it registers them all); techniques that
+    other test modules register for themselves (defined outside torchslim) are not part of the contract."""
+    return [n for n in TECHNIQUES.names() if TECHNIQUES.config_type(n).__module__.startswith("torchslim.")]
+
 
 QUICK: dict[str, dict[str, Any]] = {
     "magnitude_pruning": {"sparsity": 0.5, "train": {"epochs": 0}},

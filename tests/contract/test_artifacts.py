@@ -23,12 +23,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from contract_toys import TOYS, quick_config, toy_data
+from contract_toys import TOYS, quick_config, registered_techniques, toy_data
 from safetensors.torch import load_file, save_file
 
 import torchslim as ts
 from torchslim.core import Recipe, Step, TorchSlimError
-from torchslim.core.technique import TECHNIQUES
 
 ARTIFACT_TOYS = ("mlp", "cnn")
 WEIGHTS_FILE = "model.safetensors"
@@ -100,7 +99,7 @@ def results_for(compressed, technique):
     return {toy: r for toy, r in found.items() if not isinstance(r, TorchSlimError)}
 
 
-@pytest.mark.parametrize("technique", TECHNIQUES.names())
+@pytest.mark.parametrize("technique", registered_techniques())
 def test_save_then_load_in_a_fresh_process_gives_identical_outputs(technique, compressed, tmp_path):
     results = results_for(compressed, technique)
     if not results:
@@ -129,7 +128,7 @@ def model_files_bytes(directory: Path) -> int:
     return sum((directory / name).stat().st_size for name in MODEL_FILES)
 
 
-@pytest.mark.parametrize("technique", TECHNIQUES.names())
+@pytest.mark.parametrize("technique", registered_techniques())
 def test_report_bytes_are_the_real_artifact_size(technique, compressed, tmp_path):
     results = results_for(compressed, technique)
     if not results:
@@ -155,7 +154,7 @@ def within_tolerance(got: np.ndarray, ref: np.ndarray, *, quantized: bool) -> tu
 
 
 @pytest.mark.parametrize("toy", ARTIFACT_TOYS)
-@pytest.mark.parametrize("technique", TECHNIQUES.names())
+@pytest.mark.parametrize("technique", registered_techniques())
 def test_onnx_export_matches_onnxruntime_or_refuses_with_a_reason(technique, toy, compressed, tmp_path):
     result = compressed(technique, toy)
     if isinstance(result, TorchSlimError):
