@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,7 +30,9 @@ def as_splits(data: Any) -> DataSplits | None:
     if data is None or isinstance(data, DataSplits):
         return data
     if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
-        raise DataError(f"data must be a DataSplits or an iterable of (inputs, labels) batches, got {type(data).__name__}.")
+        raise DataError(
+            f"data must be a DataSplits or an iterable of (inputs, labels) batches, got {type(data).__name__}."
+        )
     return DataSplits(train=data, calibration=data, validation=data, test=data, name="user data")
 
 
@@ -54,9 +58,10 @@ def resolve_example_input(model: nn.Module, *, splits: DataSplits | None, batch_
             return inputs.repeat(reps, *([1] * (inputs.dim() - 1)))[:batch_size]
         if isinstance(inputs, dict):
             return {k: v[:batch_size] for k, v in inputs.items()}
-        if isinstance(inputs, (list, tuple)) and hasattr(model, "tokenize"):
+        tokenize = getattr(model, "tokenize", None)  # text models turn raw strings into tensors
+        if isinstance(inputs, (list, tuple)) and callable(tokenize):
             texts = list(inputs) * (-(-batch_size // len(inputs)))
-            return dict(model.tokenize(texts[:batch_size]))
+            return dict(tokenize(texts[:batch_size]))
     raise DataError(
         "Cannot build an example input: the model is not a built-in one and no data was given. "
         "Pass example_input=... or data."
@@ -151,13 +156,28 @@ def analyze(
             deployment, reason = deploy_for_timing(model, example_input, tmp, backend=backend)
             if deployment is None and runtime == "onnxruntime":
                 raise ModelError(f"ONNX export for onnxruntime latency failed: {reason}")
-        return _measure(model, example_input, loader=loader, deployment=deployment, batch_size=batch_size,
-                        threads=threads, repeats=repeats, profile=energy_profile)
+        return _measure(
+            model,
+            example_input,
+            loader=loader,
+            deployment=deployment,
+            batch_size=batch_size,
+            threads=threads,
+            repeats=repeats,
+            profile=energy_profile,
+        )
 
 
 def _measure(
-    model: nn.Module, example_input: Any, *, loader: Any, deployment: Any, batch_size: int, threads: int | None,
-    repeats: int, profile: str = "horowitz-45nm",
+    model: nn.Module,
+    example_input: Any,
+    *,
+    loader: Any,
+    deployment: Any,
+    batch_size: int,
+    threads: int | None,
+    repeats: int,
+    profile: str = "horowitz-45nm",
 ) -> Any:
     """:func:`torchslim.measure.analyze` (latency on `deployment`'s runtime when given) plus the artifact's bytes."""
     from torchslim.measure import analyze as measure_model
@@ -176,8 +196,16 @@ def _measure(
 
 
 def _measure_pair(
-    model: nn.Module, work: nn.Module, splits: DataSplits | None, *, example: Any, runtime: str, notes: list[str],
-    batch_size: int, threads: int | None, repeats: int,
+    model: nn.Module,
+    work: nn.Module,
+    splits: DataSplits | None,
+    *,
+    example: Any,
+    runtime: str,
+    notes: list[str],
+    batch_size: int,
+    threads: int | None,
+    repeats: int,
 ) -> tuple[Any, Any]:
     """Measure the original and the compressed model on the same runtime; each is exported once.
 
@@ -204,7 +232,7 @@ def _measure_pair(
                 deployed = [None, None]
         before, after = (
             _measure(m, example, loader=loader, deployment=d, batch_size=batch_size, threads=threads, repeats=repeats)
-            for m, d in zip((model, work), deployed)
+            for m, d in zip((model, work), deployed, strict=True)
         )
     return before, after
 
@@ -223,15 +251,23 @@ class CompressionResult:
         facts (:class:`torchslim.deploy.OnnxExport`); `kwargs` go to :func:`torchslim.deploy.export_onnx`."""
         from torchslim.deploy import export_onnx
 
-        return export_onnx(self.model, path, example_input if example_input is not None else self.example_input, **kwargs)
+        return export_onnx(
+            self.model, path, example_input if example_input is not None else self.example_input, **kwargs
+        )
 
     def save(self, directory: str | Path, *, html: bool = True) -> Path:
         """Write the artifact with ``report.json`` (and ``report.html`` unless ``html=False``)."""
         from torchslim.io import save
         from torchslim.report.html import render_html
 
-        extra = {"report.html": render_html(self.report)} if html else None
-        return save(self.model, directory, config={"recipe": self.recipe.to_dict()}, report=self.report.to_dict(), extra_files=extra)
+        extra: dict[str, str | bytes] | None = {"report.html": render_html(self.report)} if html else None
+        return save(
+            self.model,
+            directory,
+            config={"recipe": self.recipe.to_dict()},
+            report=self.report.to_dict(),
+            extra_files=extra,
+        )
 
 
 def run_recipe(model: nn.Module, recipe: Recipe, *, context: Context) -> tuple[nn.Module, list[dict[str, Any]]]:
@@ -292,33 +328,66 @@ def compress(
     shipped recipe. Latency before and after is measured on the same runtime: with ``auto``,
     onnxruntime when both models export to ONNX, else PyTorch eager for both (the report says why).
     """
-    from torchslim.models import get_model_spec
-
     if recipe is None:
         raise ConfigError("compress needs recipe=... (a Recipe, a YAML file or a shipped recipe name).")
     recipe = load_recipe(recipe)
     splits = as_splits(data)
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    check_model_accepts_data(model, splits)
-    try:
+    notes: list[str] = []
+    with _torch_threads(threads):
+        check_model_accepts_data(model, splits)
         example = resolve_example_input(model, splits=splits, batch_size=batch_size)
         _runtime_backend(runtime)
-        work = copy.deepcopy(model)
-        context = Context(data=splits, seed=seed, run_dir=Path(run_dir) if run_dir else None, threads=threads, quiet=quiet, example_input=example, teacher=model)
-        work, steps = run_recipe(work, recipe, context=context)
+        context = Context(data=splits, seed=seed, threads=threads, quiet=quiet, example_input=example, teacher=model)
+        if run_dir:
+            context = context.replace(run_dir=Path(run_dir))
+        work, steps = run_recipe(copy.deepcopy(model), recipe, context=context)
         work.eval()
-        notes: list[str] = []
-        before, after = _measure_pair(model, work, splits, example=example, runtime=runtime, notes=notes,
-                                      batch_size=batch_size, threads=threads, repeats=repeats)
+        before, after = _measure_pair(
+            model,
+            work,
+            splits,
+            example=example,
+            runtime=runtime,
+            batch_size=batch_size,
+            threads=threads,
+            repeats=repeats,
+            notes=notes,
+        )
+    report = _report(model, model_name, splits, before, after, steps=steps, recipe=recipe, notes=notes)
+    return CompressionResult(model=work, report=report, recipe=recipe, example_input=example)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """``torch.set_num_threads(threads)`` for the block (when given); the previous count restored after."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
     finally:
-        torch.set_num_threads(previous_threads)
+        torch.set_num_threads(previous)
+
+
+def _report(
+    model: nn.Module,
+    model_name: str | None,
+    splits: DataSplits | None,
+    before: Any,
+    after: Any,
+    *,
+    steps: list[dict[str, Any]],
+    recipe: Recipe,
+    notes: list[str],
+) -> Report:
+    """The before/after report of :func:`compress`."""
+    from torchslim.models import get_model_spec
+
     spec = get_model_spec(model)
     name = model_name or (spec or {}).get("name") or type(model).__name__
     if splits is not None and splits.test is splits.train and splits.test is not None:
         notes.append("accuracy was measured on the same data used for compression (no separate test split given)")
-    report = Report(
+    return Report(
         model=name,
         before=before.to_dict(),
         after=after.to_dict(),
@@ -327,7 +396,6 @@ def compress(
         dataset=splits.name if splits is not None else None,
         notes=notes,
     )
-    return CompressionResult(model=work, report=report, recipe=recipe, example_input=example)
 
 
 def load_recipe(recipe: Recipe | str | Path) -> Recipe:

@@ -31,7 +31,14 @@ def _baseline(out: Path, *, epochs: int, train_samples: int | None, splits, seed
         if read_manifest(directory).get("config", {}).get("demo_baseline") == wanted:
             return load(directory), True
     model = build_model(DEMO_MODEL, seed=seed)
-    train(model, splits.train, config=TrainConfig(epochs=epochs, lr=1e-3), seed=seed, run_dir=out / ".baseline-train", quiet=quiet)
+    train(
+        model,
+        splits.train,
+        config=TrainConfig(epochs=epochs, lr=1e-3),
+        seed=seed,
+        run_dir=out / ".baseline-train",
+        quiet=quiet,
+    )
     model.eval()
     save(model, directory, config={"demo_baseline": wanted})
     return model, False
@@ -57,11 +64,28 @@ def run_demo(
     out = Path(out)
     splits = load_splits(DEMO_DATA, batch_size=128, train_samples=train_samples, eval_samples=eval_samples, seed=seed)
     model, reused = _baseline(out, epochs=epochs, train_samples=train_samples, splits=splits, seed=seed, quiet=quiet)
-    recipe = Recipe.from_dict(apply_overrides(load_recipe(DEMO_RECIPE).to_dict(), [f"steps.1.config.epochs={distill_epochs}"]))
-    result = compress(model, splits, recipe=recipe, seed=seed, threads=threads, batch_size=LATENCY_BATCH, quiet=quiet, model_name=DEMO_MODEL)
+    recipe = Recipe.from_dict(
+        apply_overrides(load_recipe(DEMO_RECIPE).to_dict(), [f"steps.1.config.train.epochs={distill_epochs}"])
+    )
+    result = compress(
+        model,
+        splits,
+        recipe=recipe,
+        seed=seed,
+        threads=threads,
+        batch_size=LATENCY_BATCH,
+        quiet=quiet,
+        model_name=DEMO_MODEL,
+    )
     report = result.report
-    report.notes.insert(0, ("reused the cached baseline in " if reused else "trained the baseline and saved it to ") + str(out / "baseline"))
-    report.notes.insert(1, f"baseline: {epochs} epoch(s); recipe {DEMO_RECIPE} with {distill_epochs} epoch(s) of distillation")
+    report.notes.insert(
+        0,
+        ("reused the cached baseline in " if reused else "trained the baseline and saved it to ")
+        + str(out / "baseline"),
+    )
+    report.notes.insert(
+        1, f"baseline: {epochs} epoch(s); recipe {DEMO_RECIPE} with {distill_epochs} epoch(s) of distillation"
+    )
     result.save(out / DEMO_RECIPE)
     write_json(out / "report.json", report.to_dict())
     write_html(report, out / "report.html")

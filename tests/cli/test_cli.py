@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import pytest
 
@@ -38,7 +37,10 @@ def test_analyze_json_keys(capsys):
 
 
 def test_analyze_with_data_has_accuracy(capsys):
-    code, out, _ = run(["analyze", "lenet-300-100", "--data", "fashion-mnist", "--eval-samples", "256", "--json", "--repeats", "2"], capsys)
+    code, out, _ = run(
+        ["analyze", "lenet-300-100", "--data", "fashion-mnist", "--eval-samples", "256", "--json", "--repeats", "2"],
+        capsys,
+    )
     assert code == 0
     stats = json.loads(out)
     assert 0.0 <= stats["accuracy"] <= 1.0
@@ -51,7 +53,9 @@ def test_unknown_model_is_clear(capsys):
 
 
 def test_missing_data_root_is_clear(capsys, tmp_path):
-    code, _, err = run(["analyze", "lenet-300-100", "--data", "fashion-mnist", "--data-root", str(tmp_path / "nowhere")], capsys)
+    code, _, err = run(
+        ["analyze", "lenet-300-100", "--data", "fashion-mnist", "--data-root", str(tmp_path / "nowhere")], capsys
+    )
     assert code == 2
     assert "nowhere" in err and "apt-get install dataset-fashion-mnist" in err
 
@@ -67,17 +71,53 @@ def test_python_dash_m_entry_point():
 
 def test_train_and_compress_round_trip(capsys, tmp_path):
     out = tmp_path / "trained"
-    code, _, err = run(["train", "lenet-300-100", "--data", "fashion-mnist", "--epochs", "1", "--train-samples", "512", "--eval-samples", "256", "--out", str(out), "--quiet"], capsys)
+    code, _, err = run(
+        [
+            "train",
+            "lenet-300-100",
+            "--data",
+            "fashion-mnist",
+            "--epochs",
+            "1",
+            "--train-samples",
+            "512",
+            "--eval-samples",
+            "256",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert (out / "model.safetensors").is_file() and (out / "report.json").is_file()
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("version: 1\nsteps:\n  - technique: finetune\n    config: {epochs: 1, lr: 0.0005}\n")
-    code, stdout, err = run(["compress", str(out), "--data", "fashion-mnist", "--recipe", str(recipe), "--out", str(tmp_path / "c"), "--train-samples", "256", "--eval-samples", "256", "--json", "--set", "steps.0.config.lr=0.0001"], capsys)
+    recipe.write_text("version: 1\nsteps:\n  - technique: finetune\n    config: {train: {epochs: 1, lr: 0.0005}}\n")
+    code, stdout, err = run(
+        [
+            "compress",
+            str(out),
+            "--data",
+            "fashion-mnist",
+            "--recipe",
+            str(recipe),
+            "--out",
+            str(tmp_path / "c"),
+            "--train-samples",
+            "256",
+            "--eval-samples",
+            "256",
+            "--json",
+            "--set",
+            "steps.0.config.train.lr=0.0001",
+        ],
+        capsys,
+    )
     assert code == 0, err
     report = json.loads(stdout)
     assert set(report) >= {"before", "after", "steps"}
     assert report["steps"][0]["technique"] == "finetune"
-    assert report["steps"][0]["config"]["lr"] == 0.0001
+    assert report["steps"][0]["config"]["train"]["lr"] == 0.0001
     for side in ("before", "after"):
         for key in ("accuracy", "params", "nonzero_params", "macs", "bytes", "latency_ms"):
             assert report[side][key] is not None
@@ -89,16 +129,29 @@ def test_train_and_compress_round_trip(capsys, tmp_path):
     "recipe_text, message",
     [
         ("steps:\n  - technique: finetun\n", "Did you mean 'finetune'"),
-        ("steps:\n  - technique: finetune\n    config: {epoch: 1}\n", "Did you mean 'epochs'"),
-        ("steps:\n  - technique: finetune\n    config: {lr: -1}\n", "lr"),
-        ("steps:\n  - technique: finetune\n    config: {epochs: many}\n", "epochs"),
+        ("steps:\n  - technique: finetune\n    config: {train: {epoch: 1}}\n", "Did you mean 'epochs'"),
+        ("steps:\n  - technique: finetune\n    config: {train: {lr: -1}}\n", "lr"),
+        ("steps:\n  - technique: finetune\n    config: {lr: -1}\n", "lr"),  # an old flat key, moved to train.lr
+        ("steps:\n  - technique: finetune\n    config: {train: {epochs: many}}\n", "epochs"),
         ("steps:\n  - !!python/object/apply:os.system ['echo hi']\n", "not valid YAML"),
     ],
 )
 def test_bad_recipes_write_nothing(capsys, tmp_path, recipe_text, message):
     recipe = tmp_path / "bad.yaml"
     recipe.write_text(recipe_text)
-    code, _, err = run(["compress", "lenet-300-100", "--data", "fashion-mnist", "--recipe", str(recipe), "--out", str(tmp_path / "out")], capsys)
+    code, _, err = run(
+        [
+            "compress",
+            "lenet-300-100",
+            "--data",
+            "fashion-mnist",
+            "--recipe",
+            str(recipe),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capsys,
+    )
     assert code == 2
     assert message in err
     assert not (tmp_path / "out").exists()
@@ -113,12 +166,46 @@ def test_corrupt_weights_file(capsys, tmp_path):
 
 
 def test_analyze_sensitivity_writes_curves(capsys, tmp_path):
-    code, out, err = run(["analyze", "lenet-300-100", "--data", "digits", "--sensitivity", "--sparsities", "0.5,0.9", "--out", str(tmp_path / "s"), "--json", "--repeats", "1"], capsys)
+    code, out, err = run(
+        [
+            "analyze",
+            "lenet-300-100",
+            "--data",
+            "digits",
+            "--sensitivity",
+            "--sparsities",
+            "0.5,0.9",
+            "--out",
+            str(tmp_path / "s"),
+            "--json",
+            "--repeats",
+            "1",
+        ],
+        capsys,
+    )
     # digits images are 8x8: lenet-300-100 expects 28x28, so this must fail clearly, not crash
     assert code == 2
     assert "cannot run on the test data of 'digits' (samples of shape (1, 8, 8))" in err
     assert not (tmp_path / "s").exists()
-    code, out, err = run(["analyze", "lenet-300-100", "--data", "fashion-mnist", "--eval-samples", "200", "--sensitivity", "--sparsities", "0.5,0.9", "--out", str(tmp_path / "s"), "--json", "--repeats", "1"], capsys)
+    code, out, err = run(
+        [
+            "analyze",
+            "lenet-300-100",
+            "--data",
+            "fashion-mnist",
+            "--eval-samples",
+            "200",
+            "--sensitivity",
+            "--sparsities",
+            "0.5,0.9",
+            "--out",
+            str(tmp_path / "s"),
+            "--json",
+            "--repeats",
+            "1",
+        ],
+        capsys,
+    )
     assert code == 0, err
     stats = json.loads(out)
     assert stats["sensitivity"]["sparsities"] == [0.5, 0.9]
@@ -128,8 +215,25 @@ def test_analyze_sensitivity_writes_curves(capsys, tmp_path):
 
 
 def test_int8_recipe_then_export_with_parity(capsys, tmp_path):
-    code, out, err = run(["compress", "lenet-300-100", "--data", "fashion-mnist", "--recipe", "int8", "--out", str(tmp_path / "q"),
-                          "--train-samples", "128", "--eval-samples", "256", "--json", "--quiet"], capsys)
+    code, out, err = run(
+        [
+            "compress",
+            "lenet-300-100",
+            "--data",
+            "fashion-mnist",
+            "--recipe",
+            "int8",
+            "--out",
+            str(tmp_path / "q"),
+            "--train-samples",
+            "128",
+            "--eval-samples",
+            "256",
+            "--json",
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["before"]["latency_runtime"] == report["after"]["latency_runtime"] == "onnxruntime"
@@ -140,11 +244,27 @@ def test_int8_recipe_then_export_with_parity(capsys, tmp_path):
     summary = json.loads(out)
     assert summary["quantized"] and summary["parity"]["ok"]
     assert summary["parity"]["max_diff_in_steps"] <= 2
-    assert "QGemm" in summary["onnxruntime_ops"]["integer_ops"] or "MatMulInteger" in summary["onnxruntime_ops"]["integer_ops"]
+    assert (
+        "QGemm" in summary["onnxruntime_ops"]["integer_ops"]
+        or "MatMulInteger" in summary["onnxruntime_ops"]["integer_ops"]
+    )
 
 
 def test_demo_small_end_to_end(capsys, tmp_path):
-    args = ["demo", "--out", str(tmp_path / "demo"), "--train-samples", "512", "--eval-samples", "256", "--epochs", "1", "--distill-epochs", "1", "--json"]
+    args = [
+        "demo",
+        "--out",
+        str(tmp_path / "demo"),
+        "--train-samples",
+        "512",
+        "--eval-samples",
+        "256",
+        "--epochs",
+        "1",
+        "--distill-epochs",
+        "1",
+        "--json",
+    ]
     code, out, err = run(args, capsys)
     assert code == 0, err
     report = json.loads(out)

@@ -1,8 +1,6 @@
 import json
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,10 @@ def test_user_model_round_trip(tmp_path):
     model = user_model()
     save(model, tmp_path / "a")
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["model.safetensors", "torchslim.json"]
-    again = load(tmp_path / "a", model=user_model().apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None))
+    again = load(
+        tmp_path / "a",
+        model=user_model().apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None),
+    )
     x = torch.randn(4, 8)
     assert torch.equal(model(x), again(x))
 
@@ -144,7 +145,10 @@ def test_pruned_model_artifact_is_smaller_and_identical(tmp_path):
     prune.l1_unstructured(pruned[0], "weight", amount=0.9)
     prune.l1_unstructured(pruned[2], "weight", amount=0.9)
     save(pruned, tmp_path / "sparse")
-    size = lambda d: sum(p.stat().st_size for p in Path(d).iterdir())
+
+    def size(d: Path) -> int:
+        return sum(p.stat().st_size for p in Path(d).iterdir())
+
     assert size(tmp_path / "sparse") < size(dense_dir)
     again = load(tmp_path / "sparse", model=user_model())
     x = torch.randn(5, 8)

@@ -23,9 +23,7 @@ from torch import nn
 def lenet_300_100(hidden: tuple[int, int] = (300, 100)) -> nn.Sequential:
     """The LeNet-300-100 shape: 784 -> 300 -> 100 -> 10 (module names "1", "3", "5")."""
     h1, h2 = hidden
-    return nn.Sequential(
-        nn.Flatten(), nn.Linear(784, h1), nn.ReLU(), nn.Linear(h1, h2), nn.ReLU(), nn.Linear(h2, 10)
-    )
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, h1), nn.ReLU(), nn.Linear(h1, h2), nn.ReLU(), nn.Linear(h2, 10))
 
 
 class SmallCNN(nn.Module):
@@ -152,8 +150,15 @@ def _seed() -> None:
 @pytest.fixture
 def toys() -> types.SimpleNamespace:
     return types.SimpleNamespace(
-        lenet_300_100=lenet_300_100, SmallCNN=SmallCNN, DictModel=DictModel, TextModel=TextModel,
-        Output=Output, snapshot=snapshot, assert_unchanged=assert_unchanged, linear_onnx=linear_onnx,
-        Mask=Mask, FakeCompressedLinear=_load_fake_layer().FakeCompressedLinear,
+        lenet_300_100=lenet_300_100,
+        SmallCNN=SmallCNN,
+        DictModel=DictModel,
+        TextModel=TextModel,
+        Output=Output,
+        snapshot=snapshot,
+        assert_unchanged=assert_unchanged,
+        linear_onnx=linear_onnx,
+        Mask=Mask,
+        FakeCompressedLinear=_load_fake_layer().FakeCompressedLinear,
         compress_linears=_load_fake_layer().compress_linears,
     )

@@ -19,7 +19,9 @@ from torchslim.core.layer import OnnxForm, StorageBits
 
 
 class FakeCompressedLinear(nn.Module):
-    def __init__(self, weight: Tensor, bias: Tensor | None = None, *, bits: int = 4, input_bits: int | None = None) -> None:
+    def __init__(
+        self, weight: Tensor, bias: Tensor | None = None, *, bits: int = 4, input_bits: int | None = None
+    ) -> None:
         super().__init__()
         top = max(2 ** (bits - 1) - 1, 1)
         scale = weight.detach().abs().max().clamp_min(1e-8) / top
@@ -32,7 +34,7 @@ class FakeCompressedLinear(nn.Module):
         self.onnx_calls: list[bool] = []
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, *, bits: int = 4, input_bits: int | None = None) -> "FakeCompressedLinear":
+    def from_linear(cls, linear: nn.Linear, *, bits: int = 4, input_bits: int | None = None) -> FakeCompressedLinear:
         return cls(linear.weight, linear.bias, bits=bits, input_bits=input_bits)
 
     # -- the layer contract ---------------------------------------------------------------------

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -32,8 +31,14 @@ def test_analyze_composes_and_leaves_the_model_unchanged(tmp_path: Path, toys: S
     before = toys.snapshot(model)
 
     stats = analyze(
-        model, example_input=torch.randn(3, 1, 8, 8), loader=loader, artifact_dir=tmp_path,
-        latency_batch_size=2, threads=1, repeats=3, warmup=1,
+        model,
+        example_input=torch.randn(3, 1, 8, 8),
+        loader=loader,
+        artifact_dir=tmp_path,
+        latency_batch_size=2,
+        threads=1,
+        repeats=3,
+        warmup=1,
     )
 
     toys.assert_unchanged(before, toys.snapshot(model))
@@ -64,8 +69,15 @@ def test_analyze_with_a_runtime_timer() -> None:
         return LatencyStats(7.0, 6.0, 8.0, 7.0, repeats, batch_size, threads, "fake-runtime")
 
     model = nn.Linear(784, 10)
-    stats = analyze(model, example_input=torch.randn(1, 784), runtime_timer=timer, latency_batch_size=3,
-                    repeats=3, warmup=1, threads=1)
+    stats = analyze(
+        model,
+        example_input=torch.randn(1, 784),
+        runtime_timer=timer,
+        latency_batch_size=3,
+        repeats=3,
+        warmup=1,
+        threads=1,
+    )
     assert calls == [{"batch_size": 3, "warmup": 1, "repeats": 3, "threads": 1}]
     assert stats.latency_runtime == "fake-runtime" and stats.latency_ms == 7.0
     assert stats.latency_eager_ms > 0 and stats.latency_eager_ms != 7.0

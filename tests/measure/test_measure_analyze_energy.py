@@ -36,7 +36,14 @@ def fake_rapl(root: Path) -> Path:
 def test_measured_energy_from_counter(tmp_path):
     counter = fake_rapl(tmp_path / "powercap")
     model = CountingModel(counter, uj_per_call=800)
-    stats = analyze(model, example_input=torch.randn(4, 4), repeats=2, warmup=1, energy_seconds=0.3, powercap_root=tmp_path / "powercap")
+    stats = analyze(
+        model,
+        example_input=torch.randn(4, 4),
+        repeats=2,
+        warmup=1,
+        energy_seconds=0.3,
+        powercap_root=tmp_path / "powercap",
+    )
     assert stats.energy_measured == "measured (rapl)"
     # 800 uJ per call of a batch of 4, nothing drawn while idle -> 200 uJ per inference
     assert stats.energy_measured_uj == pytest.approx(200.0)
@@ -44,6 +51,8 @@ def test_measured_energy_from_counter(tmp_path):
 
 
 def test_not_measurable_says_why(tmp_path):
-    stats = analyze(nn.Linear(4, 2), example_input=torch.randn(2, 4), repeats=2, warmup=1, powercap_root=tmp_path / "missing")
+    stats = analyze(
+        nn.Linear(4, 2), example_input=torch.randn(2, 4), repeats=2, warmup=1, powercap_root=tmp_path / "missing"
+    )
     assert stats.energy_measured_uj is None
     assert stats.energy_measured.startswith("not measurable here: no RAPL powercap interface")

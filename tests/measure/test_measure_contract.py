@@ -19,7 +19,9 @@ from torchslim.measure import analyze, count_nonzero, count_parameters, estimate
 
 def model_with_fake(toys: SimpleNamespace, *, bits: int, input_bits: int | None) -> nn.Sequential:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), toys.FakeCompressedLinear.from_linear(nn.Linear(784, 10), bits=bits, input_bits=input_bits))
+    return nn.Sequential(
+        nn.Flatten(), toys.FakeCompressedLinear.from_linear(nn.Linear(784, 10), bits=bits, input_bits=input_bits)
+    )
 
 
 def test_the_fake_implements_only_the_contract(toys: SimpleNamespace) -> None:
@@ -31,8 +33,9 @@ def test_the_fake_implements_only_the_contract(toys: SimpleNamespace) -> None:
 
 def test_bits_come_from_storage_bits(toys: SimpleNamespace) -> None:
     x = torch.randn(1, 1, 28, 28)
-    stats = analyze(model_with_fake(toys, bits=4, input_bits=None), example_input=x, repeats=1, warmup=0,
-                    energy_seconds=0.01)
+    stats = analyze(
+        model_with_fake(toys, bits=4, input_bits=None), example_input=x, repeats=1, warmup=0, energy_seconds=0.01
+    )
     row = next(layer for layer in stats.layers if layer.name == "1")
     assert row.weight_bits == 4
     assert row.type == "FakeCompressedLinear"
@@ -47,7 +50,7 @@ def test_bits_come_from_storage_bits(toys: SimpleNamespace) -> None:
 
 def test_counts_come_from_stored_and_effective_weight(toys: SimpleNamespace) -> None:
     model = model_with_fake(toys, bits=2, input_bits=None)
-    (name, layer), = compressed_layers(model)
+    ((name, layer),) = compressed_layers(model)
     assert name == "1"
     assert count_parameters(model) == layer.stored_weight().numel() + 10
     expected_nonzero = int(layer.effective_weight().count_nonzero()) + int(model[1].bias.count_nonzero())

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -149,12 +148,36 @@ def test_weights_that_do_not_fit_on_chip_come_from_dram(toys: SimpleNamespace) -
 def test_estimate_from_layers_by_hand() -> None:
     profile = load_profile("horowitz-45nm").replace(weight_sram_bytes=1000, activation_sram_bytes=100)
     layers = [
-        LayerCost("a", macs=1000, weight_elements=200, weight_nonzero=200, weight_bits=32,
-                  activation_bits=32, activations_in=10, activations_out=10),  # 800 B weights: SRAM
-        LayerCost("b", macs=500, weight_elements=300, weight_nonzero=300, weight_bits=8,
-                  activation_bits=8, activations_in=100, activations_out=20),  # 300 B > 200 B left: DRAM
-        LayerCost("c", macs=64, weight_elements=64, weight_nonzero=64, weight_bits=1,
-                  activation_bits=1, activations_in=64, activations_out=1),  # binary, 8 B: still fits
+        LayerCost(
+            "a",
+            macs=1000,
+            weight_elements=200,
+            weight_nonzero=200,
+            weight_bits=32,
+            activation_bits=32,
+            activations_in=10,
+            activations_out=10,
+        ),  # 800 B weights: SRAM
+        LayerCost(
+            "b",
+            macs=500,
+            weight_elements=300,
+            weight_nonzero=300,
+            weight_bits=8,
+            activation_bits=8,
+            activations_in=100,
+            activations_out=20,
+        ),  # 300 B > 200 B left: DRAM
+        LayerCost(
+            "c",
+            macs=64,
+            weight_elements=64,
+            weight_nonzero=64,
+            weight_bits=1,
+            activation_bits=1,
+            activations_in=64,
+            activations_out=1,
+        ),  # binary, 8 B: still fits
     ]
     est = estimate_from_layers(layers, profile, batch_size=2)
     a_pj = 1000 * 4.6 + 800 * 1.25 + 80 * 1.25
@@ -162,7 +185,7 @@ def test_estimate_from_layers_by_hand() -> None:
     c_pj = 64 * (0.003125 + 0.00375) + 8 * 1.25 + 65 / 8 * 1.25
     assert [layer.weight_storage for layer in est.per_layer] == ["sram", "dram", "sram"]
     assert [layer.compute_class for layer in est.per_layer] == ["fp32", "int8", "binary"]
-    for layer, pj in zip(est.per_layer, (a_pj, b_pj, c_pj)):
+    for layer, pj in zip(est.per_layer, (a_pj, b_pj, c_pj), strict=True):
         assert layer.total_uj == pytest.approx(pj * 1e-6 / 2)
     assert est.total_uj == pytest.approx((a_pj + b_pj + c_pj) * 1e-6 / 2)
 
@@ -184,7 +207,7 @@ def test_compute_class_table() -> None:
 def test_bf16_model_is_charged_as_16_bit(toys: SimpleNamespace) -> None:
     model = toys.lenet_300_100().to(torch.bfloat16)
     estimate = estimate_energy(model, torch.randn(1, 1, 28, 28, dtype=torch.bfloat16))
-    assert {(l.weight_bits, l.activation_bits, l.compute_class) for l in estimate.per_layer} == {(16, 16, "fp16")}
+    assert {(e.weight_bits, e.activation_bits, e.compute_class) for e in estimate.per_layer} == {(16, 16, "fp16")}
     assert estimate.compute_uj == pytest.approx(266_200 * (1.1 + 0.4) * 1e-6)
 
 
@@ -253,11 +276,23 @@ def test_profile_rejects_unknown_keys(tmp_path: Path) -> None:
 def test_profile_built_in_python() -> None:
     table = {c: {"mult": 1.0, "add": 1.0} for c in ("fp32", "fp16", "int8", "int4", "int2", "binary")}
     profile = EnergyProfile(
-        name="unit", mac_pj=table, sram_pj_per_32bit=4.0, dram_pj_per_32bit=4.0,
-        weight_sram_bytes=0, activation_sram_bytes=0,
+        name="unit",
+        mac_pj=table,
+        sram_pj_per_32bit=4.0,
+        dram_pj_per_32bit=4.0,
+        weight_sram_bytes=0,
+        activation_sram_bytes=0,
     )
-    layer = LayerCost("x", macs=10, weight_elements=4, weight_nonzero=4, weight_bits=32, activation_bits=32,
-                      activations_in=1, activations_out=1)
+    layer = LayerCost(
+        "x",
+        macs=10,
+        weight_elements=4,
+        weight_nonzero=4,
+        weight_bits=32,
+        activation_bits=32,
+        activations_in=1,
+        activations_out=1,
+    )
     est = estimate_from_layers([layer], profile)
     assert est.total_uj == pytest.approx((10 * 2.0 + 16 * 1.0 + 8 * 1.0) * 1e-6)
     with pytest.raises(ConfigError, match="must be a finite number > 0"):

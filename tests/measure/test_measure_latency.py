@@ -1,11 +1,8 @@
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
-import time
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
 

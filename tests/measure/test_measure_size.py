@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch

@@ -18,8 +18,13 @@ class ToyCNN(nn.Module):
         layers = [("conv1", nn.Conv2d(1, 8, 3, padding=1))]
         if bn:
             layers.append(("bn1", nn.BatchNorm2d(8)))
-        layers += [("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
-                   ("conv2", nn.Conv2d(8, 16, 3, padding=1)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2))]
+        layers += [
+            ("relu1", nn.ReLU()),
+            ("pool1", nn.MaxPool2d(2)),
+            ("conv2", nn.Conv2d(8, 16, 3, padding=1)),
+            ("relu2", nn.ReLU()),
+            ("pool2", nn.MaxPool2d(2)),
+        ]
         self.features = nn.Sequential(OrderedDict(layers))
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(16 * 4 * 4, 32)
@@ -84,17 +89,18 @@ def image_batches(n: int = 256, batch: int = 64, seed: int = 1) -> list[tuple[to
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(n, 1, 16, 16, generator=g)
     y = torch.randint(0, 10, (n,), generator=g)
-    return [(x[i:i + batch], y[i:i + batch]) for i in range(0, n, batch)]
+    return [(x[i : i + batch], y[i : i + batch]) for i in range(0, n, batch)]
 
 
-def token_batches(n: int = 64, batch: int = 16, seq: int = 12, seed: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def token_batches(
+    n: int = 64, batch: int = 16, seq: int = 12, seed: int = 2
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, 50, (n, seq), generator=g)
-    return [(ids[i:i + batch], torch.zeros(len(ids[i:i + batch]), dtype=torch.long)) for i in range(0, n, batch)]
+    return [(ids[i : i + batch], torch.zeros(len(ids[i : i + batch]), dtype=torch.long)) for i in range(0, n, batch)]
 
 
 def context_for(batches, example=None, train=None) -> Context:
-    return Context(data=DataSplits(train=train, calibration=batches, validation=batches, test=batches),
-                   example_input=example)
-
-
+    return Context(
+        data=DataSplits(train=train, calibration=batches, validation=batches, test=batches), example_input=example
+    )

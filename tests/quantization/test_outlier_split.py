@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from quant_toys import context_for
 from torch import nn
 
-from quant_toys import context_for
 from torchslim.core.errors import ConfigError
-from torchslim.io import load, save
 from torchslim.deploy.onnxruntime import export_onnx, run_onnx
+from torchslim.io import load, save
 from torchslim.quantization import ActivationQuant, Quantize, quantize_handler
 from torchslim.quantization.modules import dequantize_module, fold_split_weight, split_multipliers
 from torchslim.quantization.ptq import outlier_split
@@ -43,7 +43,7 @@ def outlier_batches(n: int = 256, batch: int = 64, seed: int = 3):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 64, generator=g)
     x[:, 3] *= 25.0
-    return [(x[i:i + batch], torch.zeros(batch, dtype=torch.long)) for i in range(0, n, batch)]
+    return [(x[i : i + batch], torch.zeros(batch, dtype=torch.long)) for i in range(0, n, batch)]
 
 
 def dynamic(**kw):
@@ -61,7 +61,9 @@ def test_outlier_split_counts_copies_from_the_k_plus_1_th_range():
 
 
 def test_layers_reading_the_same_input_share_the_split_tensors():
-    q = quantize_handler(Fork(), dynamic(outlier_channels=2), targets=None, context=context_for(outlier_batches())).model
+    q = quantize_handler(
+        Fork(), dynamic(outlier_channels=2), targets=None, context=context_for(outlier_batches())
+    ).model
     assert q.a.input_split is q.b.input_split and q.a._split_mult_main is q.b._split_mult_main
 
 
@@ -107,6 +109,7 @@ def test_split_layers_round_trip_through_the_artifact_and_onnx(tmp_path):
     assert again.fc1.input_split.tolist() == q.fc1.input_split.tolist()
     assert torch.equal(again.fc1.weight_q, q.fc1.weight_q)  # repeated columns rebuilt from the stored ones
     from torchslim.measure import count_parameters
+
     assert count_parameters(q) == count_parameters(model)
     export_onnx(q, tmp_path / "m.onnx", x[:1])
     got = torch.from_numpy(run_onnx(tmp_path / "m.onnx", x))
@@ -143,8 +146,10 @@ def test_split_export_quantizes_once_then_copies_uint8_codes(tmp_path):
     producer = {out: node for node in graph.node for out in node.output}
     gathers = [n for n in graph.node if n.op_type == "Gather"]
     assert gathers and all(producer[g.input[0]].op_type == "DynamicQuantizeLinear" for g in gathers)
-    assert not any(n.op_type == "Concat" and producer.get(n.input[0]) is not None
-                   and producer[n.input[0]].op_type == "Mul" for n in graph.node)  # no float copies
+    assert not any(
+        n.op_type == "Concat" and producer.get(n.input[0]) is not None and producer[n.input[0]].op_type == "Mul"
+        for n in graph.node
+    )  # no float copies
     counts = optimized_op_counts(tmp_path / "f.onnx")
     assert counts["DynamicQuantizeLinear"] + counts["DynamicQuantizeMatMul"] == 1  # shared by a and b
     got = torch.from_numpy(run_onnx(tmp_path / "f.onnx", x))

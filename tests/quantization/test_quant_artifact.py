@@ -8,9 +8,9 @@ import sys
 
 import pytest
 import torch
+from quant_toys import context_for, image_batches, make_cnn
 from torch import nn
 
-from quant_toys import context_for, image_batches, make_cnn
 from torchslim.core.errors import ArtifactError
 from torchslim.io import load, save
 from torchslim.quantization import Quantize, QuantizedMixin, WeightQuant, quantize_handler
@@ -22,12 +22,15 @@ def quantized(config, model=None):
     return quantize_handler(model, config, targets=None, context=context_for(batches)).model, batches
 
 
-@pytest.mark.parametrize("config", [
-    Quantize(weights=WeightQuant(bits=8), quantize_single_channel_convs=True),
-    Quantize(weights=WeightQuant(bits=4, granularity="per_group", group_size=16, range="minmax"), activations=None),
-    Quantize(weights=WeightQuant(bits=2, symmetric=False, range="mse"), quantize_single_channel_convs=True),
-    Quantize(weights=WeightQuant(bits=1), activations=None),
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        Quantize(weights=WeightQuant(bits=8), quantize_single_channel_convs=True),
+        Quantize(weights=WeightQuant(bits=4, granularity="per_group", group_size=16, range="minmax"), activations=None),
+        Quantize(weights=WeightQuant(bits=2, symmetric=False, range="mse"), quantize_single_channel_convs=True),
+        Quantize(weights=WeightQuant(bits=1), activations=None),
+    ],
+)
 def test_round_trip_gives_identical_outputs(tmp_path, config):
     model, batches = quantized(config)
     save(model, tmp_path / "a")
@@ -51,7 +54,9 @@ def test_packed_bytes_follow_the_bit_width(tmp_path):
     ctx = context_for([(torch.randn(64, 512), torch.zeros(64))])
     sizes = {}
     for bits in (8, 4, 2):
-        q = quantize_handler(big, Quantize(weights=WeightQuant(bits=bits, range="minmax"), activations=None), targets=None, context=ctx).model
+        q = quantize_handler(
+            big, Quantize(weights=WeightQuant(bits=bits, range="minmax"), activations=None), targets=None, context=ctx
+        ).model
         sizes[bits] = weights_bytes(q, tmp_path / f"b{bits}")
     sizes[32] = weights_bytes(big, tmp_path / "f32")
     weights = 2 * 512 * 512

@@ -10,10 +10,10 @@ from torchslim.quantization import (
     GRADIENTS,
     LEVELS,
     RANGES,
+    STE,
     ClippedSTE,
     Granularity,
     LSQGradient,
-    STE,
     UniformLevels,
     WeightQuantizer,
     WeightSpec,
@@ -59,9 +59,11 @@ def test_gptq_range_uses_the_hessian_and_falls_back_without_one():
     wq = WeightQuantizer(UniformLevels(bits=3), g, GPTQRange(block_size=16, damp=0.02))
     codes, scale, zp = wq.quantize(w, hessian=h)
     ref = gptq_quantize(w, h, spec=WeightSpec(3, True, g), block_size=16, damp=0.02, range_method="mse")
-    assert all(torch.equal(a, b) for a, b in zip((codes, scale, zp), ref))
+    assert all(torch.equal(a, b) for a, b in zip((codes, scale, zp), ref, strict=True))
     plain = wq.quantize(w)  # no Hessian: round to nearest on the min-max range
-    assert all(torch.equal(a, b) for a, b in zip(plain, WeightQuantizer(UniformLevels(bits=3), g).quantize(w)))
+    assert all(
+        torch.equal(a, b) for a, b in zip(plain, WeightQuantizer(UniformLevels(bits=3), g).quantize(w), strict=True)
+    )
 
 
 def test_learned_range_starts_where_lsq_starts():
@@ -70,7 +72,9 @@ def test_learned_range_starts_where_lsq_starts():
     for bits, start in ((4, MSERange()), (8, MinMaxRange())):
         levels = UniformLevels(bits=bits)
         learned = LearnedRange().qparams(w, levels=levels, granularity=g)
-        assert all(torch.equal(a, b) for a, b in zip(learned, start.qparams(w, levels=levels, granularity=g)))
+        assert all(
+            torch.equal(a, b) for a, b in zip(learned, start.qparams(w, levels=levels, granularity=g), strict=True)
+        )
 
 
 def test_auto_range():

@@ -6,9 +6,9 @@ import copy
 
 import pytest
 import torch
+from quant_toys import ToyTransformer, context_for, image_batches, make_cnn, token_batches
 from torch import nn
 
-from quant_toys import context_for, image_batches, make_cnn, token_batches, ToyTransformer
 from torchslim.core.layer import CompressedLayer, OnnxForm, StorageBits, compressed_layers
 from torchslim.core.plans import PLAN_REPLAYS, model_plan, replay_plan
 from torchslim.quantization import ActivationQuant, Quantize, WeightQuant, quantize_handler
@@ -63,9 +63,14 @@ def test_contract_facts_of_an_int8_layer():
     assert fc.stored_weight().dtype == torch.int8 and fc.stored_weight().shape == fc.effective_weight().shape
     form = fc.onnx_form(True)
     try:
-        assert form == OnnxForm(integer_weights=True, details={
-            "weight_bits": 8, "granularity": "per_channel",
-            "activation": {"mode": "static", "bits": 8, "symmetric": False, "granularity": "per_tensor"}})
+        assert form == OnnxForm(
+            integer_weights=True,
+            details={
+                "weight_bits": 8,
+                "granularity": "per_channel",
+                "activation": {"mode": "static", "bits": 8, "symmetric": False, "granularity": "per_tensor"},
+            },
+        )
         assert "_onnx_bias_q" in fc._buffers  # the export form's int32 bias
     finally:
         fc.onnx_form(False)
@@ -76,7 +81,9 @@ def test_contract_facts_of_an_int8_layer():
 
 
 def test_per_group_weights_say_they_stay_float_in_onnx():
-    model, _ = quantized_cnn(Quantize(weights=WeightQuant(bits=4, granularity="per_group", group_size=16), activations=None))
+    model, _ = quantized_cnn(
+        Quantize(weights=WeightQuant(bits=4, granularity="per_group", group_size=16), activations=None)
+    )
     form = model.fc.onnx_form(True)
     model.fc.onnx_form(False)
     assert form.integer_weights is False and form.details["activation"] is None

@@ -17,7 +17,9 @@ PAIR = ["A man is eating food.", "A man is eating a piece of bread."]
 
 def embed(model, texts):
     with torch.no_grad():
-        return torch.cat([model(**model.tokenize(texts[i:i + 16], padding="longest")) for i in range(0, len(texts), 16)])
+        return torch.cat(
+            [model(**model.tokenize(texts[i : i + 16], padding="longest")) for i in range(0, len(texts), 16)]
+        )
 
 
 def test_minilm_int8_keeps_embeddings(tmp_path):
@@ -28,7 +30,12 @@ def test_minilm_int8_keeps_embeddings(tmp_path):
     model = build_model("minilm-l6")
     splits = load_splits("tweets", batch_size=16, eval_samples=200, seed=0)
     texts = [t for batch, _ in splits.test for t in batch][:64]
-    out = quantize_handler(model, Quantize(weights=WeightQuant(bits=8), calibration_samples=128), targets=None, context=Context(data=splits))
+    out = quantize_handler(
+        model,
+        Quantize(weights=WeightQuant(bits=8), calibration_samples=128),
+        targets=None,
+        context=Context(data=splits),
+    )
     assert out.info["activation_mode"] == "dynamic"
     rows = {r["layer"]: r for r in out.layers}
     assert len(rows) == 40  # 37 Linear + 3 Embedding (weights only)
@@ -63,7 +70,7 @@ def test_efficientnet_per_channel_beats_per_tensor():
             s = rng.uniform(0.4, 1.0)
             ch, cw = int(h * s), int(w * s)
             y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-            out.append(efficientnet_preprocess(np.ascontiguousarray(p[y:y + ch, x:x + cw])))
+            out.append(efficientnet_preprocess(np.ascontiguousarray(p[y : y + ch, x : x + cw])))
         return torch.stack(out)
 
     cal, test = crops(16), crops(16)

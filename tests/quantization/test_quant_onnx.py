@@ -7,8 +7,8 @@ import onnx
 import pytest
 import torch
 from onnx import numpy_helper
-
 from quant_toys import context_for, image_batches, make_cnn
+
 from torchslim.core.errors import ConfigError
 from torchslim.deploy.onnxruntime import (
     check_parity,
@@ -23,7 +23,12 @@ from torchslim.quantization import ActivationQuant, Quantize, WeightQuant, quant
 @pytest.fixture(scope="module")
 def int8_cnn():
     batches = image_batches()
-    model = quantize_handler(make_cnn(), Quantize(weights=WeightQuant(bits=8), quantize_single_channel_convs=True), targets=None, context=context_for(batches)).model
+    model = quantize_handler(
+        make_cnn(),
+        Quantize(weights=WeightQuant(bits=8), quantize_single_channel_convs=True),
+        targets=None,
+        context=context_for(batches),
+    ).model
     return model, batches
 
 
@@ -63,8 +68,12 @@ def test_qdq_output_within_two_quantization_steps(tmp_path, int8_cnn):
 def test_per_tensor_and_weight_only_exports(tmp_path):
     batches = image_batches()
     ctx = context_for(batches)
-    per_tensor = quantize_handler(make_cnn(), Quantize(weights=WeightQuant(granularity="per_tensor"), quantize_single_channel_convs=True), targets=None,
-                                  context=ctx).model
+    per_tensor = quantize_handler(
+        make_cnn(),
+        Quantize(weights=WeightQuant(granularity="per_tensor"), quantize_single_channel_convs=True),
+        targets=None,
+        context=ctx,
+    ).model
     export_onnx(per_tensor, tmp_path / "t.onnx", batches[0][0][:1])
     assert optimized_op_counts(tmp_path / "t.onnx")["QLinearConv"] == 2
     assert check_parity(per_tensor, tmp_path / "t.onnx", batches[0][0]).ok
@@ -86,8 +95,12 @@ def test_float_export_matches_pytorch(tmp_path):
 
 @pytest.mark.parametrize("granularity", ["per_token", "per_tensor"])
 def test_dynamic_linear_export(tmp_path, transformer, tokens, granularity):
-    q = quantize_handler(transformer, Quantize(activations=ActivationQuant(dynamic_granularity=granularity)), targets=None,
-                         context=context_for(tokens)).model
+    q = quantize_handler(
+        transformer,
+        Quantize(activations=ActivationQuant(dynamic_granularity=granularity)),
+        targets=None,
+        context=context_for(tokens),
+    ).model
     ids = tokens[0][0]
     export_onnx(q, tmp_path / "d.onnx", ids[:2])
     counts = optimized_op_counts(tmp_path / "d.onnx")
@@ -110,7 +123,7 @@ def test_failed_export_leaves_no_file(tmp_path, int8_cnn):
     model, _ = int8_cnn
     with pytest.raises(ConfigError, match="example_input"):
         export_onnx(model, tmp_path / "x.onnx", "not a tensor")
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - whatever the tracer raises on a wrong shape
         export_onnx(model, tmp_path / "x.onnx", torch.rand(1, 3, 5, 5))
     assert list(tmp_path.iterdir()) == []
     assert all(not getattr(m, "_onnx_export", False) for m in model.modules())
@@ -131,8 +144,15 @@ def test_embedding_with_padding_idx_exports_only_gathered_rows(tmp_path, transfo
 
 def test_hugging_face_attention_exports_without_the_sdpa_nan_guard(tmp_path):
     transformers = pytest.importorskip("transformers")
-    config = transformers.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=32, max_position_embeddings=32, attn_implementation="sdpa")
+    config = transformers.BertConfig(
+        vocab_size=40,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        attn_implementation="sdpa",
+    )
     torch.manual_seed(0)
     model = transformers.BertModel(config).eval()
     assert model.config._attn_implementation == "sdpa"
@@ -157,8 +177,9 @@ def test_hugging_face_attention_exports_without_the_sdpa_nan_guard(tmp_path):
     with torch.no_grad():
         ref = wrapped(ids, mask).numpy()
     np.testing.assert_allclose(run_onnx(tmp_path / "b.onnx", (ids, mask)), ref, atol=1e-4)
-    kept = export_onnx(wrapped, tmp_path / "s.onnx", (ids, mask), input_names=["input_ids", "attention_mask"],
-                       eager_attention=False)
+    kept = export_onnx(
+        wrapped, tmp_path / "s.onnx", (ids, mask), input_names=["input_ids", "attention_mask"], eager_attention=False
+    )
     assert "IsNaN" in {n.op_type for n in onnx.load(str(tmp_path / "s.onnx")).graph.node} and not kept.notes
 
 
@@ -167,10 +188,19 @@ def test_single_channel_conv_exports_as_four_shifted_channels(tmp_path, padding)
     """A 1-channel 3x3 int8 convolution leaves as a 2x2 convolution over four shifted copies: the
     same 9 weight codes (7 zeros added), the same outputs, and onnxruntime's 4-channel kernel."""
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=padding), torch.nn.ReLU(), torch.nn.Flatten(),
-                                torch.nn.Linear(8 * (12 - 2 * (1 - padding)) ** 2, 4)).eval()
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=padding),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * (12 - 2 * (1 - padding)) ** 2, 4),
+    ).eval()
     batches = [(torch.randn(16, 1, 12, 12), torch.zeros(16, dtype=torch.long)) for _ in range(2)]
-    q = quantize_handler(model, Quantize(weights=WeightQuant(bits=8), quantize_single_channel_convs=True), targets=None, context=context_for(batches)).model
+    q = quantize_handler(
+        model,
+        Quantize(weights=WeightQuant(bits=8), quantize_single_channel_convs=True),
+        targets=None,
+        context=context_for(batches),
+    ).model
     export_onnx(q, tmp_path / "s.onnx", batches[0][0][:1])
     inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "s.onnx")).graph.initializer}
     shifted = next(v for k, v in inits.items() if k.endswith("_onnx_shift_weight_q"))
@@ -198,7 +228,9 @@ def test_single_channel_conv_stays_float_by_default_and_pools_in_float(tmp_path)
     from torchslim.quantization.modules import QuantizedMixin
 
     batches = image_batches()
-    out = quantize_handler(make_cnn(), Quantize(weights=WeightQuant(bits=8)), targets=None, context=context_for(batches))
+    out = quantize_handler(
+        make_cnn(), Quantize(weights=WeightQuant(bits=8)), targets=None, context=context_for(batches)
+    )
     assert "one input channel" in out.skipped["features.conv1"]
     assert not isinstance(out.model.features.conv1, QuantizedMixin)
     assert isinstance(out.model.features.conv2, QuantizedMixin)
@@ -223,14 +255,19 @@ def test_pool_before_float_relu_only_moves_float_chains():
         nodes = []
         conv_in = "x"
         if quantized_conv:
-            nodes += [helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
-                      helper.make_node("DequantizeLinear", ["wq", "s", "z"], ["wd"])]
+            nodes += [
+                helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+                helper.make_node("DequantizeLinear", ["wq", "s", "z"], ["wd"]),
+            ]
             conv_in, w = "xd", "wd"
         else:
             w = "w"
-        nodes += [helper.make_node("Conv", [conv_in, w], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
-                  helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
-                  helper.make_node("QuantizeLinear", ["p", "s", "z"], ["y"])]
+        nodes += [
+            helper.make_node("Conv", [conv_in, w], ["c"]),
+            helper.make_node("Relu", ["c"], ["r"]),
+            helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+            helper.make_node("QuantizeLinear", ["p", "s", "z"], ["y"]),
+        ]
         g = helper.make_graph(nodes, "g", [], [helper.make_tensor_value_info("y", onnx.TensorProto.UINT8, None)])
         return helper.make_model(g)
 
@@ -294,7 +331,9 @@ def test_residual_branches_get_int8_outputs_and_integer_kernels(tmp_path):
     from torchslim.io import load, save
 
     batches = [(torch.randn(8, 3, 12, 12), torch.zeros(8, dtype=torch.long)) for _ in range(2)]
-    out = quantize_handler(_ResidualBlock().eval(), Quantize(weights=WeightQuant(bits=8)), targets=None, context=context_for(batches))
+    out = quantize_handler(
+        _ResidualBlock().eval(), Quantize(weights=WeightQuant(bits=8)), targets=None, context=context_for(batches)
+    )
     q = out.model
     assert out.info["int8_outputs"] == ["conv2", "shortcut"]
     assert "output_scale" in dict(q.conv2.named_buffers()) and "output_scale" not in dict(q.conv1.named_buffers())
@@ -318,9 +357,14 @@ def test_conv_before_relu6_keeps_int8_weights_and_needs_no_int8_output(tmp_path)
     conv float weights would make onnxruntime re-quantize them per tensor itself, so it keeps its
     int8 weights, and the fx walk treats ReLU6 as pass-through (no int8 output needed)."""
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU6(),
-                                torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
-                                torch.nn.Linear(8 * 36, 4)).eval()
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU6(),
+        torch.nn.Conv2d(8, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 36, 4),
+    ).eval()
     batches = [(torch.rand(8, 3, 6, 6) * 4, torch.zeros(8, dtype=torch.long)) for _ in range(2)]
     out = quantize_handler(model, Quantize(weights=WeightQuant(bits=8)), targets=None, context=context_for(batches))
     assert "int8_outputs" not in out.info

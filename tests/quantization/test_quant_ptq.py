@@ -7,26 +7,25 @@ import copy
 
 import pytest
 import torch
+from quant_toys import context_for, image_batches, make_cnn
 from torch import nn
 
-from quant_toys import ToyCNN, context_for, image_batches, make_cnn
-from torchslim.core import Context, DataSplits, Recipe, Step, Targets
+from torchslim.core import Context, Recipe, Step, Targets
 from torchslim.core.errors import ConfigError, DataError, ModelError, TargetError
 from torchslim.core.layer import StorageBits
 from torchslim.core.plans import model_plan
 from torchslim.core.technique import TECHNIQUES
 from torchslim.quantization import (
-    Granularity,
     ActivationQuant,
-    QuantizedMixin,
+    Granularity,
     Quantize,
+    QuantizedMixin,
     WeightQuant,
     WeightSpec,
     dequantize,
     dequantize_module,
     quantize,
     quantize_handler,
-    sqnr_db,
     weight_qparams,
 )
 from torchslim.quantization.gptq import HessianAccumulator, gptq_quantize, layer_error
@@ -47,12 +46,19 @@ def same_state(a, b):
 
 # ---- numeric floors ------------------------------------------------------------------------------
 
+
 def test_int8_weights_and_activations_floor(cnn, cnn_context, images):
     before = state(cnn)
-    out = run(cnn, Quantize(weights=WeightQuant(bits=8, granularity="per_channel"), quantize_single_channel_convs=True), cnn_context)
+    out = run(
+        cnn,
+        Quantize(weights=WeightQuant(bits=8, granularity="per_channel"), quantize_single_channel_convs=True),
+        cnn_context,
+    )
     assert same_state(before, state(cnn)), "the user's model must not change"
     q = out.model
-    assert all(isinstance(q.get_submodule(n), QuantizedMixin) for n in ("features.conv1", "features.conv2", "fc", "classifier"))
+    assert all(
+        isinstance(q.get_submodule(n), QuantizedMixin) for n in ("features.conv1", "features.conv2", "fc", "classifier")
+    )
     rows = {r["layer"]: r for r in out.layers}
     assert set(rows) == {"features.conv1", "features.conv2", "fc", "classifier"}
     for r in rows.values():
@@ -80,7 +86,11 @@ def test_int8_weight_only_floor(cnn, cnn_context):
 
 
 def test_int4_per_group_weight_floor(cnn, cnn_context):
-    out = run(cnn, Quantize(weights=WeightQuant(bits=4, granularity="per_group", group_size=16, range="minmax"), activations=None), cnn_context)
+    out = run(
+        cnn,
+        Quantize(weights=WeightQuant(bits=4, granularity="per_group", group_size=16, range="minmax"), activations=None),
+        cnn_context,
+    )
     for r in out.layers:
         assert r["weight_bits"] == 4 and r["granularity"] == "per_group"
         assert r["weight_sqnr_db"] >= 18.0
@@ -94,6 +104,7 @@ def test_weight_only_needs_no_calibration_data(cnn):
 
 
 # ---- methods -------------------------------------------------------------------------------------
+
 
 def correlated_inputs(n=2048, d=64, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -135,7 +146,9 @@ def test_bias_correction_removes_the_mean_output_shift():
     x = torch.randn(512, 32) + 2.0  # inputs with a large mean make weight error shift the output
     ctx = context_for([(x, torch.zeros(512))])
     plain = run(model, Quantize(weights=WeightQuant(bits=3, range="minmax"), activations=None), ctx).model
-    fixed = run(model, Quantize(weights=WeightQuant(bits=3, range="minmax"), activations=None, bias_correction=True), ctx).model
+    fixed = run(
+        model, Quantize(weights=WeightQuant(bits=3, range="minmax"), activations=None, bias_correction=True), ctx
+    ).model
     with torch.no_grad():
         ref = model(x).mean(0)
         shift_plain = (plain(x).mean(0) - ref).abs().mean()
@@ -188,9 +201,16 @@ def test_quantized_layer_behaves_like_its_dequantized_float_layer(cnn, cnn_conte
 
 # ---- mixed precision --------------------------------------------------------------------------------
 
+
 def test_per_layer_bits_in_one_step(cnn, cnn_context):
-    out = run(cnn, Quantize(weights=WeightQuant(bits=8, layer_bits={"re:features\\..*": 4, "classifier": 2}, range="minmax"), quantize_single_channel_convs=True),
-              cnn_context)
+    out = run(
+        cnn,
+        Quantize(
+            weights=WeightQuant(bits=8, layer_bits={"re:features\\..*": 4, "classifier": 2}, range="minmax"),
+            quantize_single_channel_convs=True,
+        ),
+        cnn_context,
+    )
     bits = {r["layer"]: r["weight_bits"] for r in out.layers}
     assert bits == {"features.conv1": 4, "features.conv2": 4, "fc": 8, "classifier": 2}
     with pytest.raises(ConfigError, match="layer_bits pattern 'clasifier' matches none.*classifier"):
@@ -200,10 +220,12 @@ def test_per_layer_bits_in_one_step(cnn, cnn_context):
 def test_mixed_precision_through_targets_in_a_recipe(cnn, cnn_context):
     from torchslim.api import run_recipe
 
-    recipe = Recipe([
-        Step(Quantize(weights=WeightQuant(bits=4, range="mse")), targets=Targets(names=["fc"])),
-        Step(Quantize(weights=WeightQuant(bits=8), quantize_single_channel_convs=True)),
-    ])
+    recipe = Recipe(
+        [
+            Step(Quantize(weights=WeightQuant(bits=4, range="mse")), targets=Targets(names=["fc"])),
+            Step(Quantize(weights=WeightQuant(bits=8), quantize_single_channel_convs=True)),
+        ]
+    )
     model, steps = run_recipe(copy.deepcopy(cnn), recipe, context=cnn_context)
     assert model.fc.storage_bits().weight == 4 and model.features.conv1.storage_bits().weight == 8
     assert steps[1]["skipped"]["fc"] == "already quantized by an earlier step"
@@ -228,6 +250,7 @@ def test_technique_is_registered_with_yaml_config():
 
 
 # ---- bad input: a clear error before any work, no partial output, model unchanged -------------------
+
 
 @pytest.mark.parametrize("bits", [0, 9, -3])
 def test_bits_outside_1_to_8(bits):
@@ -311,7 +334,9 @@ def test_a_model_of_only_single_channel_convs_says_how_to_quantize_them(cnn_cont
         run(only, Quantize(weights=WeightQuant(bits=8)), cnn_context)
     out = run(only, Quantize(weights=WeightQuant(bits=8), quantize_single_channel_convs=True), cnn_context)
     assert [r["layer"] for r in out.layers] == ["0"]
-    weight_only = run(only, Quantize(weights=WeightQuant(bits=8), activations=None), cnn_context)  # float inputs: no reason to skip
+    weight_only = run(
+        only, Quantize(weights=WeightQuant(bits=8), activations=None), cnn_context
+    )  # float inputs: no reason to skip
     assert [r["layer"] for r in weight_only.layers] == ["0"]
 
 

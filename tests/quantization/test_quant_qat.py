@@ -11,7 +11,7 @@ from torch import nn
 from torchslim.core import Context, Targets
 from torchslim.core.errors import DataError
 from torchslim.data import load_splits
-from torchslim.quantization import FakeQuantMixin, LSQQuantizer, QuantizedMixin, Quantize, WeightQuant, quantize_handler
+from torchslim.quantization import FakeQuantMixin, LSQQuantizer, Quantize, QuantizedMixin, WeightQuant, quantize_handler
 from torchslim.quantization.qat import QATHook, convert_qat, prepare_qat
 from torchslim.train import TrainConfig, train
 
@@ -40,8 +40,15 @@ def test_qat_recovers_what_binary_ptq_loses(digits_model):
     float_acc = accuracy(model, splits.test)
     assert float_acc > 0.9
     ptq = quantize_handler(model, Quantize(weights=WeightQuant(bits=1)), targets=None, context=ctx)
-    qat = quantize_handler(model, Quantize(weights=WeightQuant(bits=1), train=TrainConfig(epochs=4, lr=1e-3, schedule="cosine"), mode="qat"), targets=None, context=ctx)
-    assert isinstance(qat.model[1], QuantizedMixin) and not any(isinstance(m, FakeQuantMixin) for m in qat.model.modules())
+    qat = quantize_handler(
+        model,
+        Quantize(weights=WeightQuant(bits=1), train=TrainConfig(epochs=4, lr=1e-3, schedule="cosine"), mode="qat"),
+        targets=None,
+        context=ctx,
+    )
+    assert isinstance(qat.model[1], QuantizedMixin) and not any(
+        isinstance(m, FakeQuantMixin) for m in qat.model.modules()
+    )
     assert all(r["method"].startswith("lsq-qat") for r in qat.layers)
     assert qat.info["qat"]["steps"] > 0
     ptq_acc, qat_acc = accuracy(ptq.model, splits.test), accuracy(qat.model, splits.test)
@@ -57,8 +64,9 @@ def test_lsq_learns_step_sizes_and_keeps_them_positive(digits_model):
 
     work = copy.deepcopy(model)
     cfg = Q(weights=WeightQuant(bits=4), mode="qat")
-    choices, _ = plan_layers(work, targets=None, weight_spec=cfg.weight_spec(), act_spec=cfg.activation_spec(work),
-                             method="mse")
+    choices, _ = plan_layers(
+        work, targets=None, weight_spec=cfg.weight_spec(), act_spec=cfg.activation_spec(work), method="mse"
+    )
     batches = [b[0] for b in splits.calibration]
     stats, _ = collect_stats(work, choices, batches)
     prepare_qat(work, choices, stats)
@@ -68,7 +76,7 @@ def test_lsq_learns_step_sizes_and_keeps_them_positive(digits_model):
     trainable = {id(p) for p in work.parameters() if p.requires_grad}
     assert all(id(q.scale) in trainable for q in quantizers)
     train(work, splits.train, config=TrainConfig(epochs=1, lr=1e-2), hooks=[QATHook(work)], quiet=True)
-    assert any(not torch.equal(s, q.scale.detach()) for s, q in zip(start, quantizers))
+    assert any(not torch.equal(s, q.scale.detach()) for s, q in zip(start, quantizers, strict=True))
     assert all((q.scale > 0).all() for q in quantizers)
     x = next(iter(splits.test))[0]
     with torch.no_grad():
@@ -82,9 +90,27 @@ def test_lsq_learns_step_sizes_and_keeps_them_positive(digits_model):
 def test_mixed_precision_qat_with_layer_bits(digits_model):
     model, splits = digits_model
     ctx = Context(data=splits, seed=0, quiet=True)
-    out = quantize_handler(model, Quantize(weights=WeightQuant(bits=8, layer_bits={"3": 4}), train=TrainConfig(epochs=1, lr=1e-4, schedule="cosine", max_steps=5), mode="qat"), targets=None, context=ctx)
+    out = quantize_handler(
+        model,
+        Quantize(
+            weights=WeightQuant(bits=8, layer_bits={"3": 4}),
+            train=TrainConfig(epochs=1, lr=1e-4, schedule="cosine", max_steps=5),
+            mode="qat",
+        ),
+        targets=None,
+        context=ctx,
+    )
     assert {r["layer"]: r["weight_bits"] for r in out.layers} == {"1": 8, "3": 4}
-    only_first = quantize_handler(model, Quantize(weights=WeightQuant(bits=4), train=TrainConfig(epochs=1, lr=1e-4, schedule="cosine", max_steps=3), mode="qat"), targets=Targets(names=["1"]), context=ctx)
+    only_first = quantize_handler(
+        model,
+        Quantize(
+            weights=WeightQuant(bits=4),
+            train=TrainConfig(epochs=1, lr=1e-4, schedule="cosine", max_steps=3),
+            mode="qat",
+        ),
+        targets=Targets(names=["1"]),
+        context=ctx,
+    )
     assert isinstance(only_first.model[1], QuantizedMixin) and type(only_first.model[3]) is nn.Linear
 
 

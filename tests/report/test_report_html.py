@@ -2,18 +2,64 @@ import shutil
 import subprocess
 import tempfile
 
-import pytest
-
 from torchslim.report import Report
 from torchslim.report.html import render_html, write_html
 
 
 def sample_report():
-    layer = lambda name, sparsity, bits: {"name": name, "type": "Linear", "params": 100, "nonzero_params": int(100 * (1 - sparsity)), "macs": 100, "weight_bits": bits, "sparsity": sparsity}
-    before = {"accuracy": 0.9, "params": 200, "nonzero_params": 200, "macs": 200, "bytes": 4000, "latency_ms": 2.0, "latency_runtime": "pytorch-eager", "batch_size": 1, "threads": 2, "energy_uj": 1.5, "energy_source": "estimate (horowitz-45nm)", "layers": [layer("fc1", 0.0, 32), layer("fc2", 0.0, 32)]}
-    after = dict(before, accuracy=0.895, nonzero_params=40, bytes=900, latency_ms=1.0, energy_uj=0.2, layers=[layer("fc1", 0.8, 8), layer("fc2", 0.8, 8)])
-    steps = [{"index": 0, "technique": "magnitude_pruning", "seconds": 1.0, "skipped": {"head": "excluded"}, "info": {"sensitivity": {"sparsities": [0.0, 0.5, 0.9], "baseline": 0.9, "curves": {"fc1": [0.9, 0.89, 0.7]}}}}]
-    return Report(model="toy <mlp>", before=before, after=after, steps=steps, recipe={"version": 1, "steps": [{"technique": "magnitude_pruning", "config": {"sparsity": 0.8}}]}, dataset="digits")
+    def layer(name: str, sparsity: float, bits: int) -> dict[str, object]:
+        return {
+            "name": name,
+            "type": "Linear",
+            "params": 100,
+            "nonzero_params": int(100 * (1 - sparsity)),
+            "macs": 100,
+            "weight_bits": bits,
+            "sparsity": sparsity,
+        }
+
+    before = {
+        "accuracy": 0.9,
+        "params": 200,
+        "nonzero_params": 200,
+        "macs": 200,
+        "bytes": 4000,
+        "latency_ms": 2.0,
+        "latency_runtime": "pytorch-eager",
+        "batch_size": 1,
+        "threads": 2,
+        "energy_uj": 1.5,
+        "energy_source": "estimate (horowitz-45nm)",
+        "layers": [layer("fc1", 0.0, 32), layer("fc2", 0.0, 32)],
+    }
+    after = dict(
+        before,
+        accuracy=0.895,
+        nonzero_params=40,
+        bytes=900,
+        latency_ms=1.0,
+        energy_uj=0.2,
+        layers=[layer("fc1", 0.8, 8), layer("fc2", 0.8, 8)],
+    )
+    steps = [
+        {
+            "index": 0,
+            "technique": "magnitude_pruning",
+            "seconds": 1.0,
+            "skipped": {"head": "excluded"},
+            "info": {
+                "sensitivity": {"sparsities": [0.0, 0.5, 0.9], "baseline": 0.9, "curves": {"fc1": [0.9, 0.89, 0.7]}}
+            },
+        }
+    ]
+    return Report(
+        model="toy <mlp>",
+        before=before,
+        after=after,
+        steps=steps,
+        recipe={"version": 1, "steps": [{"technique": "magnitude_pruning", "config": {"sparsity": 0.8}}]},
+        dataset="digits",
+    )
 
 
 def test_html_is_self_contained_and_escaped():
@@ -35,18 +81,44 @@ def test_charts_render_in_headless_chromium(tmp_path):
     assert browser, "chromium is installed by `make test` (scripts/get-chromium.sh)"
     page = write_html(sample_report(), tmp_path / "report.html")
     profile = tempfile.mkdtemp(prefix="torchslim-chromium-")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}"]
-    dom = subprocess.run([browser, *flags, "--virtual-time-budget=3000", "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+    ]
+    dom = subprocess.run(
+        [browser, *flags, "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     assert 'data-charts-expected="4"' in dom
     assert 'data-charts-rendered="4"' in dom
     shot = tmp_path / "shot.png"
-    subprocess.run([browser, *flags, "--window-size=1100,1400", f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
+    subprocess.run(
+        [browser, *flags, "--window-size=1100,1400", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.stat().st_size > 10_000
     shutil.rmtree(profile, ignore_errors=True)
 
 
 def test_verdicts_say_what_did_not_improve():
-    base = {"params": 100, "nonzero_params": 100, "macs": 1000, "bytes": 400, "latency_ms": 1.0, "latency_runtime": "onnxruntime"}
+    base = {
+        "params": 100,
+        "nonzero_params": 100,
+        "macs": 1000,
+        "bytes": 400,
+        "latency_ms": 1.0,
+        "latency_runtime": "onnxruntime",
+    }
     slower_pruned = Report(model="m", before=base, after=dict(base, macs=500, latency_ms=1.0))
     assert any("did not make the model faster" in v for v in slower_pruned.verdicts())
     sparse = Report(model="m", before=base, after=dict(base, nonzero_params=10, latency_ms=0.99))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
+from torchslim.core.config import TechniqueConfig
 from torchslim.core.errors import TorchSlimError
 
 app = typer.Typer(
@@ -25,15 +25,40 @@ DataOpt = typer.Option(None, "--data", help="Dataset name: fashion-mnist, digits
 TrainSamplesOpt = typer.Option(None, "--train-samples", min=1, help="Use at most N training samples (quick runs).")
 EvalSamplesOpt = typer.Option(None, "--eval-samples", min=1, help="Use at most N evaluation samples (quick runs).")
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="Torch threads for training and measurement.")
-DataRootOpt = typer.Option(None, "--data-root", help="Directory holding the dataset files (default: the standard locations).")
-NumClassesOpt = typer.Option(None, "--num-classes", min=1, help="Classes of a built-in model's head (e.g. 3 for minilm-l6 on tweets).")
+DataRootOpt = typer.Option(
+    None, "--data-root", help="Directory holding the dataset files (default: the standard locations)."
+)
+NumClassesOpt = typer.Option(
+    None, "--num-classes", min=1, help="Classes of a built-in model's head (e.g. 3 for minilm-l6 on tweets)."
+)
+SensitivityOutOpt = typer.Option(
+    None, "--out", help="Where --sensitivity writes sensitivity.json/.png and report.html."
+)
+TrainOutOpt = typer.Option(..., "--out", help="Artifact directory to write.")
+CompressOutOpt = typer.Option(..., "--out", help="Artifact directory to write (with report.json).")
+OverridesOpt = typer.Option([], "--set", help="Dotted override, e.g. steps.0.config.lr=0.01 (repeatable).")
+DistillOutOpt = typer.Option(..., "--out", help="Artifact directory for the trained student (with report.json).")
+FeaturesOpt = typer.Option([], "--feature", help="teacher_module:student_module[:loss] or auto[:loss] (repeatable).")
+OnnxOpt = typer.Option(..., "--onnx", help="ONNX file to write (int8 QDQ for quantized layers, else float).")
+ReportDirArg = typer.Argument(..., help="An artifact directory with report.json.")
+DemoOutOpt = typer.Option(Path("runs/demo"), "--out", help="Where the demo writes its artifacts.")
 
 
 def _echo_json(obj: object) -> None:
     typer.echo(json.dumps(obj, indent=2, default=str))
 
 
-def _set_threads(threads: Optional[int]) -> None:
+def _technique_summary(config_type: type[TechniqueConfig] | None) -> str:
+    """A technique config's one-line summary: its ``summary``, else its docstring's first line."""
+    if config_type is None:
+        return ""
+    if config_type.summary:
+        return config_type.summary
+    lines = (config_type.__doc__ or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _set_threads(threads: int | None) -> None:
     if threads is not None:
         import torch
 
@@ -43,19 +68,23 @@ def _set_threads(threads: Optional[int]) -> None:
 @app.command()
 def analyze(
     model: str = ModelArg,
-    weights: Optional[str] = WeightsOpt,
-    data: Optional[str] = DataOpt,
-    data_root: Optional[str] = DataRootOpt,
+    weights: str | None = WeightsOpt,
+    data: str | None = DataOpt,
+    data_root: str | None = DataRootOpt,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch size of the latency measurement."),
-    train_samples: Optional[int] = TrainSamplesOpt,
-    eval_samples: Optional[int] = EvalSamplesOpt,
-    threads: Optional[int] = ThreadsOpt,
-    num_classes: Optional[int] = NumClassesOpt,
+    train_samples: int | None = TrainSamplesOpt,
+    eval_samples: int | None = EvalSamplesOpt,
+    threads: int | None = ThreadsOpt,
+    num_classes: int | None = NumClassesOpt,
     repeats: int = typer.Option(20, "--repeats", min=1, help="Latency repeats (median)."),
-    sensitivity: bool = typer.Option(False, "--sensitivity", help="Per-layer accuracy vs sparsity curves (needs --data)."),
-    sparsities: str = typer.Option("0.25,0.5,0.75,0.9", "--sparsities", help="Sparsities for --sensitivity, comma-separated."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Where --sensitivity writes sensitivity.json/.png and report.html."),
+    sensitivity: bool = typer.Option(
+        False, "--sensitivity", help="Per-layer accuracy vs sparsity curves (needs --data)."
+    ),
+    sparsities: str = typer.Option(
+        "0.25,0.5,0.75,0.9", "--sparsities", help="Sparsities for --sensitivity, comma-separated."
+    ),
+    out: Path | None = SensitivityOutOpt,
 ) -> None:
     """Params, non-zeros, MACs, bytes on disk, latency, energy and (with --data) accuracy."""
     from torchslim.api import analyze as analyze_model
@@ -64,7 +93,9 @@ def analyze(
 
     _set_threads(threads)
     net = resolve_model(model, weights=weights, num_classes=num_classes)
-    splits = resolve_data(data, batch_size=128, train_samples=train_samples, eval_samples=eval_samples, seed=0, root=data_root)
+    splits = resolve_data(
+        data, batch_size=128, train_samples=train_samples, eval_samples=eval_samples, seed=0, root=data_root
+    )
     from torchslim.core.errors import ConfigError
 
     if sensitivity and splits is None:
@@ -83,10 +114,14 @@ def analyze(
         directory = out or Path("runs") / "analyze" / Path(model).name
         paths = result.save(directory)
         stats["sensitivity"] = result.to_dict()
-        report.steps.append({"index": 0, "technique": "sensitivity", "seconds": 0.0, "info": {"sensitivity": result.to_dict()}})
+        report.steps.append(
+            {"index": 0, "technique": "sensitivity", "seconds": 0.0, "info": {"sensitivity": result.to_dict()}}
+        )
         write_html(report, directory / "report.html")
-        report.notes.append(f"sensitivity: {paths['json']} and {paths['png']}; most sensitive first: "
-                            + ", ".join(f"{name} ({-100 * drop:+.1f} pts)" for name, drop in result.ranking()[:5]))
+        report.notes.append(
+            f"sensitivity: {paths['json']} and {paths['png']}; most sensitive first: "
+            + ", ".join(f"{name} ({-100 * drop:+.1f} pts)" for name, drop in result.ranking()[:5])
+        )
     if as_json:
         _echo_json(stats)
     else:
@@ -97,20 +132,21 @@ def analyze(
 def train(
     model: str = ModelArg,
     data: str = typer.Option(..., "--data", help="Dataset name: fashion-mnist, digits or tweets."),
-    data_root: Optional[str] = DataRootOpt,
+    data_root: str | None = DataRootOpt,
     epochs: int = typer.Option(1, "--epochs", min=0),
-    out: Path = typer.Option(..., "--out", help="Artifact directory to write."),
+    out: Path = TrainOutOpt,
     lr: float = typer.Option(1e-3, "--lr"),
     batch_size: int = typer.Option(128, "--batch-size", min=1),
     seed: int = typer.Option(0, "--seed"),
-    weights: Optional[str] = WeightsOpt,
-    train_samples: Optional[int] = TrainSamplesOpt,
-    eval_samples: Optional[int] = EvalSamplesOpt,
-    threads: Optional[int] = ThreadsOpt,
-    num_classes: Optional[int] = NumClassesOpt,
+    weights: str | None = WeightsOpt,
+    train_samples: int | None = TrainSamplesOpt,
+    eval_samples: int | None = EvalSamplesOpt,
+    threads: int | None = ThreadsOpt,
+    num_classes: int | None = NumClassesOpt,
     as_json: bool = typer.Option(False, "--json"),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
+    # long: one parameter line per CLI option (typer reads the options from the signature)
     """Train a model on a dataset and save it as an artifact."""
     from torchslim.api import analyze as analyze_model
     from torchslim.cli.resolve import resolve_data, resolve_model
@@ -126,14 +162,32 @@ def train(
     if net is None:
         from torchslim.models import build_model
 
-        kwargs = {"num_classes": num_classes} if num_classes else {}
-        net = build_model(model, **kwargs)
-    splits = resolve_data(data, batch_size=batch_size, train_samples=train_samples, eval_samples=eval_samples, seed=seed, root=data_root)
-    result = train_model(net, splits.train, config=TrainConfig(epochs=epochs, lr=lr), seed=seed, run_dir=out.parent / f".{out.name}.train", quiet=quiet)
+        net = build_model(model, num_classes=num_classes) if num_classes else build_model(model)
+    splits = resolve_data(
+        data, batch_size=batch_size, train_samples=train_samples, eval_samples=eval_samples, seed=seed, root=data_root
+    )
+    result = train_model(
+        net,
+        splits.train,
+        config=TrainConfig(epochs=epochs, lr=lr),
+        seed=seed,
+        run_dir=out.parent / f".{out.name}.train",
+        quiet=quiet,
+    )
     net.eval()
     stats = analyze_model(net, splits, threads=threads).to_dict()
-    report = Report(model=model, before=stats, dataset=data, notes=[f"trained {result.steps} steps, {epochs} epoch(s), final loss {result.final_loss:.4f}"])
-    save(net, out, report=report.to_dict(), config={"train": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}})
+    report = Report(
+        model=model,
+        before=stats,
+        dataset=data,
+        notes=[f"trained {result.steps} steps, {epochs} epoch(s), final loss {result.final_loss:.4f}"],
+    )
+    save(
+        net,
+        out,
+        report=report.to_dict(),
+        config={"train": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}},
+    )
     if as_json:
         _echo_json(report.to_dict())
     else:
@@ -146,17 +200,17 @@ def compress(
     model: str = ModelArg,
     data: str = typer.Option(..., "--data", help="Dataset name: fashion-mnist, digits or tweets."),
     recipe: str = typer.Option(..., "--recipe", help="A recipe YAML file or a shipped recipe name."),
-    data_root: Optional[str] = DataRootOpt,
-    out: Path = typer.Option(..., "--out", help="Artifact directory to write (with report.json)."),
-    overrides: List[str] = typer.Option([], "--set", help="Dotted override, e.g. steps.0.config.lr=0.01 (repeatable)."),
-    weights: Optional[str] = WeightsOpt,
+    data_root: str | None = DataRootOpt,
+    out: Path = CompressOutOpt,
+    overrides: list[str] = OverridesOpt,
+    weights: str | None = WeightsOpt,
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch size of the latency measurement."),
     train_batch_size: int = typer.Option(128, "--train-batch-size", min=1),
     seed: int = typer.Option(0, "--seed"),
-    train_samples: Optional[int] = TrainSamplesOpt,
-    eval_samples: Optional[int] = EvalSamplesOpt,
-    threads: Optional[int] = ThreadsOpt,
-    num_classes: Optional[int] = NumClassesOpt,
+    train_samples: int | None = TrainSamplesOpt,
+    eval_samples: int | None = EvalSamplesOpt,
+    threads: int | None = ThreadsOpt,
+    num_classes: int | None = NumClassesOpt,
     as_json: bool = typer.Option(False, "--json", help="Print report.json."),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
@@ -171,8 +225,24 @@ def compress(
     if overrides:
         plan = Recipe.from_dict(apply_overrides(plan.to_dict(), overrides))
     net = resolve_model(model, weights=weights, num_classes=num_classes)
-    splits = resolve_data(data, batch_size=train_batch_size, train_samples=train_samples, eval_samples=eval_samples, seed=seed, root=data_root)
-    result = compress_model(net, splits, recipe=plan, seed=seed, threads=threads, batch_size=batch_size, quiet=quiet or as_json, model_name=model)
+    splits = resolve_data(
+        data,
+        batch_size=train_batch_size,
+        train_samples=train_samples,
+        eval_samples=eval_samples,
+        seed=seed,
+        root=data_root,
+    )
+    result = compress_model(
+        net,
+        splits,
+        recipe=plan,
+        seed=seed,
+        threads=threads,
+        batch_size=batch_size,
+        quiet=quiet or as_json,
+        model_name=model,
+    )
     result.save(out)
     if as_json:
         _echo_json(result.report.to_dict())
@@ -184,43 +254,72 @@ def compress(
 @app.command()
 def distill(
     teacher: str = ModelArg,
-    student: str = typer.Option(..., "--student", help="Student spec: depth:K, layers:N, width:R, a built-in model name or a JSON model spec."),
+    student: str = typer.Option(
+        ..., "--student", help="Student spec: depth:K, layers:N, width:R, a built-in model name or a JSON model spec."
+    ),
     data: str = typer.Option(..., "--data", help="Dataset name: fashion-mnist, digits or tweets."),
-    out: Path = typer.Option(..., "--out", help="Artifact directory for the trained student (with report.json)."),
-    data_root: Optional[str] = DataRootOpt,
+    out: Path = DistillOutOpt,
+    data_root: str | None = DataRootOpt,
     epochs: int = typer.Option(1, "--epochs", min=0),
     lr: float = typer.Option(1e-3, "--lr"),
     optimizer: str = typer.Option("adam", "--optimizer", help="adam, adamw or sgd."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1),
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1),
     temperature: float = typer.Option(4.0, "--temperature", help="Softmax temperature T > 0."),
     alpha: float = typer.Option(0.9, "--alpha", help="Weight of the soft targets in [0, 1]."),
-    features: List[str] = typer.Option([], "--feature", help="teacher_module:student_module[:loss] or auto[:loss] (repeatable)."),
-    feature_loss: str = typer.Option("hint", "--feature-loss", help="hint, attention, hidden_mse, attention_map or cosine."),
+    features: list[str] = FeaturesOpt,
+    feature_loss: str = typer.Option(
+        "hint", "--feature-loss", help="hint, attention, hidden_mse, attention_map or cosine."
+    ),
     feature_weight: float = typer.Option(1.0, "--feature-weight"),
-    weights: Optional[str] = WeightsOpt,
+    weights: str | None = WeightsOpt,
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch size of the latency measurement."),
     train_batch_size: int = typer.Option(128, "--train-batch-size", min=1),
     seed: int = typer.Option(0, "--seed"),
-    train_samples: Optional[int] = TrainSamplesOpt,
-    eval_samples: Optional[int] = EvalSamplesOpt,
-    threads: Optional[int] = ThreadsOpt,
-    num_classes: Optional[int] = NumClassesOpt,
+    train_samples: int | None = TrainSamplesOpt,
+    eval_samples: int | None = EvalSamplesOpt,
+    threads: int | None = ThreadsOpt,
+    num_classes: int | None = NumClassesOpt,
     as_json: bool = typer.Option(False, "--json", help="Print report.json."),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
+    # long: one parameter line per CLI option (typer reads the options from the signature)
     """Distil TEACHER into a student (KD + optional feature hints); report teacher vs student, save the student."""
     from torchslim.api import compress as compress_model
     from torchslim.cli.resolve import resolve_data, resolve_model
     from torchslim.distillation.cli import distill_recipe
 
     _set_threads(threads)
-    plan = distill_recipe(student=student, epochs=epochs, lr=lr, optimizer=optimizer, max_steps=max_steps,
-                          temperature=temperature, alpha=alpha, features=features, feature_loss=feature_loss,
-                          feature_weight=feature_weight)
+    plan = distill_recipe(
+        student=student,
+        epochs=epochs,
+        lr=lr,
+        optimizer=optimizer,
+        max_steps=max_steps,
+        temperature=temperature,
+        alpha=alpha,
+        features=features,
+        feature_loss=feature_loss,
+        feature_weight=feature_weight,
+    )
     net = resolve_model(teacher, weights=weights, num_classes=num_classes)
-    splits = resolve_data(data, batch_size=train_batch_size, train_samples=train_samples, eval_samples=eval_samples, seed=seed, root=data_root)
-    result = compress_model(net, splits, recipe=plan, seed=seed, threads=threads, batch_size=batch_size,
-                            quiet=quiet or as_json, model_name=teacher)
+    splits = resolve_data(
+        data,
+        batch_size=train_batch_size,
+        train_samples=train_samples,
+        eval_samples=eval_samples,
+        seed=seed,
+        root=data_root,
+    )
+    result = compress_model(
+        net,
+        splits,
+        recipe=plan,
+        seed=seed,
+        threads=threads,
+        batch_size=batch_size,
+        quiet=quiet or as_json,
+        model_name=teacher,
+    )
     result.save(out)
     if as_json:
         _echo_json(result.report.to_dict())
@@ -232,10 +331,12 @@ def distill(
 @app.command()
 def export(
     model: str = ModelArg,
-    onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write (int8 QDQ for quantized layers, else float)."),
-    weights: Optional[str] = WeightsOpt,
-    num_classes: Optional[int] = NumClassesOpt,
-    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Batch of the parity check (the export has a dynamic batch)."),
+    onnx: Path = OnnxOpt,
+    weights: str | None = WeightsOpt,
+    num_classes: int | None = NumClassesOpt,
+    batch_size: int = typer.Option(
+        4, "--batch-size", min=1, help="Batch of the parity check (the export has a dynamic batch)."
+    ),
     opset: int = typer.Option(17, "--opset", min=13),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -247,22 +348,36 @@ def export(
 
     net = resolve_model(model, weights=weights, num_classes=num_classes)
     if get_model_spec(net) is None:
-        raise ModelError(f"{model!r}: the input shape of a user-defined architecture is unknown; export it from Python with export_onnx(model, path, example_input).")
+        raise ModelError(
+            f"{model!r}: the input shape of a user-defined architecture is unknown; export it from Python "
+            "with torchslim.deploy.export_onnx(model, path, example_input)."
+        )
     inputs = example_input(net, batch_size=batch_size, seed=1)
     facts = export_onnx(net, onnx, inputs, opset=opset)
     parity = check_parity(net, onnx, inputs)
-    summary = {"onnx": str(onnx), "bytes": onnx.stat().st_size, "quantized": facts.quantized,
-               "parity": parity.to_dict(), "onnxruntime_ops": integer_op_summary(onnx), "notes": facts.notes}
+    summary = {
+        "onnx": str(onnx),
+        "bytes": onnx.stat().st_size,
+        "quantized": facts.quantized,
+        "parity": parity.to_dict(),
+        "onnxruntime_ops": integer_op_summary(onnx),
+        "notes": facts.notes,
+    }
     if as_json:
         _echo_json(summary)
     else:
         kind = "int8 QDQ" if facts.quantized else "float"
         typer.echo(f"wrote {onnx} ({kind}, {summary['bytes']:,} bytes)")
         if parity.quantized:
-            typer.echo(f"parity: max |onnx - pytorch| = {parity.max_abs_diff:.3g} = {parity.max_diff_in_steps:.3f} quantization steps "
-                       f"(tolerance 2 steps): {'OK' if parity.ok else 'FAILED'}")
+            typer.echo(
+                f"parity: max |onnx - pytorch| = {parity.max_abs_diff:.3g} = {parity.max_diff_in_steps:.3f} "
+                f"quantization steps (tolerance 2 steps): {'OK' if parity.ok else 'FAILED'}"
+            )
         else:
-            typer.echo(f"parity: max |onnx - pytorch| = {parity.max_abs_diff:.3g} (rtol 1e-3): {'OK' if parity.ok else 'FAILED'}")
+            typer.echo(
+                f"parity: max |onnx - pytorch| = {parity.max_abs_diff:.3g} (rtol 1e-3): "
+                f"{'OK' if parity.ok else 'FAILED'}"
+            )
         for note in facts.notes:
             typer.echo(f"note: {note}")
     if not parity.ok:
@@ -270,7 +385,10 @@ def export(
 
 
 @app.command("report")
-def show_report(directory: Path = typer.Argument(..., help="An artifact directory with report.json."), as_json: bool = typer.Option(False, "--json")) -> None:
+def show_report(
+    directory: Path = ReportDirArg,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Print the report saved in an artifact directory."""
     from torchslim.core.errors import ArtifactError
     from torchslim.io import read_report
@@ -294,7 +412,7 @@ def list_all(as_json: bool = typer.Option(False, "--json")) -> None:
     from torchslim.recipes import shipped_recipe_names
 
     listing = {
-        "techniques": {e.name: (e.config_type.summary or (e.config_type.__doc__ or "").strip().splitlines()[0]) for e in TECHNIQUES},
+        "techniques": {e.name: _technique_summary(e.config_type) for e in TECHNIQUES},
         "recipes": shipped_recipe_names(),
         "models": {name: info.description for name, info in sorted(MODELS.items())},
         "datasets": {name: info.description for name, info in sorted(DATASETS.items())},
@@ -314,11 +432,11 @@ def list_all(as_json: bool = typer.Option(False, "--json")) -> None:
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the demo writes its artifacts."),
+    out: Path = DemoOutOpt,
     as_json: bool = typer.Option(False, "--json"),
-    threads: Optional[int] = ThreadsOpt,
-    train_samples: Optional[int] = TrainSamplesOpt,
-    eval_samples: Optional[int] = EvalSamplesOpt,
+    threads: int | None = ThreadsOpt,
+    train_samples: int | None = TrainSamplesOpt,
+    eval_samples: int | None = EvalSamplesOpt,
     epochs: int = typer.Option(2, "--epochs", min=1, help="Epochs of baseline training."),
     distill_epochs: int = typer.Option(1, "--distill-epochs", min=0, help="Epochs of distillation after pruning."),
     quiet: bool = typer.Option(False, "--quiet"),
@@ -327,8 +445,15 @@ def demo(
     from torchslim.demo import run_demo
 
     _set_threads(threads)
-    report = run_demo(out=out, threads=threads, train_samples=train_samples, eval_samples=eval_samples, epochs=epochs,
-                      distill_epochs=distill_epochs, quiet=as_json or quiet)
+    report = run_demo(
+        out=out,
+        threads=threads,
+        train_samples=train_samples,
+        eval_samples=eval_samples,
+        epochs=epochs,
+        distill_epochs=distill_epochs,
+        quiet=as_json or quiet,
+    )
     if as_json:
         _echo_json(report.to_dict())
     else:
@@ -337,7 +462,7 @@ def demo(
         typer.echo(f"HTML report: {out / 'report.html'}")
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; torchslim's own errors become one clear line and exit code 2."""
     try:
         app(args=argv, standalone_mode=False)

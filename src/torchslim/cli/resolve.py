@@ -40,9 +40,19 @@ def resolve_model(name_or_path: str, *, weights: str | None = None, num_classes:
     return model
 
 
-def resolve_data(name: str | None, *, batch_size: int, train_samples: int | None, eval_samples: int | None, seed: int, root: str | None = None):
+def resolve_data(
+    name: str | None,
+    *,
+    batch_size: int,
+    train_samples: int | None,
+    eval_samples: int | None,
+    seed: int,
+    root: str | None = None,
+):
     from torchslim.data import load_splits
 
     if name is None:
         return None
-    return load_splits(name, root=root, batch_size=batch_size, train_samples=train_samples, eval_samples=eval_samples, seed=seed)
+    return load_splits(
+        name, root=root, batch_size=batch_size, train_samples=train_samples, eval_samples=eval_samples, seed=seed
+    )

@@ -83,8 +83,14 @@ class RuntimeBackend(Protocol):
         ...
 
     def time(
-        self, path: str | Path, example_input: Any, *, batch_size: int | None = None, warmup: int = 3,
-        repeats: int = 20, threads: int | None = None,
+        self,
+        path: str | Path,
+        example_input: Any,
+        *,
+        batch_size: int | None = None,
+        warmup: int = 3,
+        repeats: int = 20,
+        threads: int | None = None,
     ) -> LatencyStats:
         """Latency of the exported file on `example_input` (first sample repeated to `batch_size`)."""
         ...

@@ -9,6 +9,16 @@ from torchslim.io.atomic import atomic_path, write_bytes, write_json, write_safe
 from torchslim.io.weights import load_safetensors, load_torch_weights, load_weights
 
 __all__ = [
-    "atomic_path", "load", "load_safetensors", "load_torch_weights", "load_weights", "read_manifest",
-    "read_report", "save", "write_bytes", "write_json", "write_safetensors", "write_text",
+    "atomic_path",
+    "load",
+    "load_safetensors",
+    "load_torch_weights",
+    "load_weights",
+    "read_manifest",
+    "read_report",
+    "save",
+    "write_bytes",
+    "write_json",
+    "write_safetensors",
+    "write_text",
 ]

@@ -40,6 +40,7 @@ WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "torchslim.json"
 REPORT_FILE = "report.json"
 
+
 def baked_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The state dict with masks applied for good, without touching `model`.
 
@@ -73,9 +74,7 @@ def baked_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
         for name, tensor in plain.items():
             state[prefix + name] = tensor
     # parametrization containers hold `original` tensors and the parametrizations' own buffers
-    return {
-        k: v for k, v in state.items() if ".parametrizations." not in f".{k}"
-    }
+    return {k: v for k, v in state.items() if ".parametrizations." not in f".{k}"}
 
 
 def export_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
@@ -123,7 +122,10 @@ def _check_output(directory: Path, *, overwrite: bool) -> None:
 
 
 def _write_staged(
-    directory: Path, tensors: dict[str, torch.Tensor], manifest: dict[str, Any], report: dict[str, Any] | None,
+    directory: Path,
+    tensors: dict[str, torch.Tensor],
+    manifest: dict[str, Any],
+    report: dict[str, Any] | None,
     extra_files: dict[str, str | bytes],
 ) -> None:
     """Write every file into a staging directory next to `directory`, then rename it into place."""
@@ -202,7 +204,8 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         raise ArtifactError(f"{str(path)!r} is not a torchslim manifest.")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(
-            f"{str(path)!r} has format_version {manifest.get('format_version')!r}; this torchslim reads {FORMAT_VERSION}."
+            f"{str(path)!r} has format_version {manifest.get('format_version')!r}; "
+            f"this torchslim reads {FORMAT_VERSION}."
         )
     return manifest
 

@@ -12,7 +12,8 @@ and :func:`own_weights` reads effective weights under ``torch.no_grad``.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -120,7 +121,7 @@ def own_weights(module: nn.Module) -> list[tuple[str, torch.Tensor, list[torch.T
             plists = module.parametrizations
             for tname, plist in plists.items() if isinstance(plists, nn.ModuleDict) else ():
                 effective = getattr(module, tname)
-                stored = list(plist.parameters(recurse=False))
+                stored: list[torch.Tensor] = list(plist.parameters(recurse=False))
                 out.append((tname, effective.detach(), stored))
         for pname, param in module.named_parameters(recurse=False):
             if pname.endswith("_orig"):

@@ -7,7 +7,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +56,9 @@ def evaluate(
     Labels are class indices. `loss_fn(logits, labels)` must return the *mean* loss of a batch
     (default ``torch.nn.functional.cross_entropy``); it is weighted by batch size.
     """
-    if max_batches is not None and (isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1):
+    if max_batches is not None and (
+        isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1
+    ):
         raise ConfigError(f"max_batches={max_batches!r} must be a positive integer or None.")
     loss_fn = loss_fn or F.cross_entropy
     device = model_device(model)

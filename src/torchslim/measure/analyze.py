@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from torch import nn
 
@@ -33,7 +34,11 @@ def _one_sample(example_input: Any) -> Any:
 
 
 def _layer_stats(
-    model: nn.Module, layer_params: dict[str, LayerParams], macs: MacCount, costs: list[LayerCost], energy: EnergyEstimate
+    model: nn.Module,
+    layer_params: dict[str, LayerParams],
+    macs: MacCount,
+    costs: list[LayerCost],
+    energy: EnergyEstimate,
 ) -> list[LayerStats]:
     """One :class:`LayerStats` per module that owns parameters or does MACs, in model order."""
     energy_by_layer = {e.name: e.total_uj for e in energy.per_layer}
@@ -75,7 +80,7 @@ def analyze(
     repeats: int = 20,
     warmup: int = 3,
     max_batches: int | None = None,
-    profile: "str | Path | EnergyProfile" = DEFAULT_PROFILE,
+    profile: str | Path | EnergyProfile = DEFAULT_PROFILE,
     energy_seconds: float = 2.0,
     powercap_root: str | Path | None = None,
 ) -> ModelStats:
@@ -109,7 +114,9 @@ def analyze(
     if runtime_timer is not None:
         latency = runtime_timer(batch_size=latency_batch_size, warmup=warmup, repeats=repeats, threads=eager.threads)
 
-    measured_uj, measured_label = _measured_energy(model, example_input, seconds=energy_seconds, powercap_root=powercap_root, threads=eager.threads)
+    measured_uj, measured_label = _measured_energy(
+        model, example_input, seconds=energy_seconds, powercap_root=powercap_root, threads=eager.threads
+    )
 
     accuracy = loss = None
     if loader is not None:

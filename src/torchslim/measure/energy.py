@@ -50,9 +50,9 @@ it is the one module attribute this formula reads, and part of its documented co
 
 Profiles
 --------
-An :class:`~torchslim.measure.energy_profile.EnergyProfile` is a frozen table of these constants, loadable from YAML/JSON (unknown keys
-rejected) or built in Python. Shipped profiles (``src/torchslim/measure/profiles/*.yaml``, each
-constant with its source in the file):
+An :class:`~torchslim.measure.energy_profile.EnergyProfile` is a frozen table of these constants,
+loadable from YAML/JSON (unknown keys rejected) or built in Python. Shipped profiles
+(``src/torchslim/measure/profiles/*.yaml``, each constant with its source in the file):
 
 * ``horowitz-45nm`` (default): Horowitz, "Computing's energy problem (and what we can do about it)",
   ISSCC 2014, 45 nm: fp32 mult 3.7 pJ + add 0.9; fp16 mult 1.1 + add 0.4; int8 mult 0.2, int8 add
@@ -69,8 +69,9 @@ draws; :func:`torchslim.measure.measure_energy` reads real counters where the ma
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -168,7 +169,9 @@ SPARSE_KERNEL_ATTRIBUTE = "sparse_kernel"
 """The boolean module attribute that says a layer runs on a sparse kernel (see the module docstring)."""
 
 
-def _layer_energy(layer: LayerCost, prof: EnergyProfile, *, sram_left: float, batch_size: int) -> tuple[LayerEnergy, float]:
+def _layer_energy(
+    layer: LayerCost, prof: EnergyProfile, *, sram_left: float, batch_size: int
+) -> tuple[LayerEnergy, float]:
     """One layer's energy per inference, and the on-chip weight budget left after it."""
     sram_word = prof.sram_pj_per_32bit / 4.0  # pJ per byte
     dram_word = prof.dram_pj_per_32bit / 4.0
@@ -212,7 +215,7 @@ def _layer_energy(layer: LayerCost, prof: EnergyProfile, *, sram_left: float, ba
 
 def estimate_from_layers(
     layers: Iterable[LayerCost],
-    profile: "EnergyProfile | str" = DEFAULT_PROFILE,
+    profile: EnergyProfile | str = DEFAULT_PROFILE,
     *,
     batch_size: int = 1,
 ) -> EnergyEstimate:
@@ -231,8 +234,8 @@ def estimate_from_layers(
             raise ConfigError(f"estimate_from_layers expects LayerCost items, got {type(layer).__name__}.")
         energy, sram_left = _layer_energy(layer, prof, sram_left=sram_left, batch_size=batch_size)
         per_layer.append(energy)
-    compute_total = sum(l.compute_uj for l in per_layer)
-    memory_total = sum(l.memory_uj for l in per_layer)
+    compute_total = sum(e.compute_uj for e in per_layer)
+    memory_total = sum(e.memory_uj for e in per_layer)
     return EnergyEstimate(
         total_uj=compute_total + memory_total,
         compute_uj=compute_total,
@@ -350,7 +353,7 @@ def estimate_energy(
     model: nn.Module,
     example_input: Any,
     *,
-    profile: "str | Path | EnergyProfile" = DEFAULT_PROFILE,
+    profile: str | Path | EnergyProfile = DEFAULT_PROFILE,
     sram_bytes: int | None = None,
     batch_size: int | None = None,
 ) -> EnergyEstimate:
@@ -397,12 +400,27 @@ def energy_report_dict(estimate: EnergyEstimate, measured: Any = None) -> dict[s
     elif isinstance(measured, NotMeasurable):
         out["energy_measured"] = measured.reason
     elif measured is not None:
-        raise ConfigError(f"measured must be an EnergyMeasurement, NotMeasurable or None, got {type(measured).__name__}.")
+        raise ConfigError(
+            f"measured must be an EnergyMeasurement, NotMeasurable or None, got {type(measured).__name__}."
+        )
     return out
 
 
 __all__ = [
-    "COMPUTE_CLASSES", "DEFAULT_PROFILE", "EnergyEstimate", "EnergyProfile", "LayerCost", "LayerEnergy", "MacEnergy",
-    "SPARSE_KERNEL_ATTRIBUTE", "available_profiles", "compute_class", "energy_report_dict", "estimate_energy",
-    "estimate_from_layers", "layer_costs", "layer_costs_and_macs", "load_profile",
+    "COMPUTE_CLASSES",
+    "DEFAULT_PROFILE",
+    "EnergyEstimate",
+    "EnergyProfile",
+    "LayerCost",
+    "LayerEnergy",
+    "MacEnergy",
+    "SPARSE_KERNEL_ATTRIBUTE",
+    "available_profiles",
+    "compute_class",
+    "energy_report_dict",
+    "estimate_energy",
+    "estimate_from_layers",
+    "layer_costs",
+    "layer_costs_and_macs",
+    "load_profile",
 ]

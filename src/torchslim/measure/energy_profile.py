@@ -11,9 +11,10 @@ import dataclasses
 import json
 import math
 import types
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -134,14 +135,22 @@ class EnergyProfile:
                 raise ConfigError(f"{owner}.{field} must be a string.")
 
     def __hash__(self) -> int:
-        return hash((self.name, tuple((k, v) for k, v in self.mac_pj.items()), self.sram_pj_per_32bit,
-                     self.dram_pj_per_32bit, self.weight_sram_bytes, self.activation_sram_bytes,
-                     self.sparse_index_bits))
+        return hash(
+            (
+                self.name,
+                tuple((k, v) for k, v in self.mac_pj.items()),
+                self.sram_pj_per_32bit,
+                self.dram_pj_per_32bit,
+                self.weight_sram_bytes,
+                self.activation_sram_bytes,
+                self.sparse_index_bits,
+            )
+        )
 
     def mac(self, cls: str) -> MacEnergy:
         return self.mac_pj[cls]
 
-    def replace(self, **changes: Any) -> "EnergyProfile":
+    def replace(self, **changes: Any) -> EnergyProfile:
         return dataclasses.replace(self, **changes)
 
     @classmethod
@@ -149,7 +158,7 @@ class EnergyProfile:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "EnergyProfile":
+    def from_dict(cls, data: Mapping[str, Any]) -> EnergyProfile:
         """Build from a plain mapping; unknown keys raise :class:`ConfigError` with a "did you mean"."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"An energy profile must be a mapping, got {type(data).__name__}.")
@@ -173,7 +182,7 @@ class EnergyProfile:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
-    def from_text(cls, text: str, *, fmt: str = "yaml") -> "EnergyProfile":
+    def from_text(cls, text: str, *, fmt: str = "yaml") -> EnergyProfile:
         try:
             data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
         except (yaml.YAMLError, json.JSONDecodeError) as exc:
@@ -181,7 +190,7 @@ class EnergyProfile:
         return cls.from_dict(data)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "EnergyProfile":
+    def from_file(cls, path: str | Path) -> EnergyProfile:
         """Load a ``.yaml``/``.yml`` (``yaml.safe_load``) or ``.json`` profile file."""
         path = Path(path)
         if not path.is_file():
@@ -199,7 +208,7 @@ def available_profiles() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_profile(profile: "str | Path | EnergyProfile | Mapping[str, Any]") -> EnergyProfile:
+def load_profile(profile: str | Path | EnergyProfile | Mapping[str, Any]) -> EnergyProfile:
     """An :class:`EnergyProfile` from a profile, a shipped name, a YAML/JSON path or a mapping."""
     if isinstance(profile, EnergyProfile):
         return profile
@@ -216,6 +225,8 @@ def load_profile(profile: "str | Path | EnergyProfile | Mapping[str, Any]") -> E
                 f"Unknown energy profile {profile!r}; shipped: {names} (or pass a YAML/JSON path)."
                 + did_you_mean(profile, names)
             )
-        text = resources.files("torchslim.measure").joinpath(_PROFILE_DIR, f"{profile}.yaml").read_text("utf-8")
+        text = (
+            resources.files("torchslim.measure").joinpath(_PROFILE_DIR).joinpath(f"{profile}.yaml").read_text("utf-8")
+        )
         return EnergyProfile.from_text(text)
     raise ConfigError(f"profile must be a name, a path or an EnergyProfile, got {type(profile).__name__}.")

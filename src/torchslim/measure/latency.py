@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -68,8 +69,7 @@ class RuntimeTimer(Protocol):
     eager was measured with, so both runtimes are compared at the same count.
     """
 
-    def __call__(self, *, batch_size: int | None, warmup: int, repeats: int, threads: int | None) -> LatencyStats:
-        ...
+    def __call__(self, *, batch_size: int | None, warmup: int, repeats: int, threads: int | None) -> LatencyStats: ...
 
 
 def check_counts(warmup: int, repeats: int) -> None:
@@ -203,6 +203,12 @@ def compare_latency(
 
 
 __all__ = [
-    "LatencyComparison", "LatencyStats", "RuntimeTimer", "check_counts", "compare_latency", "measure_latency",
-    "stats_from_times", "time_calls",
+    "LatencyComparison",
+    "LatencyStats",
+    "RuntimeTimer",
+    "check_counts",
+    "compare_latency",
+    "measure_latency",
+    "stats_from_times",
+    "time_calls",
 ]

@@ -115,7 +115,9 @@ def _extra_formulas() -> dict[Any, Any]:
     return extra
 
 
-def _sdpa_cpu_flops(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+def _sdpa_cpu_flops(
+    query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any
+) -> int:
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
@@ -127,7 +129,7 @@ def trace_macs(
     the model output. Internal building block shared with the energy estimate."""
     example_input = to_device(example_input, model_device(model))
     with eval_mode(model), torch.no_grad():
-        counter = FlopCounterMode(display=False, depth=None, custom_mapping=_extra_formulas())
+        counter = FlopCounterMode(display=False, custom_mapping=_extra_formulas())
         with counter:
             output = call_model(model, example_input)
         total_flops = int(counter.get_total_flops())

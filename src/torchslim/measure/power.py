@@ -31,8 +31,9 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 DEFAULT_POWERCAP_ROOT = "/sys/class/powercap"
 
@@ -165,7 +166,7 @@ class RaplCounter:
     def sample(self) -> float:
         """Read all domains, add the energy since the previous sample, return the running total (µJ)."""
         now = [d.read_uj() for d in self.domains]
-        for dom, before, after in zip(self.domains, self._last, now):
+        for dom, before, after in zip(self.domains, self._last, now, strict=True):
             self.total_uj += rapl_delta_uj(before, after, dom.max_energy_range_uj)
         self._last = now
         return float(self.total_uj)
@@ -250,8 +251,14 @@ def _open_counter(device: str, powercap_root: str | Path) -> Any:
 
 
 def _idle_then_loop(
-    fn: Callable[[], Any], counter: Any, sync: Callable[[], None], *, warmup: int, idle_seconds: float,
-    seconds: float, sample_interval_s: float,
+    fn: Callable[[], Any],
+    counter: Any,
+    sync: Callable[[], None],
+    *,
+    warmup: int,
+    idle_seconds: float,
+    seconds: float,
+    sample_interval_s: float,
 ) -> tuple[float, float, float, float, int]:
     """Warm up, read the counter over an idle period, then over a loop of `fn` calls.
 
@@ -286,6 +293,16 @@ def _idle_then_loop(
     return idle_uj, idle_s, loop_uj, loop_s, calls
 
 
+def _device_sync(device: str) -> Callable[[], None]:
+    """``torch.cuda.synchronize`` for a CUDA device that is there, else a no-op."""
+    if device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.synchronize
+    return lambda: None
+
+
 def measure_energy(
     fn: Callable[[], Any],
     *,
@@ -308,19 +325,19 @@ def measure_energy(
     if items_per_call < 1:
         return NotMeasurable(f"items_per_call={items_per_call!r} must be >= 1.")
     idle_seconds = seconds if idle_seconds is None else idle_seconds
-    sync: Callable[[], None] = lambda: None  # noqa: E731
-    if device.startswith("cuda"):
-        import torch
-
-        if torch.cuda.is_available():
-            sync = torch.cuda.synchronize
+    sync = _device_sync(device)
     try:
         counter = _open_counter(device, powercap_root)
     except CounterUnavailable as exc:
         return NotMeasurable(str(exc))
     try:
         idle_uj, idle_s, loop_uj, loop_s, calls = _idle_then_loop(
-            fn, counter, sync, warmup=warmup, idle_seconds=idle_seconds, seconds=seconds,
+            fn,
+            counter,
+            sync,
+            warmup=warmup,
+            idle_seconds=idle_seconds,
+            seconds=seconds,
             sample_interval_s=sample_interval_s,
         )
     except CounterUnavailable as exc:

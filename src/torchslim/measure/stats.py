@@ -72,5 +72,5 @@ class ModelStats:
         """A JSON-ready dict (non-finite floats become strings)."""
         return _jsonable(dataclasses.asdict(self))
 
-    def replace(self, **changes: Any) -> "ModelStats":
+    def replace(self, **changes: Any) -> ModelStats:
         return dataclasses.replace(self, **changes)

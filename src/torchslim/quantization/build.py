@@ -14,7 +14,7 @@ class's ``forward``.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -80,7 +80,7 @@ def _plain_copy(module: nn.Module) -> nn.Module:
 
     new = copy.deepcopy(module)
     if parametrize.is_parametrized(new):
-        for name in list(new.parametrizations.keys()):
+        for name in list(cast(nn.ModuleDict, new.parametrizations).keys()):
             bake_parametrization(new, name)
     return new
 
@@ -190,13 +190,20 @@ def empty_quantized(module: nn.Module, layout: dict[str, Any]) -> QuantizedMixin
     if split:
         shape = (shape[0], shape[1] + split)
     if list(shape) != list(layout.get("weight_shape", shape)):
-        raise ArtifactError(f"plan expects weight shape {layout.get('weight_shape')}, the rebuilt layer has {list(shape)}.")
+        raise ArtifactError(
+            f"plan expects weight shape {layout.get('weight_shape')}, the rebuilt layer has {list(shape)}."
+        )
     param_shape = spec.granularity.param_shape(shape)
     static = act is not None and act.mode == "static"
     return quantize_module(
-        module, weight_spec=spec, codes=torch.zeros(shape, dtype=torch.int8), scale=torch.ones(param_shape),
-        zero_point=torch.zeros(param_shape, dtype=torch.int8), act_spec=act,
-        input_scale=1.0 if static else None, input_zero_point=0 if static else None,
+        module,
+        weight_spec=spec,
+        codes=torch.zeros(shape, dtype=torch.int8),
+        scale=torch.ones(param_shape),
+        zero_point=torch.zeros(param_shape, dtype=torch.int8),
+        act_spec=act,
+        input_scale=1.0 if static else None,
+        input_zero_point=0 if static else None,
         split_channels=torch.zeros(split, dtype=torch.int64) if split else None,
         output_qparams=(1.0, 0) if layout.get("output_quantized") else None,
     )
@@ -225,15 +232,21 @@ def fake_quant_module(
     if masked:  # a pruning mask (parametrization): keep its zeros through QAT
         new.register_buffer("weight_keep", (weight.detach() != 0).to(weight.dtype))
     new.weight_quantizer = LSQQuantizer(
-        weight_scale.reshape(weight_spec.granularity.param_shape(weight.shape)), weight_zero_point,
-        bits=weight_spec.bits, granularity=weight_spec.granularity, learn=learn_scales,
+        weight_scale.reshape(weight_spec.granularity.param_shape(weight.shape)),
+        weight_zero_point,
+        bits=weight_spec.bits,
+        granularity=weight_spec.granularity,
+        learn=learn_scales,
     )
     if act_spec is not None and act_spec.mode == "static":
         if input_scale is None or input_zero_point is None:
             raise ModelError("static activation quantization needs input_scale and input_zero_point.")
         new.input_quantizer = LSQQuantizer(
-            torch.as_tensor(input_scale, dtype=torch.float32).reshape(()), torch.as_tensor(input_zero_point).reshape(()),
-            bits=act_spec.bits, granularity=Granularity.per_tensor(), learn=learn_scales,
+            torch.as_tensor(input_scale, dtype=torch.float32).reshape(()),
+            torch.as_tensor(input_zero_point).reshape(()),
+            bits=act_spec.bits,
+            granularity=Granularity.per_tensor(),
+            learn=learn_scales,
         )
     return new
 
@@ -254,15 +267,21 @@ def convert_fake_quant(module: nn.Module) -> QuantizedMixin:
         iq = module.input_quantizer
         input_scale, input_zp = iq.scale.detach().abs().clamp(min=1e-8), iq.zero_point
     return quantize_module(
-        shell, weight_spec=spec, codes=codes, scale=scale, zero_point=zp,
-        act_spec=module.act_spec, input_scale=input_scale, input_zero_point=input_zp,
+        shell,
+        weight_spec=spec,
+        codes=codes,
+        scale=scale,
+        zero_point=zp,
+        act_spec=module.act_spec,
+        input_scale=input_scale,
+        input_zero_point=input_zp,
     )
 
 
 def _float_shell(module: QuantizedMixin | FakeQuantMixin, weight: Tensor) -> nn.Module:
     """A plain float layer of `module`'s original class with `weight` (QAT/quantized -> float)."""
     base = module._torchslim_float_class
-    new = copy.copy(module)
+    new: nn.Module = copy.copy(module)
     new.__dict__ = dict(module.__dict__)
     new._parameters = {k: v for k, v in module._parameters.items() if k not in ("weight_float", "bias_float")}
     new._modules = {k: v for k, v in module._modules.items() if k not in ("weight_quantizer", "input_quantizer")}
@@ -287,5 +306,13 @@ def dequantize_module(module: nn.Module) -> nn.Module:
     raise ModelError(f"{type(module).__name__} is not a quantized layer.")
 
 
-__all__ = ["convert_fake_quant", "dequantize_module", "empty_quantized", "fake_quant_class", "fake_quant_module",
-           "quantizable", "quantize_module", "quantized_class"]
+__all__ = [
+    "convert_fake_quant",
+    "dequantize_module",
+    "empty_quantized",
+    "fake_quant_class",
+    "fake_quant_module",
+    "quantizable",
+    "quantize_module",
+    "quantized_class",
+]

@@ -10,7 +10,8 @@ input, a batch the model cannot run) before a quantizer changes anything.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +36,9 @@ def batch_size_of(inputs: Any) -> int:
         if inputs and all(isinstance(x, str) for x in inputs):
             return len(inputs)
         return batch_size_of(inputs[0]) if inputs else 0
-    raise DataError(f"Calibration inputs must be tensors, mappings of tensors or lists of strings; got {type(inputs).__name__}.")
+    raise DataError(
+        f"Calibration inputs must be tensors, mappings of tensors or lists of strings; got {type(inputs).__name__}."
+    )
 
 
 def _slice(inputs: Any, n: int) -> Any:

@@ -21,7 +21,8 @@ import dataclasses
 import difflib
 import re
 import warnings
-from typing import Any, ClassVar, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 from torch import nn
 
@@ -76,8 +77,10 @@ class WeightQuant(TechniqueConfig):
 
     def validate(self) -> None:
         if self.levels not in LEVELS:
-            raise ConfigError(f"WeightQuant.levels={self.levels!r} is not one of {LEVELS.names()}."
-                              + did_you_mean(self.levels, LEVELS.names()))
+            raise ConfigError(
+                f"WeightQuant.levels={self.levels!r} is not one of {LEVELS.names()}."
+                + did_you_mean(self.levels, LEVELS.names())
+            )
         self.check("bits", self.bits, low=1, high=8)
         self.check("group_size", self.group_size, low=1)
         self.check("percentile", self.percentile, low=50, high=100, low_inclusive=False)
@@ -85,7 +88,9 @@ class WeightQuant(TechniqueConfig):
         self.check("gptq_damp", self.gptq_damp, low=0, low_inclusive=False)
         for pattern, bits in self.layer_bits.items():
             if not isinstance(pattern, str) or not pattern:
-                raise ConfigError(f"WeightQuant.layer_bits keys must be layer names or 're:' patterns, got {pattern!r}.")
+                raise ConfigError(
+                    f"WeightQuant.layer_bits keys must be layer names or 're:' patterns, got {pattern!r}."
+                )
             if pattern.startswith("re:"):
                 try:
                     re.compile(pattern[3:])
@@ -183,15 +188,27 @@ class Quantize(TechniqueConfig):
         "or QAT (LSQ); static or dynamic int8 activations; ONNX QDQ deployment and packed artifacts."
     )
     renamed: ClassVar[Mapping[str, str]] = {
-        "bits": "weights.bits", "granularity": "weights.granularity", "axis": "weights.axis",
-        "group_size": "weights.group_size", "symmetric": "weights.symmetric", "method": "weights.range",
-        "percentile": "weights.percentile", "layer_bits": "weights.layer_bits",
-        "gptq_block_size": "weights.gptq_block_size", "gptq_damp": "weights.gptq_damp",
-        "activation_mode": "activations.mode", "activation_bits": "activations.bits",
-        "activation_symmetric": "activations.symmetric", "dynamic_granularity": "activations.dynamic_granularity",
+        "bits": "weights.bits",
+        "granularity": "weights.granularity",
+        "axis": "weights.axis",
+        "group_size": "weights.group_size",
+        "symmetric": "weights.symmetric",
+        "method": "weights.range",
+        "percentile": "weights.percentile",
+        "layer_bits": "weights.layer_bits",
+        "gptq_block_size": "weights.gptq_block_size",
+        "gptq_damp": "weights.gptq_damp",
+        "activation_mode": "activations.mode",
+        "activation_bits": "activations.bits",
+        "activation_symmetric": "activations.symmetric",
+        "dynamic_granularity": "activations.dynamic_granularity",
         "observer": "activations.observer",
-        "epochs": "train.epochs", "max_steps": "train.max_steps", "lr": "train.lr", "optimizer": "train.optimizer",
-        "weight_decay": "train.weight_decay", "schedule": "train.schedule",
+        "epochs": "train.epochs",
+        "max_steps": "train.max_steps",
+        "lr": "train.lr",
+        "optimizer": "train.optimizer",
+        "weight_decay": "train.weight_decay",
+        "schedule": "train.schedule",
     }
 
     weights: WeightQuant = dataclasses.field(default_factory=WeightQuant)
@@ -215,15 +232,20 @@ class Quantize(TechniqueConfig):
         super().__post_init__()
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "Quantize":
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Quantize:
         """Build from a mapping; the earlier flat keys move to their sections (see :attr:`renamed`)."""
         data = dict(data or {})
         known = cls.field_names()
         for key in data:
             if key not in known and key not in cls.renamed:
                 close = difflib.get_close_matches(str(key), known + list(cls.renamed), n=1, cutoff=0.5)
-                hint = f" Did you mean {close[0]!r}" + (f" (now {cls.renamed[close[0]]!r})" if close and close[0] in cls.renamed
-                                                        else "") + "?" if close else ""
+                hint = (
+                    f" Did you mean {close[0]!r}"
+                    + (f" (now {cls.renamed[close[0]]!r})" if close and close[0] in cls.renamed else "")
+                    + "?"
+                    if close
+                    else ""
+                )
                 raise ConfigError(f"Unknown key {key!r} for technique 'quantize'; known keys: {known}." + hint)
         config = super().from_dict(_migrate_flat(data))
         assert isinstance(config, Quantize)
@@ -255,7 +277,10 @@ def _migrate_flat(data: dict[str, Any]) -> dict[str, Any]:
         warnings.warn(
             f"quantize: 'activations: {str(acts).lower()}' is now "
             + ("'activations: {mode: auto}' (a section; {} keeps its defaults)" if acts else "'activations: null'")
-            + "; please update the recipe.", FutureWarning, stacklevel=3)
+            + "; please update the recipe.",
+            FutureWarning,
+            stacklevel=3,
+        )
         data["activations"] = {} if acts else None
     if data.get("activations", {}) is None:
         for key in _ACTIVATION_KEYS:  # settings of inputs that stay float: they never had an effect

@@ -25,17 +25,28 @@ if TYPE_CHECKING:
     from torchslim.quantization.quantized import QuantizedMixin
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-EXPORT_BUFFERS = ("_onnx_bias_q", "_onnx_bias_scale", "_onnx_weight_t_q", "_onnx_weight_scale", "_onnx_weight_zp",
-                  "_onnx_weight_colsum", "_onnx_split_gather", "_onnx_shift_weight_q")
+EXPORT_BUFFERS = (
+    "_onnx_bias_q",
+    "_onnx_bias_scale",
+    "_onnx_weight_t_q",
+    "_onnx_weight_scale",
+    "_onnx_weight_zp",
+    "_onnx_weight_colsum",
+    "_onnx_split_gather",
+    "_onnx_shift_weight_q",
+)
 
 
-def embedding_exports(layer: "QuantizedMixin") -> bool:
+def embedding_exports(layer: QuantizedMixin) -> bool:
     """True when an Embedding exports as a gather of int8 rows (padding_idx changes only gradients)."""
-    return (isinstance(layer, nn.Embedding) and layer.max_norm is None
-            and layer.weight_spec.granularity.per_output_channel(layer.weight_q.shape))
+    return (
+        isinstance(layer, nn.Embedding)
+        and layer.max_norm is None
+        and layer.weight_spec.granularity.per_output_channel(layer.weight_q.shape)
+    )
 
 
-def embedding_export(layer: "QuantizedMixin", ids: Tensor) -> Tensor:
+def embedding_export(layer: QuantizedMixin, ids: Tensor) -> Tensor:
     """Gather int8 rows, then dequantize only them (ONNX: Gather, Cast, Gather, Sub, Mul): the
     table stays int8 and no inference dequantizes all of it."""
     codes = torch.nn.functional.embedding(ids, layer.weight_q).float()
@@ -48,7 +59,7 @@ def embedding_export(layer: "QuantizedMixin", ids: Tensor) -> Tensor:
     return (codes - zp) * scale
 
 
-def shifted_conv_export(layer: "QuantizedMixin", x: Tensor) -> Tensor:
+def shifted_conv_export(layer: QuantizedMixin, x: Tensor) -> Tensor:
     """A 3x3 convolution of a single input channel as a 2x2 convolution of four shifted copies.
 
     ``y[i, j] = sum_{d, e in 0..2} w[d, e] x_pad[i + d, j + e]``; with copies
@@ -61,24 +72,35 @@ def shifted_conv_export(layer: "QuantizedMixin", x: Tensor) -> Tensor:
     pad = int(cast(tuple[int, int], conv.padding)[0])
     xp = torch.nn.functional.pad(x, (pad, pad, pad, pad)) if pad else x
     # static slice bounds (no Shape ops in the graph): rows sy .. end - (1 - sy)
-    copies = torch.cat([xp[..., sy:(sy - 1) or None, sx:(sx - 1) or None] for sy in (0, 1) for sx in (0, 1)], dim=1)
+    copies = torch.cat([xp[..., sy : (sy - 1) or None, sx : (sx - 1) or None] for sy in (0, 1) for sx in (0, 1)], dim=1)
     g = layer.weight_spec.granularity
     axis = -1 if g.kind == "per_tensor" else 0
-    weight = DQExport.apply(layer._buffers["_onnx_shift_weight_q"], layer.weight_scale,
-                            layer.weight_zero_point.to(torch.int8), axis)
+    weight = DQExport.apply(
+        layer._buffers["_onnx_shift_weight_q"], layer.weight_scale, layer.weight_zero_point.to(torch.int8), axis
+    )
     return torch.nn.functional.conv2d(layer.quantize_input(copies), weight, layer.bias)
 
 
-def shift_weight_codes(layer: "QuantizedMixin") -> Tensor | None:
+def shift_weight_codes(layer: QuantizedMixin) -> Tensor | None:
     """The ``[out, 4, 2, 2]`` codes of :func:`shifted_conv_export`, or None where it does not apply
     (it needs a static int8 input, one input channel, a 3x3 kernel, stride and dilation 1, zero
     padding 0 or 1, and per-tensor or per-output-channel weights)."""
     spec = layer.act_spec
-    if not (isinstance(layer, nn.Conv2d) and spec is not None and spec.mode == "static"
-            and layer.in_channels == 1 and layer.groups == 1 and tuple(layer.kernel_size) == (3, 3)
-            and tuple(layer.stride) == (1, 1) and tuple(layer.dilation) == (1, 1) and layer.padding_mode == "zeros"
-            and isinstance(layer.padding, tuple) and layer.padding[0] == layer.padding[1] and layer.padding[0] in (0, 1)
-            and layer.weight_spec.granularity.per_output_channel(layer.weight_q.shape)):
+    if not (
+        isinstance(layer, nn.Conv2d)
+        and spec is not None
+        and spec.mode == "static"
+        and layer.in_channels == 1
+        and layer.groups == 1
+        and tuple(layer.kernel_size) == (3, 3)
+        and tuple(layer.stride) == (1, 1)
+        and tuple(layer.dilation) == (1, 1)
+        and layer.padding_mode == "zeros"
+        and isinstance(layer.padding, tuple)
+        and layer.padding[0] == layer.padding[1]
+        and layer.padding[0] in (0, 1)
+        and layer.weight_spec.granularity.per_output_channel(layer.weight_q.shape)
+    ):
         return None
     wq = layer.weight_q
     zp = layer.weight_zero_point.to(wq.dtype).reshape(-1, 1, 1, 1).expand(wq.shape[0], 1, 1, 1)
@@ -91,18 +113,25 @@ def shift_weight_codes(layer: "QuantizedMixin") -> Tensor | None:
     return codes
 
 
-def dynamic_linear_export(layer: "QuantizedMixin", x: Tensor, *, gather: Tensor | None = None) -> Tensor:
+def dynamic_linear_export(layer: QuantizedMixin, x: Tensor, *, gather: Tensor | None = None) -> Tensor:
     """A dynamic-input Linear as onnxruntime's dynamic int8 MatMul pattern."""
     b = layer._buffers
     spec = layer.act_spec
     per_token = spec is not None and spec.granularity == "per_token"
-    result: Tensor = DynamicLinearExport.apply(x, b["_onnx_weight_t_q"], b["_onnx_weight_scale"], b["_onnx_weight_zp"],
-                                               b["_onnx_weight_colsum"], layer._parameters.get("bias_float"),
-                                               per_token, gather)
+    result: Tensor = DynamicLinearExport.apply(
+        x,
+        b["_onnx_weight_t_q"],
+        b["_onnx_weight_scale"],
+        b["_onnx_weight_zp"],
+        b["_onnx_weight_colsum"],
+        layer._parameters.get("bias_float"),
+        per_token,
+        gather,
+    )
     return result
 
 
-def _dynamic_buffers(layer: "QuantizedMixin", buffers: dict[str, Tensor | None]) -> None:
+def _dynamic_buffers(layer: QuantizedMixin, buffers: dict[str, Tensor | None]) -> None:
     spec = layer.act_spec
     g = layer.weight_spec.granularity
     if not g.per_output_channel(layer.weight_q.shape):
@@ -124,7 +153,7 @@ def _dynamic_buffers(layer: "QuantizedMixin", buffers: dict[str, Tensor | None])
         buffers["_onnx_split_gather"] = split.long().clone()
 
 
-def set_export_form(layer: "QuantizedMixin", enabled: bool) -> None:
+def set_export_form(layer: QuantizedMixin, enabled: bool) -> None:
     """Enable (precompute the export-only buffers) or disable (remove them) the export form."""
     buffers = layer._buffers
     for key in EXPORT_BUFFERS:
@@ -146,5 +175,11 @@ def set_export_form(layer: "QuantizedMixin", enabled: bool) -> None:
             _dynamic_buffers(layer, buffers)
 
 
-__all__ = ["EXPORT_BUFFERS", "dynamic_linear_export", "embedding_export", "set_export_form", "shift_weight_codes",
-           "shifted_conv_export"]
+__all__ = [
+    "EXPORT_BUFFERS",
+    "dynamic_linear_export",
+    "embedding_export",
+    "set_export_form",
+    "shift_weight_codes",
+    "shifted_conv_export",
+]

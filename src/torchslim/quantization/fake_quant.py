@@ -29,8 +29,16 @@ class LSQQuantizer(nn.Module):
 
     zero_point: Tensor
 
-    def __init__(self, scale: Tensor, zero_point: Tensor, *, bits: int, granularity: Granularity, learn: bool = True,
-                 gradient: GradientEstimator | None = None) -> None:
+    def __init__(
+        self,
+        scale: Tensor,
+        zero_point: Tensor,
+        *,
+        bits: int,
+        granularity: Granularity,
+        learn: bool = True,
+        gradient: GradientEstimator | None = None,
+    ) -> None:
         super().__init__()
         self.bits = check_bits(bits)
         self.granularity = granularity

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor
@@ -90,7 +90,8 @@ class Granularity:
             from torchslim.core.errors import did_you_mean
 
             raise ConfigError(
-                f"granularity={self.kind!r} is not one of {list(GRANULARITIES)}." + did_you_mean(str(self.kind), GRANULARITIES)
+                f"granularity={self.kind!r} is not one of {list(GRANULARITIES)}."
+                + did_you_mean(str(self.kind), GRANULARITIES)
             )
         if isinstance(self.axis, bool) or not isinstance(self.axis, int):
             raise ConfigError(f"granularity axis must be an integer, got {self.axis!r}.")
@@ -101,23 +102,24 @@ class Granularity:
             object.__setattr__(self, "group_size", None)
 
     @classmethod
-    def per_tensor(cls) -> "Granularity":
+    def per_tensor(cls) -> Granularity:
         return cls("per_tensor")
 
     @classmethod
-    def per_channel(cls, axis: int = 0) -> "Granularity":
+    def per_channel(cls, axis: int = 0) -> Granularity:
         return cls("per_channel", axis=axis)
 
     @classmethod
-    def per_group(cls, group_size: int, axis: int = 0) -> "Granularity":
+    def per_group(cls, group_size: int, axis: int = 0) -> Granularity:
         return cls("per_group", axis=axis, group_size=group_size)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "axis": self.axis, "group_size": self.group_size}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Granularity":
-        return cls(str(data.get("kind", "per_tensor")), int(data.get("axis", 0)), data.get("group_size"))
+    def from_dict(cls, data: dict[str, Any]) -> Granularity:
+        kind = cast(GranularityKind, str(data.get("kind", "per_tensor")))  # checked in __post_init__
+        return cls(kind, int(data.get("axis", 0)), data.get("group_size"))
 
     def check(self, shape: torch.Size | tuple[int, ...], *, what: str = "tensor") -> int:
         """Return the non-negative axis for a tensor of `shape`; raise naming `what` if it has none."""
@@ -130,6 +132,12 @@ class Granularity:
                 f"(valid axes: {-ndim}..{ndim - 1})."
             )
         return self.axis % ndim
+
+    def group_length(self) -> int:
+        """Elements per group (per_group only)."""
+        if self.group_size is None:
+            raise ConfigError(f"{self.kind} granularity has no group size.")
+        return self.group_size
 
     def per_output_channel(self, shape: torch.Size | tuple[int, ...]) -> bool:
         """True when a weight of `shape` has one ``(s, z)`` per tensor or per output channel (axis 0):
@@ -145,7 +153,7 @@ class Granularity:
         if self.kind == "per_channel":
             return (channels,)
         rest = math.prod(shape) // max(channels, 1) if channels else 0
-        return (channels, -(-rest // int(self.group_size)))  # type: ignore[operator]
+        return (channels, -(-rest // self.group_length()))
 
     def rows(self, x: Tensor) -> Tensor:
         """`x` as a matrix ``[G, N]`` whose rows share parameters (per group: zero-padded)."""
@@ -155,7 +163,7 @@ class Granularity:
         moved = x.movedim(axis, 0).reshape(x.shape[axis], -1)
         if self.kind == "per_channel":
             return moved
-        k = int(self.group_size)  # type: ignore[arg-type]
+        k = self.group_length()
         rest = moved.shape[1]
         pad = (-rest) % k
         if pad:
@@ -184,7 +192,7 @@ class Granularity:
             view = [1] * len(shape)
             view[axis] = channels
             return param.reshape(view).expand(shape)
-        k = int(self.group_size)  # type: ignore[arg-type]
+        k = self.group_length()
         full_rows = param.reshape(-1, 1).expand(-1, k)
         return self.unrows(full_rows, shape)
 
@@ -195,7 +203,8 @@ def as_granularity(value: Granularity | str | None, *, axis: int = 0, group_size
         return Granularity.per_tensor()
     if isinstance(value, Granularity):
         return value
-    return Granularity(str(value), axis=axis, group_size=group_size if value == "per_group" else None)  # type: ignore[arg-type]
+    kind = cast(GranularityKind, str(value))  # checked by Granularity itself
+    return Granularity(kind, axis=axis, group_size=group_size if value == "per_group" else None)
 
 
 def _row_param(param: Tensor | float, rows: Tensor) -> Tensor:
@@ -314,11 +323,11 @@ class _RoundSTE(torch.autograd.Function):
     """round() whose gradient is the identity (straight-through estimator, Bengio et al. 2013)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor) -> Tensor:
         return torch.round(x)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
         return grad
 
 

@@ -18,6 +18,7 @@ per-tensor / per-channel parameters are chosen once, from the original weights.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +31,8 @@ from torchslim.quantization.functional import (
     choose_qparams,
     qrange,
 )
-from torchslim.quantization.specs import WeightSpec
 from torchslim.quantization.observers import weight_qparams
+from torchslim.quantization.specs import WeightSpec
 
 
 class HessianAccumulator:
@@ -41,18 +42,20 @@ class HessianAccumulator:
         if not gptq_supported(module):
             raise ModelError(f"GPTQ supports Linear and ungrouped Conv2d layers, not {type(module).__name__}.")
         self.module = module
-        cols = module.weight[0].numel()
+        weight = module.weight
+        assert isinstance(weight, Tensor)
+        cols = weight[0].numel()
         self.hessian = torch.zeros(cols, cols, dtype=torch.float32)
         self.samples = 0
 
     def _columns(self, x: Tensor) -> Tensor:
-        m = self.module
-        if isinstance(m, nn.Linear):
+        if isinstance(self.module, nn.Linear):
             return x.reshape(-1, x.shape[-1])
+        m = cast(nn.Conv2d, self.module)  # gptq_supported(): Linear or Conv2d
         pad = getattr(m, "static_padding", None)
         if isinstance(pad, nn.Module):
             x = pad(x)
-        padding = m.padding
+        padding: str | tuple[int, ...] | int = m.padding
         if isinstance(padding, str):
             if padding == "valid":
                 padding = 0
@@ -63,8 +66,7 @@ class HessianAccumulator:
                 x = F.pad(x, (total[1] // 2, total[1] - total[1] // 2, total[0] // 2, total[0] - total[0] // 2))
                 padding = 0
         if m.padding_mode != "zeros" and not isinstance(m.padding, str):
-            p = m._reversed_padding_repeated_twice  # type: ignore[attr-defined]
-            x = F.pad(x, p, mode=m.padding_mode)
+            x = F.pad(x, m._reversed_padding_repeated_twice, mode=m.padding_mode)
             padding = 0
         patches = F.unfold(x, m.kernel_size, dilation=m.dilation, padding=padding, stride=m.stride)
         return patches.transpose(1, 2).reshape(-1, patches.shape[1])
@@ -161,7 +163,9 @@ def gptq_quantize(
         full_scale = torch.ones(rows, cols)
         full_zp = torch.zeros(rows, cols)
     else:
-        scale0, zp0 = weight_qparams(W.reshape(shape), bits=bits, symmetric=spec.symmetric, granularity=g, method=range_method)
+        scale0, zp0 = weight_qparams(
+            W.reshape(shape), bits=bits, symmetric=spec.symmetric, granularity=g, method=range_method
+        )
         full_scale = g.expand(scale0, shape).reshape(rows, cols).clone()
         full_zp = g.expand(zp0.float(), shape).reshape(rows, cols).clone()
     codes = torch.zeros(rows, cols)

@@ -37,8 +37,9 @@ class GradientEstimator(Protocol):
 
     name: ClassVar[str]
 
-    def fake_quantize(self, x: Tensor, scale: Tensor, zero_point: Tensor, *, bits: int,
-                      granularity: Granularity) -> Tensor: ...
+    def fake_quantize(
+        self, x: Tensor, scale: Tensor, zero_point: Tensor, *, bits: int, granularity: Granularity
+    ) -> Tensor: ...
 
 
 GRADIENTS: Registry[None, type[GradientEstimator]] = Registry("gradient estimator")
@@ -56,8 +57,9 @@ class STE:
 
     name: ClassVar[str] = "ste"
 
-    def fake_quantize(self, x: Tensor, scale: Tensor, zero_point: Tensor, *, bits: int,
-                      granularity: Granularity) -> Tensor:
+    def fake_quantize(
+        self, x: Tensor, scale: Tensor, zero_point: Tensor, *, bits: int, granularity: Granularity
+    ) -> Tensor:
         bits = check_bits(bits)
         if bits == 1:
             return fake_quantize(x, scale, zero_point, bits=bits, granularity=granularity)
@@ -71,12 +73,14 @@ class STE:
 
 
 class ClippedSTE:
-    """Straight-through inside the clamp range, zero outside (:func:`~torchslim.quantization.functional.fake_quantize`)."""
+    """Straight-through inside the clamp range, zero outside
+    (:func:`~torchslim.quantization.functional.fake_quantize`)."""
 
     name: ClassVar[str] = "clipped_ste"
 
-    def fake_quantize(self, x: Tensor, scale: Tensor, zero_point: Tensor, *, bits: int,
-                      granularity: Granularity) -> Tensor:
+    def fake_quantize(
+        self, x: Tensor, scale: Tensor, zero_point: Tensor, *, bits: int, granularity: Granularity
+    ) -> Tensor:
         return fake_quantize(x, scale, zero_point, bits=bits, granularity=granularity)
 
 
@@ -88,8 +92,9 @@ class LSQGradient:
     def __init__(self, grad_scale: float | None = None) -> None:
         self.grad_scale = grad_scale
 
-    def fake_quantize(self, x: Tensor, scale: Tensor, zero_point: Tensor, *, bits: int,
-                      granularity: Granularity) -> Tensor:
+    def fake_quantize(
+        self, x: Tensor, scale: Tensor, zero_point: Tensor, *, bits: int, granularity: Granularity
+    ) -> Tensor:
         return lsq_fake_quantize(x, scale, zero_point, bits=bits, granularity=granularity, grad_scale=self.grad_scale)
 
 

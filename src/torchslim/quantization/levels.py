@@ -66,6 +66,8 @@ class Levels(Protocol):
     bits: int
     symmetric: bool
 
+    def __init__(self, *, bits: int, symmetric: bool = True) -> None: ...
+
     def code_range(self) -> tuple[int, int]:
         """``(qmin, qmax)`` of the stored codes."""
         ...

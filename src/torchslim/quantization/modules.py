@@ -28,8 +28,21 @@ from torchslim.quantization.quantized import QuantizedMixin
 from torchslim.quantization.specs import ActivationSpec, WeightSpec
 
 __all__ = [
-    "ActivationSpec", "FakeQuantMixin", "LSQQuantizer", "QuantizedMixin", "WeightSpec", "convert_fake_quant",
-    "dequantize_module", "dynamic_fake_quantize", "dynamic_quantize_reference", "empty_quantized",
-    "fake_quant_class", "fake_quant_module", "fold_split_weight", "quantizable", "quantize_module", "quantized_class",
+    "ActivationSpec",
+    "FakeQuantMixin",
+    "LSQQuantizer",
+    "QuantizedMixin",
+    "WeightSpec",
+    "convert_fake_quant",
+    "dequantize_module",
+    "dynamic_fake_quantize",
+    "dynamic_quantize_reference",
+    "empty_quantized",
+    "fake_quant_class",
+    "fake_quant_module",
+    "fold_split_weight",
+    "quantizable",
+    "quantize_module",
+    "quantized_class",
     "split_multipliers",
 ]

@@ -165,7 +165,9 @@ class MSEObserver(Observer):
 
     name = "mse"
 
-    def __init__(self, *, grid: int = 80, min_alpha: float = 0.2, max_samples: int = 4096, seed: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self, *, grid: int = 80, min_alpha: float = 0.2, max_samples: int = 4096, seed: int = 0, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.grid = int(grid)
         self.min_alpha = float(min_alpha)
@@ -188,8 +190,16 @@ class MSEObserver(Observer):
     def qparams(self) -> tuple[Tensor, Tensor]:
         lo, hi = self.range()
         assert self._sample is not None
-        return mse_search(self._sample, lo.reshape(-1), hi.reshape(-1), bits=self.bits, symmetric=self.symmetric,
-                          grid=self.grid, min_alpha=self.min_alpha, param_shape=lo.shape)
+        return mse_search(
+            self._sample,
+            lo.reshape(-1),
+            hi.reshape(-1),
+            bits=self.bits,
+            symmetric=self.symmetric,
+            grid=self.grid,
+            min_alpha=self.min_alpha,
+            param_shape=lo.shape,
+        )
 
 
 def mse_search(
@@ -219,8 +229,15 @@ def mse_search(
     return best_scale.reshape(shape), best_zp.reshape(shape)
 
 
-def make_observer(name: str, *, bits: int = 8, symmetric: bool = False, granularity: Granularity | str | None = None,
-                  percentile: float = 99.99, momentum: float = 0.1) -> Observer:
+def make_observer(
+    name: str,
+    *,
+    bits: int = 8,
+    symmetric: bool = False,
+    granularity: Granularity | str | None = None,
+    percentile: float = 99.99,
+    momentum: float = 0.1,
+) -> Observer:
     """An observer by name: ``minmax``, ``moving_average``, ``percentile`` or ``mse``."""
     common: dict[str, Any] = {"bits": bits, "symmetric": symmetric, "granularity": granularity}
     if name == "minmax":

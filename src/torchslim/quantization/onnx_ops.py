@@ -49,7 +49,7 @@ def dynamic_quantize_reference(x: Tensor, per_token: bool = False) -> tuple[Tens
 
 class _DynamicFakeQuant(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: Tensor, per_token: bool) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, per_token: bool) -> Tensor:
         q, scale, zp = dynamic_quantize_reference(x, per_token)
         if per_token:
             rows = q.reshape(-1, x.shape[-1])
@@ -57,7 +57,7 @@ class _DynamicFakeQuant(torch.autograd.Function):
         return ((q - zp) * scale).to(x.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         return grad, None
 
 
@@ -69,9 +69,10 @@ def dynamic_fake_quantize(x: Tensor, per_token: bool = False) -> Tensor:
 # ----------------------------------------------------------------------------------------------
 # ONNX export: autograd Functions whose `symbolic` emits QuantizeLinear / DequantizeLinear
 
+
 class QDQExport(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: Tensor, scale: Tensor, zero_point: Tensor, bits: int) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, scale: Tensor, zero_point: Tensor, bits: int) -> Tensor:
         return fake_quantize(x, scale, zero_point.to(torch.int32), bits=bits)
 
     @staticmethod
@@ -85,8 +86,9 @@ class QDQExport(torch.autograd.Function):
             # rewrite skips a QuantizeLinear that feeds several DequantizeLinear (two layers reading one
             # tensor, as a residual block's conv1 and shortcut do), leaving those layers in float
             as_int = g.op("Cast", zero_point, to_i=6)  # INT32
-            zp_u8 = g.op("Cast", g.op("Add", as_int, g.op("Constant", value_t=torch.tensor(128, dtype=torch.int32))),
-                         to_i=2)  # UINT8
+            zp_u8 = g.op(
+                "Cast", g.op("Add", as_int, g.op("Constant", value_t=torch.tensor(128, dtype=torch.int32))), to_i=2
+            )  # UINT8
             return g.op("DequantizeLinear", g.op("QuantizeLinear", x, scale, zp_u8), scale, zp_u8)
         q = g.op("QuantizeLinear", x, scale, zero_point)
         if (qmin, qmax) != (-128, 127):
@@ -98,7 +100,7 @@ class QDQExport(torch.autograd.Function):
 
 class DQExport(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, q: Tensor, scale: Tensor, zero_point: Tensor | None, axis: int) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, q: Tensor, scale: Tensor, zero_point: Tensor | None, axis: int) -> Tensor:
         if scale.dim() == 0:
             zp = zero_point.float() if zero_point is not None else 0.0
             return (q.float() - zp) * scale
@@ -126,8 +128,17 @@ class DynamicLinearExport(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, weight_t_q: Tensor, w_scale: Tensor, w_zp: Tensor, colsum: Tensor,  # type: ignore[override]
-                bias: Tensor | None, per_token: bool, gather: Tensor | None = None) -> Tensor:
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        weight_t_q: Tensor,
+        w_scale: Tensor,
+        w_zp: Tensor,
+        colsum: Tensor,
+        bias: Tensor | None,
+        per_token: bool,
+        gather: Tensor | None = None,
+    ) -> Tensor:
         w = (weight_t_q.float() - w_zp.float()) * w_scale
         xq = dynamic_fake_quantize(x, per_token)
         if gather is not None:
@@ -136,8 +147,17 @@ class DynamicLinearExport(torch.autograd.Function):
         return y + bias if bias is not None else y
 
     @staticmethod
-    def symbolic(g: Any, x: Any, weight_t_q: Any, w_scale: Any, w_zp: Any, colsum: Any, bias: Any, per_token: bool,
-                 gather: Any = None) -> Any:
+    def symbolic(
+        g: Any,
+        x: Any,
+        weight_t_q: Any,
+        w_scale: Any,
+        w_zp: Any,
+        colsum: Any,
+        bias: Any,
+        per_token: bool,
+        gather: Any = None,
+    ) -> Any:
         has_bias = bias is not None and not _is_none(bias)
         if not per_token:
             xq, xs, xzp = g.op("DynamicQuantizeLinear", x, outputs=3)
@@ -167,7 +187,9 @@ class DynamicLinearExport(torch.autograd.Function):
         y = g.op("Mul", acc, g.op("Mul", scale, w_scale))
         if has_bias:
             y = g.op("Add", y, bias)
-        lead = g.op("Slice", g.op("Shape", x), const([0], torch.int64), const([-1], torch.int64), const([0], torch.int64))
+        lead = g.op(
+            "Slice", g.op("Shape", x), const([0], torch.int64), const([-1], torch.int64), const([0], torch.int64)
+        )
         out_features = _static_dim(weight_t_q, 1)
         shape = g.op("Concat", lead, const([out_features], torch.int64), axis_i=0)
         return g.op("Reshape", y, shape)
@@ -192,5 +214,12 @@ def is_fx_tracing() -> bool:
     return bool(check()) if check is not None else False
 
 
-__all__ = ["DQExport", "DynamicLinearExport", "QDQExport", "TINY_SCALE", "dynamic_fake_quantize",
-           "dynamic_quantize_reference", "is_fx_tracing"]
+__all__ = [
+    "DQExport",
+    "DynamicLinearExport",
+    "QDQExport",
+    "TINY_SCALE",
+    "dynamic_fake_quantize",
+    "dynamic_quantize_reference",
+    "is_fx_tracing",
+]

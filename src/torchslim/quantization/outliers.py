@@ -35,7 +35,7 @@ def outlier_split(channel_absmax: Tensor, k: int, *, max_extra: int | None = Non
         return torch.zeros(0, dtype=torch.int64)
     budget = amax.numel() // 16 if max_extra is None else max_extra
     extra: list[int] = []
-    for index, value in zip(top.indices[:-1].tolist(), top.values[:-1].tolist()):
+    for index, value in zip(top.indices[:-1].tolist(), top.values[:-1].tolist(), strict=True):
         copies = min(math.ceil(value / ceiling - 1e-6) - 1, budget - len(extra))
         extra += [index] * max(copies, 0)
     return torch.tensor(sorted(extra), dtype=torch.int64)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -71,8 +71,11 @@ def _layer_method(module: nn.Module, method: str, spec: WeightSpec, gptq_ok: Cal
     compensation would move."""
     if method != "gptq":
         return method
-    if ((gptq_ok is not None and not gptq_ok(module)) or isinstance(module, nn.Embedding)
-            or torch.nn.utils.parametrize.is_parametrized(module, "weight")):
+    if (
+        (gptq_ok is not None and not gptq_ok(module))
+        or isinstance(module, nn.Embedding)
+        or torch.nn.utils.parametrize.is_parametrized(module, "weight")
+    ):
         return "mse" if spec.bits < 8 else "minmax"
     return method
 
@@ -83,8 +86,14 @@ def _float_reason(module: nn.Module, act_spec: ActivationSpec | None, single_cha
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             reason = "BatchNorm is not quantized (fold it into the convolution before it: fold_batchnorm=true)"
         return reason
-    if (not single_channel_convs and act_spec is not None and act_spec.mode == "static"
-            and isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and module.groups == 1 and module.in_channels == 1):
+    if (
+        not single_channel_convs
+        and act_spec is not None
+        and act_spec.mode == "static"
+        and isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
+        and module.groups == 1
+        and module.in_channels == 1
+    ):
         return SINGLE_CHANNEL_REASON
     return None
 
@@ -131,9 +140,15 @@ def plan_layers(
         layer_method = _layer_method(module, method, spec, gptq_ok)
         act = None if isinstance(module, nn.Embedding) else act_spec  # a lookup has no activations to quantize
         split = 0
-        if (outlier_channels > 0 and isinstance(module, nn.Linear) and act is not None and act.mode == "dynamic"
-                and act.granularity == "per_tensor" and layer_method != "gptq"
-                and spec.granularity.per_output_channel(weight.shape)):
+        if (
+            outlier_channels > 0
+            and isinstance(module, nn.Linear)
+            and act is not None
+            and act.mode == "dynamic"
+            and act.granularity == "per_tensor"
+            and layer_method != "gptq"
+            and spec.granularity.per_output_channel(weight.shape)
+        ):
             split = min(outlier_channels, module.in_features // 32)  # meant for wide layers: at most 1 in 32
         choices.append(LayerChoice(name, module, spec, act, layer_method, split))
     for pattern, hit in used.items():

@@ -84,8 +84,9 @@ def _layer_stats(choice: LayerChoice, observer: str, percentile: float) -> Layer
 
     st = LayerStats()
     if choice.act_spec is not None and choice.act_spec.mode == "static":
-        st.observer = make_observer(observer, bits=choice.act_spec.bits, symmetric=choice.act_spec.symmetric,
-                                    percentile=percentile)
+        st.observer = make_observer(
+            observer, bits=choice.act_spec.bits, symmetric=choice.act_spec.symmetric, percentile=percentile
+        )
     if choice.method == "gptq":
         st.hessian = HessianAccumulator(choice.module)
     if choice.quantize_output:
@@ -107,12 +108,23 @@ def collect_stats(
     handles = []
     for choice in choices:
         st = stats[choice.name] = _layer_stats(choice, observer, percentile)
-        if (st.observer is None and st.hessian is None and st.output_observer is None and not need_mean
-                and not choice.split_outliers):
+        if (
+            st.observer is None
+            and st.hessian is None
+            and st.output_observer is None
+            and not need_mean
+            and not choice.split_outliers
+        ):
             continue
 
-        def hook(module: nn.Module, args: tuple[Any, ...], output: Any, st: LayerStats = st, name: str = choice.name,
-                 split_outliers: bool = bool(choice.split_outliers)) -> None:
+        def hook(
+            module: nn.Module,
+            args: tuple[Any, ...],
+            output: Any,
+            st: LayerStats = st,
+            name: str = choice.name,
+            split_outliers: bool = bool(choice.split_outliers),
+        ) -> None:
             x = args[0] if args else None
             if not isinstance(x, Tensor) or not x.is_floating_point():
                 return
@@ -144,8 +156,9 @@ def bias_shift(module: nn.Module, delta_w: Tensor, mean_input: Tensor) -> Tensor
     return (summed * means[group_of]).sum(dim=1)
 
 
-def weight_quantizer(choice: LayerChoice, *, percentile: float = 99.99, gptq_block_size: int = 128,
-                     gptq_damp: float = 0.01) -> WeightQuantizer:
+def weight_quantizer(
+    choice: LayerChoice, *, percentile: float = 99.99, gptq_block_size: int = 128, gptq_damp: float = 0.01
+) -> WeightQuantizer:
     """The composed weight quantizer of a layer: its levels and granularity, its range estimator."""
     estimator = make_range(choice.method, percentile=percentile, block_size=gptq_block_size, damp=gptq_damp)
     return WeightQuantizer.for_spec(choice.weight_spec, range=estimator)
@@ -177,8 +190,15 @@ def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     graph_set_module(model, name, new)
 
 
-def _corrected_bias(choice: LayerChoice, st: LayerStats | None, codes: Tensor, scale: Tensor, zp: Tensor,
-                    split: Tensor | None, bias_correction: bool) -> Tensor | None:
+def _corrected_bias(
+    choice: LayerChoice,
+    st: LayerStats | None,
+    codes: Tensor,
+    scale: Tensor,
+    zp: Tensor,
+    split: Tensor | None,
+    bias_correction: bool,
+) -> Tensor | None:
     module = choice.module
     old_bias = getattr(module, "bias", None)
     bias = old_bias.detach().float() if isinstance(old_bias, Tensor) else None
@@ -213,17 +233,23 @@ def quantize_layers(
     Returns the model, ``{name: float layer}`` (the originals, for reports) and the float model's
     outputs on `batches` (None without batches).
     """
-    needs_data = any(
-        (c.act_spec is not None and c.act_spec.mode == "static") or c.method == "gptq" for c in choices
-    ) or bias_correction
+    needs_data = (
+        any((c.act_spec is not None and c.act_spec.mode == "static") or c.method == "gptq" for c in choices)
+        or bias_correction
+    )
     if needs_data and not batches:
         raise DataError("This quantization needs calibration data (static activations, GPTQ or bias correction).")
     stats: dict[str, LayerStats] = {}
     float_outputs = None
     if batches:
         stats, float_outputs = collect_stats(
-            model, choices, batches, observer=observer, need_mean=bias_correction,
-            percentile=percentile if activation_percentile is None else activation_percentile)
+            model,
+            choices,
+            batches,
+            observer=observer,
+            need_mean=bias_correction,
+            percentile=percentile if activation_percentile is None else activation_percentile,
+        )
     originals: dict[str, nn.Module] = {}
     shared_splits: dict[tuple[int, ...], Tensor] = {}
     shared_buffers: dict[int, dict[str, Tensor]] = {}
@@ -238,14 +264,25 @@ def quantize_layers(
                 # layers reading the same input (query / key / value) get the same index tensor
                 split = shared_splits.setdefault(tuple(split.tolist()), split)
                 weight = torch.cat([weight, weight[:, split]], dim=1)
-        codes, scale, zp = quantize_weight(choice, st, percentile=percentile, gptq_block_size=gptq_block_size,
-                                           gptq_damp=gptq_damp, weight=weight)
+        codes, scale, zp = quantize_weight(
+            choice, st, percentile=percentile, gptq_block_size=gptq_block_size, gptq_damp=gptq_damp, weight=weight
+        )
         bias = _corrected_bias(choice, st, codes, scale, zp, split, bias_correction)
         input_qparams = st.observer.qparams() if st is not None and st.observer is not None else (None, None)
         output_qparams = st.output_observer.qparams() if st is not None and st.output_observer is not None else None
-        new = quantize_module(choice.module, weight_spec=choice.weight_spec, codes=codes, scale=scale, zero_point=zp,
-                              act_spec=choice.act_spec, input_scale=input_qparams[0], input_zero_point=input_qparams[1],
-                              bias=bias, split_channels=split, output_qparams=output_qparams)
+        new = quantize_module(
+            choice.module,
+            weight_spec=choice.weight_spec,
+            codes=codes,
+            scale=scale,
+            zero_point=zp,
+            act_spec=choice.act_spec,
+            input_scale=input_qparams[0],
+            input_zero_point=input_qparams[1],
+            bias=bias,
+            split_channels=split,
+            output_qparams=output_qparams,
+        )
         if split is not None and split.numel():
             # one set of split tensors per input: the ONNX export then shares the split ops between layers
             mine = {k: t for k in ("_split_mult_main", "_split_mult_extra") if (t := new._buffers[k]) is not None}
@@ -257,6 +294,16 @@ def quantize_layers(
 
 
 __all__ = [
-    "Granularity", "LayerChoice", "LayerStats", "bias_shift", "collect_stats", "name_matches", "outlier_split",
-    "plan_layers", "quantize_layers", "quantize_weight", "unquantized_outputs", "weight_quantizer",
+    "Granularity",
+    "LayerChoice",
+    "LayerStats",
+    "bias_shift",
+    "collect_stats",
+    "name_matches",
+    "outlier_split",
+    "plan_layers",
+    "quantize_layers",
+    "quantize_weight",
+    "unquantized_outputs",
+    "weight_quantizer",
 ]

@@ -63,8 +63,11 @@ def prepare_qat(
     for choice in choices:
         module = choice.module
         spec = choice.weight_spec
-        start = (make_range(choice.method, percentile=percentile) if choice.method in ("minmax", "percentile", "mse")
-                 else LearnedRange())
+        start = (
+            make_range(choice.method, percentile=percentile)
+            if choice.method in ("minmax", "percentile", "mse")
+            else LearnedRange()
+        )
         weight = module.weight
         assert isinstance(weight, Tensor)
         scale, zp = WeightQuantizer.for_spec(spec, range=start).qparams(weight.detach().float())
@@ -73,9 +76,16 @@ def prepare_qat(
             observer = stats[choice.name].observer
             assert observer is not None  # collect_stats observes every static input
             input_scale, input_zp = observer.qparams()
-        new = fake_quant_module(module, weight_spec=spec, weight_scale=scale, weight_zero_point=zp,
-                                act_spec=choice.act_spec, input_scale=input_scale, input_zero_point=input_zp,
-                                learn_scales=learn_scales)
+        new = fake_quant_module(
+            module,
+            weight_spec=spec,
+            weight_scale=scale,
+            weight_zero_point=zp,
+            act_spec=choice.act_spec,
+            input_scale=input_scale,
+            input_zero_point=input_zp,
+            learn_scales=learn_scales,
+        )
         originals[choice.name] = module
         set_module(model, choice.name, new)
     return originals
@@ -89,18 +99,21 @@ def convert_qat(model: nn.Module) -> list[str]:
     return names
 
 
-def run_qat(work: nn.Module, choices: list[LayerChoice], batches: Any, train_loader: Any, config: Quantize,
-            context: Context) -> tuple[nn.Module, dict[str, nn.Module], Any, dict[str, Any]]:
+def run_qat(
+    work: nn.Module, choices: list[LayerChoice], batches: Any, train_loader: Any, config: Quantize, context: Context
+) -> tuple[nn.Module, dict[str, nn.Module], Any, dict[str, Any]]:
     """Prepare, train (in the context, on its device) and convert; returns the model, the float
     originals, the float model's calibration outputs and the training facts."""
     observer = config.activations.observer if config.activations is not None else "minmax"
     percentile = config.activations.percentile if config.activations is not None else config.weights.percentile
     stats, float_outputs = collect_stats(work, choices, batches, observer=observer, percentile=percentile)
-    originals = prepare_qat(work, choices, stats, percentile=config.weights.percentile,
-                            learn_scales=config.learn_scales)
+    originals = prepare_qat(
+        work, choices, stats, percentile=config.weights.percentile, learn_scales=config.learn_scales
+    )
     home = next((p.device for p in work.parameters()), None)
-    result = train_in_context(work, config=config.train, context=context, technique="quantize",
-                              hooks=[QATHook(work)], loader=train_loader)
+    result = train_in_context(
+        work, config=config.train, context=context, technique="quantize", hooks=[QATHook(work)], loader=train_loader
+    )
     convert_qat(work)
     if home is not None:
         work.to(home)  # trained on context.device; calibration and the report run where the model came from

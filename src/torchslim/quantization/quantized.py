@@ -34,8 +34,19 @@ from torchslim.quantization.onnx_ops import DQExport, QDQExport, dynamic_fake_qu
 from torchslim.quantization.outliers import fold_split_weight
 from torchslim.quantization.specs import ActivationSpec, WeightSpec
 
-OWN_KEYS = ("weight_q", "weight_scale", "weight_zero_point", "bias_float", "input_scale", "input_zero_point",
-            "input_split", "_split_mult_main", "_split_mult_extra", "output_scale", "output_zero_point")
+OWN_KEYS = (
+    "weight_q",
+    "weight_scale",
+    "weight_zero_point",
+    "bias_float",
+    "input_scale",
+    "input_zero_point",
+    "input_split",
+    "_split_mult_main",
+    "_split_mult_extra",
+    "output_scale",
+    "output_zero_point",
+)
 """Buffers and parameters a quantized layer adds to its float class."""
 
 
@@ -93,8 +104,9 @@ class QuantizedMixin(nn.Module):
 
     def storage_bits(self) -> StorageBits:
         """Bits per stored weight code; bits per input element (None when the input stays float)."""
-        return StorageBits(weight=self.weight_spec.bits,
-                           activation=self.act_spec.bits if self.act_spec is not None else None)
+        return StorageBits(
+            weight=self.weight_spec.bits, activation=self.act_spec.bits if self.act_spec is not None else None
+        )
 
     @property
     def weight(self) -> Tensor:
@@ -142,8 +154,9 @@ class QuantizedMixin(nn.Module):
     def _split_input(self, x: Tensor) -> Tensor:
         """Outlier channel splitting of the input: ``[x / m, x[split] / m[split]]`` (see
         :func:`~torchslim.quantization.outliers.split_multipliers`)."""
-        return torch.cat([x * self._split_mult_main, x.index_select(-1, self.input_split) * self._split_mult_extra],
-                         dim=-1)
+        return torch.cat(
+            [x * self._split_mult_main, x.index_select(-1, self.input_split) * self._split_mult_extra], dim=-1
+        )
 
     def forward(self, input: Tensor, *args: Any, **kwargs: Any) -> Tensor:  # noqa: A002
         out = self._forward_layer(input, *args, **kwargs)
@@ -163,8 +176,9 @@ class QuantizedMixin(nn.Module):
     def _forward_layer(self, input: Tensor, *args: Any, **kwargs: Any) -> Tensor:  # noqa: A002
         if "_onnx_split_gather" in self._buffers and isinstance(input, Tensor):
             # export of a split per-tensor dynamic layer: scale, quantize, then copy the uint8 codes
-            return export_form.dynamic_linear_export(self, input * self._split_mult_main,
-                                                     gather=self._onnx_split_gather)
+            return export_form.dynamic_linear_export(
+                self, input * self._split_mult_main, gather=self._onnx_split_gather
+            )
         if "input_split" in self._buffers and isinstance(input, Tensor):
             input = self._split_input(input)
         exporting = bool(self.__dict__.get("_onnx_export"))
@@ -189,8 +203,11 @@ class QuantizedMixin(nn.Module):
         spec = self.act_spec
         return OnnxForm(
             integer_weights=self.weight_spec.granularity.kind != "per_group",
-            details={"weight_bits": self.weight_spec.bits, "granularity": self.weight_spec.granularity.kind,
-                     "activation": spec.to_dict() if spec else None},
+            details={
+                "weight_bits": self.weight_spec.bits,
+                "granularity": self.weight_spec.granularity.kind,
+                "activation": spec.to_dict() if spec else None,
+            },
         )
 
     def layout(self) -> dict[str, Any]:

@@ -34,8 +34,13 @@ class WeightQuantizer:
     gradient: GradientEstimator = dataclasses.field(default_factory=ClippedSTE)
 
     @classmethod
-    def for_spec(cls, spec: WeightSpec, *, range: RangeEstimator | None = None,  # noqa: A002
-                 gradient: GradientEstimator | None = None) -> "WeightQuantizer":
+    def for_spec(
+        cls,
+        spec: WeightSpec,
+        *,
+        range: RangeEstimator | None = None,  # noqa: A002
+        gradient: GradientEstimator | None = None,
+    ) -> WeightQuantizer:
         return cls(spec.make_levels(), spec.granularity, range or MinMaxRange(), gradient or ClippedSTE())
 
     @property
@@ -56,8 +61,9 @@ class WeightQuantizer:
 
     def fake_quantize(self, weight: Tensor, scale: Tensor, zero_point: Tensor) -> Tensor:
         """The quantized weight, differentiable through the gradient estimator."""
-        return self.gradient.fake_quantize(weight, scale, zero_point, bits=self.levels.bits,
-                                           granularity=self.granularity)
+        return self.gradient.fake_quantize(
+            weight, scale, zero_point, bits=self.levels.bits, granularity=self.granularity
+        )
 
 
 __all__ = ["WeightQuantizer"]

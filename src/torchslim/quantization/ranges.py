@@ -31,11 +31,13 @@ class RangeEstimator:
     name: ClassVar[str] = ""
 
     def qparams(self, weight: Tensor, *, levels: Levels, granularity: Granularity) -> tuple[Tensor, Tensor]:
-        return weight_qparams(weight, bits=levels.bits, symmetric=levels.symmetric, granularity=granularity,
-                              method=self.name)
+        return weight_qparams(
+            weight, bits=levels.bits, symmetric=levels.symmetric, granularity=granularity, method=self.name
+        )
 
-    def quantize(self, weight: Tensor, *, levels: Levels, granularity: Granularity,
-                 hessian: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def quantize(
+        self, weight: Tensor, *, levels: Levels, granularity: Granularity, hessian: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """``(codes, scale, zero_point)``: round to nearest on the chosen range (`hessian` unused)."""
         scale, zp = self.qparams(weight, levels=levels, granularity=granularity)
         return levels.quantize(weight, scale, zp, granularity=granularity), scale, zp
@@ -62,8 +64,14 @@ class PercentileRange(RangeEstimator):
         self.percentile = float(percentile)
 
     def qparams(self, weight: Tensor, *, levels: Levels, granularity: Granularity) -> tuple[Tensor, Tensor]:
-        return weight_qparams(weight, bits=levels.bits, symmetric=levels.symmetric, granularity=granularity,
-                              method="percentile", percentile=self.percentile)
+        return weight_qparams(
+            weight,
+            bits=levels.bits,
+            symmetric=levels.symmetric,
+            granularity=granularity,
+            method="percentile",
+            percentile=self.percentile,
+        )
 
 
 class MSERange(RangeEstimator):
@@ -84,16 +92,23 @@ class GPTQRange(RangeEstimator):
         self.block_size = int(block_size)
         self.damp = float(damp)
 
-    def quantize(self, weight: Tensor, *, levels: Levels, granularity: Granularity,
-                 hessian: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def quantize(
+        self, weight: Tensor, *, levels: Levels, granularity: Granularity, hessian: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         if hessian is None:
             return MinMaxRange().quantize(weight, levels=levels, granularity=granularity)
         from torchslim.quantization.gptq import gptq_quantize
         from torchslim.quantization.specs import WeightSpec
 
         spec = WeightSpec(levels.bits, levels.symmetric, granularity, levels.name)
-        return gptq_quantize(weight, hessian, spec=spec, block_size=self.block_size, damp=self.damp,
-                             range_method=round_to_nearest_range(levels.bits).name)
+        return gptq_quantize(
+            weight,
+            hessian,
+            spec=spec,
+            block_size=self.block_size,
+            damp=self.damp,
+            range_method=round_to_nearest_range(levels.bits).name,
+        )
 
 
 class LearnedRange(RangeEstimator):
@@ -128,5 +143,16 @@ def resolve_range(name: str, *, bits: int, mode: str, has_data: bool) -> str:
     return "mse"
 
 
-__all__ = ["GPTQRange", "LearnedRange", "MSERange", "MinMaxRange", "PercentileRange", "RANGES", "RangeEstimator",
-           "make_range", "register_range", "resolve_range", "round_to_nearest_range"]
+__all__ = [
+    "GPTQRange",
+    "LearnedRange",
+    "MSERange",
+    "MinMaxRange",
+    "PercentileRange",
+    "RANGES",
+    "RangeEstimator",
+    "make_range",
+    "register_range",
+    "resolve_range",
+    "round_to_nearest_range",
+]

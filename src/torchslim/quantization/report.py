@@ -8,7 +8,8 @@ The output SQNR of a layer compares the quantized layer with its float original 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -39,8 +40,9 @@ def _quantized(model: nn.Module, name: str) -> QuantizedMixin:
     return module
 
 
-def _outputs_and_layer_noise(model: nn.Module, choices: list[LayerChoice], originals: dict[str, nn.Module],
-                             batches: list[Any] | None) -> tuple[list[Tensor], dict[str, list[float]]]:
+def _outputs_and_layer_noise(
+    model: nn.Module, choices: list[LayerChoice], originals: dict[str, nn.Module], batches: list[Any] | None
+) -> tuple[list[Tensor], dict[str, list[float]]]:
     """The quantized model's outputs on `batches` and ``[signal, noise]`` of every layer's output."""
     sums: dict[str, list[float]] = {c.name: [0.0, 0.0] for c in choices}
     q_outputs: list[Tensor] = []
@@ -48,8 +50,14 @@ def _outputs_and_layer_noise(model: nn.Module, choices: list[LayerChoice], origi
         return q_outputs, sums
     handles = []
     for choice in choices:
-        def hook(module: nn.Module, args: tuple[Any, ...], output: Any, fmod: nn.Module = originals[choice.name],
-                 acc: list[float] = sums[choice.name]) -> None:
+
+        def hook(
+            module: nn.Module,
+            args: tuple[Any, ...],
+            output: Any,
+            fmod: nn.Module = originals[choice.name],
+            acc: list[float] = sums[choice.name],
+        ) -> None:
             x = args[0] if args else None
             if not isinstance(x, Tensor) or not isinstance(output, Tensor):
                 return
@@ -73,7 +81,9 @@ def _model_agreement(float_outputs: list[Tensor], q_outputs: list[Tensor]) -> di
     ref = torch.cat([o.reshape(o.shape[0], -1) for o in float_outputs])
     got = torch.cat([o.reshape(o.shape[0], -1) for o in q_outputs])
     info: dict[str, Any] = {"output_sqnr_db": _finite(sqnr_db(ref, got))}
-    info["output_cosine"] = round(float(torch.nn.functional.cosine_similarity(ref.double(), got.double(), dim=1).mean()), 6)
+    info["output_cosine"] = round(
+        float(torch.nn.functional.cosine_similarity(ref.double(), got.double(), dim=1).mean()), 6
+    )
     unit_rows = bool(torch.allclose(ref.norm(dim=1), torch.ones(ref.shape[0]), atol=1e-3))
     if ref.dim() == 2 and ref.shape[1] > 1 and not unit_rows:  # logits, not normalised embeddings
         info["top1_agreement"] = round(float((ref.argmax(1) == got.argmax(1)).float().mean()), 6)
@@ -103,22 +113,24 @@ def report_layers(
         if batches:
             out_sqnr = math.inf if noise == 0 else (10 * math.log10(signal / noise) if signal > 0 else -math.inf)
         act = choice.act_spec
-        rows.append({
-            "layer": choice.name,
-            "type": type(originals[choice.name]).__name__,
-            "weight_bits": choice.weight_spec.bits,
-            "activation_bits": act.bits if act is not None else None,
-            "activations": act.mode if act is not None else "float",
-            "granularity": choice.weight_spec.granularity.kind,
-            "group_size": choice.weight_spec.granularity.group_size,
-            "method": method_label(choice) if method_label else choice.method,
-            "params": int(w.numel()),
-            "split_channels": int(qmod.layout()["split_channels"]),
-            "weight_sqnr_db": _finite(sqnr_db(w, qmod.effective_weight())),
-            "output_sqnr_db": _finite(out_sqnr) if out_sqnr is not None else None,
-            "weight_bytes_float": int(w.numel() * 4),
-            "weight_bytes": layer_weight_bytes(qmod),
-        })
+        rows.append(
+            {
+                "layer": choice.name,
+                "type": type(originals[choice.name]).__name__,
+                "weight_bits": choice.weight_spec.bits,
+                "activation_bits": act.bits if act is not None else None,
+                "activations": act.mode if act is not None else "float",
+                "granularity": choice.weight_spec.granularity.kind,
+                "group_size": choice.weight_spec.granularity.group_size,
+                "method": method_label(choice) if method_label else choice.method,
+                "params": int(w.numel()),
+                "split_channels": int(qmod.layout()["split_channels"]),
+                "weight_sqnr_db": _finite(sqnr_db(w, qmod.effective_weight())),
+                "output_sqnr_db": _finite(out_sqnr) if out_sqnr is not None else None,
+                "weight_bytes_float": int(w.numel() * 4),
+                "weight_bytes": layer_weight_bytes(qmod),
+            }
+        )
     info = _model_agreement(float_outputs, q_outputs) if batches and float_outputs else {}
     return rows, info
 

@@ -35,13 +35,21 @@ class WeightSpec:
         return LEVELS.entry(self.levels).handler(bits=self.bits, symmetric=self.symmetric)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"bits": self.bits, "symmetric": self.symmetric, "granularity": self.granularity.to_dict(),
-                "levels": self.levels}
+        return {
+            "bits": self.bits,
+            "symmetric": self.symmetric,
+            "granularity": self.granularity.to_dict(),
+            "levels": self.levels,
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "WeightSpec":
-        return cls(int(data["bits"]), bool(data["symmetric"]), Granularity.from_dict(data["granularity"]),
-                   str(data.get("levels", "uniform")))
+    def from_dict(cls, data: dict[str, Any]) -> WeightSpec:
+        return cls(
+            int(data["bits"]),
+            bool(data["symmetric"]),
+            Granularity.from_dict(data["granularity"]),
+            str(data.get("levels", "uniform")),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,11 +81,15 @@ class ActivationSpec:
         return {"mode": self.mode, "bits": self.bits, "symmetric": self.symmetric, "granularity": self.granularity}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "ActivationSpec | None":
+    def from_dict(cls, data: dict[str, Any] | None) -> ActivationSpec | None:
         if not data:
             return None
-        return cls(cast(ActivationMode, str(data["mode"])), int(data["bits"]), bool(data["symmetric"]),
-                   cast(ActivationGranularity, str(data.get("granularity", "per_tensor"))))
+        return cls(
+            cast(ActivationMode, str(data["mode"])),
+            int(data["bits"]),
+            bool(data["symmetric"]),
+            cast(ActivationGranularity, str(data.get("granularity", "per_tensor"))),
+        )
 
 
 __all__ = ["ActivationSpec", "WeightSpec"]

@@ -21,11 +21,20 @@ if TYPE_CHECKING:
     from torchslim.quantization.quantized import QuantizedMixin
 
 CODEC = "torchslim-quantized-layer"
-STORED_KEYS = ("weight_packed", "weight_scale", "weight_zero_point", "bias", "input_scale", "input_zero_point",
-               "input_split", "output_scale", "output_zero_point")
+STORED_KEYS = (
+    "weight_packed",
+    "weight_scale",
+    "weight_zero_point",
+    "bias",
+    "input_scale",
+    "input_zero_point",
+    "input_split",
+    "output_scale",
+    "output_zero_point",
+)
 
 
-def stored_state(layer: "QuantizedMixin", prefix: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+def stored_state(layer: QuantizedMixin, prefix: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """The tensors to store (keys start with `prefix`) and the codec description."""
     from torchslim.quantization.quantized import OWN_KEYS
 
@@ -60,7 +69,9 @@ def _copy_checked(target: Tensor, value: Tensor | None, key: str) -> None:
     target.copy_(value.to(target.dtype))
 
 
-def _stored_codes(layer: "QuantizedMixin", prefix: str, tensors: dict[str, Tensor], meta: dict[str, Any]) -> tuple[Tensor, Tensor | None]:
+def _stored_codes(
+    layer: QuantizedMixin, prefix: str, tensors: dict[str, Tensor], meta: dict[str, Any]
+) -> tuple[Tensor, Tensor | None]:
     """The full code matrix (split columns repeated) and the split channel list, checked."""
     name = prefix[:-1]
     wq = layer.weight_q
@@ -89,7 +100,7 @@ def _stored_codes(layer: "QuantizedMixin", prefix: str, tensors: dict[str, Tenso
     return codes, split
 
 
-def load_stored_state(layer: "QuantizedMixin", prefix: str, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+def load_stored_state(layer: QuantizedMixin, prefix: str, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
     """Inverse of :func:`stored_state`: fill `layer` (rebuilt, empty) from stored tensors."""
     codes, split = _stored_codes(layer, prefix, tensors, meta)
     with torch.no_grad():
@@ -113,8 +124,9 @@ def load_stored_state(layer: "QuantizedMixin", prefix: str, tensors: dict[str, T
             main, extra = split_multipliers(layer.stored_weight().shape[1], layer.input_split)
             layer._split_mult_main.copy_(main)
             layer._split_mult_extra.copy_(extra)
-    rest = {k[len(prefix):]: v for k, v in tensors.items()
-            if k.startswith(prefix) and k[len(prefix):] not in STORED_KEYS}
+    rest = {
+        k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix) and k[len(prefix) :] not in STORED_KEYS
+    }
     if rest:
         _, unexpected = layer.load_state_dict(rest, strict=False)
         if unexpected:

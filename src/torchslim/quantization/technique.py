@@ -10,7 +10,8 @@ Importing this module registers both (the replay in :mod:`torchslim.core.plans`)
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
@@ -58,8 +59,9 @@ def _calibration(model: nn.Module, config: Quantize, context: Context, needs: st
     calibration = context.data.calibration if context.data is not None else None
     if calibration is None:
         if needs is not None:
-            raise DataError(f"quantize needs calibration data for {needs}, but none was given "
-                            "(context.data.calibration).")
+            raise DataError(
+                f"quantize needs calibration data for {needs}, but none was given (context.data.calibration)."
+            )
         return None
     batches = take_calibration(calibration, config.calibration_samples)
     check_against_example(batches, context.example_input)
@@ -77,11 +79,27 @@ def _needs_data(config: Quantize, act_spec: ActivationSpec | None, method: str) 
     return "QAT" if config.mode == "qat" else None
 
 
-def _plan(model: nn.Module, config: Quantize, targets: Targets | None, act_spec: ActivationSpec | None, method: str,
-          *, split: int, gptq_ok: Callable[[nn.Module], bool] | None = None) -> tuple[list[LayerChoice], dict[str, str]]:
-    return plan_layers(model, targets=targets, weight_spec=config.weight_spec(), act_spec=act_spec, method=method,
-                       layer_bits=config.weights.layer_bits, gptq_ok=gptq_ok, outlier_channels=split,
-                       single_channel_convs=config.quantize_single_channel_convs)
+def _plan(
+    model: nn.Module,
+    config: Quantize,
+    targets: Targets | None,
+    act_spec: ActivationSpec | None,
+    method: str,
+    *,
+    split: int,
+    gptq_ok: Callable[[nn.Module], bool] | None = None,
+) -> tuple[list[LayerChoice], dict[str, str]]:
+    return plan_layers(
+        model,
+        targets=targets,
+        weight_spec=config.weight_spec(),
+        act_spec=act_spec,
+        method=method,
+        layer_bits=config.weights.layer_bits,
+        gptq_ok=gptq_ok,
+        outlier_channels=split,
+        single_channel_convs=config.quantize_single_channel_convs,
+    )
 
 
 def _mark_residual_outputs(work: nn.Module, choices: list[LayerChoice], info: dict[str, Any]) -> None:
@@ -89,7 +107,8 @@ def _mark_residual_outputs(work: nn.Module, choices: list[LayerChoice], info: di
     if residual is None:
         info.setdefault("notes", []).append(
             "residual outputs not quantized: torch.fx cannot trace this model, so layers feeding an Add may run "
-            "as float convolutions in onnxruntime")
+            "as float convolutions in onnxruntime"
+        )
         return
     for choice in choices:
         choice.quantize_output = choice.name in residual
@@ -121,8 +140,11 @@ def quantize_handler(model: nn.Module, config: Quantize, *, targets: Targets | N
     work = copy.deepcopy(model)
     work.eval()
     skipped: dict[str, str] = {}
-    info: dict[str, Any] = {"mode": config.mode, "method": method,
-                            "activation_mode": act_spec.mode if act_spec else "float"}
+    info: dict[str, Any] = {
+        "mode": config.mode,
+        "method": method,
+        "activation_mode": act_spec.mode if act_spec else "float",
+    }
     if config.fold_batchnorm and _has_batchnorm(work):
         example = context.example_input if context.example_input is not None else (batches[0] if batches else None)
         work, pairs, note = _fold(work, example)
@@ -131,11 +153,13 @@ def quantize_handler(model: nn.Module, config: Quantize, *, targets: Targets | N
             info["notes"] = [note]
         for conv, bn in pairs:
             skipped[bn] = f"BatchNorm folded into {conv}"
-    choices, float_layers = _plan(work, config, targets, act_spec, method, split=split if batches is not None else 0,
-                                  gptq_ok=gptq_supported)
+    choices, float_layers = _plan(
+        work, config, targets, act_spec, method, split=split if batches is not None else 0, gptq_ok=gptq_supported
+    )
     if split and batches is None and any(c.split_outliers for c in preview):
         info.setdefault("notes", []).append(
-            "outlier channel splitting skipped: it needs calibration data to find the outlier channels")
+            "outlier channel splitting skipped: it needs calibration data to find the outlier channels"
+        )
     for name, reason in float_layers.items():
         skipped.setdefault(name, reason)
     if config.mode == "ptq" and config.quantize_residual_outputs and act_spec is not None and act_spec.mode == "static":
@@ -147,10 +171,15 @@ def quantize_handler(model: nn.Module, config: Quantize, *, targets: Targets | N
     if config.mode == "ptq":
         acts = config.activations
         work, originals, float_outputs = quantize_layers(
-            work, choices, batches, observer=acts.observer if acts is not None else "minmax",
-            percentile=config.weights.percentile, activation_percentile=acts.percentile if acts is not None else None,
+            work,
+            choices,
+            batches,
+            observer=acts.observer if acts is not None else "minmax",
+            percentile=config.weights.percentile,
+            activation_percentile=acts.percentile if acts is not None else None,
             bias_correction=config.bias_correction,
-            gptq_block_size=config.weights.gptq_block_size, gptq_damp=config.weights.gptq_damp,
+            gptq_block_size=config.weights.gptq_block_size,
+            gptq_damp=config.weights.gptq_damp,
         )
     else:
         from torchslim.quantization.qat import run_qat

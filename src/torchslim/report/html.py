@@ -45,7 +45,14 @@ def _rows(report: Any) -> list[dict[str, str]]:
         else:
             ratio = ratios.get(key)
             change = "" if ratio is None else f"{ratio:.3f}x"
-        rows.append({"label": label, "before": _fmt(fmt, before), "after": _fmt(fmt, after) if report.after else "", "change": change})
+        rows.append(
+            {
+                "label": label,
+                "before": _fmt(fmt, before),
+                "after": _fmt(fmt, after) if report.after else "",
+                "change": change,
+            }
+        )
     return rows
 
 
@@ -55,8 +62,20 @@ def render_html(report: Any, *, sensitivity: dict[str, Any] | None = None) -> st
     charts = []
     for title, png in (
         ("Before / after", plots.before_after_bars(report.before, report.after)),
-        ("Per-layer sparsity", plots.layer_chart(layers, "sparsity", title="sparsity per layer (after)" if report.after else "sparsity per layer", ylabel="sparsity (%)", scale=100.0)),
-        ("Per-layer weight bit-width", plots.layer_chart(layers, "weight_bits", title="weight bits per layer", ylabel="bits")),
+        (
+            "Per-layer sparsity",
+            plots.layer_chart(
+                layers,
+                "sparsity",
+                title="sparsity per layer (after)" if report.after else "sparsity per layer",
+                ylabel="sparsity (%)",
+                scale=100.0,
+            ),
+        ),
+        (
+            "Per-layer weight bit-width",
+            plots.layer_chart(layers, "weight_bits", title="weight bits per layer", ylabel="bits"),
+        ),
         ("Sensitivity", plots.sensitivity_curves(sensitivity or _sensitivity_from_steps(report.steps))),
     ):
         uri = _data_uri(png)

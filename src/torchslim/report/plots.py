@@ -42,7 +42,7 @@ def before_after_bars(before: dict[str, Any], after: dict[str, Any] | None) -> b
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.0))
     axes = list(axes) if len(metrics) > 1 else [axes]
-    for ax, (key, label, scale) in zip(axes, metrics):
+    for ax, (key, label, scale) in zip(axes, metrics, strict=True):
         names, values, colors = ["before"], [before[key] * scale], ["#8c8c8c"]
         if after is not None and after.get(key) is not None:
             names.append("after")

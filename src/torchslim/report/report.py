@@ -14,7 +14,14 @@ from typing import Any
 import torch
 
 SUMMARY_KEYS = (
-    "accuracy", "params", "nonzero_params", "macs", "bytes", "latency_ms", "latency_eager_ms", "energy_uj",
+    "accuracy",
+    "params",
+    "nonzero_params",
+    "macs",
+    "bytes",
+    "latency_ms",
+    "latency_eager_ms",
+    "energy_uj",
 )
 
 
@@ -86,7 +93,9 @@ class Report:
             out.append(f"the compressed model is slower on {runtime} (latency {latency:.2f}x)")
         nonzero = r.get("nonzero_params")
         if nonzero is not None and nonzero < 0.9 and (macs is None or macs > 0.95):
-            out.append("unstructured sparsity: dense kernels still compute the zeros, so the gain is bytes on disk, not speed")
+            out.append(
+                "unstructured sparsity: dense kernels still compute the zeros, so the gain is bytes on disk, not speed"
+            )
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,7 +110,7 @@ class Report:
         return json.dumps(self.to_dict(), indent=2, default=str)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Report":
+    def from_dict(cls, data: dict[str, Any]) -> Report:
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in fields})
 

@@ -62,8 +62,14 @@ class OnnxRuntimeBackend:
         return check_parity(model, path, inputs)
 
     def time(
-        self, path: str | Path, example_input: Any, *, batch_size: int | None = None, warmup: int = 3,
-        repeats: int = 20, threads: int | None = None,
+        self,
+        path: str | Path,
+        example_input: Any,
+        *,
+        batch_size: int | None = None,
+        warmup: int = 3,
+        repeats: int = 20,
+        threads: int | None = None,
     ) -> LatencyStats:
         return measure_latency_onnx(
             path, example_input, batch_size=batch_size, warmup=warmup, repeats=repeats, threads=threads
@@ -73,9 +79,26 @@ class OnnxRuntimeBackend:
 ONNXRUNTIME = register_backend(OnnxRuntimeBackend())
 
 __all__ = [
-    "COMPUTE_OPS", "DEFAULT_OPSET", "FLOAT_COMPUTE_OPS", "INTEGER_OPS", "ONNXRUNTIME", "OnnxExport",
-    "OnnxRuntimeBackend", "ParityReport", "TRANSPARENT_OPS", "check_parity", "constant_value", "export_onnx",
-    "float_weights_where_unfused", "integer_op_summary", "measure_latency_onnx", "normalize_inputs",
-    "onnx_feeds", "optimized_op_counts", "ort_session", "pool_before_float_relu", "propagate_output_qdq",
+    "COMPUTE_OPS",
+    "DEFAULT_OPSET",
+    "FLOAT_COMPUTE_OPS",
+    "INTEGER_OPS",
+    "ONNXRUNTIME",
+    "OnnxExport",
+    "OnnxRuntimeBackend",
+    "ParityReport",
+    "TRANSPARENT_OPS",
+    "check_parity",
+    "constant_value",
+    "export_onnx",
+    "float_weights_where_unfused",
+    "integer_op_summary",
+    "measure_latency_onnx",
+    "normalize_inputs",
+    "onnx_feeds",
+    "optimized_op_counts",
+    "ort_session",
+    "pool_before_float_relu",
+    "propagate_output_qdq",
     "run_onnx",
 ]

@@ -23,8 +23,9 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -95,13 +96,17 @@ def _eager_attention(model: nn.Module) -> list[tuple[Any, str]]:
 
 
 def _dynamic_axes(
-    names: list[str], args: tuple[Tensor, ...], out_names: list[str], *, dynamic_batch: bool,
+    names: list[str],
+    args: tuple[Tensor, ...],
+    out_names: list[str],
+    *,
+    dynamic_batch: bool,
     dynamic_axes: Mapping[str, Mapping[int, str]] | None,
 ) -> dict[str, dict[int, str]]:
     if dynamic_axes is not None or not dynamic_batch:
         return {k: dict(v) for k, v in (dynamic_axes or {}).items()}
     axes: dict[str, dict[int, str]] = {}
-    for name, tensor in zip(names, args):
+    for name, tensor in zip(names, args, strict=True):
         axes[name] = {0: "batch"}
         if not tensor.is_floating_point() and tensor.dim() >= 2:
             axes[name][1] = "sequence"
@@ -119,8 +124,13 @@ class _Traced:
 
 
 def _trace(
-    model: nn.Module, args: tuple[Tensor, ...], layers: list[tuple[str, CompressedLayer]], *, eager_attention: bool,
+    model: nn.Module,
+    args: tuple[Tensor, ...],
+    layers: list[tuple[str, CompressedLayer]],
+    *,
+    eager_attention: bool,
     export_kwargs: dict[str, Any],
+    axes: dict[str, dict[int, str]],
 ) -> _Traced:
     """Trace `model` in eval mode with its compressed layers in their ONNX form; restore everything."""
     import onnx
@@ -141,10 +151,20 @@ def _trace(
             raw = Path(tmp) / "raw.onnx"
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(model, args, str(raw), dynamo=False, do_constant_folding=True, **export_kwargs)
+                torch.onnx.export(
+                    model,
+                    args,
+                    str(raw),
+                    dynamo=False,
+                    do_constant_folding=True,
+                    dynamic_axes=axes or None,
+                    **export_kwargs,
+                )
             proto = onnx.load(str(raw))
     except (RuntimeError, TypeError, ValueError, NotImplementedError) as exc:
-        raise ModelError(f"export_onnx: {type(model).__name__} could not be exported: {type(exc).__name__}: {exc}") from exc
+        raise ModelError(
+            f"export_onnx: {type(model).__name__} could not be exported: {type(exc).__name__}: {exc}"
+        ) from exc
     finally:
         for module, implementation in reversed(switched):
             module.set_attn_implementation(implementation)
@@ -186,19 +206,34 @@ def export_onnx(
     quantized = bool(layers)
     out_names = list(output_names) if output_names is not None else ["output"]
     axes = _dynamic_axes(names, args, out_names, dynamic_batch=dynamic_batch, dynamic_axes=dynamic_axes)
-    traced = _trace(model, args, layers, eager_attention=eager_attention, export_kwargs=dict(
-        opset_version=opset, input_names=names, output_names=out_names, dynamic_axes=axes or None,
-    ))
-    proto = traced.proto
+    export_kwargs = {"opset_version": opset, "input_names": names, "output_names": out_names}
+    traced = _trace(model, args, layers, eager_attention=eager_attention, export_kwargs=export_kwargs, axes=axes)
     inserted = removed = 0
     if quantized and propagate_qdq:
-        pool_before_float_relu(proto)
-        inserted, removed = propagate_output_qdq(proto)
-        float_weights_where_unfused(proto)
-    onnx.checker.check_model(proto)
+        pool_before_float_relu(traced.proto)
+        inserted, removed = propagate_output_qdq(traced.proto)
+        float_weights_where_unfused(traced.proto)
+    onnx.checker.check_model(traced.proto)
     path = Path(path)
     with atomic_path(path) as tmp_path:
-        onnx.save(proto, str(tmp_path))
+        onnx.save(traced.proto, str(tmp_path))
+    return OnnxExport(
+        path=path,
+        quantized=quantized,
+        opset=opset,
+        input_names=names,
+        output_names=out_names,
+        integer_layers=traced.integer_layers,
+        float_weight_layers=traced.float_weight_layers,
+        inserted_qdq=inserted,
+        removed_relu=removed,
+        bytes=path.stat().st_size,
+        notes=_notes(traced, opset=opset),
+    )
+
+
+def _notes(traced: _Traced, *, opset: int) -> list[str]:
+    """What the report should say about this export (eager attention, float per-group weights)."""
     notes = [EAGER_ATTENTION_NOTE] if traced.eager_attention else []
     if traced.float_weight_layers:
         notes.append(
@@ -206,8 +241,4 @@ def export_onnx(
             f"{opset} has no block-wise DequantizeLinear); onnxruntime may re-quantize such weights per tensor "
             "when it fuses an integer kernel, so check_parity is the judge of these layers."
         )
-    return OnnxExport(
-        path=path, quantized=quantized, opset=opset, input_names=names, output_names=out_names,
-        integer_layers=traced.integer_layers, float_weight_layers=traced.float_weight_layers,
-        inserted_qdq=inserted, removed_relu=removed, bytes=path.stat().st_size, notes=notes,
-    )
+    return notes

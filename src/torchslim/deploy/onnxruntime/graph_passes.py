@@ -89,7 +89,12 @@ def pool_before_float_relu(proto: Any) -> int:
         if pool.op_type != "MaxPool" or len(pool.output) != 1:
             continue
         relu = producer.get(pool.input[0])
-        if relu is None or relu.op_type != "Relu" or len(consumers[relu.output[0]]) != 1 or relu.output[0] in graph_outputs:
+        if (
+            relu is None
+            or relu.op_type != "Relu"
+            or len(consumers[relu.output[0]]) != 1
+            or relu.output[0] in graph_outputs
+        ):
             continue
         compute = producer.get(relu.input[0])
         if compute is None or compute.op_type not in COMPUTE_OPS or dequantized_inputs(compute, producer):
@@ -142,8 +147,9 @@ def _dequantized_initializer(graph: Any, dq: Any) -> np.ndarray | None:
 def _drop_dead_dequantize(graph: Any, replaced: dict[str, str], graph_outputs: set[str]) -> None:
     """Remove the DequantizeLinear nodes in `replaced` nothing reads any more, and their initializers."""
     live = {inp for node in graph.node for inp in node.input} | graph_outputs
-    dropped = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.output[0] in replaced
-               and n.output[0] not in live]
+    dropped = [
+        n for n in graph.node if n.op_type == "DequantizeLinear" and n.output[0] in replaced and n.output[0] not in live
+    ]
     keep = [n for n in graph.node if n not in dropped]
     del graph.node[:]
     graph.node.extend(keep)
@@ -202,12 +208,19 @@ def _same_quantizer(graph: Any, node: Any, scale_value: np.ndarray, zp_value: np
     if node.op_type != "QuantizeLinear" or len(node.input) < 3:
         return False
     other_scale, other_zp = constant_value(graph, node.input[1]), constant_value(graph, node.input[2])
-    return (other_scale is not None and other_zp is not None and zp_value is not None
-            and np.array_equal(other_scale, scale_value) and np.array_equal(other_zp, zp_value)
-            and other_zp.dtype == zp_value.dtype)
+    return (
+        other_scale is not None
+        and other_zp is not None
+        and zp_value is not None
+        and np.array_equal(other_scale, scale_value)
+        and np.array_equal(other_zp, zp_value)
+        and other_zp.dtype == zp_value.dtype
+    )
 
 
-def _insert_points(graph: Any, q: Any, links: tuple[list[Any], dict[str, Any], dict[str, list[Any]], set[str]]) -> list[str]:
+def _insert_points(
+    graph: Any, q: Any, links: tuple[list[Any], dict[str, Any], dict[str, list[Any]], set[str]]
+) -> list[str]:
     """The tensors after which copies of QuantizeLinear `q`'s QDQ pair go (empty: none)."""
     _, producer, consumers, graph_outputs = links
     if q.op_type != "QuantizeLinear" or len(q.input) < 3:
@@ -223,9 +236,10 @@ def _insert_points(graph: Any, q: Any, links: tuple[list[Any], dict[str, Any], d
         users = consumers[cur]
         # several readers are fine where all of them quantize it the same way (a residual
         # block's conv1 and shortcut reading one tensor, calibrated on the same data)
-        if cur in graph_outputs or (len(users) != 1 and not (
-            cur == q.input[0] and all(_same_quantizer(graph, u, scale_value, zp_value) for u in users)
-        )):
+        if cur in graph_outputs or (
+            len(users) != 1
+            and not (cur == q.input[0] and all(_same_quantizer(graph, u, scale_value, zp_value) for u in users))
+        ):
             break
         p = producer.get(cur)
         if p is None:
@@ -249,7 +263,9 @@ def _zero_point_is_lowest(zp_value: np.ndarray | None) -> bool:
     return int(zp_value.reshape(())) == int(np.iinfo(zp_value.dtype).min)
 
 
-def _rewrite(graph: Any, nodes: list[Any], insert: dict[str, tuple[str, str]], graph_outputs: set[str]) -> tuple[int, int]:
+def _rewrite(
+    graph: Any, nodes: list[Any], insert: dict[str, tuple[str, str]], graph_outputs: set[str]
+) -> tuple[int, int]:
     """Place the QDQ pairs of `insert` and drop Relus that follow a lowest-zero-point DQ; in place."""
     from onnx import helper
 
@@ -275,8 +291,12 @@ def _rewrite(graph: Any, nodes: list[Any], insert: dict[str, tuple[str, str]], g
                 scale, zp = insert[out]
                 counter += 1
                 q_out, dq_out = f"{out}__tsq{counter}", f"{out}__tsdq{counter}"
-                new_nodes.append(helper.make_node("QuantizeLinear", [out, scale, zp], [q_out], name=f"torchslim_Q_{counter}"))
-                new_nodes.append(helper.make_node("DequantizeLinear", [q_out, scale, zp], [dq_out], name=f"torchslim_DQ_{counter}"))
+                new_nodes.append(
+                    helper.make_node("QuantizeLinear", [out, scale, zp], [q_out], name=f"torchslim_Q_{counter}")
+                )
+                new_nodes.append(
+                    helper.make_node("DequantizeLinear", [q_out, scale, zp], [dq_out], name=f"torchslim_DQ_{counter}")
+                )
                 rename[out] = dq_out
                 zp_value = constant_value(graph, zp)
                 if zp_value is not None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,9 @@ def normalize_inputs(
         keys = _signature_order(model, [str(k) for k in example_input])
         args = tuple(example_input[k] for k in keys)
         names = list(keys)
-    elif isinstance(example_input, (tuple, list)) and example_input and all(isinstance(t, Tensor) for t in example_input):
+    elif (
+        isinstance(example_input, (tuple, list)) and example_input and all(isinstance(t, Tensor) for t in example_input)
+    ):
         args = tuple(example_input)
         names = [f"input_{i}" for i in range(len(args))]
     else:
@@ -77,10 +80,13 @@ def onnx_feeds(session: Any, example_input: Any, *, strict: bool = False) -> dic
     elif isinstance(example_input, (tuple, list)):
         values = list(example_input)
     else:
-        raise ConfigError(f"feeds must be a tensor, a tuple of tensors or a dict of input name -> array, got {type(example_input).__name__}.")
+        raise ConfigError(
+            "feeds must be a tensor, a tuple of tensors or a dict of input name -> array, "
+            f"got {type(example_input).__name__}."
+        )
     if len(values) != len(names):
         raise ConfigError(f"The ONNX model takes {len(names)} inputs {names}, got {len(values)}.")
-    return {n: _array(v) for n, v in zip(names, values)}
+    return {n: _array(v) for n, v in zip(names, values, strict=True)}
 
 
 def repeat_first_sample(arrays: dict[str, np.ndarray], batch_size: int | None) -> dict[str, np.ndarray]:
@@ -90,6 +96,5 @@ def repeat_first_sample(arrays: dict[str, np.ndarray], batch_size: int | None) -
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} must be >= 1.")
     return {
-        k: np.ascontiguousarray(np.repeat(v[:1], batch_size, axis=0)) if v.ndim > 0 else v
-        for k, v in arrays.items()
+        k: np.ascontiguousarray(np.repeat(v[:1], batch_size, axis=0)) if v.ndim > 0 else v for k, v in arrays.items()
     }

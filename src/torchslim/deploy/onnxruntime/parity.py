@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,7 +78,8 @@ def check_parity(
     if any(True for _ in compressed_layers(model)):
         step = float(ref.max() - ref.min()) / 255.0 if ref.size else 0.0
         tolerance = steps * step
-        return ParityReport(max_diff, step, tolerance, True, max_diff <= tolerance + 1e-12,
-                            max_diff / step if step > 0 else None)
+        return ParityReport(
+            max_diff, step, tolerance, True, max_diff <= tolerance + 1e-12, max_diff / step if step > 0 else None
+        )
     bound = atol + rtol * np.abs(ref)
     return ParityReport(max_diff, None, float(bound.max()) if bound.size else atol, False, bool((diff <= bound).all()))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import collections
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,11 +15,26 @@ from torchslim.core.errors import ArtifactError, ConfigError
 from torchslim.deploy.onnxruntime.inputs import onnx_feeds, repeat_first_sample
 from torchslim.measure.latency import LatencyStats, check_counts, stats_from_times, time_calls
 
-INTEGER_OPS = frozenset({
-    "QLinearConv", "QGemm", "QLinearMatMul", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul",
-    "MatMulIntegerToFloat", "QLinearAdd", "QLinearMul", "QLinearAveragePool", "QLinearGlobalAveragePool",
-    "QLinearSigmoid", "QLinearLeakyRelu", "QLinearConcat", "QAttention", "DynamicQuantizeLSTM",
-})
+INTEGER_OPS = frozenset(
+    {
+        "QLinearConv",
+        "QGemm",
+        "QLinearMatMul",
+        "MatMulInteger",
+        "ConvInteger",
+        "DynamicQuantizeMatMul",
+        "MatMulIntegerToFloat",
+        "QLinearAdd",
+        "QLinearMul",
+        "QLinearAveragePool",
+        "QLinearGlobalAveragePool",
+        "QLinearSigmoid",
+        "QLinearLeakyRelu",
+        "QLinearConcat",
+        "QAttention",
+        "DynamicQuantizeLSTM",
+    }
+)
 """onnxruntime kernels that compute on integers."""
 FLOAT_COMPUTE_OPS = frozenset({"Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul", "Attention"})
 """onnxruntime kernels that compute MACs in float."""
