@@ -29,7 +29,7 @@ def test_defaults_and_round_trip():
 def test_frozen():
     cfg = Toy()
     with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.ratio = 0.1  # type: ignore[misc]
+        cfg.ratio = 0.1  # type: ignore[misc]  # assigning a frozen field on purpose
 
 
 def test_unknown_key_suggests():
@@ -59,7 +59,7 @@ def test_int_accepted_for_float_and_float_int():
 
 def test_keyword_only():
     with pytest.raises(TypeError):
-        Toy(0.5)  # type: ignore[misc]
+        Toy(0.5)  # type: ignore[misc]  # a positional argument on purpose
 
 
 def test_yaml_exponent_strings_are_numbers():
