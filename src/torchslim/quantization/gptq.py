@@ -156,12 +156,9 @@ def gptq_quantize(
     Hinv = _inverse_cholesky(_prepared_hessian(hessian, cols), damp)
     grouped = g.kind == "per_group" and g.axis == 0
     k = g.group_size or cols
-    if grouped:
-        n_groups = -(-cols // k)
-        scale_groups = torch.ones(rows, n_groups)
-        zp_groups = torch.zeros(rows, n_groups, dtype=torch.int32)
-        full_scale = torch.ones(rows, cols)
-        full_zp = torch.zeros(rows, cols)
+    if grouped:  # parameters chosen group by group below
+        scale0, zp0 = torch.ones(rows, -(-cols // k)), torch.zeros(rows, -(-cols // k), dtype=torch.int32)
+        full_scale, full_zp = torch.ones(rows, cols), torch.zeros(rows, cols)
     else:
         scale0, zp0 = weight_qparams(
             W.reshape(shape), bits=bits, symmetric=spec.symmetric, granularity=g, method=range_method
@@ -181,8 +178,8 @@ def gptq_quantize(
                 stop = min(col + k, cols)
                 block = torch.cat([W1[:, i:], W[:, i2:]], dim=1)[:, : stop - col]
                 s, z = _group_qparams(block, bits, spec.symmetric)
-                scale_groups[:, col // k] = s
-                zp_groups[:, col // k] = z
+                scale0[:, col // k] = s
+                zp0[:, col // k] = z
                 full_scale[:, col:stop] = s[:, None]
                 full_zp[:, col:stop] = z[:, None].float()
             c, q = _qdq_column(w, full_scale[:, col], full_zp[:, col], bits)
@@ -193,7 +190,7 @@ def gptq_quantize(
         W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
 
     if grouped:
-        scale0, zp0 = scale_groups.reshape(g.param_shape(shape)), zp_groups.reshape(g.param_shape(shape))
+        scale0, zp0 = scale0.reshape(g.param_shape(shape)), zp0.reshape(g.param_shape(shape))
     return codes.reshape(shape).to(torch.int8), scale0, zp0
 
 

@@ -214,6 +214,49 @@ def _corrected_bias(
     return bias
 
 
+@dataclasses.dataclass
+class _SharedSplits:
+    """Layers reading the same input (query / key / value) share one split index tensor and one set of
+    split multipliers, so the ONNX export shares the split ops between them."""
+
+    indices: dict[tuple[int, ...], Tensor] = dataclasses.field(default_factory=dict)
+    buffers: dict[int, dict[str, Tensor]] = dataclasses.field(default_factory=dict)
+
+
+def _quantized_layer(
+    choice: LayerChoice, st: LayerStats | None, shared: _SharedSplits, *, bias_correction: bool, **options: Any
+) -> nn.Module:
+    """The quantized form of one chosen layer (outlier split, weight codes, corrected bias, qparams)."""
+    w = choice.module.weight
+    assert isinstance(w, Tensor)
+    weight, split = w.detach().float(), None
+    if choice.split_outliers and st is not None and st.channel_absmax is not None:
+        split = outlier_split(st.channel_absmax, choice.split_outliers)
+        if split.numel():
+            split = shared.indices.setdefault(tuple(split.tolist()), split)
+            weight = torch.cat([weight, weight[:, split]], dim=1)
+    codes, scale, zp = quantize_weight(choice, st, weight=weight, **options)
+    input_qparams = st.observer.qparams() if st is not None and st.observer is not None else (None, None)
+    new = quantize_module(
+        choice.module,
+        weight_spec=choice.weight_spec,
+        codes=codes,
+        scale=scale,
+        zero_point=zp,
+        act_spec=choice.act_spec,
+        input_scale=input_qparams[0],
+        input_zero_point=input_qparams[1],
+        bias=_corrected_bias(choice, st, codes, scale, zp, split, bias_correction),
+        split_channels=split,
+        output_qparams=st.output_observer.qparams() if st is not None and st.output_observer is not None else None,
+    )
+    if split is not None and split.numel():
+        mine = {k: t for k in ("_split_mult_main", "_split_mult_extra") if (t := new._buffers[k]) is not None}
+        for key, tensor in shared.buffers.setdefault(id(split), mine).items():
+            new._buffers[key] = tensor
+    return new
+
+
 def quantize_layers(
     model: nn.Module,
     choices: list[LayerChoice],
@@ -251,43 +294,10 @@ def quantize_layers(
             percentile=percentile if activation_percentile is None else activation_percentile,
         )
     originals: dict[str, nn.Module] = {}
-    shared_splits: dict[tuple[int, ...], Tensor] = {}
-    shared_buffers: dict[int, dict[str, Tensor]] = {}
+    shared = _SharedSplits()
+    options = {"percentile": percentile, "gptq_block_size": gptq_block_size, "gptq_damp": gptq_damp}
     for choice in choices:
-        st = stats.get(choice.name)
-        w = choice.module.weight
-        assert isinstance(w, Tensor)
-        weight, split = w.detach().float(), None
-        if choice.split_outliers and st is not None and st.channel_absmax is not None:
-            split = outlier_split(st.channel_absmax, choice.split_outliers)
-            if split.numel():
-                # layers reading the same input (query / key / value) get the same index tensor
-                split = shared_splits.setdefault(tuple(split.tolist()), split)
-                weight = torch.cat([weight, weight[:, split]], dim=1)
-        codes, scale, zp = quantize_weight(
-            choice, st, percentile=percentile, gptq_block_size=gptq_block_size, gptq_damp=gptq_damp, weight=weight
-        )
-        bias = _corrected_bias(choice, st, codes, scale, zp, split, bias_correction)
-        input_qparams = st.observer.qparams() if st is not None and st.observer is not None else (None, None)
-        output_qparams = st.output_observer.qparams() if st is not None and st.output_observer is not None else None
-        new = quantize_module(
-            choice.module,
-            weight_spec=choice.weight_spec,
-            codes=codes,
-            scale=scale,
-            zero_point=zp,
-            act_spec=choice.act_spec,
-            input_scale=input_qparams[0],
-            input_zero_point=input_qparams[1],
-            bias=bias,
-            split_channels=split,
-            output_qparams=output_qparams,
-        )
-        if split is not None and split.numel():
-            # one set of split tensors per input: the ONNX export then shares the split ops between layers
-            mine = {k: t for k in ("_split_mult_main", "_split_mult_extra") if (t := new._buffers[k]) is not None}
-            for key, tensor in shared_buffers.setdefault(id(split), mine).items():
-                new._buffers[key] = tensor
+        new = _quantized_layer(choice, stats.get(choice.name), shared, bias_correction=bias_correction, **options)
         originals[choice.name] = choice.module
         set_module(model, choice.name, new)
     return model, originals, float_outputs
