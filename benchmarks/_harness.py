@@ -40,7 +40,7 @@ def run_sections(
 def rotating_times(fns: Mapping[str, Callable[[], Any]], *, rounds: int, threads: int) -> dict[str, list[float]]:
     """Milliseconds of every callable in each of `rounds` rounds; the order rotates every round (so
     no callable always runs first) after two warm-up calls each, with `threads` torch threads."""
-    from torchslim.measure._util import num_threads
+    from torchslim.measure import num_threads
 
     names = list(fns)
     times: dict[str, list[float]] = {k: [] for k in names}

@@ -56,7 +56,7 @@ def _ort_rounds(files: dict[str, Path], feeds_for: Any, *, threads: int, rounds:
 
 def section_fmnist(args: argparse.Namespace) -> dict[str, Any]:
     from torchslim.data import load_splits
-    from torchslim.io.onnx_export import export_onnx
+    from torchslim.deploy import export_onnx
 
     splits = load_splits("fashion-mnist", batch_size=128, seed=0)
     model = trained_fmnist_cnn(args, splits)  # cached by benchmarks/quantization.py (same --quick)
@@ -106,7 +106,7 @@ def section_fmnist(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
-    from torchslim.io.onnx_export import export_onnx
+    from torchslim.deploy import export_onnx
     from torchslim.models import build_model
 
     model = build_model("minilm-l6")

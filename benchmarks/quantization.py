@@ -98,7 +98,7 @@ def torch_save_bytes(model: nn.Module) -> int:
 
 
 def ort_session(path: Path, threads: int) -> Any:
-    from torchslim.io.onnx_export import ort_session as make
+    from torchslim.deploy import ort_session as make
 
     return make(path, threads=threads, spinning=False)  # sessions take turns: no busy-waiting threads
 
@@ -257,7 +257,7 @@ def trained_fmnist_cnn(args: argparse.Namespace, splits: DataSplits, *, name: st
 
 def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
     from torchslim.data import load_splits
-    from torchslim.io.onnx_export import check_parity, export_onnx, integer_op_summary
+    from torchslim.deploy import check_parity, export_onnx, integer_op_summary
     from torchslim.quantization.modules import QuantizedMixin
 
     threads = args.threads
@@ -411,7 +411,7 @@ def section_resnet(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
     """fmnist-resnet int8 on onnxruntime: torchslim (residual branches with int8 outputs) next to
     onnxruntime's quantize_static, accuracy and latency (onnxruntime sessions alone)."""
     from torchslim.data import load_splits
-    from torchslim.io.onnx_export import check_parity, export_onnx, integer_op_summary
+    from torchslim.deploy import check_parity, export_onnx, integer_op_summary
 
     splits = load_splits("fashion-mnist", batch_size=128, train_samples=4000 if args.quick else None,
                          eval_samples=1000 if args.quick else None, seed=0)
@@ -480,7 +480,7 @@ def _pair_cos(emb: torch.Tensor) -> float:
 
 def section_minilm(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
     from torchslim.data import load_splits
-    from torchslim.io.onnx_export import export_onnx, integer_op_summary
+    from torchslim.deploy import export_onnx, integer_op_summary
     from torchslim.models import build_model
 
     threads = args.threads
@@ -598,7 +598,7 @@ def _crops(n: int, seed: int) -> torch.Tensor:
 
 
 def section_efficientnet(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
-    from torchslim.io.onnx_export import check_parity, export_onnx, integer_op_summary
+    from torchslim.deploy import check_parity, export_onnx, integer_op_summary
     from torchslim.models import build_model
 
     model = build_model("efficientnet-lite0")

@@ -19,6 +19,7 @@ adds and leaves parameters and buffers untouched. Results are dataclasses.
 =====================  ==========================================================================
 """
 
+from torchslim.measure._util import num_threads
 from torchslim.measure.accuracy import EvalStats, evaluate
 from torchslim.measure.agreement import Agreement, compare_models, cosine, kl_divergence, sqnr_db
 from torchslim.measure.analyze import analyze
@@ -100,6 +101,7 @@ __all__ = [
     "load_profile",
     "measure_energy",
     "measure_latency",
+    "num_threads",
     "rapl_delta_uj",
     "rapl_domains",
     "sqnr_db",
