@@ -150,6 +150,15 @@ def check_range(
         raise ConfigError(f"{name}={value!r} is out of range {bracket}{lo}, {high}{closing}.")
 
 
+def _field_default(f: dataclasses.Field[Any]) -> Any:
+    """The default value of a dataclass field (calling its factory), or None when it has none."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
 def _move_renamed(cls: type[TechniqueConfig], data: dict[str, Any]) -> dict[str, Any]:
     """Move keys listed in ``cls.renamed`` to their nested path (see :attr:`TechniqueConfig.renamed`)."""
     label = cls.name or cls.__name__
@@ -159,15 +168,20 @@ def _move_renamed(cls: type[TechniqueConfig], data: dict[str, Any]) -> dict[str,
         value = data.pop(old)
         head, _, rest = new.partition(".")
         if not rest:
-            data.setdefault(head, value)
+            target: dict[str, Any] = data
+            key = head
         else:
             section = data.get(head)
-            if section is None or isinstance(section, Mapping):
-                section = dict(section or {})
-                section.setdefault(rest, value)
-                data[head] = section
-            else:
+            if section is not None and not isinstance(section, Mapping):
                 raise ConfigError(f"{label}: key {old!r} is now {new!r}, but {head!r} is not a mapping.")
+            target = dict(section or {})
+            data[head] = target
+            key = rest
+        if key in target and target[key] != value:
+            raise ConfigError(
+                f"{label}: key {old!r} (now {new!r}) is given twice with different values: {value!r} and {target[key]!r}."
+            )
+        target[key] = value
         warnings.warn(f"{label}: key {old!r} is now {new!r}; please update the recipe.", FutureWarning, stacklevel=3)
     return data
 
@@ -186,7 +200,12 @@ class TechniqueConfig:
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
-            coerced = _coerce(type(self).__name__, f.name, getattr(self, f.name), hints[f.name])
+            value = getattr(self, f.name)
+            default = _field_default(f)
+            if isinstance(value, Mapping) and isinstance(default, TechniqueConfig):
+                # a partial section (``train: {lr: 0.01}``) starts from this field's own default
+                value = {**default.to_dict(), **value}
+            coerced = _coerce(type(self).__name__, f.name, value, hints[f.name])
             object.__setattr__(self, f.name, coerced)
         self.validate()
 
@@ -208,9 +227,10 @@ class TechniqueConfig:
         for key in data:
             if key not in known:
                 label = cls.name or cls.__name__
-                raise ConfigError(
-                    f"Unknown key {key!r} for technique {label!r}; known keys: {known}." + did_you_mean(key, known)
-                )
+                hint = did_you_mean(key, [*known, *cls.renamed])
+                for old, new in cls.renamed.items():
+                    hint = hint.replace(repr(old), f"{old!r} (now {new!r})")
+                raise ConfigError(f"Unknown key {key!r} for technique {label!r}; known keys: {known}." + hint)
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
