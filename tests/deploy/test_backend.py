@@ -115,3 +115,18 @@ def test_deploy_for_timing_reports_why_an_export_fails(tmp_path: Path) -> None:
 
     deployment, reason = deploy_for_timing(NoExport(), torch.ones(2, 3), tmp_path)
     assert deployment is None and reason and reason.split(":")[0].endswith("Error")
+
+
+def test_compression_result_export_onnx_still_works(tmp_path: Path, toys: SimpleNamespace) -> None:
+    from torchslim.api import CompressionResult
+    from torchslim.core.recipe import Recipe
+    from torchslim.report import Report
+
+    model = toys.tiny_mlp()
+    x = torch.randn(2, 1, 4, 4)
+    result = CompressionResult(model=model, report=Report(model="tiny", before={}), recipe=Recipe([]), example_input=x)
+    facts = result.export_onnx(tmp_path / "r.onnx")
+    assert isinstance(facts, OnnxExport) and facts.path.is_file() and not facts.quantized
+    np.testing.assert_allclose(
+        get_backend("onnxruntime").run(facts.path, x), model(x).detach().numpy(), rtol=1e-4, atol=1e-5
+    )
