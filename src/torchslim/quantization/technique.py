@@ -13,7 +13,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from torchslim.core.context import Context
 from torchslim.core.errors import DataError, ModelError, TargetError
@@ -116,9 +116,35 @@ def _mark_residual_outputs(work: nn.Module, choices: list[LayerChoice], info: di
         info["int8_outputs"] = sorted(residual)
 
 
+def _fold_step(work: nn.Module, example: Any, info: dict[str, Any], skipped: dict[str, str]) -> nn.Module:
+    work, pairs, note = _fold(work, example)
+    info["folded_batchnorm"] = pairs
+    if note:
+        info["notes"] = [note]
+    for conv, bn in pairs:
+        skipped[bn] = f"BatchNorm folded into {conv}"
+    return work
+
+
+def _run_ptq(
+    work: nn.Module, choices: list[LayerChoice], batches: list[Any] | None, config: Quantize
+) -> tuple[nn.Module, dict[str, nn.Module], list[Tensor] | None]:
+    acts = config.activations
+    return quantize_layers(
+        work,
+        choices,
+        batches,
+        observer=acts.observer if acts is not None else "minmax",
+        percentile=config.weights.percentile,
+        activation_percentile=acts.percentile if acts is not None else None,
+        bias_correction=config.bias_correction,
+        gptq_block_size=config.weights.gptq_block_size,
+        gptq_damp=config.weights.gptq_damp,
+    )
+
+
 @TECHNIQUES.handles(Quantize)
 def quantize_handler(model: nn.Module, config: Quantize, *, targets: Targets | None, context: Context) -> StepOutcome:
-    # long: one linear pass (checks, copy, fold, plan, quantize or train, report); each stage is a named helper
     """Quantize `model` (a copy of it) as `config` says; see the module docstring."""
     act_spec = config.activation_spec(model)
     has_calibration = context.data is not None and context.data.calibration is not None
@@ -147,12 +173,7 @@ def quantize_handler(model: nn.Module, config: Quantize, *, targets: Targets | N
     }
     if config.fold_batchnorm and _has_batchnorm(work):
         example = context.example_input if context.example_input is not None else (batches[0] if batches else None)
-        work, pairs, note = _fold(work, example)
-        info["folded_batchnorm"] = pairs
-        if note:
-            info["notes"] = [note]
-        for conv, bn in pairs:
-            skipped[bn] = f"BatchNorm folded into {conv}"
+        work = _fold_step(work, example, info, skipped)
     choices, float_layers = _plan(
         work, config, targets, act_spec, method, split=split if batches is not None else 0, gptq_ok=gptq_supported
     )
@@ -169,18 +190,7 @@ def quantize_handler(model: nn.Module, config: Quantize, *, targets: Targets | N
 
     label: Callable[[LayerChoice], str] | None = None
     if config.mode == "ptq":
-        acts = config.activations
-        work, originals, float_outputs = quantize_layers(
-            work,
-            choices,
-            batches,
-            observer=acts.observer if acts is not None else "minmax",
-            percentile=config.weights.percentile,
-            activation_percentile=acts.percentile if acts is not None else None,
-            bias_correction=config.bias_correction,
-            gptq_block_size=config.weights.gptq_block_size,
-            gptq_damp=config.weights.gptq_damp,
-        )
+        work, originals, float_outputs = _run_ptq(work, choices, batches, config)
     else:
         from torchslim.quantization.qat import run_qat
 
