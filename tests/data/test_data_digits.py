@@ -48,7 +48,9 @@ def test_normalisation_constants_match_the_whole_set(seed0):
 def test_splits_partition_the_dataset(seed0):
     ref = load_digits()
     together = np.sort(np.concatenate([_rows(*ds.tensors) for ds in seed0.values()]))
-    source = _rows(torch.from_numpy((ref.images / 16 - 0.3053) / 0.3760).float().unsqueeze(1), torch.from_numpy(ref.target))
+    source = _rows(
+        torch.from_numpy((ref.images / 16 - 0.3053) / 0.3760).float().unsqueeze(1), torch.from_numpy(ref.target)
+    )
     assert np.array_equal(together, source)
 
 

@@ -84,7 +84,9 @@ def test_train_calibration_validation_partition_the_training_files(seed0):
     for ds in seed0.values():
         assert ds.tensors[0].shape[1:] == (1, 28, 28) and ds.tensors[1].dtype == torch.int64
     images, labels = _raw("train")
-    together = np.sort(np.concatenate([_rows(_to_uint8(ds.tensors[0][:, 0]), ds.tensors[1].numpy()) for ds in seed0.values()]))
+    together = np.sort(
+        np.concatenate([_rows(_to_uint8(ds.tensors[0][:, 0]), ds.tensors[1].numpy()) for ds in seed0.values()])
+    )
     # the three splits together are exactly the 60,000 training rows, each used once (as a multiset,
     # so a row that occurs once in the files cannot be in two splits)
     assert np.array_equal(together, _rows(images, labels))
@@ -100,7 +102,9 @@ def test_same_seed_is_deterministic_other_seed_differs(seed0):
     assert len(other) == 5_000
     assert not torch.equal(other.tensors[0], seed0["validation"].tensors[0])
     # seed does not touch the official test set
-    assert torch.equal(fashion_mnist(split="test", seed=5, subset=50).tensors[0], fashion_mnist(split="test", subset=50).tensors[0])
+    assert torch.equal(
+        fashion_mnist(split="test", seed=5, subset=50).tensors[0], fashion_mnist(split="test", subset=50).tensors[0]
+    )
 
 
 def test_subset_takes_the_first_rows_of_the_split(seed0):
@@ -151,7 +155,11 @@ def _to_uint8_exact(x: torch.Tensor) -> torch.Tensor:
 def test_env_data_dir_comes_before_the_system_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHSLIM_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("TORCHSLIM_CACHE", str(tmp_path / "cache"))
-    assert fm.search_dirs() == [tmp_path / "data" / "fashion-mnist", fm.SYSTEM_DIR, tmp_path / "cache" / "fashion-mnist"]
+    assert fm.search_dirs() == [
+        tmp_path / "data" / "fashion-mnist",
+        fm.SYSTEM_DIR,
+        tmp_path / "cache" / "fashion-mnist",
+    ]
     assert fm.cache_dir() == tmp_path / "cache" / "fashion-mnist"
     images, labels = _synthetic(7, seed=1)
     _write_pair(tmp_path / "data" / "fashion-mnist", "test", images, labels)

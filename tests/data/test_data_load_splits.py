@@ -33,7 +33,7 @@ def test_names_and_aliases():
 
 
 def _epoch(loader) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = zip(*loader)
+    xs, ys = zip(*loader, strict=False)
     return torch.cat(xs), torch.cat(ys)
 
 

@@ -20,7 +20,11 @@ def trained_digits_model(data):
 
 
 def zeros_per_layer(model):
-    return {name: layer.params - layer.nonzero for name, layer in count_layer_parameters(model).items() if layer.params > 100}
+    return {
+        name: layer.params - layer.nonzero
+        for name, layer in count_layer_parameters(model).items()
+        if layer.params > 100
+    }
 
 
 def test_masks_stay_frozen_through_kd_and_qat():
@@ -39,7 +43,11 @@ steps:
     result = ts.compress(model, data, recipe=recipe, repeats=1, quiet=True, runtime="pytorch")
     report = result.report.to_dict()
     weights = {"1": 64 * 64, "3": 64 * 32}
-    zeros = {row["name"]: row["params"] - row["nonzero_params"] for row in report["after"]["layers"] if row["name"] in weights}
+    zeros = {
+        row["name"]: row["params"] - row["nonzero_params"]
+        for row in report["after"]["layers"]
+        if row["name"] in weights
+    }
     # global 70% over both layers: at least 70% of their weights are still zero after KD and QAT
     assert sum(zeros.values()) >= 0.7 * sum(weights.values()), zeros
     assert all(row["weight_bits"] == 8 for row in report["after"]["layers"] if row["name"] in ("1", "3", "5"))
@@ -81,7 +89,9 @@ steps:
   - technique: quantize
     config: {bits: 8, activations: true}
 """)
-    result = ts.compress(ts.models.build_model("fmnist-cnn", seed=0), data, recipe=recipe, repeats=1, quiet=True, runtime="pytorch")
+    result = ts.compress(
+        ts.models.build_model("fmnist-cnn", seed=0), data, recipe=recipe, repeats=1, quiet=True, runtime="pytorch"
+    )
     out = result.save(tmp_path / "artifact")
     x = example_input(result.model, batch_size=8, seed=2)
     torch.save(x, tmp_path / "x.pt")
@@ -90,8 +100,8 @@ steps:
     script = textwrap.dedent(f"""
         import torch, torchslim as ts
         m = ts.load({str(out)!r})
-        x = torch.load({str(tmp_path / 'x.pt')!r}, weights_only=True)
-        y = torch.load({str(tmp_path / 'y.pt')!r}, weights_only=True)
+        x = torch.load({str(tmp_path / "x.pt")!r}, weights_only=True)
+        y = torch.load({str(tmp_path / "y.pt")!r}, weights_only=True)
         with torch.no_grad():
             print("IDENTICAL" if torch.equal(m(x), y) else "DIFFERENT")
     """)

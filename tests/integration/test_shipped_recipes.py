@@ -7,7 +7,9 @@ from torchslim.recipes import shipped_recipe, shipped_recipe_names
 
 
 def test_the_issue_recipes_are_shipped():
-    assert {"int8", "int4-weights", "prune-int8", "prune-kd-int8", "finetune", "prune-sparse", "prune-channels"} <= set(shipped_recipe_names())
+    assert {"int8", "int4-weights", "prune-int8", "prune-kd-int8", "finetune", "prune-sparse", "prune-channels"} <= set(
+        shipped_recipe_names()
+    )
 
 
 @pytest.mark.parametrize("name", shipped_recipe_names())

@@ -89,8 +89,11 @@ def test_lenet_300_100_layers():
 
 def test_fmnist_cnn_layers():
     model = build_model("fmnist-cnn")
-    convs = [(n, m.in_channels, m.out_channels, m.kernel_size, m.padding) for n, m in model.named_modules()
-             if isinstance(m, nn.Conv2d)]
+    convs = [
+        (n, m.in_channels, m.out_channels, m.kernel_size, m.padding)
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Conv2d)
+    ]
     assert convs == [("features.conv1", 1, 32, (3, 3), (1, 1)), ("features.conv2", 32, 64, (3, 3), (1, 1))]
     assert (model.fc.fc1.in_features, model.fc.fc1.out_features) == (3136, 128)
     assert (model.classifier.in_features, model.classifier.out_features) == (128, 10)
@@ -121,8 +124,13 @@ def test_fmnist_resnet_prunes_with_torch_pruning():
     tp = pytest.importorskip("torch_pruning")
     model = build_model("fmnist-resnet", seed=0)
     x = example_input(model, batch_size=2)
-    pruner = tp.pruner.MetaPruner(model, x, importance=tp.importance.MagnitudeImportance(p=1),
-                                  pruning_ratio=0.5, ignored_layers=[model.classifier])
+    pruner = tp.pruner.MetaPruner(
+        model,
+        x,
+        importance=tp.importance.MagnitudeImportance(p=1),
+        pruning_ratio=0.5,
+        ignored_layers=[model.classifier],
+    )
     pruner.step()
     assert n_params(model) < SMALL_PARAMS["fmnist-resnet"] // 2
     assert model(x).shape == (2, 10)
@@ -152,7 +160,7 @@ def test_seed_makes_init_reproducible_without_touching_global_rng():
     b = build_model("lenet5", seed=3)
     assert torch.equal(torch.get_rng_state(), state)
     c = build_model("lenet5", seed=4)
-    for (k, va), vb, vc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values()):
+    for (k, va), vb, _vc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values(), strict=False):
         assert torch.equal(va, vb), k
     assert not torch.equal(a.classifier.weight, c.classifier.weight)
 
@@ -203,8 +211,10 @@ def test_get_and_set_spec_on_foreign_models():
 # ---------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize(("wrong", "suggestion"), [("lenet-5", "lenet5"), ("fmnist_cnn", "fmnist-cnn"),
-                                                   ("efficientnet-lite", "efficientnet-lite0")])
+@pytest.mark.parametrize(
+    ("wrong", "suggestion"),
+    [("lenet-5", "lenet5"), ("fmnist_cnn", "fmnist-cnn"), ("efficientnet-lite", "efficientnet-lite0")],
+)
 def test_unknown_name_suggests(wrong, suggestion):
     with pytest.raises(UnknownNameError) as info:
         build_model(wrong)

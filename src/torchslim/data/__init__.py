@@ -9,6 +9,15 @@ from torchslim.data.registry import ALIASES, DATASETS, DatasetInfo, dataset_info
 from torchslim.data.tweets import TextDataset, collate_text, tweets
 
 __all__ = [
-    "ALIASES", "DATASETS", "DatasetInfo", "SPLITS", "TextDataset", "collate_text", "dataset_info",
-    "digits", "fashion_mnist", "load_splits", "tweets",
+    "ALIASES",
+    "DATASETS",
+    "DatasetInfo",
+    "SPLITS",
+    "TextDataset",
+    "collate_text",
+    "dataset_info",
+    "digits",
+    "fashion_mnist",
+    "load_splits",
+    "tweets",
 ]

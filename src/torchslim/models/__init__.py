@@ -22,8 +22,23 @@ from torchslim.models.zoo import (
 )
 
 __all__ = [
-    "BasicBlock", "FashionCNN", "FashionResNet", "LeNet300100", "LeNet5", "MODELS", "ModelInfo",
-    "SAMPLE_PHOTO_LABELS", "SentenceEncoder", "TextClassifier", "build_from_spec", "build_model",
-    "efficientnet_preprocess", "example_input", "get_model_spec", "mean_pool", "model_info",
-    "sample_photos", "set_model_spec",
+    "BasicBlock",
+    "FashionCNN",
+    "FashionResNet",
+    "LeNet300100",
+    "LeNet5",
+    "MODELS",
+    "ModelInfo",
+    "SAMPLE_PHOTO_LABELS",
+    "SentenceEncoder",
+    "TextClassifier",
+    "build_from_spec",
+    "build_model",
+    "efficientnet_preprocess",
+    "example_input",
+    "get_model_spec",
+    "mean_pool",
+    "model_info",
+    "sample_photos",
+    "set_model_spec",
 ]

@@ -4,7 +4,7 @@ learning for image recognition"; the CIFAR-style 6n+2 layout with n=2, i.e. ResN
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
@@ -23,10 +23,14 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
         if stride != 1 or in_channels != out_channels:
-            self.shortcut: nn.Module = nn.Sequential(OrderedDict([
-                ("conv", nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)),
-                ("bn", nn.BatchNorm2d(out_channels)),
-            ]))
+            self.shortcut: nn.Module = nn.Sequential(
+                OrderedDict(
+                    [
+                        ("conv", nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)),
+                        ("bn", nn.BatchNorm2d(out_channels)),
+                    ]
+                )
+            )
         else:
             self.shortcut = nn.Identity()
         self.relu2 = nn.ReLU()
@@ -45,13 +49,17 @@ class FashionResNet(nn.Module):
     def __init__(self, num_classes: int = 10, widths: Sequence[int] = (16, 32, 64), blocks: int = 2) -> None:
         super().__init__()
         w0 = widths[0]
-        self.stem = nn.Sequential(OrderedDict([
-            ("conv", nn.Conv2d(1, w0, 3, padding=1, bias=False)),
-            ("bn", nn.BatchNorm2d(w0)),
-            ("relu", nn.ReLU()),
-        ]))
+        self.stem = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv", nn.Conv2d(1, w0, 3, padding=1, bias=False)),
+                    ("bn", nn.BatchNorm2d(w0)),
+                    ("relu", nn.ReLU()),
+                ]
+            )
+        )
         in_ch = w0
-        for i, (width, stride) in enumerate(zip(widths, (1, 2, 2)), start=1):
+        for i, (width, stride) in enumerate(zip(widths, (1, 2, 2), strict=False), start=1):
             stage = []
             for j in range(blocks):
                 stage.append(BasicBlock(in_ch, width, stride if j == 0 else 1))
@@ -63,12 +71,15 @@ class FashionResNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.stem(x)
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.classifier(self.flatten(self.pool(x)))
+        for i in (1, 2, 3):  # stages are added by name (layer1..3) so state-dict keys stay stable
+            x = self.get_submodule(f"layer{i}")(x)
+        out: Tensor = self.classifier(self.flatten(self.pool(x)))
+        return out
 
 
-def build_fmnist_resnet(*, num_classes: int, pretrained: bool, widths: Sequence[int] = (16, 32, 64),
-                        blocks: int = 2) -> nn.Module:
+def build_fmnist_resnet(
+    *, num_classes: int, pretrained: bool, widths: Sequence[int] = (16, 32, 64), blocks: int = 2
+) -> nn.Module:
     """Small ResNet (He et al. 2016) for 1x28x28: stem conv3x3 -> 16, three stages of `blocks`
     BasicBlocks at `widths` (default 16/32/64) with strides 1/2/2, 1x1 conv + BN shortcuts where the
     shape changes, global average pooling, ``classifier`` Linear. 174,970 parameters with the

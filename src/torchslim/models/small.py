@@ -9,7 +9,8 @@ modules only (traceable by ``torch.fx`` and by torch-pruning's dependency graph)
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -72,21 +73,29 @@ class LeNet5(nn.Module):
 
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
-        self.features = nn.Sequential(OrderedDict([
-            ("conv1", nn.Conv2d(1, 6, kernel_size=5, padding=2)),
-            ("relu1", nn.ReLU()),
-            ("pool1", nn.MaxPool2d(2)),
-            ("conv2", nn.Conv2d(6, 16, kernel_size=5)),
-            ("relu2", nn.ReLU()),
-            ("pool2", nn.MaxPool2d(2)),
-        ]))
+        self.features = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv1", nn.Conv2d(1, 6, kernel_size=5, padding=2)),
+                    ("relu1", nn.ReLU()),
+                    ("pool1", nn.MaxPool2d(2)),
+                    ("conv2", nn.Conv2d(6, 16, kernel_size=5)),
+                    ("relu2", nn.ReLU()),
+                    ("pool2", nn.MaxPool2d(2)),
+                ]
+            )
+        )
         self.flatten = nn.Flatten()
-        self.fc = nn.Sequential(OrderedDict([
-            ("fc1", nn.Linear(16 * 5 * 5, 120)),
-            ("relu1", nn.ReLU()),
-            ("fc2", nn.Linear(120, 84)),
-            ("relu2", nn.ReLU()),
-        ]))
+        self.fc = nn.Sequential(
+            OrderedDict(
+                [
+                    ("fc1", nn.Linear(16 * 5 * 5, 120)),
+                    ("relu1", nn.ReLU()),
+                    ("fc2", nn.Linear(120, 84)),
+                    ("relu2", nn.ReLU()),
+                ]
+            )
+        )
         self.classifier = nn.Linear(84, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -106,19 +115,27 @@ class FashionCNN(nn.Module):
     def __init__(self, num_classes: int = 10, channels: Sequence[int] = (32, 64), hidden: int = 128) -> None:
         super().__init__()
         c1, c2 = channels
-        self.features = nn.Sequential(OrderedDict([
-            ("conv1", nn.Conv2d(1, c1, kernel_size=3, padding=1)),
-            ("relu1", nn.ReLU()),
-            ("pool1", nn.MaxPool2d(2)),
-            ("conv2", nn.Conv2d(c1, c2, kernel_size=3, padding=1)),
-            ("relu2", nn.ReLU()),
-            ("pool2", nn.MaxPool2d(2)),
-        ]))
+        self.features = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv1", nn.Conv2d(1, c1, kernel_size=3, padding=1)),
+                    ("relu1", nn.ReLU()),
+                    ("pool1", nn.MaxPool2d(2)),
+                    ("conv2", nn.Conv2d(c1, c2, kernel_size=3, padding=1)),
+                    ("relu2", nn.ReLU()),
+                    ("pool2", nn.MaxPool2d(2)),
+                ]
+            )
+        )
         self.flatten = nn.Flatten()
-        self.fc = nn.Sequential(OrderedDict([
-            ("fc1", nn.Linear(c2 * 7 * 7, hidden)),
-            ("relu1", nn.ReLU()),
-        ]))
+        self.fc = nn.Sequential(
+            OrderedDict(
+                [
+                    ("fc1", nn.Linear(c2 * 7 * 7, hidden)),
+                    ("relu1", nn.ReLU()),
+                ]
+            )
+        )
         self.classifier = nn.Linear(hidden, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -141,8 +158,9 @@ def build_lenet5(*, num_classes: int, pretrained: bool) -> nn.Module:
     return LeNet5(check_positive_int(num_classes, "num_classes", "lenet5"))
 
 
-def build_fmnist_cnn(*, num_classes: int, pretrained: bool, channels: Sequence[int] = (32, 64),
-                     hidden: int = 128) -> nn.Module:
+def build_fmnist_cnn(
+    *, num_classes: int, pretrained: bool, channels: Sequence[int] = (32, 64), hidden: int = 128
+) -> nn.Module:
     """Two-conv Fashion-MNIST CNN (conv32-conv64-fc128-fc10): 421,642 params with the defaults.
 
     `channels` (two ints) and `hidden` shrink or grow it (e.g. for distillation students).

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -70,7 +71,8 @@ class _PooledTransformer(nn.Module):
         super().__init__()
         self.transformer = transformer
         self.tokenizer_path = tokenizer_path
-        self.hidden_size = int(transformer.config.hidden_size)
+        config: Any = transformer.config  # a Hugging Face PretrainedConfig (untyped nn.Module attribute)
+        self.hidden_size = int(config.hidden_size)
 
     @property
     def tokenizer(self) -> Any:
@@ -78,8 +80,9 @@ class _PooledTransformer(nn.Module):
             raise ModelError(f"{type(self).__name__} has no tokenizer_path; set one to use tokenize().")
         return load_tokenizer(self.tokenizer_path)
 
-    def tokenize(self, texts: str | Sequence[str], max_length: int = MAX_LENGTH,
-                 padding: str = "max_length") -> dict[str, Tensor]:
+    def tokenize(
+        self, texts: str | Sequence[str], max_length: int = MAX_LENGTH, padding: str = "max_length"
+    ) -> dict[str, Tensor]:
         """Tokenize `texts` into ``{"input_ids", "attention_mask"}`` int64 tensors ``[B, max_length]``
         (truncated; padded to `max_length` by default so shapes are fixed, or ``padding="longest"``)."""
         if isinstance(texts, str):
@@ -87,9 +90,13 @@ class _PooledTransformer(nn.Module):
         texts = list(texts)
         if not texts or not all(isinstance(t, str) for t in texts):
             raise ModelError(f"tokenize() needs a non-empty list of strings, got {texts!r:.80}.")
-        encoded = self.tokenizer(texts, padding=padding, truncation=True,
-                                 max_length=check_positive_int(max_length, "max_length", "tokenize()"),
-                                 return_tensors="pt")
+        encoded = self.tokenizer(
+            texts,
+            padding=padding,
+            truncation=True,
+            max_length=check_positive_int(max_length, "max_length", "tokenize()"),
+            return_tensors="pt",
+        )
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
     def pooled(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:

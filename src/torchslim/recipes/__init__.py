@@ -17,6 +17,7 @@ def shipped_recipe(name: str) -> Recipe:
     names = shipped_recipe_names()
     if name not in names:
         raise UnknownNameError(
-            f"Unknown recipe {name!r}: not a YAML file and not a shipped recipe; shipped: {names}." + did_you_mean(name, names)
+            f"Unknown recipe {name!r}: not a YAML file and not a shipped recipe; shipped: {names}."
+            + did_you_mean(name, names)
         )
     return Recipe.from_yaml(resources.files(__package__).joinpath(f"{name}.yaml").read_text(encoding="utf-8"))
