@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from torchslim.core.context import Context, DataSplits
-from torchslim.core.errors import ConfigError, DataError, TorchSlimError
+from torchslim.core.errors import ConfigError, DataError, TorchSlimError, did_you_mean
 from torchslim.core.recipe import Recipe
 from torchslim.core.technique import TECHNIQUES, StepOutcome
 from torchslim.report import Report
@@ -108,14 +108,25 @@ def artifact_bytes(model: nn.Module) -> int:
 
 
 RUNTIMES = ("auto", "pytorch", "onnxruntime")
-"""Where latency is measured: PyTorch eager, a runtime backend of :mod:`torchslim.deploy`, or ``auto``."""
+"""Where latency is measured: PyTorch eager, ``auto``, or a runtime backend of :mod:`torchslim.deploy`
+(any registered backend name is accepted; onnxruntime is the one shipped)."""
+
+AUTO_BACKEND = "onnxruntime"
+"""The backend ``runtime="auto"`` tries first."""
 
 
 def _runtime_backend(runtime: str) -> str | None:
     """The deploy backend name of `runtime` (None for PyTorch eager); an unknown runtime is a ConfigError."""
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"runtime={runtime!r} must be one of {list(RUNTIMES)}.")
-    return None if runtime == "pytorch" else "onnxruntime"
+    from torchslim.deploy import backend_names
+
+    if runtime == "pytorch":
+        return None
+    if runtime == "auto":
+        return AUTO_BACKEND
+    if runtime not in backend_names():
+        known = sorted({*RUNTIMES, *backend_names()})
+        raise ConfigError(f"runtime={runtime!r} must be one of {known}." + did_you_mean(runtime, known))
+    return runtime
 
 
 def analyze(
@@ -154,8 +165,8 @@ def analyze(
             deployment = deploy_file(onnx_path, example_input, backend="onnxruntime")
         elif backend is not None:
             deployment, reason = deploy_for_timing(model, example_input, tmp, backend=backend)
-            if deployment is None and runtime == "onnxruntime":
-                raise ModelError(f"ONNX export for onnxruntime latency failed: {reason}")
+            if deployment is None and runtime != "auto":
+                raise ModelError(f"The {backend} export for {backend} latency failed: {reason}")
         return _measure(
             model,
             example_input,
@@ -226,9 +237,11 @@ def _measure_pair(
                 deployed[i], reasons[i] = deploy_for_timing(m, example, tmp, backend=backend)
             if deployed[0] is None or deployed[1] is None:
                 reason = reasons[0] or reasons[1]
-                if runtime == "onnxruntime":
-                    raise ConfigError(f"runtime='onnxruntime' but the ONNX export failed: {reason}")
-                notes.append(f"latency measured in PyTorch eager for both models: the ONNX export failed ({reason})")
+                if runtime != "auto":
+                    raise ConfigError(f"runtime={runtime!r} but the export for it failed: {reason}")
+                notes.append(
+                    f"latency measured in PyTorch eager for both models: the {backend} export failed ({reason})"
+                )
                 deployed = [None, None]
         before, after = (
             _measure(m, example, loader=loader, deployment=d, batch_size=batch_size, threads=threads, repeats=repeats)
