@@ -52,7 +52,7 @@ def test_compress_with_finetune_on_digits(tmp_path):
     data = ts.data.load_splits("digits", batch_size=64, seed=0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
     before = [p.clone() for p in model.parameters()]
-    recipe = ts.Recipe.from_yaml("steps:\n  - technique: finetune\n    config: {epochs: 3, lr: 0.01}\n")
+    recipe = ts.Recipe.from_yaml("steps:\n  - technique: finetune\n    config: {train: {epochs: 3, lr: 0.01}}\n")
     result = ts.compress(model, data, recipe=recipe, repeats=2, quiet=True)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=False)), (
         "compress must not touch the user's model"

@@ -34,11 +34,11 @@ def test_masks_stay_frozen_through_kd_and_qat():
 steps:
   - technique: magnitude_pruning
     targets: {types: [Linear], exclude: ["5"]}
-    config: {sparsity: 0.7, finetune_epochs: 0}
+    config: {sparsity: 0.7, train: {epochs: 0}}
   - technique: distill
-    config: {temperature: 4.0, alpha: 0.7, epochs: 2, lr: 0.002}
+    config: {temperature: 4.0, alpha: 0.7, train: {epochs: 2, lr: 0.002}}
   - technique: quantize
-    config: {bits: 8, activations: true, mode: qat, epochs: 1, lr: 0.0005}
+    config: {mode: qat, weights: {bits: 8}, activations: {mode: auto}, train: {epochs: 1, lr: 0.0005}}
 """)
     result = ts.compress(model, data, recipe=recipe, repeats=1, quiet=True, runtime="pytorch")
     report = result.report.to_dict()
@@ -61,9 +61,9 @@ def test_quantization_keeps_pruned_shapes():
 steps:
   - technique: channel_pruning
     targets: {exclude: [classifier]}
-    config: {ratio: 0.5, finetune_epochs: 0}
+    config: {ratio: 0.5, train: {epochs: 0}}
   - technique: quantize
-    config: {bits: 8, activations: true}
+    config: {weights: {bits: 8}, activations: {mode: auto}}
 """)
     result = ts.compress(model, data, recipe=recipe, repeats=1, quiet=True, runtime="pytorch")
     after = {row["name"]: row for row in result.report.after["layers"]}
@@ -77,17 +77,17 @@ def test_pruned_int8_artifact_reloads_identically_and_exports(tmp_path):
     import sys
     import textwrap
 
-    from torchslim.io.onnx_export import check_parity
+    from torchslim.deploy import check_parity
     from torchslim.models import example_input
 
     data = ts.data.load_splits("fashion-mnist", batch_size=64, train_samples=256, eval_samples=128, seed=0)
     recipe = ts.Recipe.from_yaml("""
 steps:
   - technique: channel_pruning
-    config: {ratio: 0.5, finetune_epochs: 0}
+    config: {ratio: 0.5, train: {epochs: 0}}
     targets: {exclude: [classifier]}
   - technique: quantize
-    config: {bits: 8, activations: true}
+    config: {weights: {bits: 8}, activations: {mode: auto}}
 """)
     result = ts.compress(
         ts.models.build_model("fmnist-cnn", seed=0), data, recipe=recipe, repeats=1, quiet=True, runtime="pytorch"
@@ -120,10 +120,10 @@ def test_gptq_after_magnitude_pruning_keeps_the_zeros():
     recipe = ts.Recipe.from_yaml("""
 steps:
   - technique: magnitude_pruning
-    config: {sparsity: 0.6, scope: layer, finetune_epochs: 0}
+    config: {sparsity: 0.6, scope: layer, train: {epochs: 0}}
     targets: {types: [Linear]}
   - technique: quantize
-    config: {bits: 4, granularity: per_channel, activations: false, method: gptq}
+    config: {weights: {bits: 4, granularity: per_channel, range: gptq}, activations: null}
 """)
     result = ts.compress(model, data, recipe=recipe, repeats=1, quiet=True, runtime="pytorch")
     rows = {row["name"]: row for row in result.report.after["layers"]}
@@ -138,7 +138,7 @@ def test_target_typo_in_a_later_step_fails_before_any_work():
     recipe = ts.Recipe.from_yaml("""
 steps:
   - technique: finetune
-    config: {epochs: 50}
+    config: {train: {epochs: 50}}
   - technique: quantize
     targets: {names: [clasifier]}
 """)

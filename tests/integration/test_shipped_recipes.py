@@ -25,7 +25,7 @@ def test_shipped_recipe_runs(name):
     techniques = {s.technique for s in recipe.steps}
     if "quantize" in techniques:
         assert after["bytes"] < 0.3 * before["bytes"]
-        bits = recipe.steps[-1].config.bits
+        bits = recipe.steps[-1].config.weights.bits
         rows = [row for row in after["layers"] if row["params"]]
         assert {row["weight_bits"] for row in rows if row["weight_bits"] != 32} == {bits}
         # with int8 inputs the 1-channel first convolution stays float (Quantize.quantize_single_channel_convs)
