@@ -44,8 +44,9 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -58,6 +59,8 @@ sys.path.insert(0, str(ROOT.parent / "src"))
 sys.path.insert(0, str(ROOT))
 
 from _harness import log, run_sections, write_results  # noqa: E402
+from torchslim.core import Context  # noqa: E402
+from torchslim.core.plans import model_plan  # noqa: E402
 
 STUDENT_WIDTHS = (8, 16, 31)
 
@@ -86,7 +89,9 @@ def spread(values: list[float]) -> dict[str, Any]:
     }
 
 
-def cached_model(args: argparse.Namespace, tag: str, key: dict[str, Any], build: Callable[[], nn.Module]) -> tuple[nn.Module, bool]:
+def cached_model(
+    args: argparse.Namespace, tag: str, key: dict[str, Any], build: Callable[[], nn.Module]
+) -> tuple[nn.Module, bool]:
     """`build()` once per settings `key`; later runs load the artifact cached under `tag`."""
     from torchslim.io import load, read_manifest, save
 
@@ -132,8 +137,12 @@ def fmnist_teacher(args: argparse.Namespace, splits: Any) -> tuple[nn.Module, bo
 
     epochs = 2 if args.quick else args.teacher_epochs
     config = fmnist_config(args, epochs=epochs, lr=args.lr)
-    key = {"model": "fmnist-resnet", "train": config.identity(), "seed": args.seed,
-           "train_samples": len(splits.train.dataset)}
+    key = {
+        "model": "fmnist-resnet",
+        "train": config.identity(),
+        "seed": args.seed,
+        "train_samples": len(splits.train.dataset),
+    }
     started = time.perf_counter()
 
     def build() -> nn.Module:
@@ -157,7 +166,10 @@ def section_fmnist(args: argparse.Namespace) -> dict[str, Any]:
     splits = fmnist_splits(args)
     teacher, cached, teacher_seconds = fmnist_teacher(args, splits)
     teacher_acc = accuracy(teacher, splits.test)
-    log(f"fmnist teacher: {params(teacher):,} params, test accuracy {teacher_acc:.4f} ({'cached' if cached else 'trained'})")
+    log(
+        f"fmnist teacher: {params(teacher):,} params, test accuracy {teacher_acc:.4f} "
+        f"({'cached' if cached else 'trained'})"
+    )
     epochs = 1 if args.quick else args.student_epochs
     budget = fmnist_config(args, epochs=epochs, lr=args.lr)
     runs: dict[str, list[float]] = {"plain": [], "kd": []}
@@ -172,8 +184,15 @@ def section_fmnist(args: argparse.Namespace) -> dict[str, Any]:
             if mode == "plain":
                 train(student, splits.train, config=budget, seed=seed, quiet=True)
             else:
-                distill(teacher, student, splits.train, temperature=args.temperature, alpha=args.alpha, config=budget,
-                        seed=seed, quiet=True)
+                distill(
+                    teacher,
+                    student,
+                    splits.train,
+                    temperature=args.temperature,
+                    alpha=args.alpha,
+                    config=budget,
+                    context=Context(seed=seed, quiet=True),
+                )
             seconds[mode] += time.perf_counter() - started
             student.eval()
             runs[mode].append(accuracy(student, splits.test))
@@ -181,10 +200,19 @@ def section_fmnist(args: argparse.Namespace) -> dict[str, Any]:
     plain, kd = spread(runs["plain"]), spread(runs["kd"])
     assert student_params is not None
     return {
-        "teacher": {"params": params(teacher), "accuracy": teacher_acc, "epochs": 2 if args.quick else args.teacher_epochs,
-                    "cached": cached, "seconds": teacher_seconds},
-        "student": {"widths": list(STUDENT_WIDTHS), "params": student_params,
-                    "param_fraction": student_params / params(teacher), "epochs": epochs},
+        "teacher": {
+            "params": params(teacher),
+            "accuracy": teacher_acc,
+            "epochs": 2 if args.quick else args.teacher_epochs,
+            "cached": cached,
+            "seconds": teacher_seconds,
+        },
+        "student": {
+            "widths": list(STUDENT_WIDTHS),
+            "params": student_params,
+            "param_fraction": student_params / params(teacher),
+            "epochs": epochs,
+        },
         "kd_settings": {"temperature": args.temperature, "alpha": args.alpha},
         "train_config": budget.identity(),
         "plain": plain,
@@ -205,11 +233,16 @@ class TokenBatches:
     """A DataLoader of tweets whose batches are pre-tokenized dicts (padding to the longest tweet of
     the batch, at most `max_length` tokens), so training does not pay for 128-token padding."""
 
-    def __init__(self, dataset: Any, model: nn.Module, *, batch_size: int, shuffle: bool, seed: int, max_length: int) -> None:
+    def __init__(
+        self, dataset: Any, model: nn.Module, *, batch_size: int, shuffle: bool, seed: int, max_length: int
+    ) -> None:
         self.model = model
         self.max_length = max_length
         self.loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=self.collate,
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            collate_fn=self.collate,
             generator=torch.Generator().manual_seed(seed) if shuffle else None,
         )
         self.dataset = dataset
@@ -243,14 +276,28 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
     test_set = tweets(split="test", subset=n_test, seed=args.seed)
     teacher_epochs = 1 if args.quick else args.minilm_epochs
     lr = 1e-4
-    key = {"model": "minilm-l6", "num_classes": 3, "epochs": teacher_epochs, "lr": lr, "seed": args.seed,
-           "train_samples": len(train_set), "max_length": 64, "batch_size": 32}
+    key = {
+        "model": "minilm-l6",
+        "num_classes": 3,
+        "epochs": teacher_epochs,
+        "lr": lr,
+        "seed": args.seed,
+        "train_samples": len(train_set),
+        "max_length": 64,
+        "batch_size": 32,
+    }
     started = time.perf_counter()
 
     def build() -> nn.Module:
         model = build_model("minilm-l6", num_classes=3)
         loader = TokenBatches(train_set, model, batch_size=32, shuffle=True, seed=args.seed, max_length=64)
-        train(model, loader, config=TrainConfig(epochs=teacher_epochs, lr=lr, optimizer="adamw"), seed=args.seed, quiet=True)
+        train(
+            model,
+            loader,
+            config=TrainConfig(epochs=teacher_epochs, lr=lr, optimizer="adamw"),
+            seed=args.seed,
+            quiet=True,
+        )
         return model
 
     teacher, cached = cached_model(args, "minilm-tweets", key, build)
@@ -270,8 +317,16 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
             train(student, loader, config=budget, seed=args.seed, quiet=True)
             info: dict[str, Any] = {}
         else:
-            out = distill(teacher, student, loader, temperature=args.minilm_temperature, alpha=args.minilm_alpha,
-                          pairs="auto:cosine", config=budget, seed=args.seed, quiet=True)
+            out = distill(
+                teacher,
+                student,
+                loader,
+                temperature=args.minilm_temperature,
+                alpha=args.minilm_alpha,
+                pairs="auto:cosine",
+                config=budget,
+                context=Context(seed=args.seed, quiet=True),
+            )
             info = {"pairs": [p.to_dict() for p in out.pairs], "loss_terms": out.terms}
         student.eval()
         students[mode] = student
@@ -279,19 +334,38 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
         log(f"minilm 3-layer student {mode}: {results[mode]['accuracy']:.4f}")
     kd_student = students["kd"]
     latency = {}
-    for batch in ((1, 8) if args.quick else (1, 32)):
+    for batch in (1, 8) if args.quick else (1, 32):
         x = example_input(teacher, batch_size=batch)
         with torch.no_grad():
-            ratio, comparison = compare_latency(lambda: kd_student(**x), lambda: teacher(**x), rounds=args.rounds,
-                                                warmup=2, threads=args.threads)
-        latency[f"batch{batch}x128"] = {"student_ms": comparison.a.median_ms, "teacher_ms": comparison.b.median_ms,
-                                        "ratio": ratio}
-    kept = kd_student.torchslim_plan[-1]["stages"]
+            ratio, comparison = compare_latency(
+                lambda x=x: kd_student(**x),
+                lambda x=x: teacher(**x),
+                rounds=args.rounds,
+                warmup=2,
+                threads=args.threads,
+            )
+        latency[f"batch{batch}x128"] = {
+            "student_ms": comparison.a.median_ms,
+            "teacher_ms": comparison.b.median_ms,
+            "ratio": ratio,
+        }
+    kept = model_plan(kd_student)[-1]["stages"]
     return {
-        "teacher": {"params": params(teacher), "accuracy": teacher_acc, "epochs": teacher_epochs, "cached": cached,
-                    "seconds": teacher_seconds, "layers": 6},
-        "student": {"params": params(kd_student), "param_fraction": params(kd_student) / params(teacher),
-                    "layers": 3, "initialised_from_teacher_layers": kept, "epochs": student_epochs},
+        "teacher": {
+            "params": params(teacher),
+            "accuracy": teacher_acc,
+            "epochs": teacher_epochs,
+            "cached": cached,
+            "seconds": teacher_seconds,
+            "layers": 6,
+        },
+        "student": {
+            "params": params(kd_student),
+            "param_fraction": params(kd_student) / params(teacher),
+            "layers": 3,
+            "initialised_from_teacher_layers": kept,
+            "epochs": student_epochs,
+        },
         "kd_settings": {"temperature": args.minilm_temperature, "alpha": args.minilm_alpha, "features": "auto:cosine"},
         "plain": results["plain"],
         "kd": results["kd"],
@@ -334,8 +408,15 @@ def section_pruned(args: argparse.Namespace) -> dict[str, Any]:
             if mode == "plain":
                 result = train(student, splits.train, config=budget, seed=seed, quiet=True)
             else:
-                result = distill(teacher, student, splits.train, temperature=args.temperature, alpha=args.alpha,
-                                 config=budget, seed=seed, quiet=True).train
+                result = distill(
+                    teacher,
+                    student,
+                    splits.train,
+                    temperature=args.temperature,
+                    alpha=args.alpha,
+                    config=budget,
+                    context=Context(seed=seed, quiet=True),
+                ).train
             steps[mode] = result.steps
             student.eval()
             runs[mode].append(accuracy(student, splits.test))
@@ -343,10 +424,19 @@ def section_pruned(args: argparse.Namespace) -> dict[str, Any]:
     plain, kd = spread(runs["plain"]), spread(runs["kd"])
     return {
         "teacher": {"params": params(teacher), "accuracy": teacher_acc, "cached": cached},
-        "pruned": {"ratio": 0.7, "params": params(pruned), "param_fraction": params(pruned) / params(teacher),
-                   "accuracy_before_finetune": pruned_acc},
-        "finetune": {"epochs": epochs, "steps": steps, "temperature": args.temperature, "alpha": args.alpha,
-                     "train_config": budget.identity()},
+        "pruned": {
+            "ratio": 0.7,
+            "params": params(pruned),
+            "param_fraction": params(pruned) / params(teacher),
+            "accuracy_before_finetune": pruned_acc,
+        },
+        "finetune": {
+            "epochs": epochs,
+            "steps": steps,
+            "temperature": args.temperature,
+            "alpha": args.alpha,
+            "train_config": budget.identity(),
+        },
         "plain": plain,
         "kd": kd,
         "kd_minus_plain": kd["mean"] - plain["mean"],
@@ -362,7 +452,7 @@ def section_bad_input(args: argparse.Namespace) -> dict[str, Any]:
 
     x = torch.randn(64, 1, 28, 28)
     y = torch.randint(0, 10, (64,))
-    loader = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)]
+    loader = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 64, 16)]
     teacher = build_model("fmnist-resnet", seed=0)
 
     def case(name: str, fn: Callable[[nn.Module], Any], student: nn.Module) -> dict[str, Any]:
@@ -373,26 +463,47 @@ def section_bad_input(args: argparse.Namespace) -> dict[str, Any]:
         except TorchSlimError as exc:
             after = student.state_dict()
             unchanged = before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
-            return {"case": name, "error": type(exc).__name__, "message": str(exc), "student_unchanged": unchanged,
-                    "hooks_left": sum(len(m._forward_hooks) for m in student.modules()) - hooks_before}
+            return {
+                "case": name,
+                "error": type(exc).__name__,
+                "message": str(exc),
+                "student_unchanged": unchanged,
+                "hooks_left": sum(len(m._forward_hooks) for m in student.modules()) - hooks_before,
+            }
         return {"case": name, "error": None, "message": "no error raised"}
 
     cases = [
-        case("incompatible outputs (10 vs 3 classes)",
-             lambda s: distill(teacher, s, loader, config=TrainConfig(epochs=1), quiet=True),
-             build_model("fmnist-resnet", num_classes=3, seed=1)),
-        case("tap name that does not exist",
-             lambda s: distill(teacher, s, loader, pairs=["layer3:layer9"], config=TrainConfig(epochs=1), quiet=True),
-             build_model("fmnist-resnet", widths=STUDENT_WIDTHS, seed=1)),
-        case("temperature 0 (hook)",
-             lambda s: DistillationHook(teacher, s, temperature=0.0),
-             build_model("fmnist-resnet", widths=STUDENT_WIDTHS, seed=1)),
-        case("temperature -1 (recipe config)",
-             lambda s: Distill(temperature=-1.0),
-             build_model("fmnist-resnet", widths=STUDENT_WIDTHS, seed=1)),
+        case(
+            "incompatible outputs (10 vs 3 classes)",
+            lambda s: distill(teacher, s, loader, config=TrainConfig(epochs=1), context=Context(quiet=True)),
+            build_model("fmnist-resnet", num_classes=3, seed=1),
+        ),
+        case(
+            "tap name that does not exist",
+            lambda s: distill(
+                teacher, s, loader, pairs=["layer3:layer9"], config=TrainConfig(epochs=1), context=Context(quiet=True)
+            ),
+            build_model("fmnist-resnet", widths=STUDENT_WIDTHS, seed=1),
+        ),
+        case(
+            "temperature 0 (hook)",
+            lambda s: DistillationHook(teacher, s, temperature=0.0),
+            build_model("fmnist-resnet", widths=STUDENT_WIDTHS, seed=1),
+        ),
+        case(
+            "temperature -1 (recipe config)",
+            lambda s: Distill(temperature=-1.0),
+            build_model("fmnist-resnet", widths=STUDENT_WIDTHS, seed=1),
+        ),
     ]
-    return {"cases": cases, "goals": {"all_clear_errors_before_training": all(
-        c["error"] is not None and c.get("student_unchanged") and c.get("hooks_left") == 0 for c in cases)}}
+    return {
+        "cases": cases,
+        "goals": {
+            "all_clear_errors_before_training": all(
+                c["error"] is not None and c.get("student_unchanged") and c.get("hooks_left") == 0 for c in cases
+            )
+        },
+    }
 
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
@@ -417,9 +528,13 @@ def _ms(d: dict[str, Any]) -> str:
 
 def markdown(results: dict[str, Any]) -> str:
     env = results["env"]
-    lines = [f"# Distillation benchmark ({'quick' if results['quick'] else 'full'} run)", "",
-             f"torch {env['torch']}, {env['threads']} threads, {env['cpus']} CPUs, {env['date']}; "
-             f"{results['seconds']:.0f} s in all.", ""]
+    lines = [
+        f"# Distillation benchmark ({'quick' if results['quick'] else 'full'} run)",
+        "",
+        f"torch {env['torch']}, {env['threads']} threads, {env['cpus']} CPUs, {env['date']}; "
+        f"{results['seconds']:.0f} s in all.",
+        "",
+    ]
     s = results["sections"]
     if "fmnist" in s:
         r = s["fmnist"]
@@ -428,18 +543,24 @@ def markdown(results: dict[str, Any]) -> str:
             lines += [f"error: {r['error']}", ""]
         else:
             lines += [
-                f"Teacher fmnist-resnet: {r['teacher']['params']:,} params, test accuracy {_pct(r['teacher']['accuracy'])} "
+                f"Teacher fmnist-resnet: {r['teacher']['params']:,} params, "
+                f"test accuracy {_pct(r['teacher']['accuracy'])} "
                 f"({r['teacher']['epochs']} epochs). Student fmnist-resnet widths {r['student']['widths']}: "
                 f"{r['student']['params']:,} params ({r['student']['param_fraction']:.3f} of the teacher), "
-                f"{r['student']['epochs']} epochs each ({r['train_config']['optimizer']}, lr {r['train_config']['lr']}, "
+                f"{r['student']['epochs']} epochs each ({r['train_config']['optimizer']}, "
+                f"lr {r['train_config']['lr']}, "
                 f"{r['train_config']['schedule']}), {len(r['kd']['values'])} seeds, "
                 f"{r['test_samples']:,} test images. KD: T={r['kd_settings']['temperature']}, "
-                f"alpha={r['kd_settings']['alpha']}.", "",
-                "| student | test accuracy, mean ± std (min, max) |", "|---|---|",
+                f"alpha={r['kd_settings']['alpha']}.",
+                "",
+                "| student | test accuracy, mean ± std (min, max) |",
+                "|---|---|",
                 f"| plain cross-entropy | {_ms(r['plain'])} |",
-                f"| Hinton KD | {_ms(r['kd'])} |", "",
+                f"| Hinton KD | {_ms(r['kd'])} |",
+                "",
                 f"KD - plain: {100 * r['kd_minus_plain']:+.2f} points; KD student keeps "
-                f"{_pct(r['kd_fraction_of_teacher'])} of the teacher's accuracy. Goals: {r['goals']}.", "",
+                f"{_pct(r['kd_fraction_of_teacher'])} of the teacher's accuracy. Goals: {r['goals']}.",
+                "",
             ]
     if "minilm" in s:
         r = s["minilm"]
@@ -449,18 +570,29 @@ def markdown(results: dict[str, Any]) -> str:
         else:
             lat = r["latency"]
             lines += [
-                f"Teacher: {r['teacher']['params']:,} params, 6 layers, held-out accuracy {_pct(r['teacher']['accuracy'])} "
+                f"Teacher: {r['teacher']['params']:,} params, 6 layers, "
+                f"held-out accuracy {_pct(r['teacher']['accuracy'])} "
                 f"({r['train_samples']:,} training tweets, {r['test_samples']:,} test tweets). Student: 3 layers "
                 f"initialised from teacher layers {r['student']['initialised_from_teacher_layers']}, "
-                f"{r['student']['params']:,} params ({r['student']['param_fraction']:.3f} of the teacher).", "",
-                "| model | accuracy | fraction of teacher |", "|---|---|---|",
+                f"{r['student']['params']:,} params ({r['student']['param_fraction']:.3f} of the teacher).",
+                "",
+                "| model | accuracy | fraction of teacher |",
+                "|---|---|---|",
                 f"| teacher (6 layers) | {_pct(r['teacher']['accuracy'])} | 100% |",
                 f"| student, fine-tuned without KD | {_pct(r['plain']['accuracy'])} | "
                 f"{_pct(r['plain']['accuracy'] / r['teacher']['accuracy'] if r['teacher']['accuracy'] else None)} |",
-                f"| student, distilled (KD + cosine) | {_pct(r['kd']['accuracy'])} | {_pct(r['kd_fraction_of_teacher'])} |", "",
-                "| input | teacher ms | student ms | student / teacher |", "|---|---|---|---|",
-                *[f"| {k} | {v['teacher_ms']:.2f} | {v['student_ms']:.2f} | {v['ratio']:.3f} |" for k, v in lat.items()], "",
-                f"Goals: {r['goals']}. {r['published']}.", "",
+                f"| student, distilled (KD + cosine) | {_pct(r['kd']['accuracy'])} | "
+                f"{_pct(r['kd_fraction_of_teacher'])} |",
+                "",
+                "| input | teacher ms | student ms | student / teacher |",
+                "|---|---|---|---|",
+                *[
+                    f"| {k} | {v['teacher_ms']:.2f} | {v['student_ms']:.2f} | {v['ratio']:.3f} |"
+                    for k, v in lat.items()
+                ],
+                "",
+                f"Goals: {r['goals']}. {r['published']}.",
+                "",
             ]
     if "pruned" in s:
         r = s["pruned"]
@@ -469,12 +601,19 @@ def markdown(results: dict[str, Any]) -> str:
             lines += [f"{'error' if 'error' in r else 'skipped'}: {r.get('error') or r.get('skipped')}", ""]
         else:
             lines += [
-                f"Pruned: {r['pruned']['params']:,} params ({r['pruned']['param_fraction']:.3f} of {r['teacher']['params']:,}); "
+                f"Pruned: {r['pruned']['params']:,} params "
+                f"({r['pruned']['param_fraction']:.3f} of {r['teacher']['params']:,}); "
                 f"accuracy {_pct(r['pruned']['accuracy_before_finetune'])} before fine-tuning, teacher "
-                f"{_pct(r['teacher']['accuracy'])}. Fine-tuning {r['finetune']['epochs']} epoch(s), steps {r['finetune']['steps']}.", "",
-                "| fine-tuning | test accuracy, mean ± std (min, max) |", "|---|---|",
-                f"| plain | {_ms(r['plain'])} |", f"| KD from the unpruned model | {_ms(r['kd'])} |", "",
-                f"KD - plain: {100 * r['kd_minus_plain']:+.2f} points. Goals: {r['goals']}.", "",
+                f"{_pct(r['teacher']['accuracy'])}. Fine-tuning {r['finetune']['epochs']} epoch(s), "
+                f"steps {r['finetune']['steps']}.",
+                "",
+                "| fine-tuning | test accuracy, mean ± std (min, max) |",
+                "|---|---|",
+                f"| plain | {_ms(r['plain'])} |",
+                f"| KD from the unpruned model | {_ms(r['kd'])} |",
+                "",
+                f"KD - plain: {100 * r['kd_minus_plain']:+.2f} points. Goals: {r['goals']}.",
+                "",
             ]
     if "bad_input" in s:
         r = s["bad_input"]
@@ -495,17 +634,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {list(SECTIONS)}")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per Fashion-MNIST comparison (at most 2 with --quick)")
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="seeds per Fashion-MNIST comparison (at most 2 with --quick)"
+    )
     parser.add_argument("--rounds", type=int, default=None, help="A/B latency rounds (default 6 quick, 30 full)")
     parser.add_argument("--train-samples", type=int, default=None, help="cap the Fashion-MNIST train split (full run)")
     parser.add_argument("--teacher-epochs", type=int, default=10)
     parser.add_argument("--student-epochs", type=int, default=5)
     parser.add_argument("--finetune-epochs", type=int, default=1)
-    parser.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd",
-                        help="Fashion-MNIST optimizer (SGD: momentum 0.9, weight decay 5e-4); cosine schedule")
+    parser.add_argument(
+        "--optimizer",
+        choices=["sgd", "adam", "adamw"],
+        default="sgd",
+        help="Fashion-MNIST optimizer (SGD: momentum 0.9, weight decay 5e-4); cosine schedule",
+    )
     parser.add_argument("--lr", type=float, default=0.05, help="Fashion-MNIST teacher and student learning rate")
     parser.add_argument("--finetune-lr", type=float, default=0.01, help="learning rate after 70%% pruning")
-    parser.add_argument("--temperature", type=float, default=2.0, help="Fashion-MNIST KD temperature (see the docstring)")
+    parser.add_argument(
+        "--temperature", type=float, default=2.0, help="Fashion-MNIST KD temperature (see the docstring)"
+    )
     parser.add_argument("--alpha", type=float, default=0.5, help="Fashion-MNIST KD weight of the soft targets")
     parser.add_argument("--tweets-train", type=int, default=12000)
     parser.add_argument("--tweets-test", type=int, default=3000)
@@ -527,8 +674,13 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "quick": args.quick,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "env": {"torch": torch.__version__, "threads": args.threads, "cpus": os.cpu_count(),
-                "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M")},
+        "env": {
+            "torch": torch.__version__,
+            "threads": args.threads,
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+        },
         "sections": {},
     }
     started = time.perf_counter()

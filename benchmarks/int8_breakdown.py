@@ -41,9 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from _harness import log, run_sections, write_results  # noqa: E402
 from quantization import ort_fn, ort_quantize_dynamic, ort_session, rotating_latency, trained_fmnist_cnn  # noqa: E402
-
 from torchslim.core import Context  # noqa: E402
-from torchslim.quantization import Quantize, quantize_handler  # noqa: E402
+from torchslim.quantization import Quantize, WeightQuant, quantize_handler  # noqa: E402
 
 
 def _ort_rounds(files: dict[str, Path], feeds_for: Any, *, threads: int, rounds: int) -> dict[str, dict[str, float]]:
@@ -61,9 +60,15 @@ def section_fmnist(args: argparse.Namespace) -> dict[str, Any]:
     splits = load_splits("fashion-mnist", batch_size=128, seed=0)
     model = trained_fmnist_cnn(args, splits)  # cached by benchmarks/quantization.py (same --quick)
     ctx = Context(data=splits, seed=0, quiet=True)
-    default = quantize_handler(model, Quantize(bits=8, calibration_samples=512), targets=None, context=ctx).model
-    all_int8 = quantize_handler(model, Quantize(bits=8, calibration_samples=512, quantize_single_channel_convs=True),
-                                targets=None, context=ctx).model
+    default = quantize_handler(
+        model, Quantize(weights=WeightQuant(bits=8), calibration_samples=512), targets=None, context=ctx
+    ).model
+    all_int8 = quantize_handler(
+        model,
+        Quantize(weights=WeightQuant(bits=8), calibration_samples=512, quantize_single_channel_convs=True),
+        targets=None,
+        context=ctx,
+    ).model
     f = model.features
     stage1 = nn.Sequential(f.conv1, f.relu1, f.pool1).eval()
     qf = default.features
@@ -74,9 +79,11 @@ def section_fmnist(args: argparse.Namespace) -> dict[str, Any]:
     with torch.no_grad():
         h = stage1(x)
     files = {
-        "fp32 model": (model, x), "torchslim int8 (conv1 float, default)": (default, x),
+        "fp32 model": (model, x),
+        "torchslim int8 (conv1 float, default)": (default, x),
         "torchslim int8 (conv1 int8, quantize_single_channel_convs)": (all_int8, x),
-        "stage 1 alone, fp32 (conv1, relu, pool)": (stage1, x), "rest alone, int8 (conv2 .. classifier)": (rest_int8, h),
+        "stage 1 alone, fp32 (conv1, relu, pool)": (stage1, x),
+        "rest alone, int8 (conv2 .. classifier)": (rest_int8, h),
         "rest alone, fp32": (rest_fp32, h),
     }
     paths, inputs = {}, {}
@@ -97,11 +104,15 @@ def section_fmnist(args: argparse.Namespace) -> dict[str, Any]:
         rest_speedup = rest_ms / lat["rest alone, int8 (conv2 .. classifier)"]["ms"]
         needed = (1 - stage1_share) / max(0.5 - stage1_share, 1e-9)
         out["threads"][str(threads)] = {
-            "latency": lat, "stage1_share_of_fp32": stage1_share, "rest_int8_speedup": round(rest_speedup, 2),
+            "latency": lat,
+            "stage1_share_of_fp32": stage1_share,
+            "rest_int8_speedup": round(rest_speedup, 2),
             "rest_speedup_needed_for_0.5x": round(needed, 2),
         }
-        log(f"  {threads} thread(s): int8 default {lat['torchslim int8 (conv1 float, default)']['ratio']:.3f}x, "
-            f"stage 1 {stage1_share:.3f} of fp32, rest int8 {rest_speedup:.2f}x faster, 0.5x needs {needed:.2f}x")
+        log(
+            f"  {threads} thread(s): int8 default {lat['torchslim int8 (conv1 float, default)']['ratio']:.3f}x, "
+            f"stage 1 {stage1_share:.3f} of fp32, rest int8 {rest_speedup:.2f}x faster, 0.5x needs {needed:.2f}x"
+        )
     return out
 
 
@@ -119,11 +130,18 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
     ort_quantize_dynamic(tmp / "sdpa.onnx", tmp / "sdpa_int8.onnx", per_channel=True)
     enc = model.tokenize(["a tweet about the weather"] * 32, padding="max_length")
     feeds = {k: v.numpy() for k, v in enc.items()}
-    files = {"fp32, SDPA export": tmp / "sdpa.onnx", "fp32, eager export": tmp / "eager.onnx",
-             "quantize_dynamic int8, SDPA export": tmp / "sdpa_int8.onnx",
-             "quantize_dynamic int8, eager export": tmp / "eager_int8.onnx"}
-    lat = _ort_rounds(files, lambda s: {i.name: feeds[i.name] for i in s.get_inputs()}, threads=args.threads,
-                      rounds=max(3, args.rounds // 4))
+    files = {
+        "fp32, SDPA export": tmp / "sdpa.onnx",
+        "fp32, eager export": tmp / "eager.onnx",
+        "quantize_dynamic int8, SDPA export": tmp / "sdpa_int8.onnx",
+        "quantize_dynamic int8, eager export": tmp / "eager_int8.onnx",
+    }
+    lat = _ort_rounds(
+        files,
+        lambda s: {i.name: feeds[i.name] for i in s.get_inputs()},
+        threads=args.threads,
+        rounds=max(3, args.rounds // 4),
+    )
     log("  " + ", ".join(f"{k} {v['ratio']:.3f}x" for k, v in lat.items()))
     return {"batch": 32, "sequence": 128, "threads": args.threads, "latency": lat}
 
@@ -132,23 +150,36 @@ SECTIONS = {"fmnist": section_fmnist, "minilm": section_minilm}
 
 
 def to_markdown(results: dict[str, Any]) -> str:
-    lines = ["# Where int8 latency goes on onnxruntime", "",
-             f"onnxruntime sessions alone, rotating rounds, medians; {results['env']['date']}, {results['seconds']:.0f} s.", ""]
+    lines = [
+        "# Where int8 latency goes on onnxruntime",
+        "",
+        f"onnxruntime sessions alone, rotating rounds, medians; {results['env']['date']}, {results['seconds']:.0f} s.",
+        "",
+    ]
     fm = results["sections"].get("fmnist")
     if isinstance(fm, dict) and "threads" in fm:
         lines += ["## fmnist-cnn, batch 64 (ratio = variant / fp32 model)", ""]
         for threads, row in fm["threads"].items():
             lines += [f"### {threads} thread(s)", "", "| variant | ms | ratio |", "|---|---|---|"]
             lines += [f"| {name} | {r['ms']} | {r['ratio']:.3f}x |" for name, r in row["latency"].items()]
-            lines += ["", f"- first stage's share of the fp32 model (stage 1 / (stage 1 + rest), both fp32, timed alone): "
-                          f"{row['stage1_share_of_fp32']:.3f}",
-                      f"- onnxruntime int8 speed-up of the rest: {row['rest_int8_speedup']}x",
-                      f"- speed-up the rest would need for 0.5x overall (first stage at its fp32 cost): "
-                      f"{row['rest_speedup_needed_for_0.5x']}x", ""]
+            lines += [
+                "",
+                f"- first stage's share of the fp32 model (stage 1 / (stage 1 + rest), both fp32, timed alone): "
+                f"{row['stage1_share_of_fp32']:.3f}",
+                f"- onnxruntime int8 speed-up of the rest: {row['rest_int8_speedup']}x",
+                f"- speed-up the rest would need for 0.5x overall (first stage at its fp32 cost): "
+                f"{row['rest_speedup_needed_for_0.5x']}x",
+                "",
+            ]
     ml = results["sections"].get("minilm")
     if isinstance(ml, dict) and "latency" in ml:
-        lines += [f"## MiniLM-L6, batch {ml['batch']} x {ml['sequence']} tokens, {ml['threads']} threads "
-                  "(ratio = variant / fp32 SDPA export)", "", "| variant | ms | ratio |", "|---|---|---|"]
+        lines += [
+            f"## MiniLM-L6, batch {ml['batch']} x {ml['sequence']} tokens, {ml['threads']} threads "
+            "(ratio = variant / fp32 SDPA export)",
+            "",
+            "| variant | ms | ratio |",
+            "|---|---|---|",
+        ]
         lines += [f"| {name} | {r['ms']} | {r['ratio']:.3f}x |" for name, r in ml["latency"].items()]
         lines.append("")
     for name, value in results["sections"].items():
@@ -172,8 +203,14 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds = min(args.rounds, 10)
     import onnxruntime
 
-    results: dict[str, Any] = {"env": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-                                       "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}}
+    results: dict[str, Any] = {
+        "env": {
+            "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "cpus": os.cpu_count(),
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+        }
+    }
     started = time.perf_counter()
     results["sections"] = run_sections(args.only, SECTIONS, lambda fn: fn(args), error=parser.error)
     results["seconds"] = round(time.perf_counter() - started, 1)

@@ -37,8 +37,9 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -51,10 +52,9 @@ sys.path.insert(0, str(ROOT.parent / "src"))
 sys.path.insert(0, str(ROOT))
 
 from _harness import log, rotating_times, run_sections, write_results  # noqa: E402
-
 from torchslim.core import Context, Targets  # noqa: E402
+from torchslim.core.plans import model_plan  # noqa: E402
 from torchslim.core.technique import TECHNIQUES  # noqa: E402
-
 
 # ------------------------------------------------------------------------------------------------
 # helpers
@@ -68,8 +68,11 @@ def nonzero_params(model: nn.Module) -> int:
     """Non-zero weights and biases, masks applied."""
     from torchslim.io.artifact import baked_state_dict
 
-    return sum(int(torch.count_nonzero(t)) for k, t in baked_state_dict(model).items()
-               if k.rsplit(".", 1)[-1] in ("weight", "bias"))
+    return sum(
+        int(torch.count_nonzero(t))
+        for k, t in baked_state_dict(model).items()
+        if k.rsplit(".", 1)[-1] in ("weight", "bias")
+    )
 
 
 def macs(model: nn.Module, x: Any) -> int:
@@ -114,11 +117,17 @@ def ab_latency(dense: nn.Module, other: nn.Module, x: Any, *, rounds: int, threa
     from torchslim.measure.latency import compare_latency
 
     ratio, cmp = compare_latency(call(dense, x), call(other, x), rounds=rounds, warmup=2, threads=threads)
-    return {"dense_ms": cmp.a.median_ms, "ms": cmp.b.median_ms, "ratio": cmp.b.median_ms / cmp.a.median_ms,
-            "speedup": ratio}
+    return {
+        "dense_ms": cmp.a.median_ms,
+        "ms": cmp.b.median_ms,
+        "ratio": cmp.b.median_ms / cmp.a.median_ms,
+        "speedup": ratio,
+    }
 
 
-def multi_latency(dense: nn.Module, variants: dict[str, nn.Module], x: Any, *, rounds: int, threads: int) -> dict[str, dict[str, float]]:
+def multi_latency(
+    dense: nn.Module, variants: dict[str, nn.Module], x: Any, *, rounds: int, threads: int
+) -> dict[str, dict[str, float]]:
     """Time dense and every variant in the same rounds, rotating the order each round.
 
     ``ratio`` is the median over rounds of ``variant_ms / dense_ms`` within the round (load that
@@ -132,12 +141,14 @@ def multi_latency(dense: nn.Module, variants: dict[str, nn.Module], x: Any, *, r
     med = {k: statistics.median(v) for k, v in times.items()}
     out = {}
     for k in variants:
-        ratio = statistics.median(a / b for a, b in zip(times[k], times["dense"]))
+        ratio = statistics.median(a / b for a, b in zip(times[k], times["dense"], strict=True))
         out[k] = {"dense_ms": med["dense"], "ms": med[k], "ratio": ratio, "speedup": 1.0 / ratio}
     return out
 
 
-def dense_baseline(name: str, args: argparse.Namespace, splits: Any, *, epochs: int, lr: float) -> tuple[nn.Module, bool]:
+def dense_baseline(
+    name: str, args: argparse.Namespace, splits: Any, *, epochs: int, lr: float
+) -> tuple[nn.Module, bool]:
     """Build and train the dense model, or reuse the copy cached by an earlier run with the same settings."""
     from torchslim.io import load, read_manifest, save
     from torchslim.models import build_model
@@ -174,8 +185,9 @@ def splits_for(args: argparse.Namespace, batch_size: int = 128, quick_train: int
     from torchslim.data import load_splits
 
     if args.quick:
-        return load_splits("fashion-mnist", batch_size=batch_size, train_samples=quick_train, eval_samples=512,
-                           seed=args.seed)
+        return load_splits(
+            "fashion-mnist", batch_size=batch_size, train_samples=quick_train, eval_samples=512, seed=args.seed
+        )
     return load_splits("fashion-mnist", batch_size=batch_size, seed=args.seed)
 
 
@@ -187,6 +199,7 @@ def section_lenet(args: argparse.Namespace) -> dict[str, Any]:
     from torch.nn.utils import prune as torch_prune
 
     from torchslim.pruning import MagnitudePruning, remove_masks
+    from torchslim.train import TrainConfig
 
     splits = splits_for(args)
     dense_epochs, rounds, tune_epochs = (1, 3, 1) if args.quick else (10, 3, 2)
@@ -196,8 +209,9 @@ def section_lenet(args: argparse.Namespace) -> dict[str, Any]:
     x = torch.randn(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     context = Context(data=splits, seed=args.seed, quiet=True)
 
-    config = MagnitudePruning(sparsity=0.9, scope="global", schedule="iterative", steps=rounds,
-                              finetune_epochs=tune_epochs, lr=5e-4)
+    config = MagnitudePruning(
+        sparsity=0.9, scope="global", schedule="iterative", steps=rounds, train=TrainConfig(epochs=tune_epochs, lr=5e-4)
+    )
     started = time.perf_counter()
     out = run_technique(model, config, context=context)
     ts = out.model.eval()
@@ -212,22 +226,34 @@ def section_lenet(args: argparse.Namespace) -> dict[str, Any]:
     log("lenet: torch.nn.utils.prune pruned + fine-tuned")
 
     dense_bytes = artifact_bytes(model)
-    latency = multi_latency(model, {"baked": ts_baked, "masked": ts, "peer": peer}, x, rounds=args.rounds,
-                            threads=args.threads)
+    latency = multi_latency(
+        model, {"baked": ts_baked, "masked": ts, "peer": peer}, x, rounds=args.rounds, threads=args.threads
+    )
     rows = {
-        "dense": {"accuracy": dense_acc, "params": params(model), "nonzero": nonzero_params(model),
-                  "artifact_bytes": dense_bytes, "torch_save_bytes": torch_save_bytes(model),
-                  "latency": {"ms": None, "ratio": 1.0}},
+        "dense": {
+            "accuracy": dense_acc,
+            "params": params(model),
+            "nonzero": nonzero_params(model),
+            "artifact_bytes": dense_bytes,
+            "torch_save_bytes": torch_save_bytes(model),
+            "latency": {"ms": None, "ratio": 1.0},
+        },
         "torchslim magnitude 90% global (iterative)": {
-            "accuracy": accuracy(ts, splits.test), "params": params(ts_baked), "nonzero": nonzero_params(ts),
-            "artifact_bytes": artifact_bytes(ts), "torch_save_bytes": torch_save_bytes(ts),
+            "accuracy": accuracy(ts, splits.test),
+            "params": params(ts_baked),
+            "nonzero": nonzero_params(ts),
+            "artifact_bytes": artifact_bytes(ts),
+            "torch_save_bytes": torch_save_bytes(ts),
             "latency": latency["baked"],
             "latency_masked": latency["masked"],
             "sparsity": out.info["sparsity"],
         },
         "torch.nn.utils.prune global L1 90%": {
-            "accuracy": accuracy(peer, splits.test), "params": params(model), "nonzero": nonzero_params(peer),
-            "artifact_bytes": artifact_bytes(peer), "torch_save_bytes": torch_save_bytes(peer),
+            "accuracy": accuracy(peer, splits.test),
+            "params": params(model),
+            "nonzero": nonzero_params(peer),
+            "artifact_bytes": artifact_bytes(peer),
+            "torch_save_bytes": torch_save_bytes(peer),
             "latency": latency["peer"],
         },
     }
@@ -236,10 +262,18 @@ def section_lenet(args: argparse.Namespace) -> dict[str, Any]:
         "accuracy within 0.5 points of dense": dense_acc - ts_row["accuracy"] <= 0.005,
         "artifact at most 1/5 of dense": ts_row["artifact_bytes"] <= dense_bytes / 5,
     }
-    return {"rows": rows, "checks": checks, "settings": {
-        "dense_epochs": dense_epochs, "rounds": rounds, "finetune_epochs_per_round": tune_epochs,
-        "test_samples": len(splits.test.dataset), "train_samples": len(splits.train.dataset)},
-        "note": "unstructured masks: same dense MACs, so no speed-up is expected; the gain is bytes on disk"}
+    return {
+        "rows": rows,
+        "checks": checks,
+        "settings": {
+            "dense_epochs": dense_epochs,
+            "rounds": rounds,
+            "finetune_epochs_per_round": tune_epochs,
+            "test_samples": len(splits.test.dataset),
+            "train_samples": len(splits.train.dataset),
+        },
+        "note": "unstructured masks: same dense MACs, so no speed-up is expected; the gain is bytes on disk",
+    }
 
 
 def section_resnet(args: argparse.Namespace) -> dict[str, Any]:
@@ -248,6 +282,7 @@ def section_resnet(args: argparse.Namespace) -> dict[str, Any]:
 
     from torchslim.models import example_input
     from torchslim.pruning import ChannelPruning
+    from torchslim.train import TrainConfig
 
     splits = splits_for(args, quick_train=1024)
     dense_epochs, tune_epochs = (2, 1) if args.quick else (4, 2)
@@ -259,15 +294,20 @@ def section_resnet(args: argparse.Namespace) -> dict[str, Any]:
     dense_macs = macs(model, x)
 
     # torchslim
-    config = ChannelPruning(ratio=0.5, importance="l1", finetune_epochs=tune_epochs, lr=5e-4)
+    config = ChannelPruning(ratio=0.5, importance="l1", train=TrainConfig(epochs=tune_epochs, lr=5e-4))
     out = run_technique(model, config, context=Context(data=splits, seed=args.seed, quiet=True, example_input=trace_x))
     ts = out.model.eval()
     log("resnet: torchslim pruned + fine-tuned")
 
     # raw Torch-Pruning, same ratio and importance, same fine-tuning
     raw = copy.deepcopy(model)
-    pruner = tp.pruner.MetaPruner(raw, trace_x, importance=tp.importance.GroupMagnitudeImportance(p=1),
-                                  pruning_ratio=0.5, ignored_layers=[raw.classifier])
+    pruner = tp.pruner.MetaPruner(
+        raw,
+        trace_x,
+        importance=tp.importance.GroupMagnitudeImportance(p=1),
+        pruning_ratio=0.5,
+        ignored_layers=[raw.classifier],
+    )
     pruner.step()
     train_model(raw, splits.train, epochs=tune_epochs, lr=5e-4, seed=args.seed)
     log("resnet: Torch-Pruning pruned + fine-tuned")
@@ -280,13 +320,22 @@ def section_resnet(args: argparse.Namespace) -> dict[str, Any]:
     train_model(zeroed, splits.train, epochs=tune_epochs, lr=5e-4, seed=args.seed)
     log("resnet: torch.nn.utils.prune pruned + fine-tuned")
 
-    variants = {"torchslim channel 50%": (ts, None), "Torch-Pruning MetaPruner 50%": (raw, {}),
-                "torch.nn.utils.prune ln_structured 50%": (zeroed, {})}
-    latency = multi_latency(model, {k: m for k, (m, _) in variants.items()}, x, rounds=args.rounds, threads=args.threads)
+    variants = {
+        "torchslim channel 50%": (ts, None),
+        "Torch-Pruning MetaPruner 50%": (raw, {}),
+        "torch.nn.utils.prune ln_structured 50%": (zeroed, {}),
+    }
+    latency = multi_latency(
+        model, {k: m for k, (m, _) in variants.items()}, x, rounds=args.rounds, threads=args.threads
+    )
     rows: dict[str, Any] = {}
     for label, (m, spec) in {"dense": (model, None), **variants}.items():
-        row = {"accuracy": accuracy(m, splits.test), "params": params(m), "macs": macs(m, x),
-               "artifact_bytes": artifact_bytes(m, spec=spec)}
+        row = {
+            "accuracy": accuracy(m, splits.test),
+            "params": params(m),
+            "macs": macs(m, x),
+            "artifact_bytes": artifact_bytes(m, spec=spec),
+        }
         row["mac_ratio"] = row["macs"] / dense_macs
         if m is not model:
             row["latency"] = latency[label]
@@ -301,8 +350,16 @@ def section_resnet(args: argparse.Namespace) -> dict[str, Any]:
         "accuracy within 1 point of dense": dense_acc - ts_row["accuracy"] <= 0.01,
         "latency gain >= 0.8x MAC reduction": ts_row["latency_gain_over_mac_gain"] >= 0.8,
     }
-    return {"rows": rows, "checks": checks, "settings": {"dense_epochs": dense_epochs, "finetune_epochs": tune_epochs,
-                                                          "batch": 64, "threads": args.threads}}
+    return {
+        "rows": rows,
+        "checks": checks,
+        "settings": {
+            "dense_epochs": dense_epochs,
+            "finetune_epochs": tune_epochs,
+            "batch": 64,
+            "threads": args.threads,
+        },
+    }
 
 
 def section_efficientnet(args: argparse.Namespace) -> dict[str, Any]:
@@ -316,8 +373,11 @@ def section_efficientnet(args: argparse.Namespace) -> dict[str, Any]:
     x = example_input(model)
     out = prune_channels(model, x, ratio=0.3)
     pruned = out.model.eval()
-    result: dict[str, Any] = {"params_before": params(model), "params_after": params(pruned),
-                              "macs_ratio": macs(pruned, x) / macs(model, x)}
+    result: dict[str, Any] = {
+        "params_before": params(model),
+        "params_after": params(pruned),
+        "macs_ratio": macs(pruned, x) / macs(model, x),
+    }
     with torch.no_grad():
         result["forward_shape"] = list(pruned(x).shape)
 
@@ -332,7 +392,11 @@ def section_efficientnet(args: argparse.Namespace) -> dict[str, Any]:
             ort_out = session.run(None, {"x": x.numpy()})[0]
             with torch.no_grad():
                 ref = pruned(x).numpy()
-            result["onnx"] = {"ok": True, "bytes": path.stat().st_size, "max_abs_diff": float(np.abs(ort_out - ref).max())}
+            result["onnx"] = {
+                "ok": True,
+                "bytes": path.stat().st_size,
+                "max_abs_diff": float(np.abs(ort_out - ref).max()),
+            }
     except Exception as exc:  # noqa: BLE001 - reported, not fatal
         result["onnx"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
@@ -355,11 +419,14 @@ def section_efficientnet(args: argparse.Namespace) -> dict[str, Any]:
     pixels = ((imgs * STD + MEAN).clamp(0, 1) * 255).round().to(torch.uint8)[:, 0]
     up = torch.stack([efficientnet_preprocess(p.numpy()) for p in pixels])
     result["fashion_mnist_upsampled"] = agree(up)
-    result["latency_batch8"] = ab_latency(model, pruned, example_input(model, batch_size=8),
-                                          rounds=max(4, args.rounds // 3), threads=args.threads)
-    result["checks"] = {"about 2.6M params": 2.4e6 <= result["params_after"] <= 2.8e6,
-                        "forward works": result["forward_shape"] == [1, 1000],
-                        "ONNX export runs in onnxruntime": bool(result["onnx"].get("ok"))}
+    result["latency_batch8"] = ab_latency(
+        model, pruned, example_input(model, batch_size=8), rounds=max(4, args.rounds // 3), threads=args.threads
+    )
+    result["checks"] = {
+        "about 2.6M params": 2.4e6 <= result["params_after"] <= 2.8e6,
+        "forward works": result["forward_shape"] == [1, 1000],
+        "ONNX export runs in onnxruntime": bool(result["onnx"].get("ok")),
+    }
     result["note"] = "no fine-tuning (no ImageNet data here): agreement measures the raw damage of the cut"
     return result
 
@@ -374,9 +441,11 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
     pruned = out.model.eval()
     layers = pruned.transformer.encoder.layer
     result: dict[str, Any] = {
-        "params_before": params(model), "params_after": params(pruned), "param_ratio": params(pruned) / params(model),
-        "heads_per_layer": [int(l.attention.self.num_attention_heads) for l in layers],
-        "ffn_per_layer": [int(l.intermediate.dense.out_features) for l in layers],
+        "params_before": params(model),
+        "params_after": params(pruned),
+        "param_ratio": params(pruned) / params(model),
+        "heads_per_layer": [int(layer.attention.self.num_attention_heads) for layer in layers],
+        "ffn_per_layer": [int(layer.intermediate.dense.out_features) for layer in layers],
     }
     with torch.no_grad():
         a, b = model(**x2), pruned(**x2)
@@ -387,11 +456,14 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
     result["latency"] = {}
     for bs in batches:
         x = example_input(model, batch_size=bs)
-        result["latency"][f"batch{bs}"] = ab_latency(model, pruned, x, rounds=max(4, args.rounds // (2 if bs > 1 else 1)),
-                                                     threads=args.threads)
-    result["checks"] = {"forward works": result["forward_shape"] == [2, 384],
-                        "8 heads and 768 FFN neurons left per layer": set(result["heads_per_layer"]) == {8}
-                        and set(result["ffn_per_layer"]) == {768}}
+        result["latency"][f"batch{bs}"] = ab_latency(
+            model, pruned, x, rounds=max(4, args.rounds // (2 if bs > 1 else 1)), threads=args.threads
+        )
+    result["checks"] = {
+        "forward works": result["forward_shape"] == [2, 384],
+        "8 heads and 768 FFN neurons left per layer": set(result["heads_per_layer"]) == {8}
+        and set(result["ffn_per_layer"]) == {768},
+    }
     result["note"] = "no fine-tuning: the cosine shows the raw damage; distillation (issue 6) recovers it"
     return result
 
@@ -417,11 +489,15 @@ def section_bad_input(args: argparse.Namespace) -> dict[str, Any]:
     cases: dict[str, Callable[[], Any]] = {
         "ratio=1.0": lambda: ChannelPruning(ratio=1.0),
         "sparsity=-0.1": lambda: MagnitudePruning(sparsity=-0.1),
-        "targets match nothing": lambda: run_technique(model, ChannelPruning(), context=ctx, targets=Targets(names=["layer9"])),
-        "untraceable model": lambda: run_technique(Untraceable(), ChannelPruning(),
-                                                   context=Context(example_input=torch.randn(2, 4))),
+        "targets match nothing": lambda: run_technique(
+            model, ChannelPruning(), context=ctx, targets=Targets(names=["layer9"])
+        ),
+        "untraceable model": lambda: run_technique(
+            Untraceable(), ChannelPruning(), context=Context(example_input=torch.randn(2, 4))
+        ),
         "removes every channel of a layer": lambda: run_technique(
-            model, ChannelPruning(per_layer={"layer1.0.conv1": 0.99}), context=ctx),
+            model, ChannelPruning(per_layer={"layer1.0.conv1": 0.99}), context=ctx
+        ),
     }
     out = {}
     for name, fn in cases.items():
@@ -430,10 +506,15 @@ def section_bad_input(args: argparse.Namespace) -> dict[str, Any]:
             out[name] = {"raised": False}
         except TorchSlimError as exc:
             out[name] = {"raised": True, "type": type(exc).__name__, "message": str(exc)[:240]}
-    unchanged = all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and not hasattr(model, "torchslim_plan")
-    return {"cases": out, "model_unchanged": unchanged,
-            "checks": {"every case raised a clear error": all(c["raised"] for c in out.values()),
-                       "model unchanged": unchanged}}
+    unchanged = all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and not model_plan(model)
+    return {
+        "cases": out,
+        "model_unchanged": unchanged,
+        "checks": {
+            "every case raised a clear error": all(c["raised"] for c in out.values()),
+            "model unchanged": unchanged,
+        },
+    }
 
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
@@ -458,49 +539,76 @@ def _fmt(v: Any, pct: bool = False) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = [f"# Pruning benchmark ({'quick' if results['quick'] else 'full'} run)", "",
-             f"torch {results['env']['torch']}, torch-pruning {results['env']['torch_pruning']}, "
-             f"{results['env']['threads']} threads, {results['env']['cpus']} CPUs, {results['env']['date']}.", ""]
+    lines = [
+        f"# Pruning benchmark ({'quick' if results['quick'] else 'full'} run)",
+        "",
+        f"torch {results['env']['torch']}, torch-pruning {results['env']['torch_pruning']}, "
+        f"{results['env']['threads']} threads, {results['env']['cpus']} CPUs, {results['env']['date']}.",
+        "",
+    ]
     s = results["sections"]
     if "lenet" in s and "rows" in s["lenet"]:
-        lines += ["## LeNet-300-100 on Fashion-MNIST, 90% unstructured", "",
-                  "| variant | test acc | nonzero / params | artifact bytes | torch.save bytes | latency vs dense (b64) |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "## LeNet-300-100 on Fashion-MNIST, 90% unstructured",
+            "",
+            "| variant | test acc | nonzero / params | artifact bytes | torch.save bytes | latency vs dense (b64) |",
+            "|---|---|---|---|---|---|",
+        ]
         for label, r in s["lenet"]["rows"].items():
             lat = r["latency"]["ratio"]
-            lines.append(f"| {label} | {_fmt(r['accuracy'], True)} | {r['nonzero']:,} / {r['params']:,} | "
-                         f"{r['artifact_bytes']:,} | {r['torch_save_bytes']:,} | {lat:.2f}x |")
+            lines.append(
+                f"| {label} | {_fmt(r['accuracy'], True)} | {r['nonzero']:,} / {r['params']:,} | "
+                f"{r['artifact_bytes']:,} | {r['torch_save_bytes']:,} | {lat:.2f}x |"
+            )
         masked = s["lenet"]["rows"]["torchslim magnitude 90% global (iterative)"]["latency_masked"]["ratio"]
-        lines += ["", f"{s['lenet']['note']}; with the masks still attached (as during fine-tuning) torchslim runs at "
-                      f"{masked:.2f}x of dense; the row above is the baked model (masks applied for good, as saved).", ""]
+        lines += [
+            "",
+            f"{s['lenet']['note']}; with the masks still attached (as during fine-tuning) torchslim runs at "
+            f"{masked:.2f}x of dense; the row above is the baked model (masks applied for good, as saved).",
+            "",
+        ]
     if "resnet" in s and "rows" in s["resnet"]:
-        lines += ["## fmnist-resnet, 50% channels + fine-tuning", "",
-                  "| variant | test acc | params | MACs | artifact bytes | latency vs dense (b64) | gain / MAC gain | verdict |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## fmnist-resnet, 50% channels + fine-tuning",
+            "",
+            "| variant | test acc | params | MACs | artifact bytes | latency vs dense (b64) | gain / MAC gain "
+            "| verdict |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for label, r in s["resnet"]["rows"].items():
             lat = r.get("latency", {}).get("ratio", 1.0)
-            lines.append(f"| {label} | {_fmt(r['accuracy'], True)} | {r['params']:,} | {r['mac_ratio']:.2f}x | "
-                         f"{r['artifact_bytes']:,} | {lat:.2f}x | {_fmt(r.get('latency_gain_over_mac_gain'))} | "
-                         f"{r.get('verdict', '-')} |")
+            lines.append(
+                f"| {label} | {_fmt(r['accuracy'], True)} | {r['params']:,} | {r['mac_ratio']:.2f}x | "
+                f"{r['artifact_bytes']:,} | {lat:.2f}x | {_fmt(r.get('latency_gain_over_mac_gain'))} | "
+                f"{r.get('verdict', '-')} |"
+            )
         lines.append("")
     if "efficientnet" in s and "params_after" in s["efficientnet"]:
         e = s["efficientnet"]
-        lines += ["## EfficientNet-Lite0, 30% channels (no fine-tuning)", "",
-                  f"- params {e['params_before']:,} -> {e['params_after']:,}; MACs {e['macs_ratio']:.2f}x; "
-                  f"latency (batch 8) {e['latency_batch8']['ratio']:.2f}x of dense",
-                  f"- ONNX: {e['onnx']}",
-                  f"- top-1 agreement with the original: photos {e['photos']['top1_agreement']:.2f} "
-                  f"({e['photos']['images']} images), upsampled Fashion-MNIST "
-                  f"{e['fashion_mnist_upsampled']['top1_agreement']:.2f} ({e['fashion_mnist_upsampled']['images']} images)",
-                  f"- {e['note']}", ""]
+        lines += [
+            "## EfficientNet-Lite0, 30% channels (no fine-tuning)",
+            "",
+            f"- params {e['params_before']:,} -> {e['params_after']:,}; MACs {e['macs_ratio']:.2f}x; "
+            f"latency (batch 8) {e['latency_batch8']['ratio']:.2f}x of dense",
+            f"- ONNX: {e['onnx']}",
+            f"- top-1 agreement with the original: photos {e['photos']['top1_agreement']:.2f} "
+            f"({e['photos']['images']} images), upsampled Fashion-MNIST "
+            f"{e['fashion_mnist_upsampled']['top1_agreement']:.2f} ({e['fashion_mnist_upsampled']['images']} images)",
+            f"- {e['note']}",
+            "",
+        ]
     if "minilm" in s and "params_after" in s["minilm"]:
         m = s["minilm"]
         lat = ", ".join(f"{k} {v['ratio']:.2f}x" for k, v in m["latency"].items())
-        lines += ["## MiniLM-L6: 50% FFN neurons, 4 of 12 heads per layer", "",
-                  f"- params {m['params_before']:,} -> {m['params_after']:,} ({m['param_ratio']:.2f}x); MACs "
-                  f"{m['macs_ratio']:.2f}x; latency vs dense: {lat}",
-                  f"- embedding cosine to the original: {[round(c, 3) for c in m['embedding_cosine_to_original']]}",
-                  f"- {m['note']}", ""]
+        lines += [
+            "## MiniLM-L6: 50% FFN neurons, 4 of 12 heads per layer",
+            "",
+            f"- params {m['params_before']:,} -> {m['params_after']:,} ({m['param_ratio']:.2f}x); MACs "
+            f"{m['macs_ratio']:.2f}x; latency vs dense: {lat}",
+            f"- embedding cosine to the original: {[round(c, 3) for c in m['embedding_cosine_to_original']]}",
+            f"- {m['note']}",
+            "",
+        ]
     if "bad_input" in s and "cases" in s["bad_input"]:
         lines += ["## Bad input", "", "| case | error |", "|---|---|"]
         for name, c in s["bad_input"]["cases"].items():
@@ -536,8 +644,14 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, Any] = {
         "quick": args.quick,
-        "env": {"torch": torch.__version__, "torch_pruning": torch_pruning.__version__, "threads": args.threads,
-                "cpus": os.cpu_count(), "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M")},
+        "env": {
+            "torch": torch.__version__,
+            "torch_pruning": torch_pruning.__version__,
+            "threads": args.threads,
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+        },
         "sections": {},
     }
     started = time.perf_counter()

@@ -47,8 +47,9 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -63,9 +64,10 @@ sys.path.insert(0, str(ROOT.parent / "src"))
 sys.path.insert(0, str(ROOT))
 
 from _harness import log, rotating_times, run_sections, write_results  # noqa: E402
-
-from torchslim.core import Context, DataSplits, Targets  # noqa: E402
-from torchslim.quantization import Quantize, quantize_handler  # noqa: E402
+from torchslim.core import Context, DataSplits  # noqa: E402
+from torchslim.core.plans import model_plan  # noqa: E402
+from torchslim.quantization import ActivationQuant, Quantize, WeightQuant, quantize_handler  # noqa: E402
+from torchslim.train import TrainConfig  # noqa: E402
 
 REFERENCE_PAIR = ("A man is eating food.", "A man is eating a piece of bread.")
 REFERENCE_PAIR_FP32 = 0.7553
@@ -74,9 +76,13 @@ REFERENCE_PAIR_FP32 = 0.7553
 # ------------------------------------------------------------------------------------------------
 # helpers
 
+
 def check(results: dict[str, Any], claim: str, target: str, measured: Any, ok: bool | None) -> None:
     results.setdefault("checks", []).append({"claim": claim, "target": target, "measured": measured, "ok": ok})
-    log(f"  check: {claim}: {measured} (target {target}) -> {'ok' if ok else 'not met' if ok is not None else 'reported'}")
+    log(
+        f"  check: {claim}: {measured} (target {target}) -> "
+        f"{'ok' if ok else 'not met' if ok is not None else 'reported'}"
+    )
 
 
 def file_bytes(path: Path) -> int:
@@ -115,12 +121,14 @@ def torch_fn(model: nn.Module, inputs: Any) -> Callable[[], Any]:
     return run
 
 
-def rotating_latency(fns: dict[str, Callable[[], Any]], baseline: str, *, rounds: int, threads: int) -> dict[str, dict[str, float]]:
+def rotating_latency(
+    fns: dict[str, Callable[[], Any]], baseline: str, *, rounds: int, threads: int
+) -> dict[str, dict[str, float]]:
     """Median ms of each callable and median per-round ratio to `baseline` (rotating order)."""
     times = rotating_times(fns, rounds=rounds, threads=threads)
     out = {}
     for name in fns:
-        ratios = [a / b for a, b in zip(times[name], times[baseline])]
+        ratios = [a / b for a, b in zip(times[name], times[baseline], strict=True)]
         out[name] = {"ms": round(statistics.median(times[name]), 3), "ratio": round(statistics.median(ratios), 3)}
     return out
 
@@ -179,8 +187,15 @@ def ort_quantize_static(float_path: Path, out: Path, feeds: list[dict[str, np.nd
 
     pre = out.with_name(out.stem + "_pre.onnx")
     quant_pre_process(str(float_path), str(pre))
-    quantize_static(str(pre), str(out), Reader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    quantize_static(
+        str(pre),
+        str(out),
+        Reader(feeds),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+    )
 
 
 def ort_quantize_dynamic(float_path: Path, out: Path, *, per_channel: bool = False) -> None:
@@ -203,8 +218,10 @@ def torchao_models(model: nn.Module) -> dict[str, nn.Module | str]:
             warnings.simplefilter("ignore")
             import torchao.quantization as tq
     except ImportError:
-        return {name: "not installed (pip install -e .[bench]); PEERS.md quotes its measured numbers"
-                for name in TORCHAO_VARIANTS}
+        return {
+            name: "not installed (pip install -e .[bench]); PEERS.md quotes its measured numbers"
+            for name in TORCHAO_VARIANTS
+        }
     out: dict[str, nn.Module | str] = {}
     for name, config in TORCHAO_VARIANTS.items():
         m = copy.deepcopy(model).eval()
@@ -233,10 +250,13 @@ def ao_dynamic(model: nn.Module) -> nn.Module:
 # ------------------------------------------------------------------------------------------------
 # fmnist-cnn
 
-def trained_fmnist_cnn(args: argparse.Namespace, splits: DataSplits, *, name: str = "fmnist-cnn", epochs: int = 3) -> nn.Module:
+
+def trained_fmnist_cnn(
+    args: argparse.Namespace, splits: DataSplits, *, name: str = "fmnist-cnn", epochs: int = 3
+) -> nn.Module:
     from torchslim.io import load, save
     from torchslim.models import build_model
-    from torchslim.train import TrainConfig, train
+    from torchslim.train import train
 
     tag = "quick" if args.quick else "full"
     cache = args.cache / f"quantization-{name}-{tag}"
@@ -261,8 +281,13 @@ def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
     from torchslim.quantization.modules import QuantizedMixin
 
     threads = args.threads
-    splits = load_splits("fashion-mnist", batch_size=128, train_samples=4000 if args.quick else None,
-                         eval_samples=1000 if args.quick else None, seed=0)
+    splits = load_splits(
+        "fashion-mnist",
+        batch_size=128,
+        train_samples=4000 if args.quick else None,
+        eval_samples=1000 if args.quick else None,
+        seed=0,
+    )
     model = trained_fmnist_cnn(args, splits)
     ctx = Context(data=splits, seed=0, quiet=True)
     out: dict[str, Any] = {}
@@ -270,7 +295,12 @@ def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
     log(f"  float accuracy {float_acc:.4f}")
 
     t0 = time.perf_counter()
-    step = quantize_handler(model, Quantize(bits=8, granularity="per_channel", calibration_samples=512), targets=None, context=ctx)
+    step = quantize_handler(
+        model,
+        Quantize(weights=WeightQuant(bits=8, granularity="per_channel"), calibration_samples=512),
+        targets=None,
+        context=ctx,
+    )
     q8 = step.model
     out["torchslim_int8_seconds"] = round(time.perf_counter() - t0, 2)
     out["torchslim_int8_layers"] = step.layers
@@ -293,20 +323,42 @@ def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
 
     variants = {
         "PyTorch fp32 eager": {"acc": float_acc, "bytes": artifact_bytes(model), "bytes_kind": "torchslim artifact"},
-        "onnxruntime fp32": {"acc": accuracy_onnx(tmp / "fp32.onnx", splits.test, threads), "bytes": file_bytes(tmp / "fp32.onnx")},
-        "torch.ao quantize_dynamic (Linear only)": {"acc": accuracy_torch(ao, splits.test), "bytes": torch_save_bytes(ao),
-                                                     "bytes_kind": "torch.save state_dict"},
-        **{name: {"note": m} if isinstance(m, str) else
-           {"acc": accuracy_torch(m, splits.test), "bytes": torch_save_bytes(m), "bytes_kind": "torch.save state_dict"}
-           for name, m in taos.items()},
-        "onnxruntime quantize_static (QDQ, per-channel)": {"acc": accuracy_onnx(tmp / "ort_static.onnx", splits.test, threads),
-                                                            "bytes": file_bytes(tmp / "ort_static.onnx")},
-        "onnxruntime quantize_dynamic (ConvInteger)": {"acc": accuracy_onnx(tmp / "ort_dynamic.onnx", splits.test, threads),
-                                                       "bytes": file_bytes(tmp / "ort_dynamic.onnx")},
-        "torchslim int8 simulated (PyTorch)": {"acc": accuracy_torch(q8, splits.test), "bytes": artifact_bytes(q8),
-                                               "bytes_kind": "torchslim artifact (packed)"},
-        "torchslim int8 deployed (onnxruntime QDQ)": {"acc": accuracy_onnx(tmp / "ts_int8.onnx", splits.test, threads),
-                                                      "bytes": file_bytes(tmp / "ts_int8.onnx")},
+        "onnxruntime fp32": {
+            "acc": accuracy_onnx(tmp / "fp32.onnx", splits.test, threads),
+            "bytes": file_bytes(tmp / "fp32.onnx"),
+        },
+        "torch.ao quantize_dynamic (Linear only)": {
+            "acc": accuracy_torch(ao, splits.test),
+            "bytes": torch_save_bytes(ao),
+            "bytes_kind": "torch.save state_dict",
+        },
+        **{
+            name: {"note": m}
+            if isinstance(m, str)
+            else {
+                "acc": accuracy_torch(m, splits.test),
+                "bytes": torch_save_bytes(m),
+                "bytes_kind": "torch.save state_dict",
+            }
+            for name, m in taos.items()
+        },
+        "onnxruntime quantize_static (QDQ, per-channel)": {
+            "acc": accuracy_onnx(tmp / "ort_static.onnx", splits.test, threads),
+            "bytes": file_bytes(tmp / "ort_static.onnx"),
+        },
+        "onnxruntime quantize_dynamic (ConvInteger)": {
+            "acc": accuracy_onnx(tmp / "ort_dynamic.onnx", splits.test, threads),
+            "bytes": file_bytes(tmp / "ort_dynamic.onnx"),
+        },
+        "torchslim int8 simulated (PyTorch)": {
+            "acc": accuracy_torch(q8, splits.test),
+            "bytes": artifact_bytes(q8),
+            "bytes_kind": "torchslim artifact (packed)",
+        },
+        "torchslim int8 deployed (onnxruntime QDQ)": {
+            "acc": accuracy_onnx(tmp / "ts_int8.onnx", splits.test, threads),
+            "bytes": file_bytes(tmp / "ts_int8.onnx"),
+        },
     }
     for batch in (64, 1):
         xb = test_x[:batch]
@@ -316,7 +368,9 @@ def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
             "PyTorch fp32 eager": torch_fn(model, xb),
             "torch.ao quantize_dynamic (Linear only)": torch_fn(ao, xb),
             **{name: torch_fn(m, xb) for name, m in taos.items() if not isinstance(m, str)},
-            "onnxruntime quantize_static (QDQ, per-channel)": ort_fn(ort_session(tmp / "ort_static.onnx", threads), feeds),
+            "onnxruntime quantize_static (QDQ, per-channel)": ort_fn(
+                ort_session(tmp / "ort_static.onnx", threads), feeds
+            ),
             "onnxruntime quantize_dynamic (ConvInteger)": ort_fn(ort_session(tmp / "ort_dynamic.onnx", threads), feeds),
             "torchslim int8 simulated (PyTorch)": torch_fn(q8, xb),
             "torchslim int8 deployed (onnxruntime QDQ)": ort_fn(ort_session(tmp / "ts_int8.onnx", threads), feeds),
@@ -330,14 +384,19 @@ def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
     # onnxruntime sessions alone (no PyTorch calls, whose idle OpenMP threads spin between turns and
     # slow the next small onnxruntime call), at the benchmark's thread count and at one thread (a
     # small device, or a shared core); the "vs ORT fp32" columns come from here
-    ort_files = {"onnxruntime fp32": "fp32.onnx", "onnxruntime quantize_static (QDQ, per-channel)": "ort_static.onnx",
-                 "torchslim int8 deployed (onnxruntime QDQ)": "ts_int8.onnx"}
+    ort_files = {
+        "onnxruntime fp32": "fp32.onnx",
+        "onnxruntime quantize_static (QDQ, per-channel)": "ort_static.onnx",
+        "torchslim int8 deployed (onnxruntime QDQ)": "ts_int8.onnx",
+    }
     ort_only: dict[str, Any] = {}
     for n_threads in sorted({threads, 1}, reverse=True):
         for batch in (64, 1):
             feeds = {"input": test_x[:batch].numpy()}
             fns = {name: ort_fn(ort_session(tmp / file, n_threads), feeds) for name, file in ort_files.items()}
-            lat = rotating_latency(fns, "onnxruntime fp32", rounds=args.rounds * (2 if batch > 1 else 10), threads=n_threads)
+            lat = rotating_latency(
+                fns, "onnxruntime fp32", rounds=args.rounds * (2 if batch > 1 else 10), threads=n_threads
+            )
             ort_only[f"batch {batch}, {n_threads} thread{'s' if n_threads > 1 else ''}"] = lat
             if n_threads == threads:
                 for name, row in lat.items():
@@ -349,57 +408,112 @@ def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
     ts = variants["torchslim int8 deployed (onnxruntime QDQ)"]
     drop_sim = (float_acc - variants["torchslim int8 simulated (PyTorch)"]["acc"]) * 100
     drop_dep = (float_acc - ts["acc"]) * 100
-    check(results, "fmnist-cnn int8 W+A per-channel: accuracy drop (simulated / deployed)", "<= 0.3 points",
-          f"{drop_sim:.2f} / {drop_dep:.2f} points", max(drop_sim, drop_dep) <= 0.3)
+    check(
+        results,
+        "fmnist-cnn int8 W+A per-channel: accuracy drop (simulated / deployed)",
+        "<= 0.3 points",
+        f"{drop_sim:.2f} / {drop_dep:.2f} points",
+        max(drop_sim, drop_dep) <= 0.3,
+    )
     for label, lat in ort_only.items():
         if not label.startswith("batch 64"):
             continue
         ratio = lat["torchslim int8 deployed (onnxruntime QDQ)"]["ratio"]
-        check(results, f"fmnist-cnn int8: onnxruntime int8 latency vs onnxruntime fp32, {label}", "<= 0.5x",
-              f"{ratio:.3f}x (onnxruntime quantize_static: {lat['onnxruntime quantize_static (QDQ, per-channel)']['ratio']:.3f}x)",
-              ratio <= 0.5)
+        check(
+            results,
+            f"fmnist-cnn int8: onnxruntime int8 latency vs onnxruntime fp32, {label}",
+            "<= 0.5x",
+            f"{ratio:.3f}x (onnxruntime quantize_static: "
+            f"{lat['onnxruntime quantize_static (QDQ, per-channel)']['ratio']:.3f}x)",
+            ratio <= 0.5,
+        )
     ratio_bytes = variants["torchslim int8 simulated (PyTorch)"]["bytes"] / variants["PyTorch fp32 eager"]["bytes"]
-    check(results, "fmnist-cnn int8: artifact bytes vs fp32 artifact", "<= 0.27x", f"{ratio_bytes:.3f}x", ratio_bytes <= 0.27)
+    check(
+        results,
+        "fmnist-cnn int8: artifact bytes vs fp32 artifact",
+        "<= 0.27x",
+        f"{ratio_bytes:.3f}x",
+        ratio_bytes <= 0.27,
+    )
     ops = summary["all_ops"]
     int8_convs = sum(isinstance(m, nn.Conv2d) and isinstance(m, QuantizedMixin) for m in q8.modules())
     float_convs = sum(type(m) is nn.Conv2d for m in q8.modules())
-    static_ok = (ops.get("QLinearConv", 0) == int8_convs and "ConvInteger" not in ops
-                 and ops.get("Conv", 0) + ops.get("FusedConv", 0) == float_convs)
+    static_ok = (
+        ops.get("QLinearConv", 0) == int8_convs
+        and "ConvInteger" not in ops
+        and ops.get("Conv", 0) + ops.get("FusedConv", 0) == float_convs
+    )
     kept = {name: reason.split(":")[0] for name, reason in step.skipped.items() if "BatchNorm" not in reason}
-    check(results, "torchslim picks static QDQ for convolutions (integer QLinearConv, no ConvInteger; float Conv "
-          "only for layers the report keeps float)", "QLinearConv for every int8 conv",
-          f"{ {k: v for k, v in ops.items() if 'Conv' in k or 'Gemm' in k} }; kept float: {kept}", static_ok)
-    peers = ["onnxruntime quantize_static (QDQ, per-channel)", "onnxruntime quantize_dynamic (ConvInteger)",
-             "torch.ao quantize_dynamic (Linear only)", *(name for name, m in taos.items() if not isinstance(m, str))]
+    check(
+        results,
+        "torchslim picks static QDQ for convolutions (integer QLinearConv, no ConvInteger; float Conv "
+        "only for layers the report keeps float)",
+        "QLinearConv for every int8 conv",
+        f"{ {k: v for k, v in ops.items() if 'Conv' in k or 'Gemm' in k} }; kept float: {kept}",
+        static_ok,
+    )
+    peers = [
+        "onnxruntime quantize_static (QDQ, per-channel)",
+        "onnxruntime quantize_dynamic (ConvInteger)",
+        "torch.ao quantize_dynamic (Linear only)",
+        *(name for name, m in taos.items() if not isinstance(m, str)),
+    ]
     fastest = min(peers, key=lambda k: variants[k]["ms_b64"])
-    check(results, "torchslim deployed int8 at least as fast as the fastest peer (batch 64, same model)",
-          f"<= {fastest} (5% noise margin)", f"{ts['ms_b64']:.2f} ms vs {variants[fastest]['ms_b64']:.2f} ms",
-          ts["ms_b64"] <= 1.05 * variants[fastest]["ms_b64"])
-    check(results, "ONNX QDQ output within 2 quantization steps of torchslim's simulated output", "<= 2 steps",
-          f"{parity.max_diff_in_steps:.3f} steps", parity.ok)
+    check(
+        results,
+        "torchslim deployed int8 at least as fast as the fastest peer (batch 64, same model)",
+        f"<= {fastest} (5% noise margin)",
+        f"{ts['ms_b64']:.2f} ms vs {variants[fastest]['ms_b64']:.2f} ms",
+        ts["ms_b64"] <= 1.05 * variants[fastest]["ms_b64"],
+    )
+    check(
+        results,
+        "ONNX QDQ output within 2 quantization steps of torchslim's simulated output",
+        "<= 2 steps",
+        f"{parity.max_diff_in_steps:.3f} steps",
+        parity.ok,
+    )
 
     # ---- QAT 4-bit and 2-bit -----------------------------------------------------------------
     qat_rows = {}
     steps = 15 if args.quick else None
     for bits in (4, 2):
-        cfg = Quantize(bits=bits, mode="qat", epochs=1, max_steps=steps, lr=1e-4 if bits == 4 else 3e-4,
-                       calibration_samples=512)
+        qat_train = TrainConfig(epochs=1, max_steps=steps, lr=1e-4 if bits == 4 else 3e-4, schedule="cosine")
+        cfg = Quantize(weights=WeightQuant(bits=bits), mode="qat", train=qat_train, calibration_samples=512)
         t0 = time.perf_counter()
         res = quantize_handler(model, cfg, targets=None, context=ctx)
         acc = accuracy_torch(res.model, splits.test)
-        ptq = quantize_handler(model, Quantize(bits=bits, calibration_samples=512, method="mse" if args.quick else "auto"),
-                               targets=None, context=ctx)
+        ptq = quantize_handler(
+            model,
+            Quantize(weights=WeightQuant(bits=bits, range="mse" if args.quick else "auto"), calibration_samples=512),
+            targets=None,
+            context=ctx,
+        )
         ptq_acc = accuracy_torch(ptq.model, splits.test)
         qat_rows[f"{bits}-bit"] = {
-            "qat_acc": acc, "qat_drop_points": round((float_acc - acc) * 100, 2), "qat_seconds": round(time.perf_counter() - t0, 1),
-            "ptq_acc": ptq_acc, "ptq_method": ptq.info["method"], "artifact_bytes": artifact_bytes(res.model),
+            "qat_acc": acc,
+            "qat_drop_points": round((float_acc - acc) * 100, 2),
+            "qat_seconds": round(time.perf_counter() - t0, 1),
+            "ptq_acc": ptq_acc,
+            "ptq_method": ptq.info["method"],
+            "artifact_bytes": artifact_bytes(res.model),
             "qat_steps": res.info.get("qat", {}).get("steps"),
         }
     out["qat"] = qat_rows
-    check(results, "fmnist-cnn 4-bit weights with QAT: accuracy drop", "<= 1 point",
-          f"{qat_rows['4-bit']['qat_drop_points']:.2f} points", qat_rows["4-bit"]["qat_drop_points"] <= 1.0)
-    check(results, "fmnist-cnn 2-bit weights with QAT: accuracy drop", "reported",
-          f"{qat_rows['2-bit']['qat_drop_points']:.2f} points", None)
+    check(
+        results,
+        "fmnist-cnn 4-bit weights with QAT: accuracy drop",
+        "<= 1 point",
+        f"{qat_rows['4-bit']['qat_drop_points']:.2f} points",
+        qat_rows["4-bit"]["qat_drop_points"] <= 1.0,
+    )
+    check(
+        results,
+        "fmnist-cnn 2-bit weights with QAT: accuracy drop",
+        "reported",
+        f"{qat_rows['2-bit']['qat_drop_points']:.2f} points",
+        None,
+    )
     out["float_acc"] = float_acc
     return out
 
@@ -407,48 +521,82 @@ def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
 # ------------------------------------------------------------------------------------------------
 # fmnist-resnet (residual blocks)
 
+
 def section_resnet(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
     """fmnist-resnet int8 on onnxruntime: torchslim (residual branches with int8 outputs) next to
     onnxruntime's quantize_static, accuracy and latency (onnxruntime sessions alone)."""
     from torchslim.data import load_splits
     from torchslim.deploy import check_parity, export_onnx, integer_op_summary
 
-    splits = load_splits("fashion-mnist", batch_size=128, train_samples=4000 if args.quick else None,
-                         eval_samples=1000 if args.quick else None, seed=0)
+    splits = load_splits(
+        "fashion-mnist",
+        batch_size=128,
+        train_samples=4000 if args.quick else None,
+        eval_samples=1000 if args.quick else None,
+        seed=0,
+    )
     model = trained_fmnist_cnn(args, splits, name="fmnist-resnet", epochs=2)
     ctx = Context(data=splits, seed=0, quiet=True)
     float_acc = accuracy_torch(model, splits.test)
-    step = quantize_handler(model, Quantize(bits=8, calibration_samples=512), targets=None, context=ctx)
+    step = quantize_handler(
+        model, Quantize(weights=WeightQuant(bits=8), calibration_samples=512), targets=None, context=ctx
+    )
     tmp = Path(tempfile.mkdtemp(prefix="ts-bench-resnet-"))
     example = next(iter(splits.test))[0][:1]
     export_onnx(model, tmp / "fp32.onnx", example)
     export_onnx(step.model, tmp / "ts_int8.onnx", example)
     ort_quantize_static(tmp / "fp32.onnx", tmp / "ort_static.onnx", calibration_feeds(splits))
     test_x = torch.cat([b[0] for b in splits.test])[:512]
-    files = {"onnxruntime fp32": "fp32.onnx", "onnxruntime quantize_static (QDQ, per-channel)": "ort_static.onnx",
-             "torchslim int8 deployed (onnxruntime QDQ)": "ts_int8.onnx"}
-    rows: dict[str, dict[str, Any]] = {name: {"acc": accuracy_onnx(tmp / f, splits.test, args.threads),
-                                               "bytes": file_bytes(tmp / f),
-                                               "integer_ops": integer_op_summary(tmp / f)["integer_ops"]}
-                                        for name, f in files.items()}
-    rows["torchslim int8 simulated (PyTorch)"] = {"acc": accuracy_torch(step.model, splits.test),
-                                                  "bytes": artifact_bytes(step.model)}
+    files = {
+        "onnxruntime fp32": "fp32.onnx",
+        "onnxruntime quantize_static (QDQ, per-channel)": "ort_static.onnx",
+        "torchslim int8 deployed (onnxruntime QDQ)": "ts_int8.onnx",
+    }
+    rows: dict[str, dict[str, Any]] = {
+        name: {
+            "acc": accuracy_onnx(tmp / f, splits.test, args.threads),
+            "bytes": file_bytes(tmp / f),
+            "integer_ops": integer_op_summary(tmp / f)["integer_ops"],
+        }
+        for name, f in files.items()
+    }
+    rows["torchslim int8 simulated (PyTorch)"] = {
+        "acc": accuracy_torch(step.model, splits.test),
+        "bytes": artifact_bytes(step.model),
+    }
     latency: dict[str, Any] = {}
     for n_threads in sorted({args.threads, 1}, reverse=True):
         feeds = {"input": test_x[:64].numpy()}
         fns = {name: ort_fn(ort_session(tmp / f, n_threads), feeds) for name, f in files.items()}
         latency[f"batch 64, {n_threads} thread{'s' if n_threads > 1 else ''}"] = rotating_latency(
-            fns, "onnxruntime fp32", rounds=args.rounds, threads=n_threads)
+            fns, "onnxruntime fp32", rounds=args.rounds, threads=n_threads
+        )
     parity = check_parity(step.model, tmp / "ts_int8.onnx", test_x[:256], steps=2.0)
-    out = {"float_acc": float_acc, "rows": rows, "latency": latency, "onnx_parity": parity.to_dict(),
-           "int8_outputs": step.info.get("int8_outputs", []), "kept_float": step.skipped}
+    out = {
+        "float_acc": float_acc,
+        "rows": rows,
+        "latency": latency,
+        "onnx_parity": parity.to_dict(),
+        "int8_outputs": step.info.get("int8_outputs", []),
+        "kept_float": step.skipped,
+    }
     for label, lat in latency.items():
         ours = lat["torchslim int8 deployed (onnxruntime QDQ)"]["ratio"]
         peer = lat["onnxruntime quantize_static (QDQ, per-channel)"]["ratio"]
-        check(results, f"fmnist-resnet int8: onnxruntime int8 latency vs onnxruntime fp32, {label}", "reported",
-              f"{ours:.3f}x (onnxruntime quantize_static: {peer:.3f}x)", None)
-        check(results, f"fmnist-resnet: torchslim deployed int8 at least as fast as onnxruntime quantize_static, {label}",
-              "<= quantize_static (5% noise margin)", f"{ours:.3f}x vs {peer:.3f}x", ours <= 1.05 * peer)
+        check(
+            results,
+            f"fmnist-resnet int8: onnxruntime int8 latency vs onnxruntime fp32, {label}",
+            "reported",
+            f"{ours:.3f}x (onnxruntime quantize_static: {peer:.3f}x)",
+            None,
+        )
+        check(
+            results,
+            f"fmnist-resnet: torchslim deployed int8 at least as fast as onnxruntime quantize_static, {label}",
+            "<= quantize_static (5% noise margin)",
+            f"{ours:.3f}x vs {peer:.3f}x",
+            ours <= 1.05 * peer,
+        )
     drop = (float_acc - rows["torchslim int8 deployed (onnxruntime QDQ)"]["acc"]) * 100
     check(results, "fmnist-resnet int8: accuracy drop, deployed", "reported", f"{drop:.2f} points", None)
     return out
@@ -457,11 +605,12 @@ def section_resnet(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
 # ------------------------------------------------------------------------------------------------
 # MiniLM
 
+
 def _embed(model: nn.Module, texts: list[str], batch: int = 32) -> torch.Tensor:
     outs = []
     with torch.no_grad():
         for i in range(0, len(texts), batch):
-            outs.append(model(**model.tokenize(texts[i:i + batch], padding="longest")))
+            outs.append(model(**model.tokenize(texts[i : i + batch], padding="longest")))
     return torch.cat(outs)
 
 
@@ -469,7 +618,7 @@ def _embed_onnx(path: Path, model: nn.Module, texts: list[str], threads: int, ba
     session = ort_session(path, threads)
     outs = []
     for i in range(0, len(texts), batch):
-        enc = model.tokenize(texts[i:i + batch], padding="longest")
+        enc = model.tokenize(texts[i : i + batch], padding="longest")
         outs.append(torch.from_numpy(session.run(None, {k: v.numpy() for k, v in enc.items()})[0]))
     return torch.cat(outs)
 
@@ -505,32 +654,62 @@ def section_minilm(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
 
     def score(name: str, emb: torch.Tensor, pair_emb: torch.Tensor, **extra: Any) -> None:
         cos = F.cosine_similarity(ref, emb)
-        rows[name] = {"mean_cosine": round(float(cos.mean()), 5), "min_cosine": round(float(cos.min()), 5),
-                      "pair_cosine": round(_pair_cos(pair_emb), 4), **extra}
+        rows[name] = {
+            "mean_cosine": round(float(cos.mean()), 5),
+            "min_cosine": round(float(cos.min()), 5),
+            "pair_cosine": round(_pair_cos(pair_emb), 4),
+            **extra,
+        }
 
     score("PyTorch fp32", ref, _embed(model, pair), bytes=artifact_bytes(model))
     cal = 8 if args.quick else 512
-    variants = {"per_tensor": Quantize(bits=8, calibration_samples=cal)}  # the default: outlier channels split
+    variants = {
+        "per_tensor": Quantize(weights=WeightQuant(bits=8), calibration_samples=cal)
+    }  # the default: outlier channels split
     if not args.quick:
-        variants["per_tensor_nosplit"] = Quantize(bits=8, calibration_samples=cal, outlier_channels=0)
-        variants["per_token"] = Quantize(bits=8, dynamic_granularity="per_token", calibration_samples=cal)
+        variants["per_tensor_nosplit"] = Quantize(
+            weights=WeightQuant(bits=8), calibration_samples=cal, outlier_channels=0
+        )
+        variants["per_token"] = Quantize(
+            weights=WeightQuant(bits=8),
+            activations=ActivationQuant(dynamic_granularity="per_token"),
+            calibration_samples=cal,
+        )
     for gran, cfg in variants.items():
         res = quantize_handler(model, cfg, targets=None, context=ctx)
         path = tmp / f"ts_{gran}.onnx"
         export_onnx(res.model, path, example)
         extra = {"split_channels": sum(r.get("split_channels", 0) for r in res.layers)}
-        score(f"torchslim int8 dynamic {gran} (simulated)", _embed(res.model, texts), _embed(res.model, pair),
-              bytes=artifact_bytes(res.model), **extra)
-        score(f"torchslim int8 dynamic {gran} (onnxruntime)", _embed_onnx(path, model, texts, threads),
-              _embed_onnx(path, model, pair, threads), bytes=file_bytes(path),
-              integer_ops=integer_op_summary(path)["integer_ops"], **extra)
+        score(
+            f"torchslim int8 dynamic {gran} (simulated)",
+            _embed(res.model, texts),
+            _embed(res.model, pair),
+            bytes=artifact_bytes(res.model),
+            **extra,
+        )
+        score(
+            f"torchslim int8 dynamic {gran} (onnxruntime)",
+            _embed_onnx(path, model, texts, threads),
+            _embed_onnx(path, model, pair, threads),
+            bytes=file_bytes(path),
+            integer_ops=integer_op_summary(path)["integer_ops"],
+            **extra,
+        )
     ao = ao_dynamic(model)
     score("torch.ao quantize_dynamic", _embed(ao, texts), _embed(ao, pair), bytes=torch_save_bytes(ao))
     ort_quantize_dynamic(tmp / "fp32.onnx", tmp / "ort_dyn.onnx", per_channel=True)
-    score("onnxruntime quantize_dynamic (per-channel)", _embed_onnx(tmp / "ort_dyn.onnx", model, texts, threads),
-          _embed_onnx(tmp / "ort_dyn.onnx", model, pair, threads), bytes=file_bytes(tmp / "ort_dyn.onnx"))
-    score("onnxruntime fp32", _embed_onnx(tmp / "fp32.onnx", model, texts, threads),
-          _embed_onnx(tmp / "fp32.onnx", model, pair, threads), bytes=file_bytes(tmp / "fp32.onnx"))
+    score(
+        "onnxruntime quantize_dynamic (per-channel)",
+        _embed_onnx(tmp / "ort_dyn.onnx", model, texts, threads),
+        _embed_onnx(tmp / "ort_dyn.onnx", model, pair, threads),
+        bytes=file_bytes(tmp / "ort_dyn.onnx"),
+    )
+    score(
+        "onnxruntime fp32",
+        _embed_onnx(tmp / "fp32.onnx", model, texts, threads),
+        _embed_onnx(tmp / "fp32.onnx", model, pair, threads),
+        bytes=file_bytes(tmp / "fp32.onnx"),
+    )
     taos = torchao_models(model)
     for name, m in taos.items():
         if isinstance(m, str):
@@ -539,7 +718,7 @@ def section_minilm(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
             score(name, _embed(m, texts), _embed(m, pair), bytes=torch_save_bytes(m))
 
     latency = {}
-    for batch in ((1, 32) if not args.quick else (1,)):
+    for batch in (1, 32) if not args.quick else (1,):
         enc = model.tokenize((texts * 40)[:batch], padding="max_length")
         feeds = {k: v.numpy() for k, v in enc.items()}
         fns = {
@@ -550,33 +729,57 @@ def section_minilm(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
             "onnxruntime quantize_dynamic (per-channel)": ort_fn(ort_session(tmp / "ort_dyn.onnx", threads), feeds),
         }
         for gran in variants:
-            fns[f"torchslim int8 dynamic {gran} (onnxruntime)"] = ort_fn(ort_session(tmp / f"ts_{gran}.onnx", threads), feeds)
+            fns[f"torchslim int8 dynamic {gran} (onnxruntime)"] = ort_fn(
+                ort_session(tmp / f"ts_{gran}.onnx", threads), feeds
+            )
         rounds = max(3, args.rounds // (4 if batch > 1 else 2))
         lat = rotating_latency(fns, "PyTorch fp32", rounds=rounds, threads=threads)
         latency[f"batch{batch}_seq128"] = lat
     out = {"texts": len(texts), "fp32_pair_cosine": round(ref_pair, 4), "rows": rows, "latency": latency}
     best = rows["torchslim int8 dynamic per_tensor (onnxruntime)"]
-    check(results, "minilm-l6 int8: mean cosine fp32 vs int8 (torchslim default, deployed)", ">= 0.99",
-          f"{best['mean_cosine']:.4f} over {len(texts)} tweets", best["mean_cosine"] >= 0.99)
-    check(results, "minilm-l6 int8: reference pair cosine (torchslim default, deployed)", f"within 0.005 of {REFERENCE_PAIR_FP32}",
-          f"{best['pair_cosine']:.4f} (quantize_dynamic: {rows['torch.ao quantize_dynamic']['pair_cosine']:.4f})",
-          abs(best["pair_cosine"] - REFERENCE_PAIR_FP32) <= 0.005)
+    check(
+        results,
+        "minilm-l6 int8: mean cosine fp32 vs int8 (torchslim default, deployed)",
+        ">= 0.99",
+        f"{best['mean_cosine']:.4f} over {len(texts)} tweets",
+        best["mean_cosine"] >= 0.99,
+    )
+    check(
+        results,
+        "minilm-l6 int8: reference pair cosine (torchslim default, deployed)",
+        f"within 0.005 of {REFERENCE_PAIR_FP32}",
+        f"{best['pair_cosine']:.4f} (quantize_dynamic: {rows['torch.ao quantize_dynamic']['pair_cosine']:.4f})",
+        abs(best["pair_cosine"] - REFERENCE_PAIR_FP32) <= 0.005,
+    )
     key = max(latency)
-    check(results, f"minilm-l6 int8 latency ratio vs PyTorch fp32 ({key})", "reported",
-          {k: v["ratio"] for k, v in latency[key].items()}, None)
+    check(
+        results,
+        f"minilm-l6 int8 latency ratio vs PyTorch fp32 ({key})",
+        "reported",
+        {k: v["ratio"] for k, v in latency[key].items()},
+        None,
+    )
     ours = latency[key]["torchslim int8 dynamic per_tensor (onnxruntime)"]["ratio"]
-    peers = ["onnxruntime quantize_dynamic (per-channel)", "torch.ao quantize_dynamic",
-             *(name for name, m in taos.items() if not isinstance(m, str))]
+    peers = [
+        "onnxruntime quantize_dynamic (per-channel)",
+        "torch.ao quantize_dynamic",
+        *(name for name, m in taos.items() if not isinstance(m, str)),
+    ]
     fastest = min(peers, key=lambda k: latency[key][k]["ratio"])
     peer = latency[key][fastest]["ratio"]
-    check(results, f"minilm-l6: torchslim deployed int8 at least as fast as the fastest peer ({key})",
-          f"<= {fastest} (5% noise margin)", f"{ours:.3f}x vs {peer:.3f}x of PyTorch fp32",
-          ours <= peer * 1.05)
+    check(
+        results,
+        f"minilm-l6: torchslim deployed int8 at least as fast as the fastest peer ({key})",
+        f"<= {fastest} (5% noise margin)",
+        f"{ours:.3f}x vs {peer:.3f}x of PyTorch fp32",
+        ours <= peer * 1.05,
+    )
     return out
 
 
 # ------------------------------------------------------------------------------------------------
 # EfficientNet-Lite0
+
 
 def _crops(n: int, seed: int) -> torch.Tensor:
     from torchslim.models import efficientnet_preprocess, sample_photos
@@ -590,7 +793,7 @@ def _crops(n: int, seed: int) -> torch.Tensor:
         s = rng.uniform(0.35, 1.0)
         ch, cw = max(16, int(h * s)), max(16, int(w * s))
         y0, x0 = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-        crop = photo[y0:y0 + ch, x0:x0 + cw]
+        crop = photo[y0 : y0 + ch, x0 : x0 + cw]
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         out.append(efficientnet_preprocess(np.ascontiguousarray(crop)))
@@ -606,8 +809,10 @@ def section_efficientnet(args: argparse.Namespace, results: dict[str, Any]) -> d
     cal = _crops(n_cal, seed=0)
     test = _crops(n_test, seed=1)
     with torch.no_grad():
-        ref = torch.cat([model(test[i:i + 16]) for i in range(0, len(test), 16)]).argmax(1)
-    ctx = Context(data=DataSplits(calibration=[(cal[i:i + 8], None) for i in range(0, len(cal), 8)]), seed=0, quiet=True)
+        ref = torch.cat([model(test[i : i + 16]) for i in range(0, len(test), 16)]).argmax(1)
+    ctx = Context(
+        data=DataSplits(calibration=[(cal[i : i + 8], None) for i in range(0, len(cal), 8)]), seed=0, quiet=True
+    )
     rows = {}
     best_model, best_key = None, None
     variants = [("per_tensor", "minmax"), ("per_channel", "minmax")]
@@ -615,16 +820,27 @@ def section_efficientnet(args: argparse.Namespace, results: dict[str, Any]) -> d
         variants.append(("per_channel", "percentile"))
     for gran, observer in variants:
         t0 = time.perf_counter()
-        res = quantize_handler(model, Quantize(bits=8, granularity=gran, observer=observer, calibration_samples=n_cal,
-                                               method="minmax" if args.quick else "auto"),
-                               targets=None, context=ctx)
+        res = quantize_handler(
+            model,
+            Quantize(
+                weights=WeightQuant(bits=8, granularity=gran, range="minmax" if args.quick else "auto"),
+                activations=ActivationQuant(observer=observer),
+                calibration_samples=n_cal,
+            ),
+            targets=None,
+            context=ctx,
+        )
         with torch.no_grad():
-            got = torch.cat([res.model(test[i:i + 16]) for i in range(0, len(test), 16)]).argmax(1)
+            got = torch.cat([res.model(test[i : i + 16]) for i in range(0, len(test), 16)]).argmax(1)
         key = f"{gran} ({observer} observer)"
-        rows[key] = {"top1_agreement": round(float((got == ref).float().mean()), 4), "seconds": round(time.perf_counter() - t0, 1),
-                     "output_sqnr_db_calibration": res.info.get("output_sqnr_db"),
-                     "folded_batchnorm": len(res.info.get("folded_batchnorm", [])), "quantized_layers": len(res.layers),
-                     "int8_outputs": len(res.info.get("int8_outputs", []))}
+        rows[key] = {
+            "top1_agreement": round(float((got == ref).float().mean()), 4),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "output_sqnr_db_calibration": res.info.get("output_sqnr_db"),
+            "folded_batchnorm": len(res.info.get("folded_batchnorm", [])),
+            "quantized_layers": len(res.layers),
+            "int8_outputs": len(res.info.get("int8_outputs", [])),
+        }
         if best_key is None or rows[key]["top1_agreement"] > rows[best_key]["top1_agreement"]:
             best_model, best_key = res.model, key
     out: dict[str, Any] = {"calibration_crops": n_cal, "held_out_crops": n_test, "rows": rows}
@@ -632,26 +848,48 @@ def section_efficientnet(args: argparse.Namespace, results: dict[str, Any]) -> d
     export_onnx(best_model, tmp / "best.onnx", test[:1])
     export_onnx(model, tmp / "fp32.onnx", test[:1])
     summary = integer_op_summary(tmp / "best.onnx")
-    out["best_onnx"] = {"ops": summary["integer_ops"], "float_ops": summary["float_compute_ops"],
-                        "parity": check_parity(best_model, tmp / "best.onnx", test[:4]).to_dict(),
-                        "bytes": file_bytes(tmp / "best.onnx"), "fp32_bytes": file_bytes(tmp / "fp32.onnx")}
+    out["best_onnx"] = {
+        "ops": summary["integer_ops"],
+        "float_ops": summary["float_compute_ops"],
+        "parity": check_parity(best_model, tmp / "best.onnx", test[:4]).to_dict(),
+        "bytes": file_bytes(tmp / "best.onnx"),
+        "fp32_bytes": file_bytes(tmp / "fp32.onnx"),
+    }
     feeds = {"input": test[:8].numpy()}
-    fns = {"onnxruntime fp32": ort_fn(ort_session(tmp / "fp32.onnx", args.threads), feeds),
-           "torchslim int8 (best)": ort_fn(ort_session(tmp / "best.onnx", args.threads), feeds)}
+    fns = {
+        "onnxruntime fp32": ort_fn(ort_session(tmp / "fp32.onnx", args.threads), feeds),
+        "torchslim int8 (best)": ort_fn(ort_session(tmp / "best.onnx", args.threads), feeds),
+    }
     out["latency_b8"] = rotating_latency(fns, "onnxruntime fp32", rounds=max(5, args.rounds // 2), threads=args.threads)
     ratio = out["latency_b8"]["torchslim int8 (best)"]["ratio"]
-    check(results, f"efficientnet-lite0 int8: onnxruntime latency vs onnxruntime fp32, batch 8, {args.threads} threads",
-          "reported", f"{ratio:.3f}x ({out['best_onnx']['ops']})", None)
+    check(
+        results,
+        f"efficientnet-lite0 int8: onnxruntime latency vs onnxruntime fp32, batch 8, {args.threads} threads",
+        "reported",
+        f"{ratio:.3f}x ({out['best_onnx']['ops']})",
+        None,
+    )
     for key, row in rows.items():
-        check(results, f"efficientnet-lite0 int8 PTQ {key}: top-1 agreement with fp32", "reported",
-              row["top1_agreement"], None)
-    check(results, "efficientnet-lite0 int8 PTQ best granularity: top-1 agreement", ">= 0.90",
-          f"{rows[best_key]['top1_agreement']:.3f} ({best_key}, {n_test} held-out crops)", rows[best_key]["top1_agreement"] >= 0.90)
+        check(
+            results,
+            f"efficientnet-lite0 int8 PTQ {key}: top-1 agreement with fp32",
+            "reported",
+            row["top1_agreement"],
+            None,
+        )
+    check(
+        results,
+        "efficientnet-lite0 int8 PTQ best granularity: top-1 agreement",
+        ">= 0.90",
+        f"{rows[best_key]['top1_agreement']:.3f} ({best_key}, {n_test} held-out crops)",
+        rows[best_key]["top1_agreement"] >= 0.90,
+    )
     return out
 
 
 # ------------------------------------------------------------------------------------------------
 # bad input
+
 
 def section_bad_input(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
     from torchslim.core.errors import TorchSlimError
@@ -663,14 +901,26 @@ def section_bad_input(args: argparse.Namespace, results: dict[str, Any]) -> dict
     nan[0][0][0, 0, 0, 0] = float("nan")
     wrong = [(torch.rand(64, 1, 32, 32), torch.zeros(64, dtype=torch.long))]
     cases: dict[str, Callable[[], Any]] = {
-        "bits=9": lambda: Quantize(bits=9),
-        "bits=0": lambda: Quantize(bits=0),
+        "bits=9": lambda: Quantize(weights=WeightQuant(bits=9)),
+        "bits=0": lambda: Quantize(weights=WeightQuant(bits=0)),
         "per-channel axis=4 (no layer has 5 dimensions)": lambda: quantize_handler(
-            model, Quantize(granularity="per_channel", axis=4), targets=None, context=Context(data=DataSplits(calibration=good))),
-        "calibration data with NaN": lambda: quantize_handler(model, Quantize(), targets=None, context=Context(data=DataSplits(calibration=nan))),
+            model,
+            Quantize(weights=WeightQuant(granularity="per_channel", axis=4)),
+            targets=None,
+            context=Context(data=DataSplits(calibration=good)),
+        ),
+        "calibration data with NaN": lambda: quantize_handler(
+            model, Quantize(), targets=None, context=Context(data=DataSplits(calibration=nan))
+        ),
         "calibration data of the wrong shape": lambda: quantize_handler(
-            model, Quantize(), targets=None, context=Context(data=DataSplits(calibration=wrong), example_input=good[0][0][:1])),
-        "empty calibration set": lambda: quantize_handler(model, Quantize(), targets=None, context=Context(data=DataSplits(calibration=[]))),
+            model,
+            Quantize(),
+            targets=None,
+            context=Context(data=DataSplits(calibration=wrong), example_input=good[0][0][:1]),
+        ),
+        "empty calibration set": lambda: quantize_handler(
+            model, Quantize(), targets=None, context=Context(data=DataSplits(calibration=[]))
+        ),
     }
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rows = {}
@@ -680,10 +930,15 @@ def section_bad_input(args: argparse.Namespace, results: dict[str, Any]) -> dict
             rows[name] = {"error": None, "message": "no error raised"}
         except TorchSlimError as exc:
             rows[name] = {"error": type(exc).__name__, "message": str(exc)[:200]}
-    unchanged = all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and not hasattr(model, "torchslim_plan")
+    unchanged = all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and not model_plan(model)
     ok = all(r["error"] for r in rows.values()) and unchanged
-    check(results, "bad input: clear error before any work, model unchanged", "every case raises; model unchanged",
-          f"{sum(bool(r['error']) for r in rows.values())}/{len(rows)} raised; unchanged={unchanged}", ok)
+    check(
+        results,
+        "bad input: clear error before any work, model unchanged",
+        "every case raises; model unchanged",
+        f"{sum(bool(r['error']) for r in rows.values())}/{len(rows)} raised; unchanged={unchanged}",
+        ok,
+    )
     return {"cases": rows, "model_unchanged": unchanged}
 
 
@@ -698,6 +953,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], dict[str, Any
 
 # ------------------------------------------------------------------------------------------------
 # report
+
 
 def _fmt(value: Any, kind: str = "") -> str:
     if value is None:
@@ -715,10 +971,14 @@ def _fmt(value: Any, kind: str = "") -> str:
 
 def to_markdown(results: dict[str, Any]) -> str:
     env = results["env"]
-    lines = [f"# Quantization benchmark ({'quick' if results['quick'] else 'full'} run)", "",
-             f"torch {env['torch']}, onnxruntime {env['onnxruntime']}, torchao {env.get('torchao') or 'not installed'}, "
-             f"{env['threads']} threads, {env['cpus']} CPUs, "
-             f"{env['date']}; {results.get('seconds', 0):.0f} s.", ""]
+    lines = [
+        f"# Quantization benchmark ({'quick' if results['quick'] else 'full'} run)",
+        "",
+        f"torch {env['torch']}, onnxruntime {env['onnxruntime']}, torchao {env.get('torchao') or 'not installed'}, "
+        f"{env['threads']} threads, {env['cpus']} CPUs, "
+        f"{env['date']}; {results.get('seconds', 0):.0f} s.",
+        "",
+    ]
     for merged in results.get("merged_sections", []):
         lines += [f"Section `{merged['section']}` rerun on {merged['date']} ({merged['command']}) and merged here.", ""]
     lines += ["## Must-show checks", "", "| claim | target | measured | verdict |", "|---|---|---|---|"]
@@ -728,67 +988,127 @@ def to_markdown(results: dict[str, Any]) -> str:
     sec = results["sections"]
     fm = sec.get("fmnist")
     if isinstance(fm, dict) and "variants" in fm:
-        lines += ["", f"## fmnist-cnn (float accuracy {100 * fm['float_acc']:.2f}%)", "",
-                  "| variant | test acc | bytes | ms b64 | vs ORT fp32 b64 | speed-up vs eager b64 | ms b1 | vs ORT fp32 b1 |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## fmnist-cnn (float accuracy {100 * fm['float_acc']:.2f}%)",
+            "",
+            "| variant | test acc | bytes | ms b64 | vs ORT fp32 b64 | speed-up vs eager b64 | ms b1 "
+            "| vs ORT fp32 b1 |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for name, row in fm["variants"].items():
             if "note" in row:
                 lines.append(f"| {name} | {row['note']} | | | | | | |")
                 continue
             lines.append(
-                f"| {name} | {_fmt(row.get('acc'), 'pct')} | {_fmt(row.get('bytes'), 'bytes')} | {_fmt(row.get('ms_b64'))} | "
-                f"{_fmt(row.get('vs_ort_fp32_b64'), 'x')} | {_fmt(row.get('speedup_vs_eager_b64'))} | {_fmt(row.get('ms_b1'))} | "
-                f"{_fmt(row.get('vs_ort_fp32_b1'), 'x')} |")
-        lines += ["", "ms and ratios of onnxruntime fp32, onnxruntime quantize_static and torchslim deployed come from "
-                  "rounds of these onnxruntime sessions alone; the other rows (and the speed-ups vs eager) from rounds "
-                  "of all variants, PyTorch included.",
-                  "", f"- onnxruntime ops of torchslim's int8 model: {fm.get('torchslim_onnx_ops')}",
-                  f"- ONNX vs simulated output: {fm.get('onnx_parity')}",
-                  *[f"- onnxruntime sessions alone, {label}: "
-                    + ", ".join(f"{name} {row['ms']} ms ({row['ratio']:.3f}x)" for name, row in lat.items())
-                    for label, lat in fm.get("ort_only", {}).items()],
-                  "", "| QAT | accuracy | drop (points) | PTQ accuracy (method) | artifact bytes | steps | seconds |",
-                  "|---|---|---|---|---|---|---|"]
+                f"| {name} | {_fmt(row.get('acc'), 'pct')} | {_fmt(row.get('bytes'), 'bytes')} | "
+                f"{_fmt(row.get('ms_b64'))} | {_fmt(row.get('vs_ort_fp32_b64'), 'x')} | "
+                f"{_fmt(row.get('speedup_vs_eager_b64'))} | {_fmt(row.get('ms_b1'))} | "
+                f"{_fmt(row.get('vs_ort_fp32_b1'), 'x')} |"
+            )
+        lines += [
+            "",
+            "ms and ratios of onnxruntime fp32, onnxruntime quantize_static and torchslim deployed come from "
+            "rounds of these onnxruntime sessions alone; the other rows (and the speed-ups vs eager) from rounds "
+            "of all variants, PyTorch included.",
+            "",
+            f"- onnxruntime ops of torchslim's int8 model: {fm.get('torchslim_onnx_ops')}",
+            f"- ONNX vs simulated output: {fm.get('onnx_parity')}",
+            *[
+                f"- onnxruntime sessions alone, {label}: "
+                + ", ".join(f"{name} {row['ms']} ms ({row['ratio']:.3f}x)" for name, row in lat.items())
+                for label, lat in fm.get("ort_only", {}).items()
+            ],
+            "",
+            "| QAT | accuracy | drop (points) | PTQ accuracy (method) | artifact bytes | steps | seconds |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for name, row in fm.get("qat", {}).items():
-            lines.append(f"| {name} weights, 8-bit activations | {_fmt(row['qat_acc'], 'pct')} | {row['qat_drop_points']} | "
-                         f"{_fmt(row['ptq_acc'], 'pct')} ({row['ptq_method']}) | {_fmt(row['artifact_bytes'], 'bytes')} | "
-                         f"{row['qat_steps']} | {row['qat_seconds']} |")
-        lines += ["", "Per-layer report of the int8 step:", "", "| layer | bits | activations | weight SQNR dB | output SQNR dB |",
-                  "|---|---|---|---|---|"]
+            lines.append(
+                f"| {name} weights, 8-bit activations | {_fmt(row['qat_acc'], 'pct')} | {row['qat_drop_points']} | "
+                f"{_fmt(row['ptq_acc'], 'pct')} ({row['ptq_method']}) | {_fmt(row['artifact_bytes'], 'bytes')} | "
+                f"{row['qat_steps']} | {row['qat_seconds']} |"
+            )
+        lines += [
+            "",
+            "Per-layer report of the int8 step:",
+            "",
+            "| layer | bits | activations | weight SQNR dB | output SQNR dB |",
+            "|---|---|---|---|---|",
+        ]
         for r in fm.get("torchslim_int8_layers", []):
-            lines.append(f"| {r['layer']} | {r['weight_bits']} | {r['activations']} | {r['weight_sqnr_db']} | {r['output_sqnr_db']} |")
+            lines.append(
+                f"| {r['layer']} | {r['weight_bits']} | {r['activations']} | {r['weight_sqnr_db']} | "
+                f"{r['output_sqnr_db']} |"
+            )
     rn = sec.get("resnet")
     if isinstance(rn, dict) and "rows" in rn:
-        lines += ["", f"## fmnist-resnet int8 (float accuracy {100 * rn['float_acc']:.2f}%)", "",
-                  "| variant | test acc | bytes | integer kernels in onnxruntime |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"## fmnist-resnet int8 (float accuracy {100 * rn['float_acc']:.2f}%)",
+            "",
+            "| variant | test acc | bytes | integer kernels in onnxruntime |",
+            "|---|---|---|---|",
+        ]
         for name, row in rn["rows"].items():
-            lines.append(f"| {name} | {_fmt(row['acc'], 'pct')} | {_fmt(row['bytes'], 'bytes')} | {row.get('integer_ops', '')} |")
+            lines.append(
+                f"| {name} | {_fmt(row['acc'], 'pct')} | {_fmt(row['bytes'], 'bytes')} | {row.get('integer_ops', '')} |"
+            )
         for label, lat in rn["latency"].items():
-            lines += ["", f"Latency, {label}, onnxruntime sessions alone (ratio = variant / onnxruntime fp32):", "",
-                      "| variant | ms | ratio |", "|---|---|---|"]
+            lines += [
+                "",
+                f"Latency, {label}, onnxruntime sessions alone (ratio = variant / onnxruntime fp32):",
+                "",
+                "| variant | ms | ratio |",
+                "|---|---|---|",
+            ]
             lines += [f"| {name} | {row['ms']} | {row['ratio']:.3f}x |" for name, row in lat.items()]
-        lines += ["", f"- convolutions given int8 outputs (residual branches): {rn['int8_outputs']}",
-                  f"- ONNX vs simulated output: {rn['onnx_parity']}"]
+        lines += [
+            "",
+            f"- convolutions given int8 outputs (residual branches): {rn['int8_outputs']}",
+            f"- ONNX vs simulated output: {rn['onnx_parity']}",
+        ]
     ml = sec.get("minilm")
     if isinstance(ml, dict) and "rows" in ml:
-        lines += ["", f"## MiniLM-L6 ({ml['texts']} tweets; fp32 reference pair cosine {ml['fp32_pair_cosine']})", "",
-                  "| variant | mean cosine | min cosine | pair cosine | bytes |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## MiniLM-L6 ({ml['texts']} tweets; fp32 reference pair cosine {ml['fp32_pair_cosine']})",
+            "",
+            "| variant | mean cosine | min cosine | pair cosine | bytes |",
+            "|---|---|---|---|---|",
+        ]
         for name, row in ml["rows"].items():
             if "note" in row:
                 lines.append(f"| {name} | {row['note']} | | | |")
                 continue
-            lines.append(f"| {name} | {row['mean_cosine']} | {row['min_cosine']} | {row['pair_cosine']} | {_fmt(row.get('bytes'), 'bytes')} |")
+            lines.append(
+                f"| {name} | {row['mean_cosine']} | {row['min_cosine']} | {row['pair_cosine']} | "
+                f"{_fmt(row.get('bytes'), 'bytes')} |"
+            )
         for key, lat in ml["latency"].items():
-            lines += ["", f"Latency {key} (ratio = variant / PyTorch fp32, median of per-round ratios):", "",
-                      "| variant | ms | ratio |", "|---|---|---|"]
+            lines += [
+                "",
+                f"Latency {key} (ratio = variant / PyTorch fp32, median of per-round ratios):",
+                "",
+                "| variant | ms | ratio |",
+                "|---|---|---|",
+            ]
             for name, row in lat.items():
                 lines.append(f"| {name} | {row['ms']} | {row['ratio']:.3f}x |")
     ef = sec.get("efficientnet")
     if isinstance(ef, dict) and "rows" in ef:
-        lines += ["", f"## EfficientNet-Lite0 int8 PTQ ({ef['calibration_crops']} calibration crops, {ef['held_out_crops']} held-out crops)", "",
-                  "| granularity | top-1 agreement | output SQNR dB (calibration) | seconds |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"## EfficientNet-Lite0 int8 PTQ ({ef['calibration_crops']} calibration crops, "
+            f"{ef['held_out_crops']} held-out crops)",
+            "",
+            "| granularity | top-1 agreement | output SQNR dB (calibration) | seconds |",
+            "|---|---|---|---|",
+        ]
         for name, row in ef["rows"].items():
-            lines.append(f"| {name} | {row['top1_agreement']:.3f} | {row['output_sqnr_db_calibration']} | {row['seconds']} |")
+            lines.append(
+                f"| {name} | {row['top1_agreement']:.3f} | {row['output_sqnr_db_calibration']} | {row['seconds']} |"
+            )
         lines += ["", f"- best model in onnxruntime: {ef.get('best_onnx')}"]
         for name, row in (ef.get("latency_b8") or {}).items():
             lines.append(f"- latency, batch 8, onnxruntime sessions alone: {name} {row['ms']} ms ({row['ratio']:.3f}x)")
@@ -811,11 +1131,19 @@ def merge_section(results_path: Path, rerun_path: Path, section: str, command: s
 
     full, rerun = json.loads(results_path.read_text()), json.loads(rerun_path.read_text())
     full["sections"][section] = rerun["sections"][section]
-    prefix = {"minilm": "minilm-l6", "fmnist": "fmnist-cnn", "resnet": "fmnist-resnet", "efficientnet": "efficientnet-lite0",
-              "bad_input": "bad input"}[section]
+    prefix = {
+        "minilm": "minilm-l6",
+        "fmnist": "fmnist-cnn",
+        "resnet": "fmnist-resnet",
+        "efficientnet": "efficientnet-lite0",
+        "bad_input": "bad input",
+    }[section]
     full["checks"] = [c for c in full.get("checks", []) if not c["claim"].startswith(prefix)] + [
-        c for c in rerun.get("checks", []) if c["claim"].startswith(prefix)]
-    full.setdefault("merged_sections", []).append({"section": section, "date": rerun["env"]["date"], "command": command})
+        c for c in rerun.get("checks", []) if c["claim"].startswith(prefix)
+    ]
+    full.setdefault("merged_sections", []).append(
+        {"section": section, "date": rerun["env"]["date"], "command": command}
+    )
     write_results(results_path.parent, results_path.stem, full, to_markdown(full))
 
 
@@ -829,9 +1157,12 @@ def main(argv: list[str] | None = None) -> int:
     default_cache = Path(os.environ.get("TORCHSLIM_CACHE") or "~/.cache/torchslim").expanduser() / "benchmarks"
     parser.add_argument("--cache", type=Path, default=default_cache, help="where the trained fmnist-cnn is kept")
     parser.add_argument("--no-cache", action="store_true", help="always train the float fmnist-cnn")
-    parser.add_argument("--merge", action="store_true",
-                        help="with --only: replace those sections (and their checks) in OUT/quantization.json "
-                             "instead of writing a results file of these sections alone")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --only: replace those sections (and their checks) in OUT/quantization.json "
+        "instead of writing a results file of these sections alone",
+    )
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (10 if args.quick else 40)
     torch.set_num_threads(args.threads)
@@ -839,9 +1170,15 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, Any] = {
         "quick": args.quick,
-        "env": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "torchao": _torchao_version(),
-                "threads": args.threads,
-                "cpus": os.cpu_count(), "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M")},
+        "env": {
+            "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "torchao": _torchao_version(),
+            "threads": args.threads,
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+        },
         "sections": {},
         "checks": [],
     }
@@ -853,8 +1190,12 @@ def main(argv: list[str] | None = None) -> int:
         rerun = args.out / f"{stem}_rerun.json"
         write_results(args.out, f"{stem}_rerun", results, to_markdown(results))
         for section in results["sections"]:
-            merge_section(args.out / f"{stem}.json", rerun, section,
-                          f"python benchmarks/quantization.py --only {args.only} --merge")
+            merge_section(
+                args.out / f"{stem}.json",
+                rerun,
+                section,
+                f"python benchmarks/quantization.py --only {args.only} --merge",
+            )
         rerun.unlink()
         rerun.with_suffix(".md").unlink()
         log(f"merged {list(results['sections'])} into {args.out / (stem + '.json')} and .md")
