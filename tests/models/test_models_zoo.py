@@ -55,7 +55,7 @@ def test_table_is_consistent():
     assert MODELS["efficientnet-lite0"].num_classes == 1000
     assert MODELS["minilm-l6"].default_dataset == "tweets"
     with pytest.raises(dataclasses.FrozenInstanceError):
-        MODELS["lenet5"].num_classes = 3  # type: ignore[misc]
+        MODELS["lenet5"].num_classes = 3  # type: ignore[misc]  # the frozen dataclass refuses this on purpose
 
 
 def test_kwarg_names_come_from_the_builders():

@@ -179,7 +179,8 @@ def _move_renamed(cls: type[TechniqueConfig], data: dict[str, Any]) -> dict[str,
             key = rest
         if key in target and target[key] != value:
             raise ConfigError(
-                f"{label}: key {old!r} (now {new!r}) is given twice with different values: {value!r} and {target[key]!r}."
+                f"{label}: key {old!r} (now {new!r}) is given twice with different values: "
+                f"{value!r} and {target[key]!r}."
             )
         target[key] = value
         warnings.warn(f"{label}: key {old!r} is now {new!r}; please update the recipe.", FutureWarning, stacklevel=3)
