@@ -93,3 +93,21 @@ def compressed_layers(model: nn.Module) -> Iterator[tuple[str, CompressedLayer]]
         if isinstance(module, CompressedLayer):
             outer.append(name)
             yield name, module
+
+
+SPARSE_KERNEL_ATTRIBUTE = "sparse_kernel"
+"""The plain boolean module attribute that says whether a runtime kernel skips zero weights."""
+
+
+def mark_sparse_kernel(module: nn.Module, sparse: bool) -> None:
+    """Declare whether `module`'s zeros are skipped by its kernel (True) or still computed (False).
+
+    A pruning mask marks its layer False (dense kernels multiply the zeros); a layer that runs a
+    sparse kernel marks itself True. The energy model reads it with :func:`uses_sparse_kernel`.
+    """
+    setattr(module, SPARSE_KERNEL_ATTRIBUTE, bool(sparse))
+
+
+def uses_sparse_kernel(module: nn.Module) -> bool:
+    """True when `module` was marked as running a kernel that skips zero weights."""
+    return getattr(module, SPARSE_KERNEL_ATTRIBUTE, False) is True

@@ -44,9 +44,10 @@ input stays float); otherwise it is inferred from the dtypes (float32 -> 32, flo
 int8 -> 8; activations from the layer's input dtype). bfloat16 is charged as fp16 and float64 as
 fp32 (the tables have no separate figures).
 
-Sparse kernels: a module that a sparse runtime would run on its nonzeros only (unstructured pruning
-sets it) carries the plain boolean attribute ``sparse_kernel = True`` (:data:`SPARSE_KERNEL_ATTRIBUTE`);
-it is the one module attribute this formula reads, and part of its documented contract.
+Sparse kernels: a module that a sparse runtime would run on its nonzeros only is marked with
+:func:`torchslim.core.layer.mark_sparse_kernel` (``sparse_kernel = True``); unstructured pruning
+marks its masked layers False. It is the one module attribute this formula reads, declared in the
+core layer contract (:func:`~torchslim.core.layer.uses_sparse_kernel`).
 
 Profiles
 --------
@@ -77,6 +78,7 @@ import torch
 from torch import nn
 
 from torchslim.core.errors import ConfigError
+from torchslim.core.layer import SPARSE_KERNEL_ATTRIBUTE, uses_sparse_kernel
 from torchslim.measure._util import (
     batch_size_of,
     dtype_bits,
@@ -164,9 +166,6 @@ class EnergyEstimate:
 
 
 _PJ_TO_UJ = 1e-6
-
-SPARSE_KERNEL_ATTRIBUTE = "sparse_kernel"
-"""The boolean module attribute that says a layer runs on a sparse kernel (see the module docstring)."""
 
 
 def _layer_energy(
@@ -343,7 +342,7 @@ def layer_costs_and_macs(model: nn.Module, example_input: Any) -> tuple[list[Lay
                 activation_bits=int(act_bits),
                 activations_in=int(n_in),
                 activations_out=int(n_out),
-                sparse_kernel=bool(getattr(module, SPARSE_KERNEL_ATTRIBUTE, False)),
+                sparse_kernel=uses_sparse_kernel(module),
             )
         )
     return costs, macs

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from torchslim.core.errors import ModelError
+from torchslim.core.layer import mark_sparse_kernel
 from torchslim.graph.surgery import bake_parametrization
 
 
@@ -89,7 +90,7 @@ def apply_mask(module: nn.Module, mask: torch.Tensor, name: str = "weight") -> W
     else:
         holder = WeightMask(mask.to(weight.device))
         parametrize.register_parametrization(module, name, holder)
-    setattr(module, "sparse_kernel", False)  # noqa: B010 - an attribute nn.Module does not declare
+    mark_sparse_kernel(module, False)
     return holder
 
 

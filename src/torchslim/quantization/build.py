@@ -24,8 +24,8 @@ from torchslim.core.errors import ArtifactError, ModelError
 from torchslim.quantization.fake_quant import FakeQuantMixin, LSQQuantizer
 from torchslim.quantization.functional import Granularity, quantize
 from torchslim.quantization.outliers import split_multipliers
-from torchslim.quantization.quantized import OWN_KEYS, QuantizedMixin
-from torchslim.quantization.specs import ActivationSpec, WeightSpec
+from torchslim.quantization.quantized import QuantizedMixin
+from torchslim.quantization.specs import OWN_KEYS, ActivationSpec, WeightSpec
 
 
 def quantizable(module: nn.Module) -> str | None:

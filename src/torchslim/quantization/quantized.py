@@ -32,22 +32,7 @@ from torchslim.quantization import export_form, stored
 from torchslim.quantization.functional import dequantize, fake_quantize
 from torchslim.quantization.onnx_ops import DQExport, QDQExport, dynamic_fake_quantize, is_fx_tracing
 from torchslim.quantization.outliers import fold_split_weight
-from torchslim.quantization.specs import ActivationSpec, WeightSpec
-
-OWN_KEYS = (
-    "weight_q",
-    "weight_scale",
-    "weight_zero_point",
-    "bias_float",
-    "input_scale",
-    "input_zero_point",
-    "input_split",
-    "_split_mult_main",
-    "_split_mult_extra",
-    "output_scale",
-    "output_zero_point",
-)
-"""Buffers and parameters a quantized layer adds to its float class."""
+from torchslim.quantization.specs import OWN_KEYS, ActivationSpec, WeightSpec
 
 
 class QuantizedMixin(nn.Module):
@@ -241,4 +226,4 @@ class QuantizedMixin(nn.Module):
         return f"{base}, w{self.weight_spec.bits} {g.kind}{act}{split_note}"
 
 
-__all__ = ["OWN_KEYS", "QuantizedMixin"]
+__all__ = ["QuantizedMixin"]

@@ -92,4 +92,20 @@ class ActivationSpec:
         )
 
 
-__all__ = ["ActivationSpec", "WeightSpec"]
+OWN_KEYS = (
+    "weight_q",
+    "weight_scale",
+    "weight_zero_point",
+    "bias_float",
+    "input_scale",
+    "input_zero_point",
+    "input_split",
+    "_split_mult_main",
+    "_split_mult_extra",
+    "output_scale",
+    "output_zero_point",
+)
+"""Buffers and parameters a quantized layer adds to its float class."""
+
+
+__all__ = ["OWN_KEYS", "ActivationSpec", "WeightSpec"]

@@ -16,6 +16,7 @@ from torch import Tensor
 from torchslim.core.errors import ArtifactError
 from torchslim.quantization.outliers import split_multipliers
 from torchslim.quantization.packing import pack_codes, unpack_codes
+from torchslim.quantization.specs import OWN_KEYS
 
 if TYPE_CHECKING:
     from torchslim.quantization.quantized import QuantizedMixin
@@ -36,7 +37,6 @@ STORED_KEYS = (
 
 def stored_state(layer: QuantizedMixin, prefix: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """The tensors to store (keys start with `prefix`) and the codec description."""
-    from torchslim.quantization.quantized import OWN_KEYS
 
     wq = layer.stored_weight()
     bits = layer.weight_spec.bits
