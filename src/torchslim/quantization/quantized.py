@@ -32,7 +32,7 @@ from torchslim.quantization import export_form, stored
 from torchslim.quantization.functional import dequantize, fake_quantize
 from torchslim.quantization.onnx_ops import DQExport, QDQExport, dynamic_fake_quantize, is_fx_tracing
 from torchslim.quantization.outliers import fold_split_weight
-from torchslim.quantization.specs import OWN_KEYS, ActivationSpec, WeightSpec
+from torchslim.quantization.specs import ActivationSpec, WeightSpec
 
 
 class QuantizedMixin(nn.Module):
