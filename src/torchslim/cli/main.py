@@ -10,6 +10,7 @@ import typer
 
 from torchslim.core.config import TechniqueConfig
 from torchslim.core.errors import TorchSlimError
+from torchslim.core.recipe import Recipe
 
 app = typer.Typer(
     name="torchslim",
@@ -215,40 +216,30 @@ def compress(
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Measure, run a recipe, measure again; write the artifact and report.json."""
-    from torchslim.api import compress as compress_model
     from torchslim.api import load_recipe
-    from torchslim.cli.resolve import resolve_data, resolve_model
-    from torchslim.core.recipe import Recipe, apply_overrides
+    from torchslim.core.recipe import apply_overrides
 
     _set_threads(threads)
     plan = load_recipe(recipe)
     if overrides:
         plan = Recipe.from_dict(apply_overrides(plan.to_dict(), overrides))
-    net = resolve_model(model, weights=weights, num_classes=num_classes)
-    splits = resolve_data(
-        data,
-        batch_size=train_batch_size,
+    _compress_and_save(
+        model,
+        plan,
+        data=data,
+        weights=weights,
+        num_classes=num_classes,
+        train_batch_size=train_batch_size,
         train_samples=train_samples,
         eval_samples=eval_samples,
         seed=seed,
-        root=data_root,
-    )
-    result = compress_model(
-        net,
-        splits,
-        recipe=plan,
-        seed=seed,
+        data_root=data_root,
         threads=threads,
         batch_size=batch_size,
-        quiet=quiet or as_json,
-        model_name=model,
+        quiet=quiet,
+        as_json=as_json,
+        out=out,
     )
-    result.save(out)
-    if as_json:
-        _echo_json(result.report.to_dict())
-    else:
-        typer.echo(result.report.render())
-        typer.echo(f"artifact: {out}")
 
 
 @app.command()
@@ -284,8 +275,6 @@ def distill(
 ) -> None:
     # long: one parameter line per CLI option (typer reads the options from the signature)
     """Distil TEACHER into a student (KD + optional feature hints); report teacher vs student, save the student."""
-    from torchslim.api import compress as compress_model
-    from torchslim.cli.resolve import resolve_data, resolve_model
     from torchslim.distillation.cli import distill_recipe
 
     _set_threads(threads)
@@ -301,7 +290,48 @@ def distill(
         feature_loss=feature_loss,
         feature_weight=feature_weight,
     )
-    net = resolve_model(teacher, weights=weights, num_classes=num_classes)
+    _compress_and_save(
+        teacher,
+        plan,
+        data=data,
+        weights=weights,
+        num_classes=num_classes,
+        train_batch_size=train_batch_size,
+        train_samples=train_samples,
+        eval_samples=eval_samples,
+        seed=seed,
+        data_root=data_root,
+        threads=threads,
+        batch_size=batch_size,
+        quiet=quiet,
+        as_json=as_json,
+        out=out,
+    )
+
+
+def _compress_and_save(
+    model: str,
+    plan: Recipe,
+    *,
+    data: str,
+    weights: str | None,
+    num_classes: int | None,
+    train_batch_size: int,
+    train_samples: int | None,
+    eval_samples: int | None,
+    seed: int,
+    data_root: str | None,
+    threads: int | None,
+    batch_size: int,
+    quiet: bool,
+    as_json: bool,
+    out: Path,
+) -> None:
+    """What `compress` and `distill` share: resolve MODEL and the data, run `plan`, save, print."""
+    from torchslim.api import compress as compress_model
+    from torchslim.cli.resolve import resolve_data, resolve_model
+
+    net = resolve_model(model, weights=weights, num_classes=num_classes)
     splits = resolve_data(
         data,
         batch_size=train_batch_size,
@@ -318,7 +348,7 @@ def distill(
         threads=threads,
         batch_size=batch_size,
         quiet=quiet or as_json,
-        model_name=teacher,
+        model_name=model,
     )
     result.save(out)
     if as_json:
