@@ -154,3 +154,11 @@ def test_pruned_model_artifact_is_smaller_and_identical(tmp_path):
     x = torch.randn(5, 8)
     assert torch.equal(again(x), pruned(x))
     assert hasattr(pruned[0], "weight_orig")  # saving never changes the caller's model
+
+
+def test_manifest_is_compact_json_because_it_counts_toward_bytes_on_disk(tmp_path):
+    save(user_model(), tmp_path / "a", config={"note": "x"})
+    text = (tmp_path / "a" / "torchslim.json").read_text(encoding="utf-8")
+    manifest = json.loads(text)
+    assert text == json.dumps(manifest, separators=(",", ":")) + "\n"
+    assert read_manifest(tmp_path / "a") == manifest

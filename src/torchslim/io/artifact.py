@@ -133,7 +133,7 @@ def _write_staged(
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         write_safetensors(staging / WEIGHTS_FILE, tensors, metadata={"format": "pt"})
-        write_json(staging / MANIFEST_FILE, manifest)
+        write_json(staging / MANIFEST_FILE, manifest, compact=True)  # counts toward the artifact's bytes
         if report is not None:
             write_json(staging / REPORT_FILE, report)
         for name, content in extra_files.items():

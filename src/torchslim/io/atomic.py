@@ -54,8 +54,14 @@ def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-def write_json(path: str | Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+def write_json(path: str | Path, obj: Any, *, compact: bool = False) -> None:
+    """Write `obj` as JSON, atomically: indented for people, or `compact` (no whitespace) for files
+    that count toward an artifact's bytes on disk."""
+    if compact:
+        text = json.dumps(obj, separators=(",", ":"), sort_keys=False, default=_json_default)
+    else:
+        text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default)
+    write_text(path, text + "\n")
 
 
 def write_safetensors(
