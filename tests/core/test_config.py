@@ -67,3 +67,20 @@ def test_yaml_exponent_strings_are_numbers():
     assert Toy.from_dict({"ratio": "5e-1"}).ratio == 0.5
     with pytest.raises(ConfigError, match="must be a number"):
         Toy.from_dict({"ratio": "half"})
+
+
+def test_python_keywords_that_moved_into_a_section_name_the_new_place():
+    from torchslim.pruning import ChannelPruning
+    from torchslim.quantization import Quantize
+
+    with pytest.raises(ConfigError, match=r"'bits' is now 'weights\.bits'; pass weights=WeightQuant\(bits=\.\.\.\)"):
+        Quantize(bits=4)  # type: ignore[call-arg]  # the old flat keyword, on purpose
+    with pytest.raises(ConfigError, match=r"pass train=TrainConfig\(epochs=\.\.\.\)"):
+        ChannelPruning(ratio=0.5, finetune_epochs=1)  # type: ignore[call-arg]  # the old flat keyword, on purpose
+
+
+def test_an_unknown_python_keyword_is_a_config_error_with_did_you_mean():
+    from torchslim.train import TrainConfig
+
+    with pytest.raises(ConfigError, match=r"TrainConfig has no field 'epoch'.*Did you mean 'epochs'"):
+        TrainConfig(epoch=1)  # type: ignore[call-arg]  # a typo, on purpose

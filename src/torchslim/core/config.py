@@ -24,7 +24,7 @@ import types
 import typing
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Literal, get_args, get_origin
+from typing import Any, ClassVar, Literal, cast, get_args, get_origin
 
 from torchslim.core.errors import ConfigError, did_you_mean
 
@@ -187,8 +187,40 @@ def _move_renamed(cls: type[TechniqueConfig], data: dict[str, Any]) -> dict[str,
     return data
 
 
+def _section_name(cls: type, field: str) -> str:
+    """The class name of the config section that field `field` of `cls` holds (``TrainConfig``)."""
+    hint = typing.get_type_hints(cls).get(field)
+    for candidate in (hint, *get_args(hint)):
+        if isinstance(candidate, type) and dataclasses.is_dataclass(candidate):
+            return candidate.__name__
+    return "<section>"
+
+
+class _ConfigType(type):
+    """Metaclass of :class:`TechniqueConfig`: a keyword that is not a field is a :class:`ConfigError`
+    naming it, with its new path when it moved into a section (``Quantize(bits=4)``: "'bits' is now
+    'weights.bits'") and a "did you mean" otherwise, instead of Python's bare ``TypeError``."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        fields: set[str] = (
+            {f.name for f in dataclasses.fields(cast(Any, cls))} if dataclasses.is_dataclass(cls) else set()
+        )
+        unknown = [key for key in kwargs if fields and key not in fields]
+        if unknown:
+            renamed: Mapping[str, str] = getattr(cls, "renamed", {})
+            key = unknown[0]
+            if key in renamed:
+                head, _, rest = renamed[key].partition(".")
+                where = f"{head}={_section_name(cls, head)}({rest}=...)" if rest else f"{head}=..."
+                raise ConfigError(f"{cls.__name__}({key}=...): {key!r} is now {renamed[key]!r}; pass {where}.")
+            raise ConfigError(
+                f"{cls.__name__} has no field {key!r}; fields: {sorted(fields)}." + did_you_mean(key, sorted(fields))
+            )
+        return super().__call__(*args, **kwargs)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class TechniqueConfig:
+class TechniqueConfig(metaclass=_ConfigType):
     """Base of every technique config: frozen, keyword-only, validated on construction."""
 
     name: ClassVar[str] = ""
