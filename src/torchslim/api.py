@@ -98,13 +98,14 @@ def check_model_accepts_data(model: nn.Module, splits: DataSplits | None) -> Non
         return
 
 
-def artifact_bytes(model: nn.Module) -> int:
-    """Bytes on disk of the artifact `torchslim.io.save` writes for `model`."""
+def artifact_bytes(model: nn.Module, *, config: dict[str, Any] | None = None) -> int:
+    """Bytes on disk of the model files (weights and manifest) `torchslim.io.save` writes for `model`
+    with `config` in its manifest (the recipe, for a compressed model: what `CompressionResult.save` writes)."""
     from torchslim.io import save
     from torchslim.measure import directory_bytes
 
     with tempfile.TemporaryDirectory(prefix="torchslim-size-") as tmp:
-        return directory_bytes(save(model, Path(tmp) / "artifact"))
+        return directory_bytes(save(model, Path(tmp) / "artifact", config=config))
 
 
 RUNTIMES = ("auto", "pytorch", "onnxruntime")
@@ -189,6 +190,7 @@ def _measure(
     threads: int | None,
     repeats: int,
     profile: str = "horowitz-45nm",
+    artifact_config: dict[str, Any] | None = None,
 ) -> Any:
     """:func:`torchslim.measure.analyze` (latency on `deployment`'s runtime when given) plus the artifact's bytes."""
     from torchslim.measure import analyze as measure_model
@@ -203,7 +205,7 @@ def _measure(
         repeats=repeats,
         profile=profile,
     )
-    return dataclasses.replace(stats, bytes=artifact_bytes(model))
+    return dataclasses.replace(stats, bytes=artifact_bytes(model, config=artifact_config))
 
 
 def _measure_pair(
@@ -217,8 +219,11 @@ def _measure_pair(
     batch_size: int,
     threads: int | None,
     repeats: int,
+    recipe: Recipe,
 ) -> tuple[Any, Any]:
     """Measure the original and the compressed model on the same runtime; each is exported once.
+    The compressed model's bytes are those of the files `CompressionResult.save` writes (its manifest
+    holds the recipe).
 
     With ``auto``, both go to the deploy backend when both export, else both are measured in
     PyTorch eager and `notes` says why.
@@ -243,9 +248,19 @@ def _measure_pair(
                     f"latency measured in PyTorch eager for both models: the {backend} export failed ({reason})"
                 )
                 deployed = [None, None]
+        configs = (None, {"recipe": recipe.to_dict()})
         before, after = (
-            _measure(m, example, loader=loader, deployment=d, batch_size=batch_size, threads=threads, repeats=repeats)
-            for m, d in zip((model, work), deployed, strict=True)
+            _measure(
+                m,
+                example,
+                loader=loader,
+                deployment=d,
+                batch_size=batch_size,
+                threads=threads,
+                repeats=repeats,
+                artifact_config=c,
+            )
+            for m, d, c in zip((model, work), deployed, configs, strict=True)
         )
     return before, after
 
@@ -365,6 +380,7 @@ def compress(
             threads=threads,
             repeats=repeats,
             notes=notes,
+            recipe=recipe,
         )
     report = _report(model, model_name, splits, before, after, steps=steps, recipe=recipe, notes=notes)
     return CompressionResult(model=work, report=report, recipe=recipe, example_input=example)
