@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import typer
 
+from torchslim.cli.boundary import run_with_boundary
+from torchslim.cli.options import (
+    AllowNonfiniteOpt,
+    CheckpointEveryOpt,
+    CompressOutOpt,
+    DataOpt,
+    DataRootOpt,
+    DemoOutOpt,
+    DistillOutOpt,
+    EvalSamplesOpt,
+    FeaturesOpt,
+    ModelArg,
+    NumClassesOpt,
+    OnnxOpt,
+    OverridesOpt,
+    ReportDirArg,
+    SensitivityOutOpt,
+    ThreadsOpt,
+    TrainOutOpt,
+    TrainSamplesOpt,
+    WeightsOpt,
+)
+from torchslim.cli.run import compress_and_save, echo_json
 from torchslim.core.config import TechniqueConfig
-from torchslim.core.errors import TorchSlimError
 from torchslim.core.recipe import Recipe
 
 app = typer.Typer(
@@ -19,34 +39,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-ModelArg = typer.Argument(..., help="A built-in model name (see `torchslim list`) or a torchslim artifact directory.")
-WeightsOpt = typer.Option(None, "--weights", help="A .safetensors or state-dict file for a built-in architecture.")
-DataOpt = typer.Option(None, "--data", help="Dataset name: fashion-mnist, digits or tweets.")
-TrainSamplesOpt = typer.Option(None, "--train-samples", min=1, help="Use at most N training samples (quick runs).")
-EvalSamplesOpt = typer.Option(None, "--eval-samples", min=1, help="Use at most N evaluation samples (quick runs).")
-ThreadsOpt = typer.Option(None, "--threads", min=1, help="Torch threads for training and measurement.")
-DataRootOpt = typer.Option(
-    None, "--data-root", help="Directory holding the dataset files (default: the standard locations)."
-)
-NumClassesOpt = typer.Option(
-    None, "--num-classes", min=1, help="Classes of a built-in model's head (e.g. 3 for minilm-l6 on tweets)."
-)
-SensitivityOutOpt = typer.Option(
-    None, "--out", help="Where --sensitivity writes sensitivity.json/.png and report.html."
-)
-TrainOutOpt = typer.Option(..., "--out", help="Artifact directory to write.")
-CompressOutOpt = typer.Option(..., "--out", help="Artifact directory to write (with report.json).")
-OverridesOpt = typer.Option([], "--set", help="Dotted override, e.g. steps.0.config.lr=0.01 (repeatable).")
-DistillOutOpt = typer.Option(..., "--out", help="Artifact directory for the trained student (with report.json).")
-FeaturesOpt = typer.Option([], "--feature", help="teacher_module:student_module[:loss] or auto[:loss] (repeatable).")
-OnnxOpt = typer.Option(..., "--onnx", help="ONNX file to write (int8 QDQ for quantized layers, else float).")
-ReportDirArg = typer.Argument(..., help="An artifact directory with report.json.")
-DemoOutOpt = typer.Option(Path("runs/demo"), "--out", help="Where the demo writes its artifacts.")
-
-
-def _echo_json(obj: object) -> None:
-    typer.echo(json.dumps(obj, indent=2, default=str))
 
 
 def _technique_summary(config_type: type[TechniqueConfig] | None) -> str:
@@ -90,8 +82,11 @@ def analyze(
     """Params, non-zeros, MACs, bytes on disk, latency, energy and (with --data) accuracy."""
     from torchslim.api import analyze as analyze_model
     from torchslim.cli.resolve import resolve_data, resolve_model
+    from torchslim.io.outputs import check_output_file
     from torchslim.report import Report
 
+    if sensitivity:
+        check_output_file((out or Path("runs") / "analyze" / Path(model).name) / "report.html", param="--out")
     _set_threads(threads)
     net = resolve_model(model, weights=weights, num_classes=num_classes)
     splits = resolve_data(
@@ -124,7 +119,7 @@ def analyze(
             + ", ".join(f"{name} ({-100 * drop:+.1f} pts)" for name, drop in result.ranking()[:5])
         )
     if as_json:
-        _echo_json(stats)
+        echo_json(stats)
     else:
         typer.echo(report.render())
 
@@ -144,53 +139,34 @@ def train(
     eval_samples: int | None = EvalSamplesOpt,
     threads: int | None = ThreadsOpt,
     num_classes: int | None = NumClassesOpt,
+    checkpoint_every: int | None = CheckpointEveryOpt,
     as_json: bool = typer.Option(False, "--json"),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     # long: one parameter line per CLI option (typer reads the options from the signature)
-    """Train a model on a dataset and save it as an artifact."""
-    from torchslim.api import analyze as analyze_model
-    from torchslim.cli.resolve import resolve_data, resolve_model
-    from torchslim.io import save
-    from torchslim.models import MODELS
-    from torchslim.report import Report
-    from torchslim.train import TrainConfig
-    from torchslim.train import train as train_model
+    """Train a model on a dataset and save it as an artifact (a killed run resumes when rerun)."""
+    from torchslim.cli.train import train_and_save
 
     _set_threads(threads)
-    pretrained_name = model in MODELS and weights is None
-    net = resolve_model(model, weights=weights, num_classes=num_classes) if not pretrained_name else None
-    if net is None:
-        from torchslim.models import build_model
-
-        net = build_model(model, num_classes=num_classes) if num_classes else build_model(model)
-    splits = resolve_data(
-        data, batch_size=batch_size, train_samples=train_samples, eval_samples=eval_samples, seed=seed, root=data_root
-    )
-    result = train_model(
-        net,
-        splits.train,
-        config=TrainConfig(epochs=epochs, lr=lr),
+    report = train_and_save(
+        model,
+        data=data,
+        data_root=data_root,
+        epochs=epochs,
+        out=out,
+        lr=lr,
+        batch_size=batch_size,
         seed=seed,
-        run_dir=out.parent / f".{out.name}.train",
-        quiet=quiet,
-    )
-    net.eval()
-    stats = analyze_model(net, splits, threads=threads).to_dict()
-    report = Report(
-        model=model,
-        before=stats,
-        dataset=data,
-        notes=[f"trained {result.steps} steps, {epochs} epoch(s), final loss {result.final_loss:.4f}"],
-    )
-    save(
-        net,
-        out,
-        report=report.to_dict(),
-        config={"train": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}},
+        weights=weights,
+        train_samples=train_samples,
+        eval_samples=eval_samples,
+        threads=threads,
+        num_classes=num_classes,
+        checkpoint_every=checkpoint_every,
+        quiet=quiet or as_json,
     )
     if as_json:
-        _echo_json(report.to_dict())
+        echo_json(report.to_dict())
     else:
         typer.echo(report.render())
         typer.echo(f"artifact: {out}")
@@ -223,7 +199,7 @@ def compress(
     plan = load_recipe(recipe)
     if overrides:
         plan = Recipe.from_dict(apply_overrides(plan.to_dict(), overrides))
-    _compress_and_save(
+    compress_and_save(
         model,
         plan,
         data=data,
@@ -290,7 +266,7 @@ def distill(
         feature_loss=feature_loss,
         feature_weight=feature_weight,
     )
-    _compress_and_save(
+    compress_and_save(
         teacher,
         plan,
         data=data,
@@ -309,55 +285,6 @@ def distill(
     )
 
 
-def _compress_and_save(
-    model: str,
-    plan: Recipe,
-    *,
-    data: str,
-    weights: str | None,
-    num_classes: int | None,
-    train_batch_size: int,
-    train_samples: int | None,
-    eval_samples: int | None,
-    seed: int,
-    data_root: str | None,
-    threads: int | None,
-    batch_size: int,
-    quiet: bool,
-    as_json: bool,
-    out: Path,
-) -> None:
-    """What `compress` and `distill` share: resolve MODEL and the data, run `plan`, save, print."""
-    from torchslim.api import compress as compress_model
-    from torchslim.cli.resolve import resolve_data, resolve_model
-
-    net = resolve_model(model, weights=weights, num_classes=num_classes)
-    splits = resolve_data(
-        data,
-        batch_size=train_batch_size,
-        train_samples=train_samples,
-        eval_samples=eval_samples,
-        seed=seed,
-        root=data_root,
-    )
-    result = compress_model(
-        net,
-        splits,
-        recipe=plan,
-        seed=seed,
-        threads=threads,
-        batch_size=batch_size,
-        quiet=quiet or as_json,
-        model_name=model,
-    )
-    result.save(out)
-    if as_json:
-        _echo_json(result.report.to_dict())
-    else:
-        typer.echo(result.report.render())
-        typer.echo(f"artifact: {out}")
-
-
 @app.command()
 def export(
     model: str = ModelArg,
@@ -374,8 +301,12 @@ def export(
     from torchslim.cli.resolve import resolve_model
     from torchslim.core.errors import ModelError
     from torchslim.deploy import check_parity, export_onnx, integer_op_summary
+    from torchslim.io import atomic_path
+    from torchslim.io.outputs import check_output_file, clean_leftovers
     from torchslim.models import example_input, get_model_spec
 
+    check_output_file(onnx, param="--onnx")
+    clean_leftovers(onnx)
     net = resolve_model(model, weights=weights, num_classes=num_classes)
     if get_model_spec(net) is None:
         raise ModelError(
@@ -383,18 +314,24 @@ def export(
             "with torchslim.deploy.export_onnx(model, path, example_input)."
         )
     inputs = example_input(net, batch_size=batch_size, seed=1)
-    facts = export_onnx(net, onnx, inputs, opset=opset)
-    parity = check_parity(net, onnx, inputs)
-    summary = {
-        "onnx": str(onnx),
-        "bytes": onnx.stat().st_size,
-        "quantized": facts.quantized,
-        "parity": parity.to_dict(),
-        "onnxruntime_ops": integer_op_summary(onnx),
-        "notes": facts.notes,
-    }
+    with atomic_path(onnx) as staged:  # renamed onto --onnx only when parity passes
+        facts = export_onnx(net, staged, inputs, opset=opset)
+        parity = check_parity(net, staged, inputs)
+        summary = {
+            "onnx": str(onnx),
+            "bytes": staged.stat().st_size,
+            "quantized": facts.quantized,
+            "parity": parity.to_dict(),
+            "onnxruntime_ops": integer_op_summary(staged),
+            "notes": facts.notes,
+        }
+        if not parity.ok:
+            raise ModelError(
+                f"ONNX output for {onnx} does not match PyTorch's (max diff {parity.max_abs_diff:.3g}); "
+                "nothing was written."
+            )
     if as_json:
-        _echo_json(summary)
+        echo_json(summary)
     else:
         kind = "int8 QDQ" if facts.quantized else "float"
         typer.echo(f"wrote {onnx} ({kind}, {summary['bytes']:,} bytes)")
@@ -410,8 +347,6 @@ def export(
             )
         for note in facts.notes:
             typer.echo(f"note: {note}")
-    if not parity.ok:
-        raise ModelError(f"ONNX output of {onnx} does not match PyTorch's (max diff {parity.max_abs_diff:.3g}).")
 
 
 @app.command("report")
@@ -428,9 +363,16 @@ def show_report(
     if data is None:
         raise ArtifactError(f"{str(directory)!r} has no report.json.")
     if as_json:
-        _echo_json(data)
-    else:
-        typer.echo(Report.from_dict(data).render())
+        echo_json(data)
+        return
+    try:
+        text = Report.from_dict(data).render()
+    except (TypeError, KeyError, AttributeError, ValueError, IndexError) as exc:
+        raise ArtifactError(
+            f"{str(directory / 'report.json')!r} does not have the shape of a torchslim report: "
+            f"{type(exc).__name__}: {str(exc)[:200]}"
+        ) from exc
+    typer.echo(text)
 
 
 @app.command("list")
@@ -448,7 +390,7 @@ def list_all(as_json: bool = typer.Option(False, "--json")) -> None:
         "datasets": {name: info.description for name, info in sorted(DATASETS.items())},
     }
     if as_json:
-        _echo_json(listing)
+        echo_json(listing)
         return
     for section, items in listing.items():
         typer.echo(f"{section}:")
@@ -473,7 +415,9 @@ def demo(
 ) -> None:
     """The main job end to end: train fmnist-cnn on Fashion-MNIST, then prune + distill + int8 it."""
     from torchslim.demo import run_demo
+    from torchslim.io.outputs import check_output_file
 
+    check_output_file(out / "report.html", param="--out")
     _set_threads(threads)
     report = run_demo(
         out=out,
@@ -485,7 +429,7 @@ def demo(
         quiet=as_json or quiet,
     )
     if as_json:
-        _echo_json(report.to_dict())
+        echo_json(report.to_dict())
     else:
         typer.echo(report.render())
         typer.echo(f"artifacts: {out}")
@@ -493,21 +437,23 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app; torchslim's own errors become one clear line and exit code 2."""
-    try:
-        app(args=argv, standalone_mode=False)
-    except TorchSlimError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except (typer.Exit, SystemExit) as exc:
-        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
-        sys.exit(code or 0)
-    except Exception as exc:  # click usage errors
-        import click
+    """Entry point: every user error becomes one line on stderr and exit code 2 (:mod:`torchslim.cli.boundary`)."""
+    import sys
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+    from torchslim.cli.resolve import ALLOW_NONFINITE
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    token = ALLOW_NONFINITE.set("--allow-nonfinite" in args)
+    try:
+        run_with_boundary(app, [a for a in args if a != "--allow-nonfinite"])
+    finally:
+        ALLOW_NONFINITE.reset(token)
+
+
+@app.callback()
+def _global_options(
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error (anywhere on the line)."),
+    allow_nonfinite: bool = AllowNonfiniteOpt,
+) -> None:
+    # both flags are taken off the command line by main() wherever they stand; declared here for --help
+    del debug, allow_nonfinite

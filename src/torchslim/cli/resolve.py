@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from pathlib import Path
 from typing import Any
 
@@ -9,17 +10,21 @@ from torch import nn
 
 from torchslim.core.errors import ArtifactError, UnknownNameError, did_you_mean
 
+#: Set by the command line's ``--allow-nonfinite``: load weights holding NaN or Inf anyway.
+ALLOW_NONFINITE: contextvars.ContextVar[bool] = contextvars.ContextVar("allow_nonfinite", default=False)
+
 
 def resolve_model(name_or_path: str, *, weights: str | None = None, num_classes: int | None = None) -> nn.Module:
     """A built-in model name (optionally with a `.safetensors` / state-dict weights file) or an artifact dir."""
     from torchslim.io import load, load_weights
+    from torchslim.io.weights import report_casts
     from torchslim.models import MODELS, build_model
 
     path = Path(name_or_path)
     if path.is_dir():
         if weights:
             raise ArtifactError("--weights cannot be combined with an artifact directory (it holds its weights).")
-        return load(path)
+        return load(path, allow_nonfinite=ALLOW_NONFINITE.get())
     if name_or_path not in MODELS:
         hint = did_you_mean(name_or_path, list(MODELS))
         raise UnknownNameError(
@@ -31,11 +36,12 @@ def resolve_model(name_or_path: str, *, weights: str | None = None, num_classes:
         kwargs["num_classes"] = num_classes
     model = build_model(name_or_path, pretrained=weights is None, **kwargs)
     if weights:
-        state = load_weights(weights)
+        state = load_weights(weights, allow_nonfinite=ALLOW_NONFINITE.get())
+        report_casts(model, state, source=str(weights))
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise ArtifactError(f"Weights {weights!r} do not fit model {name_or_path!r}: {exc}") from None
+            raise ArtifactError(f"Weights {weights!r} do not fit model {name_or_path!r}: {exc}") from exc
     model.eval()
     return model
 

@@ -39,6 +39,27 @@ class UnsafeInputError(ArtifactError):
     """A file would need unpickling of arbitrary objects; torchslim refuses it."""
 
 
+class ManifestError(ArtifactError):
+    """An artifact manifest (torchslim.json) fails its schema: a wrong type, an unknown dtype, a shape or
+    index range that does not fit the stored tensors."""
+
+
+class NonFiniteWeightsError(ArtifactError):
+    """Loaded weights hold NaN or Inf (pass ``allow_nonfinite=True`` / ``--allow-nonfinite`` to accept them)."""
+
+
+class InputTooLargeError(TorchSlimError, ValueError):
+    """An input (file, manifest entry, YAML alias expansion) exceeds a declared size bound."""
+
+
+class OutputError(ArtifactError):
+    """An output path cannot be written (read-only folder, parent is a file, a folder where a file goes)."""
+
+
+class UsageError(ConfigError):
+    """A command-line usage error: a bad option value, a missing or unknown option or command."""
+
+
 def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
     """Return a ' did you mean ...?' suffix for an unknown `name`, or '' when nothing is close."""
     import difflib

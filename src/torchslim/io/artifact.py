@@ -19,7 +19,6 @@ stored (packed codes, scales, codebooks) and a JSON codec, ``load_stored_state``
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -29,11 +28,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchslim.core.errors import ArtifactError, UnknownNameError
+from torchslim.core.errors import ArtifactError, ManifestError, ModelError, TorchSlimError, UnknownNameError
 from torchslim.core.layer import CompressedLayer, compressed_layers
 from torchslim.core.plans import model_plan, replay_plan
 from torchslim.io.atomic import write_json, write_safetensors
-from torchslim.io.weights import load_safetensors
+from torchslim.io.manifest import (
+    MAX_MANIFEST_BYTES,
+    MAX_REPORT_BYTES,
+    check_codec,
+    check_manifest_fields,
+    check_plan_bounds,
+    check_report,
+    index_bound,
+    read_json_file,
+)
+from torchslim.io.outputs import check_output_dir, clean_leftovers
+from torchslim.io.weights import check_finite, load_safetensors, report_casts
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -107,20 +117,6 @@ def export_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, A
     return tensors, meta, codecs
 
 
-def _check_output(directory: Path, *, overwrite: bool) -> None:
-    """Refuse to write over a file, a directory that is not an artifact, or (without `overwrite`) an artifact."""
-    if directory.exists():
-        if not directory.is_dir():
-            raise ArtifactError(f"Output {str(directory)!r} exists and is not a directory.")
-        if any(directory.iterdir()) and not (directory / MANIFEST_FILE).exists():
-            raise ArtifactError(
-                f"Output directory {str(directory)!r} is not empty and is not a torchslim artifact; "
-                "refusing to overwrite it."
-            )
-        if not overwrite:
-            raise ArtifactError(f"Artifact {str(directory)!r} exists (overwrite=False).")
-
-
 def _write_staged(
     directory: Path,
     tensors: dict[str, torch.Tensor],
@@ -128,9 +124,15 @@ def _write_staged(
     report: dict[str, Any] | None,
     extra_files: dict[str, str | bytes],
 ) -> None:
-    """Write every file into a staging directory next to `directory`, then rename it into place."""
+    """Write every file into a staging directory next to `directory`, then swap it into place.
+
+    Leftovers of killed saves of the same target are cleaned first (a swap cut between its renames
+    is restored). The swap renames the old artifact aside, the new one in, then deletes the old one,
+    so `directory` is missing only between two renames, and the next save restores it from there.
+    """
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    clean_leftovers(directory)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.stage-{os.getpid()}-", dir=directory.parent))
     try:
         write_safetensors(staging / WEIGHTS_FILE, tensors, metadata={"format": "pt"})
         write_json(staging / MANIFEST_FILE, manifest, compact=True)  # counts toward the artifact's bytes
@@ -144,6 +146,7 @@ def _write_staged(
         backup = None
         if directory.exists():
             backup = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+            shutil.rmtree(backup, ignore_errors=True)
             os.replace(directory, backup)
         os.replace(staging, directory)
         if backup is not None:
@@ -171,8 +174,7 @@ def save(
     """
     from torchslim.models import get_model_spec
 
-    directory = Path(directory)
-    _check_output(directory, overwrite=overwrite)
+    directory = check_output_dir(directory, param="save(directory=...)", overwrite=overwrite)
     spec = spec if spec is not None else get_model_spec(model)
     tensors, tensor_meta, codecs = export_state(model)
     manifest = {
@@ -190,24 +192,39 @@ def save(
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """The manifest of the artifact `directory`, parsed and checked against its schema (:mod:`.manifest`)."""
     directory = Path(directory)
     path = directory / MANIFEST_FILE
     if not directory.is_dir():
         raise ArtifactError(f"Artifact directory {str(directory)!r} does not exist.")
     if not path.is_file():
         raise ArtifactError(f"{str(directory)!r} is not a torchslim artifact: {MANIFEST_FILE} is missing.")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{str(path)!r} is corrupt: {exc}") from None
+    manifest = read_json_file(path, limit=MAX_MANIFEST_BYTES, what="Manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != "torchslim-artifact":
-        raise ArtifactError(f"{str(path)!r} is not a torchslim manifest.")
+        raise ManifestError(f"{str(path)!r} is not a torchslim manifest.")
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(
-            f"{str(path)!r} has format_version {manifest.get('format_version')!r}; "
+        raise ManifestError(
+            f"{str(path)!r} has format_version {str(manifest.get('format_version'))[:40]!r}; "
             f"this torchslim reads {FORMAT_VERSION}."
         )
-    return manifest
+    return check_manifest_fields(manifest, str(path))
+
+
+def _decode_all(
+    model: nn.Module, remaining: dict[str, torch.Tensor], codecs: dict[str, Any], *, source: str
+) -> dict[str, torch.Tensor]:
+    """Check every codec entry against the stored parts and the model's tensors, then decode it."""
+    from torchslim.io.codecs import decode
+
+    expected = model.state_dict()
+    for key, codec in codecs.items():
+        parts = {k: remaining.pop(k) for k in list(remaining) if k.startswith(key + "::")}
+        check_codec(key, codec, parts, expected.get(key), source=source)
+        try:
+            remaining[key] = decode(key, parts, codec)
+        except (KeyError, ValueError, RuntimeError, IndexError, TypeError) as exc:
+            raise ManifestError(f"{source}: tensor {key!r} cannot be decoded: {exc}") from exc
+    return remaining
 
 
 def import_state(
@@ -219,31 +236,46 @@ def import_state(
     codecs: dict[str, Any] | None = None,
 ) -> None:
     """Load stored tensors into `model` strictly; packed modules unpack their own entries."""
-    from torchslim.io.codecs import decode
-
-    remaining = dict(tensors)
-    for key, codec in (codecs or {}).items():
-        try:
-            parts = {k: remaining.pop(k) for k in list(remaining) if k.startswith(key + "::")}
-            remaining[key] = decode(key, parts, codec)
-        except (KeyError, ValueError, RuntimeError) as exc:
-            raise ArtifactError(f"{source}: tensor {key!r} cannot be decoded: {exc}") from None
+    remaining = _decode_all(model, dict(tensors), codecs or {}, source=source)
     for name, meta in tensor_meta.items():
-        module = model.get_submodule(name) if name else model
+        try:
+            module = model.get_submodule(name) if name else model
+        except AttributeError as exc:
+            raise ManifestError(f"{source}: tensors[{name[:80]!r}] names no layer of the model.") from exc
         if not isinstance(module, CompressedLayer):
             raise ArtifactError(f"{source}: layer {name!r} was stored packed but cannot unpack it.")
         prefix = f"{name}." if name else ""
-        module.load_stored_state(prefix, remaining, meta)
+        try:
+            module.load_stored_state(prefix, remaining, meta)
+        except TorchSlimError:
+            raise
+        except (KeyError, ValueError, RuntimeError, IndexError, TypeError, AttributeError) as exc:
+            raise ManifestError(f"{source}: layer {name!r} cannot load its stored tensors: {exc}") from exc
         for key in [k for k in remaining if k.startswith(prefix)]:
             remaining.pop(key)
+    report_casts(model, remaining, source=source)
     try:
         model.load_state_dict(remaining, strict=not tensor_meta)
     except RuntimeError as exc:
-        raise ArtifactError(f"{source}: weights do not fit the architecture: {exc}") from None
+        raise ArtifactError(f"{source}: weights do not fit the architecture: {exc}") from exc
 
 
-def load(directory: str | Path, *, model: nn.Module | None = None) -> nn.Module:
-    """Rebuild the model saved in `directory` (architecture from its spec, or `model`) in eval mode."""
+def _replay(model: nn.Module, plan: list[dict[str, Any]], *, source: str) -> nn.Module:
+    check_plan_bounds(plan, bound=index_bound(model), source=source)
+    try:
+        return replay_plan(model, plan, source=source)
+    except TorchSlimError:
+        raise
+    except (KeyError, ValueError, RuntimeError, IndexError, TypeError, AttributeError) as exc:
+        raise ManifestError(f"{source}: the plan cannot be replayed: {type(exc).__name__}: {exc}") from exc
+
+
+def load(directory: str | Path, *, model: nn.Module | None = None, allow_nonfinite: bool = False) -> nn.Module:
+    """Rebuild the model saved in `directory` (architecture from its spec, or `model`) in eval mode.
+
+    The manifest is checked against its schema before anything is built (:mod:`torchslim.io.manifest`);
+    weights holding NaN or Inf raise :class:`NonFiniteWeightsError` unless `allow_nonfinite`.
+    """
     from torchslim.models import build_from_spec, set_model_spec
 
     directory = Path(directory)
@@ -256,19 +288,22 @@ def load(directory: str | Path, *, model: nn.Module | None = None) -> nn.Module:
             )
         try:
             model = build_from_spec(spec, pretrained=False)
-        except UnknownNameError as exc:
-            raise ArtifactError(f"Artifact {str(directory)!r}: {exc}") from None
+        except (UnknownNameError, ModelError) as exc:
+            raise ManifestError(f"Artifact {str(directory)!r}: {exc}") from exc
     elif spec:
         set_model_spec(model, spec)
-    model = replay_plan(model, manifest.get("plan") or [], source=str(directory))
+    model = _replay(model, manifest.get("plan") or [], source=str(directory))
     tensors = load_safetensors(directory / WEIGHTS_FILE)
     import_state(model, tensors, manifest.get("tensors") or {}, source=str(directory), codecs=manifest.get("codecs"))
+    check_finite(model.state_dict(), source=str(directory), allow=allow_nonfinite)
     model.eval()
     return model
 
 
 def read_report(directory: str | Path) -> dict[str, Any] | None:
+    """The report.json of `directory` (None when there is none); typed errors for a malformed one."""
     path = Path(directory) / REPORT_FILE
     if not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    data = read_json_file(path, limit=MAX_REPORT_BYTES, what="Report", error=ArtifactError)
+    return check_report(data, str(path))

@@ -1,0 +1,78 @@
+"""What `compress` and `distill` share: check the output, resolve MODEL and the data, run a plan, save, print."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import typer
+
+from torchslim.core.recipe import Recipe
+
+
+def echo_json(obj: object) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+def run_dir_for(out: Path) -> Path:
+    """The folder of resumable checkpoints of the run that writes `out` (deleted once `out` is saved)."""
+    return out.parent / f".{out.name}.run"
+
+
+def compress_and_save(
+    model: str,
+    plan: Recipe,
+    *,
+    data: str,
+    weights: str | None,
+    num_classes: int | None,
+    train_batch_size: int,
+    train_samples: int | None,
+    eval_samples: int | None,
+    seed: int,
+    data_root: str | None,
+    threads: int | None,
+    batch_size: int,
+    quiet: bool,
+    as_json: bool,
+    out: Path,
+) -> None:
+    """What `compress` and `distill` share: resolve MODEL and the data, run `plan`, save, print.
+
+    `out` is checked before any work; the recipe's training steps checkpoint under
+    :func:`run_dir_for` so a killed run resumes, and that folder goes once the artifact is saved.
+    """
+    from torchslim.api import compress as compress_model
+    from torchslim.cli.resolve import resolve_data, resolve_model
+    from torchslim.io.outputs import check_output_dir, clean_leftovers
+
+    check_output_dir(out)
+    clean_leftovers(out)
+    net = resolve_model(model, weights=weights, num_classes=num_classes)
+    splits = resolve_data(
+        data,
+        batch_size=train_batch_size,
+        train_samples=train_samples,
+        eval_samples=eval_samples,
+        seed=seed,
+        root=data_root,
+    )
+    result = compress_model(
+        net,
+        splits,
+        recipe=plan,
+        seed=seed,
+        threads=threads,
+        batch_size=batch_size,
+        quiet=quiet or as_json,
+        model_name=model,
+        run_dir=run_dir_for(out),
+    )
+    result.save(out)
+    shutil.rmtree(run_dir_for(out), ignore_errors=True)
+    if as_json:
+        echo_json(result.report.to_dict())
+    else:
+        typer.echo(result.report.render())
+        typer.echo(f"artifact: {out}")
