@@ -22,11 +22,69 @@ from typing import Any
 import yaml
 
 from torchslim.core.config import TechniqueConfig
-from torchslim.core.errors import ConfigError, did_you_mean
+from torchslim.core.errors import ConfigError, InputTooLargeError, did_you_mean
 from torchslim.core.targets import Targets
 from torchslim.core.technique import TECHNIQUES
 
 RECIPE_VERSION = 1
+MAX_RECIPE_BYTES = 1_000_000
+MAX_YAML_NODES = 100_000  # after alias expansion: a recipe is a few dozen nodes
+MAX_YAML_DEPTH = 100
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many nodes `root` holds once every alias is expanded; stops past the limits (alias bombs,
+    self-referencing anchors, deep nesting) without expanding anything."""
+    sizes: dict[int, int] = {}
+    # iterative post-order walk; a node met again while on the stack is a cycle
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 0, False)]
+    on_stack: set[int] = set()
+    while stack:
+        node, depth, done = stack.pop()
+        key = id(node)
+        if done:
+            on_stack.discard(key)
+            total = 1 + sum(sizes[id(child)] for child in _children(node))
+            if total > MAX_YAML_NODES:
+                raise InputTooLargeError(
+                    f"Recipe YAML expands to more than {MAX_YAML_NODES:,} nodes (aliases); refusing it."
+                )
+            sizes[key] = total
+            continue
+        if key in sizes:
+            continue
+        if key in on_stack:
+            raise ConfigError("Recipe YAML holds a self-referencing alias; refusing it.")
+        if depth > MAX_YAML_DEPTH:
+            raise InputTooLargeError(f"Recipe YAML is nested deeper than {MAX_YAML_DEPTH} levels; refusing it.")
+        on_stack.add(key)
+        stack.append((node, depth, True))
+        stack.extend((child, depth + 1, False) for child in _children(node) if id(child) not in sizes)
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def safe_load_bounded(text: str) -> Any:
+    """``yaml.safe_load`` with size and alias-expansion limits checked on the node graph before any
+    Python object is built (a 471-byte alias bomb is refused in milliseconds)."""
+    if len(text) > MAX_RECIPE_BYTES:
+        raise InputTooLargeError(f"Recipe YAML is {len(text):,} characters; the limit is {MAX_RECIPE_BYTES:,}.")
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,12 +122,20 @@ class Step:
         if "technique" not in data:
             raise ConfigError(f"steps[{index}] needs a 'technique' name; known: {TECHNIQUES.names()}.")
         name = data["technique"]
+        if not isinstance(name, str):
+            raise ConfigError(f"steps[{index}]: 'technique' must be a name, got {type(name).__name__}.")
+        if not isinstance(data.get("config") or {}, Mapping):
+            raise ConfigError(
+                f"steps[{index}] ({name}): 'config' must be a mapping, got {type(data['config']).__name__}."
+            )
         try:
-            config_type = TECHNIQUES.config_type(str(name))
+            config_type = TECHNIQUES.config_type(name)
             config = config_type.from_dict(data.get("config") or {})
             targets = Targets.from_dict(data["targets"]) if data.get("targets") else None
         except ConfigError as exc:
-            raise type(exc)(f"steps[{index}] ({name}): {exc}") from None
+            raise type(exc)(f"steps[{index}] ({name}): {exc}") from exc
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError) as exc:
+            raise ConfigError(f"steps[{index}] ({name}): {type(exc).__name__}: {exc}") from exc
         return cls(config=config, targets=targets)
 
 
@@ -126,9 +192,11 @@ class Recipe:
     @classmethod
     def from_yaml(cls, text: str) -> Recipe:
         try:
-            data = yaml.safe_load(text)
+            data = safe_load_bounded(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"Recipe is not valid YAML (only plain YAML is accepted, no tags): {exc}") from None
+            raise ConfigError(f"Recipe is not valid YAML (only plain YAML is accepted, no tags): {exc}") from exc
+        except RecursionError as exc:
+            raise InputTooLargeError("Recipe YAML is nested too deeply.") from exc
         return cls.from_dict(data)
 
     @classmethod
@@ -136,7 +204,23 @@ class Recipe:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"Recipe file {str(path)!r} does not exist.")
-        return cls.from_yaml(path.read_text(encoding="utf-8"))
+        try:
+            size = path.stat().st_size
+            if size > MAX_RECIPE_BYTES:
+                raise InputTooLargeError(
+                    f"Recipe file {str(path)!r} is {size:,} bytes; the limit is {MAX_RECIPE_BYTES:,}."
+                )
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"Recipe file {str(path)!r} is not UTF-8 text (byte {exc.start}).") from exc
+        except OSError as exc:
+            raise ConfigError(f"Recipe file {str(path)!r} cannot be read: {exc.strerror or exc}") from exc
+        try:
+            return cls.from_yaml(text)
+        except InputTooLargeError as exc:
+            raise InputTooLargeError(f"Recipe file {str(path)!r}: {exc}") from exc
+        except ConfigError as exc:
+            raise type(exc)(f"Recipe file {str(path)!r}: {exc}") from exc
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -149,9 +233,9 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             raise ConfigError(f"Override {item!r} must look like steps.0.config.ratio=0.5.")
         path, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"Override {item!r}: bad value: {exc}") from None
+            value = safe_load_bounded(raw)
+        except (yaml.YAMLError, RecursionError) as exc:
+            raise ConfigError(f"Override {item!r}: bad value: {exc}") from exc
         node: Any = data
         parts = path.split(".")
         for i, part in enumerate(parts):
