@@ -2,7 +2,7 @@
 
 Every way a command can fail on the user's input ends the same way: one line on stderr that names
 the parameter, file or layer at fault, exit code 2, no traceback (``--debug`` anywhere on the command
-line, or ``TORCHSLIM_DEBUG=1``, re-raises the exception with its traceback):
+line, or ``TORCHSLIM_DEBUG=1``, raises the typed error instead, with its cause and traceback):
 
 * click/typer usage errors (a bad option value, a missing or unknown option or command) become
   :class:`~torchslim.core.errors.UsageError`;
@@ -46,18 +46,14 @@ def usage_error(exc: Exception) -> UsageError:
     message = format_message() if callable(format_message) else str(exc)
     ctx = getattr(exc, "ctx", None)
     where = f" (see `{ctx.command_path} --help`)" if ctx is not None and ctx.command_path else ""
-    error = UsageError(f"{message}{where}")
-    error.__cause__ = exc
-    return error
+    return UsageError(f"{message}{where}")
 
 
 def os_error(exc: OSError) -> OutputError:
     """The typed error for an OSError: names the file(s) and the system's reason."""
     names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
     where = " -> ".join(repr(n) for n in names) if names else "a file"
-    error = OutputError(f"cannot write {where}: {exc.strerror or exc}")
-    error.__cause__ = exc
-    return error
+    return OutputError(f"cannot write {where}: {exc.strerror or exc}")
 
 
 def split_debug(argv: Sequence[str]) -> tuple[list[str], bool]:
@@ -86,7 +82,7 @@ def run_with_boundary(app: Callable[..., object], argv: Sequence[str] | None) ->
         if type(exc).__name__ == "NoArgsIsHelpError":  # the help has been printed
             sys.exit(0)
         if debug:
-            raise
+            raise usage_error(exc) from exc
         _fail(usage_error(exc), USER_ERROR)
     except TorchSlimError as exc:
         if debug:
@@ -94,7 +90,7 @@ def run_with_boundary(app: Callable[..., object], argv: Sequence[str] | None) ->
         _fail(exc, USER_ERROR)
     except OSError as exc:
         if debug:
-            raise
+            raise os_error(exc) from exc
         _fail(os_error(exc), USER_ERROR)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

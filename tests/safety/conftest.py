@@ -1,0 +1,64 @@
+"""Shared helpers of the safety tests: a small sparse artifact, the CLI run in-process, snapshots."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from torchslim.cli.main import main
+from torchslim.io import save
+from torchslim.models import build_model
+
+
+def make_artifact(directory: Path) -> Path:
+    """lenet5 with half its matrix weights zero (bitmask codecs) and fc3 almost empty (an index codec)."""
+    model = build_model("lenet5", seed=0)
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            if tensor.dim() > 1:
+                tensor[..., ::2] = 0
+        last = model.get_parameter("fc.fc3.weight")
+        last.zero_()
+        last[0, :5] = 1.0
+    return save(model, directory)
+
+
+@pytest.fixture(scope="session")
+def base_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_artifact(tmp_path_factory.mktemp("base") / "lenet5")
+
+
+@pytest.fixture
+def artifact(base_artifact: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the base artifact, for a test to damage."""
+    target = tmp_path / "art"
+    shutil.copytree(base_artifact, target)
+    return target
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the command line in-process; return (exit code, stdout, stderr)."""
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def snapshot(root: Path) -> set[str]:
+    """Every path under `root` (hidden ones included), relative."""
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def assert_clean_failure(code: int, err: str, culprit: str) -> None:
+    """Exit code 2, one `error:` line naming `culprit`, no traceback."""
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    assert culprit.lower() in lines[0].lower(), (culprit, lines[0])
