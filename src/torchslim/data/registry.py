@@ -5,15 +5,19 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from torchslim.core.context import DataSplits
 from torchslim.core.errors import ConfigError, UnknownNameError, did_you_mean
 from torchslim.data._splits import SPLITS, capped_take, check_count, check_seed
+from torchslim.data.adapters import Preprocess
+from torchslim.data.custom import load_custom
 
 # `from module import name`: the package attributes `fashion_mnist`, `digits` and `tweets` are the
 # loader functions, which shadow the submodules of the same names.
@@ -116,8 +120,13 @@ def dataset_info(name: str) -> DatasetInfo:
     return DATASETS[key]
 
 
+def _is_builtin(name: str | os.PathLike[str]) -> bool:
+    key = str(name).strip().lower()
+    return isinstance(name, str) and ALIASES.get(key, key) in DATASETS
+
+
 def load_splits(
-    name: str,
+    name: str | os.PathLike[str],
     *,
     root: str | os.PathLike[str] | None = None,
     batch_size: int = 128,
@@ -125,8 +134,17 @@ def load_splits(
     eval_samples: int | None = None,
     seed: int = 0,
     num_workers: int = 0,
+    model: nn.Module | None = None,
+    preprocess: Preprocess | None = None,
+    fractions: Mapping[str, float] | None = None,
 ) -> DataSplits:
-    """Load the four disjoint splits of a built-in dataset as DataLoaders in a DataSplits.
+    """Load the four disjoint splits of a built-in dataset, or of the user's data at a path.
+
+    `name` is a built-in dataset name (or alias) or a path: a folder of images (class subfolders
+    for labels), a ``.npz`` / ``.csv`` table or a ``.txt`` file of sentences (data/custom.py,
+    `load_custom`: `model` supplies the image preprocessing unless `preprocess` is given;
+    `fractions` sets the split shares; `train_samples` / `eval_samples` do not apply there).
+    A name that is neither is an UnknownNameError with close matches.
 
     `train` is shuffled by a ``torch.Generator`` seeded with `seed` (the same seed gives the same
     batches), the other three are in their fixed order. `seed` also chooses the
@@ -136,7 +154,17 @@ def load_splits(
     ``(list[str] texts, int64 labels)``. `root` is passed to datasets read from files
     (fashion-mnist, tweets); giving it for "digits" is a ConfigError.
     """
-    info = dataset_info(name)
+    if not _is_builtin(name):
+        path = Path(name).expanduser()
+        if not path.exists():
+            raise UnknownNameError(
+                f"Unknown dataset {str(name)!r}: neither a built-in dataset {sorted(DATASETS)} nor an existing path."
+                + did_you_mean(str(name), [*DATASETS, *ALIASES])
+            )
+        return load_custom(
+            path, model=model, preprocess=preprocess, fractions=fractions, seed=seed, batch_size=batch_size
+        )
+    info = dataset_info(str(name))
     seed = check_seed(seed)
     train_samples = check_count(train_samples, name="train_samples")
     eval_samples = check_count(eval_samples, name="eval_samples")
