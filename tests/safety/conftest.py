@@ -14,13 +14,13 @@ from torchslim.models import build_model
 
 
 def make_artifact(directory: Path) -> Path:
-    """lenet5 with half its matrix weights zero (bitmask codecs) and fc3 almost empty (an index codec)."""
+    """lenet5 with half its matrix weights zero (bitmask codecs) and the classifier almost empty (an index codec)."""
     model = build_model("lenet5", seed=0)
     with torch.no_grad():
         for tensor in model.state_dict().values():
             if tensor.dim() > 1:
                 tensor[..., ::2] = 0
-        last = model.get_parameter("fc.fc3.weight")
+        last = model.get_parameter("classifier.weight")
         last.zero_()
         last[0, :5] = 1.0
     return save(model, directory)

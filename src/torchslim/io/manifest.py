@@ -244,7 +244,8 @@ def check_codec(
         index = parts.get(f"{key}::index")
         if index is None or index.numel() != values.numel() or index.is_floating_point():
             raise ManifestError(f"{where}: the stored index does not match its {values.numel()} values.")
-        if index.numel() and not 0 <= int(index.min()) <= int(index.max()) < numel:
+        wide = index.to(torch.int64)
+        if wide.numel() and not 0 <= int(wide.min()) <= int(wide.max()) < numel:
             raise ManifestError(f"{where}: a stored index is outside [0, {numel}).")
     return tuple(shape), dtype
 
