@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-
 from tests.safety.conftest import assert_clean_failure, run_cli, snapshot
+
 from torchslim.cli.main import main
 from torchslim.core.errors import (
     ArtifactError,
