@@ -34,7 +34,7 @@ def sample_report():
     }
     after = dict(
         before,
-        accuracy=0.895,
+        accuracy=0.80,
         nonzero_params=40,
         bytes=900,
         latency_ms=1.0,
@@ -68,7 +68,12 @@ def test_html_is_self_contained_and_escaped():
     assert "data:image/png;base64," in html
     assert "http://" not in html and "https://" not in html
     assert "toy &lt;mlp&gt;" in html and "toy <mlp>" not in html
-    assert "-0.50 pts" in html and "0.225x" in html
+    assert "-10.00 pts" in html and "0.225x" in html
+    assert '<li class="verdict warning" data-kind="quality_drop">accuracy fell 10.00 points' in html
+    assert 'data-warnings="1"' in html
+    # the per-layer table: before -> after per column
+    assert '<table class="layers" id="layers">' in html and "<td>fc1</td>" in html
+    assert "<td>32 → 8</td>" in html and "<td>400 → 100</td>" in html
     assert "magnitude_pruning" in html and "sparsity: 0.8" in html
 
 
@@ -100,6 +105,10 @@ def test_charts_render_in_headless_chromium(tmp_path):
     ).stdout
     assert 'data-charts-expected="4"' in dom
     assert 'data-charts-rendered="4"' in dom
+    # the warning is laid out with its warning style, and every per-layer row is on the page
+    assert 'data-warnings-styled="1"' in dom
+    assert 'data-layer-rows="2"' in dom
+    assert "400 → 100" in dom  # weight bytes of fc1: 100 params at 32 -> 8 bits
     shot = tmp_path / "shot.png"
     subprocess.run(
         [browser, *flags, "--window-size=1100,1400", f"--screenshot={shot}", page.as_uri()],
@@ -107,6 +116,13 @@ def test_charts_render_in_headless_chromium(tmp_path):
         timeout=120,
     )
     assert shot.stat().st_size > 10_000
+    # the warning's orange bar (#d9480f) is visible in the screenshot, near the top of the page
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        pixels = image.convert("RGB").crop((0, 0, image.width, 500)).getdata()
+        orange = sum(1 for r, g, b in pixels if abs(r - 0xD9) < 12 and abs(g - 0x48) < 12 and abs(b - 0x0F) < 12)
+    assert orange > 100
     shutil.rmtree(profile, ignore_errors=True)
 
 
@@ -120,9 +136,10 @@ def test_verdicts_say_what_did_not_improve():
         "latency_runtime": "onnxruntime",
     }
     slower_pruned = Report(model="m", before=base, after=dict(base, macs=500, latency_ms=1.0))
-    assert any("did not make the model faster" in v for v in slower_pruned.verdicts())
-    sparse = Report(model="m", before=base, after=dict(base, nonzero_params=10, latency_ms=0.99))
-    assert any("unstructured sparsity" in v for v in sparse.verdicts())
+    assert any("did not make the model faster" in v.message for v in slower_pruned.verdicts())
+    pruning = [{"index": 0, "technique": "magnitude_pruning"}]
+    sparse = Report(model="m", before=base, after=dict(base, nonzero_params=10, latency_ms=0.99), steps=pruning)
+    assert any("unstructured sparsity" in v.message for v in sparse.verdicts())
     good = Report(model="m", before=base, after=dict(base, macs=250, params=25, nonzero_params=25, latency_ms=0.3))
     assert good.verdicts() == []
     assert "did not make the model faster" in slower_pruned.render()

@@ -9,7 +9,8 @@ Pure functions (float64 internally):
   ``P = softmax(p_logits)``, ``Q = softmax(q_logits)`` along the last dimension (KL(P || Q), nats).
 
 :func:`compare_models` runs both models on the same inputs and reports top-1 agreement (fraction of
-samples whose argmax class matches), the mean KL(reference || candidate), and the cosine and SQNR
+samples whose argmax class matches), top-5 agreement (the reference's class among the candidate's
+five largest; models with more than five classes), the mean KL(reference || candidate), and the cosine and SQNR
 of the concatenated outputs.
 """
 
@@ -77,6 +78,8 @@ class Agreement:
     cosine: float
     sqnr_db: float
     samples: int
+    top5_agreement: float | None = None
+    """Fraction of samples whose reference top-1 class is among the candidate's top 5 (None below 6 classes)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -140,4 +143,18 @@ def compare_models(
         cosine=cosine(ref, cand),
         sqnr_db=sqnr_db(ref, cand),
         samples=int(ref.shape[0]),
+        top5_agreement=top_k_agreement(ref, cand, k=5),
     )
+
+
+def top_k_agreement(reference: Any, candidate: Any, *, k: int) -> float | None:
+    """Fraction of rows whose reference argmax is among the candidate's `k` largest logits; None
+    when there are no more than `k` classes (it would always be 1)."""
+    ref, cand = _f64(reference), _f64(candidate)
+    if ref.shape != cand.shape:
+        raise DataError(f"top_k_agreement: shapes differ: {tuple(ref.shape)} vs {tuple(cand.shape)}.")
+    if ref.shape[-1] <= k:
+        return None
+    top = cand.reshape(-1, cand.shape[-1]).topk(k, dim=-1).indices
+    hit = (top == ref.reshape(-1, ref.shape[-1]).argmax(dim=-1, keepdim=True)).any(dim=-1)
+    return float(hit.double().mean())

@@ -17,7 +17,8 @@ import jinja2
 import yaml
 
 from torchslim.report import plots
-from torchslim.report.table import ROWS, _fmt
+from torchslim.report.details import layer_rows, split_recipe
+from torchslim.report.table import AGREEMENT_ROWS, ROWS, _fmt, row_label, skipped_layers
 
 
 def _data_uri(png: bytes | None) -> str | None:
@@ -47,12 +48,23 @@ def _rows(report: Any) -> list[dict[str, str]]:
             change = "" if ratio is None else f"{ratio:.3f}x"
         rows.append(
             {
-                "label": label,
+                "label": row_label(report, key, label),
                 "before": _fmt(fmt, before),
                 "after": _fmt(fmt, after) if report.after else "",
                 "change": change,
             }
         )
+    agreement = (report.after or {}).get("agreement") or {}
+    for key, label, fmt in AGREEMENT_ROWS:
+        if agreement.get(key) is not None:
+            rows.append(
+                {
+                    "label": f"{label} ({agreement.get('samples')} samples)",
+                    "before": "",
+                    "after": _fmt(fmt, agreement[key]),
+                    "change": "",
+                }
+            )
     return rows
 
 
@@ -86,11 +98,22 @@ def render_html(report: Any, *, sensitivity: dict[str, Any] | None = None) -> st
         autoescape=True,
     )
     template = env.get_template("report.html.j2")
+    layer_columns, layers_table = layer_rows(report.before, report.after)
+    steps = [
+        dict(step, left=skipped_layers(step), folded=len(step.get("skipped") or {}) - len(skipped_layers(step)))
+        for step in report.steps
+    ]
     return template.render(
         report=report,
+        verdicts=report.verdicts(),
+        steps=steps,
+        layer_columns=layer_columns,
+        layers_table=layers_table,
+        recipe_steps=split_recipe(report.recipe),
         rows=_rows(report),
         charts=charts,
         recipe_yaml=yaml.safe_dump(report.recipe, sort_keys=False) if report.recipe else None,
+        dump=lambda value: yaml.safe_dump(value, sort_keys=False).strip(),
         before=report.before,
     )
 

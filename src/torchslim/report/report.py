@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from torchslim.report.verdicts import DEFAULT_MAX_DROP, Verdict, compute_verdicts, warnings_of
+
 SUMMARY_KEYS = (
     "accuracy",
     "params",
@@ -23,6 +25,16 @@ SUMMARY_KEYS = (
     "latency_eager_ms",
     "energy_uj",
 )
+
+
+def _version(package: str) -> str | None:
+    """The installed version of `package` (from its metadata, without importing it), or None."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def environment() -> dict[str, Any]:
@@ -41,8 +53,10 @@ def environment() -> dict[str, Any]:
     import os
 
     return {
+        "torchslim": _version("torchslim"),
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "onnxruntime": _version("onnxruntime"),
         "numpy": numpy.__version__,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
@@ -53,7 +67,13 @@ def environment() -> dict[str, Any]:
 
 @dataclasses.dataclass
 class Report:
-    """Before/after stats of one model (dicts from ``ModelStats.to_dict()``) and what each step did."""
+    """Before/after stats of one model (dicts from ``ModelStats.to_dict()``) and what each step did.
+
+    Optional keys the verdicts read when present: ``accuracy_samples`` (how many samples the
+    accuracy was measured on), ``agreement`` in `after` (``Agreement.to_dict()``: top-1 agreement,
+    SQNR, samples), ``num_classes``; steps' ``info.calibration_samples`` and
+    ``info.folded_batchnorm``.
+    """
 
     model: str
     before: dict[str, Any]
@@ -63,6 +83,10 @@ class Report:
     dataset: str | None = None
     environment: dict[str, Any] = dataclasses.field(default_factory=environment)
     notes: list[str] = dataclasses.field(default_factory=list)
+    num_classes: int | None = None
+    """Classes of the task (for the near-chance verdict); else ``before["num_classes"]`` if present."""
+    max_drop: float = DEFAULT_MAX_DROP
+    """The accuracy (or 1 - top-1 agreement) drop past which a ``quality_drop`` warning fires."""
 
     def ratios(self) -> dict[str, float | None]:
         """after / before for every summary key both sides have (None when undefined)."""
@@ -79,29 +103,25 @@ class Report:
                 out[key] = None
         return out
 
-    def verdicts(self) -> list[str]:
-        """Plain statements about what the compression did *not* achieve, from the measured numbers."""
-        if not self.after:
-            return []
-        out: list[str] = []
-        r = self.ratios()
-        runtime = self.after.get("latency_runtime") or "this runtime"
-        macs, latency = r.get("macs"), r.get("latency_ms")
-        if macs is not None and latency is not None and macs < 0.9 and latency > 0.95:
-            out.append(f"fewer MACs ({macs:.2f}x) did not make the model faster on {runtime} (latency {latency:.2f}x)")
-        elif latency is not None and latency > 1.05:
-            out.append(f"the compressed model is slower on {runtime} (latency {latency:.2f}x)")
-        nonzero = r.get("nonzero_params")
-        if nonzero is not None and nonzero < 0.9 and (macs is None or macs > 0.95):
-            out.append(
-                "unstructured sparsity: dense kernels still compute the zeros, so the gain is bytes on disk, not speed"
-            )
-        return out
+    def verdicts(self) -> list[Verdict]:
+        """Warnings and facts computed from the measured numbers (see report/verdicts.py)."""
+        num_classes = self.num_classes if self.num_classes is not None else self.before.get("num_classes")
+        return compute_verdicts(
+            self.before,
+            self.after,
+            self.steps,
+            num_classes=num_classes if isinstance(num_classes, int) else None,
+            max_drop=self.max_drop,
+        )
+
+    def warnings(self) -> list[Verdict]:
+        """The warning verdicts: ``strict`` runs exit non-zero when this is not empty."""
+        return warnings_of(self.verdicts())
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["ratios"] = self.ratios()
-        out["verdicts"] = self.verdicts()
+        out["verdicts"] = [v.to_dict() for v in self.verdicts()]
         if self.after and self.before.get("accuracy") is not None and self.after.get("accuracy") is not None:
             out["accuracy_drop"] = self.before["accuracy"] - self.after["accuracy"]
         return out

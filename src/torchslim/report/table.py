@@ -20,6 +20,10 @@ ROWS = (
 )
 
 
+#: How a quantize step marks a BatchNorm layer it folded (``skipped[bn] = "BatchNorm folded into <conv>"``).
+FOLDED_PREFIX = "BatchNorm folded into"
+
+
 def _human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if abs(n) < 1000 or unit == "GB":
@@ -37,6 +41,25 @@ def _fmt(fmt: Any, value: Any) -> str:
         return str(value)
 
 
+#: Label-free quality of the compressed model against the original (``after["agreement"]``).
+AGREEMENT_ROWS = (
+    ("top1_agreement", "top-1 agreement", lambda v: f"{100 * v:.2f}%"),
+    ("top5_agreement", "top-5 agreement", lambda v: f"{100 * v:.2f}%"),
+    ("sqnr_db", "output SQNR", lambda v: f"{v:.1f} dB"),
+    ("cosine", "output cosine", lambda v: f"{v:.4f}"),
+    ("kl_divergence", "KL(original || compressed)", lambda v: f"{v:.4f} nats"),
+)
+
+
+def row_label(report: Any, key: str, label: str) -> str:
+    """`label`, with the sample count for accuracy when the stats carry ``accuracy_samples``."""
+    if key == "accuracy":
+        n = (report.after or report.before).get("accuracy_samples") or report.before.get("accuracy_samples")
+        if isinstance(n, int):
+            return f"{label} ({n:,} samples)"
+    return label
+
+
 def build_table(report: Any) -> Table:
     table = Table(title=f"torchslim report: {report.model}" + (f" on {report.dataset}" if report.dataset else ""))
     table.add_column("metric")
@@ -49,7 +72,7 @@ def build_table(report: Any) -> Table:
         before = report.before.get(key)
         if report.after is None:
             if before is not None:
-                table.add_row(label, _fmt(fmt, before))
+                table.add_row(row_label(report, key, label), _fmt(fmt, before))
             continue
         after = report.after.get(key)
         if before is None and after is None:
@@ -59,7 +82,11 @@ def build_table(report: Any) -> Table:
         else:
             ratio = ratios.get(key)
             change = "-" if ratio is None else f"{ratio:.3f}x"
-        table.add_row(label, _fmt(fmt, before), _fmt(fmt, after), change)
+        table.add_row(row_label(report, key, label), _fmt(fmt, before), _fmt(fmt, after), change)
+    agreement = (report.after or {}).get("agreement") or {}
+    for key, label, fmt in AGREEMENT_ROWS:
+        if agreement.get(key) is not None:
+            table.add_row(f"{label} ({agreement.get('samples')} samples)", "", _fmt(fmt, agreement[key]), "")
     return table
 
 
@@ -88,15 +115,30 @@ def render_table(report: Any, *, width: int = 100) -> str:
     measured = report.before.get("energy_measured")
     if measured and report.before.get("energy_measured_uj") is None:
         notes.append(f"measured energy: {measured}")
-    for step in report.steps:
-        line = f"step {step.get('index')}: {step.get('technique')} ({step.get('seconds', 0):.1f} s)"
-        if step.get("skipped"):
-            line += f"; skipped {len(step['skipped'])} layer(s): " + ", ".join(
-                f"{k} ({v})" for k, v in list(step["skipped"].items())[:5]
-            )
-        notes.append(line)
-    notes.extend(report.verdicts())
+    notes.extend(step_line(step) for step in report.steps)
     notes.extend(report.notes)
     for note in notes:
         console.print(note)
+    for verdict in report.verdicts():
+        label = "WARNING" if verdict.severity == "warning" else "note"
+        console.print(f"{label}: {verdict.message}", style="bold yellow" if verdict.severity == "warning" else None)
     return buffer.getvalue()
+
+
+def skipped_layers(step: dict[str, Any]) -> dict[str, str]:
+    """A step's skipped layers, without BatchNorm layers that were folded (they are not skipped)."""
+    return {k: v for k, v in (step.get("skipped") or {}).items() if not str(v).startswith(FOLDED_PREFIX)}
+
+
+def step_line(step: dict[str, Any]) -> str:
+    """One line per step: technique, time, BatchNorm folded, layers skipped (with reasons)."""
+    line = f"step {step.get('index')}: {step.get('technique')} ({step.get('seconds', 0):.1f} s)"
+    folded = len(step.get("skipped") or {}) - len(skipped_layers(step))
+    if folded:
+        line += f"; folded {folded} BatchNorm layer(s) into their convolutions"
+    skipped = skipped_layers(step)
+    if skipped:
+        line += f"; left {len(skipped)} layer(s) as they were: " + ", ".join(
+            f"{k} ({v})" for k, v in list(skipped.items())[:5]
+        )
+    return line
