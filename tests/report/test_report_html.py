@@ -143,3 +143,42 @@ def test_verdicts_say_what_did_not_improve():
     good = Report(model="m", before=base, after=dict(base, macs=250, params=25, nonzero_params=25, latency_ms=0.3))
     assert good.verdicts() == []
     assert "did not make the model faster" in slower_pruned.render()
+
+
+def test_structured_pruning_charts_parameters_kept_and_bits_both_sides():
+    from torchslim.report.plots import kept_rows
+
+    report = sample_report()
+    report.after = dict(
+        report.after,
+        layers=[dict(report.before["layers"][0], params=50, nonzero_params=50)],  # fc1 halved, fc2 gone
+    )
+    assert [(r["name"], r["kept"]) for r in kept_rows(report.before["layers"], report.after["layers"])] == [
+        ("fc1", 0.5),
+        ("fc2", 0.0),
+    ]
+    page = render_html(report)
+    assert "<td>100 → 50</td>" in page and "<td>100 → removed</td>" in page
+    assert 'alt="Per-layer parameters kept"' in page and 'alt="Per-layer sparsity"' not in page
+
+
+def test_recipe_shows_changed_settings_and_folds_defaults():
+    import torchslim  # noqa: F401  (registers the techniques)
+    from torchslim.report.details import split_recipe
+
+    recipe = {
+        "version": 1,
+        "steps": [
+            {
+                "technique": "quantize",
+                "targets": {"exclude": ["role:head"]},
+                "config": dict(torchslim.quantization.Quantize().to_dict(), calibration_samples=64),
+            }
+        ],
+    }
+    (step,) = split_recipe(recipe)
+    assert step["changed"] == {"calibration_samples": 64}
+    assert "calibration_samples" not in step["defaults"] and len(step["defaults"]) > 5
+    page = render_html(Report(model="m", before=sample_report().before, recipe=recipe))
+    assert '<pre class="changed-settings">calibration_samples: 64</pre>' in page
+    assert f"<summary>{len(step['defaults'])} setting(s) at their defaults</summary>" in page

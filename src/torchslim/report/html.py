@@ -1,10 +1,13 @@
 """A self-contained HTML report: charts embedded as base64 PNG, no network, no external files.
 
-The page holds before/after bars (accuracy, bytes, latency, energy), per-layer sparsity and
-bit-width charts, sensitivity curves when a step computed them, the summary table, each step, the
-recipe as YAML and the environment. A small inline script counts the charts that decoded and
-writes the count to ``<body data-charts-rendered>``, so a headless browser test can check that
-they really render.
+The page holds the warnings (styled as warnings), the summary table, a per-layer before/after
+table, before/after bars (accuracy, bytes, latency, energy), parameters kept per layer (when layer
+sizes changed: structured pruning) or else per-layer sparsity, before/after bit-widths per layer,
+sensitivity curves when a step computed them, each step, the recipe (settings that differ from the
+defaults shown, defaults folded away) and the environment. A small inline script counts the charts
+that decoded, the warnings laid out with their style and the per-layer rows shown, and writes them
+to ``<body data-charts-rendered data-warnings-styled data-layer-rows>``, so a headless browser test
+can check that they really render.
 """
 
 from __future__ import annotations
@@ -68,25 +71,35 @@ def _rows(report: Any) -> list[dict[str, str]]:
     return rows
 
 
+def _structure_chart(before: list[dict[str, Any]], after: list[dict[str, Any]] | None) -> tuple[str, bytes | None]:
+    """Parameters kept per layer when the compression changed layer sizes (structured pruning),
+    else the per-layer sparsity (of the after side when there is one)."""
+    if after is not None:
+        sizes = {r.get("name"): r.get("params") for r in after}
+        if any(sizes.get(r.get("name")) != r.get("params") for r in before if r.get("params")):
+            rows = plots.kept_rows(before, after)
+            title = "parameters kept per layer (after / before)"
+            return "Per-layer parameters kept", plots.layer_chart(
+                rows, "kept", title=title, ylabel="kept (%)", scale=100.0
+            )
+    layers = after if after is not None else before
+    title = "sparsity per layer (after)" if after is not None else "sparsity per layer"
+    return "Per-layer sparsity", plots.layer_chart(layers, "sparsity", title=title, ylabel="sparsity (%)", scale=100.0)
+
+
 def render_html(report: Any, *, sensitivity: dict[str, Any] | None = None) -> str:
     """Render `report` (a :class:`torchslim.report.Report`) as one self-contained HTML page."""
-    layers = (report.after or report.before).get("layers") or []
+    before_layers = report.before.get("layers") or []
+    after_layers = (report.after or {}).get("layers") if report.after else None
     charts = []
     for title, png in (
         ("Before / after", plots.before_after_bars(report.before, report.after)),
-        (
-            "Per-layer sparsity",
-            plots.layer_chart(
-                layers,
-                "sparsity",
-                title="sparsity per layer (after)" if report.after else "sparsity per layer",
-                ylabel="sparsity (%)",
-                scale=100.0,
-            ),
-        ),
+        _structure_chart(before_layers, after_layers),
         (
             "Per-layer weight bit-width",
-            plots.layer_chart(layers, "weight_bits", title="weight bits per layer", ylabel="bits"),
+            plots.layer_pair_chart(
+                before_layers, after_layers, "weight_bits", title="weight bits per layer", ylabel="bits"
+            ),
         ),
         ("Sensitivity", plots.sensitivity_curves(sensitivity or _sensitivity_from_steps(report.steps))),
     ):

@@ -95,3 +95,67 @@ def sensitivity_curves(result: dict[str, Any]) -> bytes | None:
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     return _png(fig)
+
+
+def layer_pair_chart(
+    before: list[dict[str, Any]],
+    after: list[dict[str, Any]] | None,
+    key: str,
+    *,
+    title: str,
+    ylabel: str,
+    scale: float = 1.0,
+) -> bytes | None:
+    """Per-layer bars of `key`, before (grey) next to after (blue) for layers with parameters;
+    only the before bars when there is no after side."""
+    after_by_name = {row.get("name"): row for row in after or []}
+    rows = [
+        (row["name"], row[key], (after_by_name.get(row["name"]) or {}).get(key))
+        for row in before
+        if row.get(key) is not None and row.get("params", 1)
+    ]
+    if not rows:
+        return None
+    plt = _pyplot()
+    width = max(5.0, min(14.0, 0.45 * len(rows) + 2))
+    fig, ax = plt.subplots(figsize=(width, 3.2))
+    xs = list(range(len(rows)))
+    half = 0.4 if after is not None else 0.8
+    ax.bar(
+        [x - half / 2 if after is not None else x for x in xs],
+        [b * scale for _, b, _ in rows],
+        width=half,
+        color="#8c8c8c",
+        label="before",
+    )
+    if after is not None:
+        ax.bar(
+            [x + half / 2 for x in xs],
+            [(a or 0) * scale for _, _, a in rows],
+            width=half,
+            color="#2a7ab0",
+            label="after",
+        )
+        ax.legend(fontsize=7)
+    ax.set_xticks(xs)
+    ax.set_xticklabels([n for n, _, _ in rows], rotation=60, ha="right", fontsize=7)
+    ax.set_title(title, fontsize=10)
+    ax.set_ylabel(ylabel)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def kept_rows(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows ``{"name", "params", "kept"}``: the share of each layer's parameters the compression kept
+    (after / before; 0 for a removed layer). Used for structured pruning, where per-layer sparsity
+    stays near zero while whole channels are gone."""
+    after_by_name = {row.get("name"): row for row in after}
+    out = []
+    for row in before:
+        params = row.get("params")
+        if not params:
+            continue
+        kept = (after_by_name.get(row.get("name")) or {}).get("params", 0)
+        out.append({"name": row.get("name"), "params": params, "kept": kept / params})
+    return out

@@ -69,7 +69,7 @@ def _quality(before: dict[str, Any], after: dict[str, Any], max_drop: float) -> 
                 Verdict(
                     "quality_drop",
                     f"accuracy fell {100 * (a - b):.2f} points ({100 * a:.2f}% -> {100 * b:.2f}%"
-                    f"{_samples(after, 'accuracy_samples')}), more than the allowed {100 * max_drop:.2f}",
+                    f"{_samples(after, 'accuracy_samples')}), more than the allowed {100 * max_drop:.2f} points",
                     measured={"before": a, "after": b, "max_drop": max_drop, "samples": after.get("accuracy_samples")},
                 )
             )
