@@ -181,3 +181,19 @@ def test_errors_name_what_is_wrong(tmp_path):
         load_splits(tmp_path / "mixed" / "a", fractions={"tets": 1})
     with pytest.raises(DataError, match="too few"):
         split_samples(from_iterable(torch.randn(2, 2)), fractions={"train": 1, "test": 1, "validation": 1})
+
+
+def test_caps_and_options_that_do_not_apply(labelled_folder):
+    pre = ImagePreprocess(size=4)
+    splits = load_splits(labelled_folder, preprocess=pre, train_samples=5, eval_samples=1, seed=2)
+    assert split_sizes(splits) == {"train": 5, "calibration": 1, "validation": 1, "test": 1}
+    full = load_splits(labelled_folder, preprocess=pre, seed=2)
+    assert _rows(splits.train) <= _rows(full.train) and _rows(splits.test) <= _rows(full.test)
+    with pytest.raises(ConfigError, match="`root` is for built-in datasets"):
+        load_splits(labelled_folder, root="/elsewhere")
+    with pytest.raises(ConfigError, match="`fractions` applies to data read from a path"):
+        load_splits("digits", fractions={"test": 1})
+    with pytest.raises(ConfigError, match="`preprocess` applies"):
+        load_splits("digits", preprocess=pre)
+    with pytest.raises(ConfigError, match="`eval_samples`"):
+        load_splits(labelled_folder, eval_samples=0)

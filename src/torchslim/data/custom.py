@@ -150,16 +150,25 @@ def split_samples(
     seed: int = 0,
     batch_size: int = 32,
     name: str | None = None,
+    train_samples: int | None = None,
+    eval_samples: int | None = None,
+    num_workers: int = 0,
 ) -> DataSplits:
     """Cut `samples` into disjoint, seeded splits of DataLoaders (train shuffled by `seed`).
 
     `fractions` maps split names to shares (defaults: `LABELLED_FRACTIONS`, or
-    `UNLABELLED_FRACTIONS` for unlabelled data); a split left out is None. Each loader's
-    ``len(loader.dataset)`` is the number of samples it holds (see `split_sizes`).
+    `UNLABELLED_FRACTIONS` for unlabelled data); a split left out is None. `train_samples` caps
+    the train split and `eval_samples` the other three (a seeded random subset of the split; a cap
+    above a split's size keeps it whole). Each loader's ``len(loader.dataset)`` is the number of
+    samples it holds (see `split_sizes`).
     """
     seed = check_seed(seed)
     checked = check_count(batch_size, name="batch_size", allow_none=False)
     assert checked is not None
+    caps = {
+        "train": check_count(train_samples, name="train_samples"),
+        **dict.fromkeys(("calibration", "validation", "test"), check_count(eval_samples, name="eval_samples")),
+    }
     if fractions is None:
         fractions = LABELLED_FRACTIONS if samples.labelled else UNLABELLED_FRACTIONS
     counts = split_counts(len(samples), fractions)
@@ -169,8 +178,9 @@ def split_samples(
     for split in SPLITS:
         if split not in counts:
             continue
-        rows = sorted(int(i) for i in order[start : start + counts[split]])
+        chosen = order[start : start + counts[split]]
         start += counts[split]
+        rows = sorted(int(i) for i in chosen[: caps[split]])
         shuffle = split == "train"
         loaders[split] = DataLoader(
             Subset(samples, rows),
@@ -178,6 +188,7 @@ def split_samples(
             shuffle=shuffle,
             generator=torch.Generator().manual_seed(seed) if shuffle else None,
             collate_fn=_collate,
+            num_workers=num_workers,
         )
     return DataSplits(
         **loaders, name=name or Path(samples.source).name or samples.kind, num_classes=samples.num_classes
@@ -226,12 +237,14 @@ def load_custom(
     fractions: Mapping[str, float] | None = None,
     seed: int = 0,
     batch_size: int = 32,
+    **options: Any,
 ) -> DataSplits:
-    """Read `path` (see `_detect`) and split it; images use `preprocess`, else the model's own."""
+    """Read `path` (see `_detect`) and split it; images use `preprocess`, else the model's own.
+    `options` go to `split_samples` (`train_samples`, `eval_samples`, `num_workers`)."""
     if preprocess is not None and not callable(preprocess):
         raise ConfigError(f"`preprocess` must be a callable, got {type(preprocess).__name__}.")
     samples = _detect(Path(path).expanduser(), preprocess or preprocess_of(model))
-    return split_samples(samples, fractions=fractions, seed=seed, batch_size=batch_size)
+    return split_samples(samples, fractions=fractions, seed=seed, batch_size=batch_size, **options)
 
 
 class _Relabelled(Dataset[tuple[Any, int]]):

@@ -143,7 +143,8 @@ def load_splits(
     `name` is a built-in dataset name (or alias) or a path: a folder of images (class subfolders
     for labels), a ``.npz`` / ``.csv`` table or a ``.txt`` file of sentences (data/custom.py,
     `load_custom`: `model` supplies the image preprocessing unless `preprocess` is given;
-    `fractions` sets the split shares; `train_samples` / `eval_samples` do not apply there).
+    `fractions` sets the split shares; `train_samples` / `eval_samples` cap them as for built-ins).
+    `model` is ignored for built-in datasets (they come preprocessed for the built-in models).
     A name that is neither is an UnknownNameError with close matches.
 
     `train` is shuffled by a ``torch.Generator`` seeded with `seed` (the same seed gives the same
@@ -161,10 +162,26 @@ def load_splits(
                 f"Unknown dataset {str(name)!r}: neither a built-in dataset {sorted(DATASETS)} nor an existing path."
                 + did_you_mean(str(name), [*DATASETS, *ALIASES])
             )
+        if root is not None:
+            raise ConfigError(f"`root` is for built-in datasets; {str(name)!r} is a path already.")
         return load_custom(
-            path, model=model, preprocess=preprocess, fractions=fractions, seed=seed, batch_size=batch_size
+            path,
+            model=model,
+            preprocess=preprocess,
+            fractions=fractions,
+            seed=seed,
+            batch_size=batch_size,
+            train_samples=train_samples,
+            eval_samples=eval_samples,
+            num_workers=num_workers,
         )
     info = dataset_info(str(name))
+    if preprocess is not None or fractions is not None:
+        given = "preprocess" if preprocess is not None else "fractions"
+        raise ConfigError(
+            f"`{given}` applies to data read from a path; built-in dataset {info.name!r} has fixed splits "
+            "and comes preprocessed."
+        )
     seed = check_seed(seed)
     train_samples = check_count(train_samples, name="train_samples")
     eval_samples = check_count(eval_samples, name="eval_samples")
