@@ -59,5 +59,8 @@ $(BENCH_STAMP): pyproject.toml constraints.txt $(STAMP)
 bench: setup $(BENCH_STAMP)
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/run_all.py
 
+bench-quick: setup $(BENCH_STAMP)
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/run_all.py --quick
+
 clean:
 	rm -rf $(VENV) runs build dist src/*.egg-info

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import statistics
 import sys
 import time
@@ -58,7 +57,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent / "src"))
 sys.path.insert(0, str(ROOT))
 
-from _harness import log, run_sections, write_results  # noqa: E402
+from _harness import env_line, log, new_results, rotating_latency, run_sections, torch_fn, write_results  # noqa: E402
 from torchslim.core import Context  # noqa: E402
 from torchslim.core.plans import model_plan  # noqa: E402
 
@@ -266,7 +265,6 @@ class TokenBatches:
 def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
     from torchslim.data import tweets
     from torchslim.distillation import build_student, distill
-    from torchslim.measure.latency import compare_latency
     from torchslim.models import build_model, example_input
     from torchslim.train import TrainConfig, train
 
@@ -336,18 +334,16 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
     latency = {}
     for batch in (1, 8) if args.quick else (1, 32):
         x = example_input(teacher, batch_size=batch)
-        with torch.no_grad():
-            ratio, comparison = compare_latency(
-                lambda x=x: kd_student(**x),
-                lambda x=x: teacher(**x),
-                rounds=args.rounds,
-                warmup=2,
-                threads=args.threads,
-            )
+        lat = rotating_latency(
+            {"teacher": torch_fn(teacher, x), "student": torch_fn(kd_student, x)},
+            "teacher",
+            rounds=args.rounds,
+            threads=args.threads,
+        )
         latency[f"batch{batch}x128"] = {
-            "student_ms": comparison.a.median_ms,
-            "teacher_ms": comparison.b.median_ms,
-            "ratio": ratio,
+            "student_ms": lat["student"]["ms"],
+            "teacher_ms": lat["teacher"]["ms"],
+            "ratio": lat["student"]["ratio"],
         }
     kept = model_plan(kd_student)[-1]["stages"]
     return {
@@ -531,8 +527,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"# Distillation benchmark ({'quick' if results['quick'] else 'full'} run)",
         "",
-        f"torch {env['torch']}, {env['threads']} threads, {env['cpus']} CPUs, {env['date']}; "
-        f"{results['seconds']:.0f} s in all.",
+        f"{env_line(env)}; {results['seconds']:.0f} s in all.",
         "",
     ]
     s = results["sections"]
@@ -671,18 +666,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torchslim.distillation  # noqa: F401 - registers the technique and the drop_layers plan replay
 
-    results: dict[str, Any] = {
-        "quick": args.quick,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "env": {
-            "torch": torch.__version__,
-            "threads": args.threads,
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d %H:%M"),
-        },
-        "sections": {},
-    }
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    results: dict[str, Any] = new_results(quick=args.quick, threads=args.threads, settings=settings)
     started = time.perf_counter()
     results["sections"] = run_sections(args.only, SECTIONS, lambda fn: fn(args), error=parser.error)
     results["seconds"] = time.perf_counter() - started

@@ -21,8 +21,8 @@ Sections (``--only lenet,resnet,...`` runs a subset):
   would remove every channel: the error raised and whether the model stayed unchanged.
 
 Writes ``benchmarks/results/pruning[_quick].json`` and ``.md``. Latency ratios are medians of
-rounds that time dense and every variant in rotating order (``multi_latency``; two-way cases use
-``torchslim.measure.latency.compare_latency``) at a fixed thread count (default 2). Trained dense
+rounds that time dense and every variant in rotating order (``multi_latency`` through
+``_harness.rotating_latency``, two-way cases too) at a fixed thread count (default 2). Trained dense
 baselines are cached as torchslim artifacts in ``${TORCHSLIM_CACHE:-~/.cache/torchslim}/benchmarks``
 (``--no-cache`` retrains); the full run trains LeNet-300-100 for 10 epochs and fmnist-resnet for 4
 on the whole Fashion-MNIST train split the first time.
@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -51,7 +50,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent / "src"))
 sys.path.insert(0, str(ROOT))
 
-from _harness import log, rotating_times, run_sections, write_results  # noqa: E402
+from _harness import env_line, log, new_results, rotating_latency, run_sections, torch_fn, write_results  # noqa: E402
 from torchslim.core import Context, Targets  # noqa: E402
 from torchslim.core.plans import model_plan  # noqa: E402
 from torchslim.core.technique import TECHNIQUES  # noqa: E402
@@ -104,25 +103,13 @@ def torch_save_bytes(model: nn.Module) -> int:
 
 def call(model: nn.Module, x: Any) -> Callable[[], Any]:
     model.eval()
-
-    def run() -> Any:
-        with torch.no_grad():
-            return model(**x) if isinstance(x, dict) else model(x)
-
-    return run
+    return torch_fn(model, x)
 
 
 def ab_latency(dense: nn.Module, other: nn.Module, x: Any, *, rounds: int, threads: int) -> dict[str, float]:
-    """Alternating A/B timing; ``ratio = other / dense`` (below 1: faster than dense)."""
-    from torchslim.measure.latency import compare_latency
-
-    ratio, cmp = compare_latency(call(dense, x), call(other, x), rounds=rounds, warmup=2, threads=threads)
-    return {
-        "dense_ms": cmp.a.median_ms,
-        "ms": cmp.b.median_ms,
-        "ratio": cmp.b.median_ms / cmp.a.median_ms,
-        "speedup": ratio,
-    }
+    """Alternating A/B timing (the harness's rotating rounds); ``ratio = other / dense`` (below 1:
+    faster than dense)."""
+    return multi_latency(dense, {"other": other}, x, rounds=rounds, threads=threads)["other"]
 
 
 def multi_latency(
@@ -134,16 +121,12 @@ def multi_latency(
     changes between rounds, e.g. other processes on a shared machine, cancels out); ``ms`` are
     medians of each model's own times. ``speedup = 1 / ratio``.
     """
-    import statistics
-
     fns = {"dense": call(dense, x), **{k: call(m, x) for k, m in variants.items()}}
-    times = rotating_times(fns, rounds=rounds, threads=threads)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    out = {}
-    for k in variants:
-        ratio = statistics.median(a / b for a, b in zip(times[k], times["dense"], strict=True))
-        out[k] = {"dense_ms": med["dense"], "ms": med[k], "ratio": ratio, "speedup": 1.0 / ratio}
-    return out
+    lat = rotating_latency(fns, "dense", rounds=rounds, threads=threads)
+    return {
+        k: {"dense_ms": lat["dense"]["ms"], "ms": lat[k]["ms"], "ratio": lat[k]["ratio"], "speedup": lat[k]["speedup"]}
+        for k in variants
+    }
 
 
 def dense_baseline(
@@ -542,8 +525,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"# Pruning benchmark ({'quick' if results['quick'] else 'full'} run)",
         "",
-        f"torch {results['env']['torch']}, torch-pruning {results['env']['torch_pruning']}, "
-        f"{results['env']['threads']} threads, {results['env']['cpus']} CPUs, {results['env']['date']}.",
+        f"{env_line(results['env'])}.",
         "",
     ]
     s = results["sections"]
@@ -638,22 +620,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (6 if args.quick else 30)
     torch.set_num_threads(args.threads)
-    import torch_pruning
 
     import torchslim.pruning  # noqa: F401 - registers the techniques
 
-    results: dict[str, Any] = {
-        "quick": args.quick,
-        "env": {
-            "torch": torch.__version__,
-            "torch_pruning": torch_pruning.__version__,
-            "threads": args.threads,
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d %H:%M"),
-        },
-        "sections": {},
-    }
+    results: dict[str, Any] = new_results(quick=args.quick, threads=args.threads)
     started = time.perf_counter()
     results["sections"] = run_sections(args.only, SECTIONS, lambda fn: fn(args), error=parser.error)
     results["seconds"] = time.perf_counter() - started

@@ -41,8 +41,6 @@ import argparse
 import copy
 import math
 import os
-import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -63,7 +61,17 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent / "src"))
 sys.path.insert(0, str(ROOT))
 
-from _harness import log, rotating_times, run_sections, write_results  # noqa: E402
+from _harness import (  # noqa: E402 - ort_session, ort_fn, torch_fn, rotating_latency: also imported from here
+    env_line,
+    log,
+    new_results,
+    ort_fn,
+    ort_session,
+    rotating_latency,
+    run_sections,
+    torch_fn,
+    write_results,
+)
 from torchslim.core import Context, DataSplits  # noqa: E402
 from torchslim.core.plans import model_plan  # noqa: E402
 from torchslim.quantization import ActivationQuant, Quantize, WeightQuant, quantize_handler  # noqa: E402
@@ -101,36 +109,6 @@ def torch_save_bytes(model: nn.Module) -> int:
         path = Path(tmp) / "m.pt"
         torch.save(model.state_dict(), path)
         return path.stat().st_size
-
-
-def ort_session(path: Path, threads: int) -> Any:
-    from torchslim.deploy import ort_session as make
-
-    return make(path, threads=threads, spinning=False)  # sessions take turns: no busy-waiting threads
-
-
-def ort_fn(session: Any, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
-    return lambda: session.run(None, feeds)
-
-
-def torch_fn(model: nn.Module, inputs: Any) -> Callable[[], Any]:
-    def run() -> Any:
-        with torch.no_grad():
-            return model(**inputs) if isinstance(inputs, dict) else model(inputs)
-
-    return run
-
-
-def rotating_latency(
-    fns: dict[str, Callable[[], Any]], baseline: str, *, rounds: int, threads: int
-) -> dict[str, dict[str, float]]:
-    """Median ms of each callable and median per-round ratio to `baseline` (rotating order)."""
-    times = rotating_times(fns, rounds=rounds, threads=threads)
-    out = {}
-    for name in fns:
-        ratios = [a / b for a, b in zip(times[name], times[baseline], strict=True)]
-        out[name] = {"ms": round(statistics.median(times[name]), 3), "ratio": round(statistics.median(ratios), 3)}
-    return out
 
 
 def accuracy_torch(model: nn.Module, loader: Any) -> float:
@@ -178,7 +156,12 @@ def calibration_feeds(splits: DataSplits, samples: int = 512) -> list[dict[str, 
     return feeds
 
 
-def ort_quantize_static(float_path: Path, out: Path, feeds: list[dict[str, np.ndarray]]) -> None:
+def ort_quantize_static(
+    float_path: Path, out: Path, feeds: list[dict[str, np.ndarray]], *, activations: str = "int8"
+) -> None:
+    """onnxruntime's ``quantize_static``: QDQ, per-channel int8 weights, activations ``int8`` or
+    ``uint8`` (onnxruntime's default, with which it fuses every Conv, Add and pooling of a ResNet
+    into integer kernels), calibrated on `feeds`."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -193,7 +176,7 @@ def ort_quantize_static(float_path: Path, out: Path, feeds: list[dict[str, np.nd
         Reader(feeds),
         quant_format=QuantFormat.QDQ,
         per_channel=True,
-        activation_type=QuantType.QInt8,
+        activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
         weight_type=QuantType.QInt8,
     )
 
@@ -230,15 +213,6 @@ def torchao_models(model: nn.Module) -> dict[str, nn.Module | str]:
             tq.quantize_(m, getattr(tq, config)())
         out[name] = m
     return out
-
-
-def _torchao_version() -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("torchao")
-    except PackageNotFoundError:
-        return None
 
 
 def ao_dynamic(model: nn.Module) -> nn.Module:
@@ -974,9 +948,7 @@ def to_markdown(results: dict[str, Any]) -> str:
     lines = [
         f"# Quantization benchmark ({'quick' if results['quick'] else 'full'} run)",
         "",
-        f"torch {env['torch']}, onnxruntime {env['onnxruntime']}, torchao {env.get('torchao') or 'not installed'}, "
-        f"{env['threads']} threads, {env['cpus']} CPUs, "
-        f"{env['date']}; {results.get('seconds', 0):.0f} s.",
+        f"{env_line(env)}; {results.get('seconds', 0):.0f} s.",
         "",
     ]
     for merged in results.get("merged_sections", []):
@@ -1166,22 +1138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (10 if args.quick else 40)
     torch.set_num_threads(args.threads)
-    import onnxruntime
-
-    results: dict[str, Any] = {
-        "quick": args.quick,
-        "env": {
-            "torch": torch.__version__,
-            "onnxruntime": onnxruntime.__version__,
-            "torchao": _torchao_version(),
-            "threads": args.threads,
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d %H:%M"),
-        },
-        "sections": {},
-        "checks": [],
-    }
+    results: dict[str, Any] = new_results(quick=args.quick, threads=args.threads, checks=[])
     started = time.perf_counter()
     results["sections"] = run_sections(args.only, SECTIONS, lambda fn: fn(args, results), error=parser.error)
     results["seconds"] = round(time.perf_counter() - started, 1)

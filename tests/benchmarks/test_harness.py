@@ -1,0 +1,123 @@
+"""The shared benchmark harness: alternating timing returns medians, results carry the header,
+the deploy table marks where torchslim is behind, readme_tables renders a table from JSON."""
+
+import json
+import time
+
+import pytest
+
+
+def test_summarize_takes_medians_and_per_round_ratios(harness):
+    times = {"base": [10.0, 10.0, 40.0, 10.0, 10.0], "fast": [5.0, 5.0, 20.0, 5.0, 100.0]}
+    out = harness.summarize(times, "base")
+    assert out["base"] == {"ms": 10.0, "ratio": 1.0, "speedup": 1.0}
+    assert out["fast"]["ms"] == 5.0  # the median, not the mean (which one outlier pulls to 27)
+    # per-round ratios 0.5, 0.5, 0.5, 0.5, 10 -> median 0.5: a round slowed for both cancels out
+    assert out["fast"]["ratio"] == 0.5
+    assert out["fast"]["speedup"] == 2.0
+
+
+def test_rotating_latency_times_every_callable_in_rotating_order(harness):
+    calls = []
+
+    def make(name, seconds):
+        def fn():
+            calls.append(name)
+            time.sleep(seconds)
+
+        return fn
+
+    fns = {"slow": make("slow", 0.004), "fast": make("fast", 0.001)}
+    out = harness.rotating_latency(fns, "slow", rounds=5, threads=1)
+    assert calls[:4] == ["slow", "slow", "fast", "fast"]  # two warm-up calls each
+    rounds = [calls[4 + 2 * i : 6 + 2 * i] for i in range(5)]
+    assert rounds[0] == ["slow", "fast"] and rounds[1] == ["fast", "slow"]  # the order rotates
+    assert out["slow"]["ratio"] == 1.0
+    assert out["fast"]["ms"] < out["slow"]["ms"]
+    assert out["fast"]["speedup"] > 1.5
+    with pytest.raises(KeyError):
+        harness.rotating_latency(fns, "missing", rounds=1, threads=1)
+
+
+def test_results_json_has_the_header_fields(harness, tmp_path):
+    results = harness.new_results(quick=True, threads=2)
+    results["sections"]["x"] = {"value": 1}
+    harness.write_results(tmp_path, "demo", results, "# demo\n")
+    data = json.loads((tmp_path / "demo.json").read_text())
+    env = data["env"]
+    for field in harness.HEADER_FIELDS:
+        assert field in env
+    assert env["threads"] == 2 and "UTC" in env["date"]
+    assert env["machine"]["cpu"] and env["machine"]["cores"] >= 1
+    assert env["versions"]["torch"] and env["versions"]["onnxruntime"]
+    assert "torchslim_commit" in env["versions"] and "torch_pruning" in env["versions"]
+    assert (tmp_path / "demo.md").read_text() == "# demo\n"
+    # a script that built its own dict still gets the header
+    harness.write_results(tmp_path, "bare", {"quick": False, "env": {"threads": 1}, "sections": {}}, "")
+    bare = json.loads((tmp_path / "bare.json").read_text())["env"]
+    assert bare["threads"] == 1 and "versions" in bare and "machine" in bare
+
+
+def _rows():
+    return {
+        "PyTorch fp32 eager": {
+            "who": "baseline",
+            "group": "fp32",
+            "runtime": "PyTorch eager",
+            "b1": {"ms": 10.0, "speedup": 1.0},
+        },
+        "onnxruntime quantize_static": {
+            "who": "peer",
+            "group": "int8",
+            "runtime": "onnxruntime",
+            "b1": {"ms": 1.0, "speedup": 10.0},
+        },
+        "torchslim int8": {
+            "who": "torchslim",
+            "group": "int8",
+            "runtime": "onnxruntime",
+            "b1": {"ms": 1.25, "speedup": 8.0},
+        },
+        "Torch-Pruning 50% + quantize_static": {
+            "who": "peer",
+            "group": "pruned",
+            "runtime": "onnxruntime",
+            "b1": {"ms": 0.5, "speedup": 20.0},
+        },
+        "torchslim 50% channels + int8": {
+            "who": "torchslim",
+            "group": "pruned",
+            "runtime": "onnxruntime",
+            "b1": {"ms": 0.4, "speedup": 25.0},
+        },
+    }
+
+
+def test_behind_column_names_every_row_where_torchslim_is_behind(deploy_report):
+    rows = _rows()
+    deploy_report.behind_column(rows, [1])
+    assert rows["PyTorch fp32 eager"]["behind"] == "-"
+    assert "torchslim behind at b1" in rows["onnxruntime quantize_static"]["behind"]
+    assert "onnxruntime quantize_static" in rows["torchslim int8"]["behind"]
+    assert rows["Torch-Pruning 50% + quantize_static"]["behind"] == "no"
+    assert rows["torchslim 50% channels + int8"]["behind"] == "no"
+
+
+def test_readme_tables_renders_a_table_from_a_small_json(harness, readme_tables, tmp_path):
+    rows = _rows()
+    results = harness.new_results(quick=False, threads=2)
+    results["sections"]["resnet18"] = {"model": {"params": 11173962}, "rows": rows}
+    results["published"] = [{"peer": "P", "model": "M", "figure": "2x", "source": "S"}]
+    (tmp_path / "deploy_speed.json").write_text(json.dumps(results))
+    text = readme_tables.render(tmp_path, quick=False)
+    assert "Source: `benchmarks/results/deploy_speed.json`" in text
+    assert results["env"]["date"] in text and "torch " in text
+    assert "| variant | runtime | batch 1 | output cosine | torchslim behind? |" in text
+    assert "| torchslim int8 | onnxruntime | 8.00x |" in text
+    assert "not run here: P, M: 2x (S)" in text
+    assert readme_tables.render(tmp_path, quick=True).strip() == ""  # no *_quick.json there
+
+
+def test_md_table_escapes_pipes(harness):
+    lines = harness.md_table(["a", "b"], [["x|y", None]])
+    assert lines == ["| a | b |", "|---|---|", "| x/y |  |"]
