@@ -2,6 +2,7 @@
 
     python benchmarks/int8_breakdown.py            # both sections, ~3 minutes on 2 cores
     python benchmarks/int8_breakdown.py --only fmnist
+    python benchmarks/int8_breakdown.py --only profile --rounds 40   # per-operator profiles, ~2 minutes
 
 Sections:
 
@@ -12,6 +13,11 @@ Sections:
   stage (conv1, relu, pool) in fp32 alone, and the rest (conv2 .. classifier) alone in int8 and fp32.
   From these: the first stage's share of the fp32 model, the int8 speed-up onnxruntime gives the rest,
   and the speed-up the rest would need for the whole int8 model to reach 0.5x of fp32.
+* ``profile`` (not in the default run): fmnist-resnet (batch 64) and a ResNet-56 shape (batch 32),
+  random weights with BatchNorm statistics randomised: onnxruntime fp32, onnxruntime
+  ``quantize_static`` and torchslim int8, each with onnxruntime's per-operator profile, its
+  Quantize / Dequantize count after onnxruntime's optimizations, and latency ratios in rotating
+  rounds; writes ``benchmarks/results/int8_profile.json`` and ``.md``.
 * ``minilm``: MiniLM-L6 exported with Hugging Face eager attention (torchslim's default) and with SDPA
   (``export_onnx(..., eager_attention=False)``), fp32 and through onnxruntime's ``quantize_dynamic``,
   timed at batch 32 x 128 tokens, onnxruntime sessions alone.
@@ -146,7 +152,187 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
     return {"batch": 32, "sequence": 128, "threads": args.threads, "latency": lat}
 
 
-SECTIONS = {"fmnist": section_fmnist, "minilm": section_minilm}
+# ------------------------------------------------------------------------------------------------
+# per-operator profiles (onnxruntime's profiler): fmnist-resnet and a ResNet-56 shape
+
+
+class ResNet56(nn.Module):
+    """ResNet-56 for 3x32x32 inputs (He et al. 2016, 6n+2 with n=9, widths 16/32/64), built from
+    torchslim's BasicBlock (1x1 conv + BN shortcuts where the shape changes)."""
+
+    def __init__(self, num_classes: int = 10, blocks: int = 9) -> None:
+        from torchslim.models.resnet import BasicBlock
+
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        layers: list[nn.Module] = []
+        in_ch = 16
+        for width, stride in ((16, 1), (32, 2), (64, 2)):
+            for j in range(blocks):
+                layers.append(BasicBlock(in_ch, width, stride if j == 0 else 1))
+                in_ch = width
+        self.layers = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.classifier = nn.Linear(in_ch, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.classifier(self.flatten(self.pool(self.layers(self.stem(x)))))
+        return out
+
+
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random BatchNorm statistics and affine parameters (a random-weight model that is not degenerate)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=gen) * 0.5 + 0.75)
+                m.weight.copy_(torch.rand(n, generator=gen) * 0.5 + 0.75)
+                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
+    return model.eval()
+
+
+def ort_static_uint8(float_path: Path, out: Path, feeds: list[dict[str, Any]]) -> None:
+    """onnxruntime's ``quantize_static`` (QDQ, per-channel int8 weights) with **uint8** activations:
+    on x86 its int8-activation form keeps half of a ResNet's convolutions and every Add in float
+    (measured: 30 float Conv, 27 float Add on the ResNet-56 shape), the uint8 form fuses them all."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(feeds)
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self._it, None)
+
+    pre = out.with_name(out.stem + "_pre.onnx")
+    quant_pre_process(str(float_path), str(pre))
+    quantize_static(
+        str(pre),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+
+
+def _profile_model(
+    args: argparse.Namespace, name: str, model: nn.Module, calib: torch.Tensor, batch: torch.Tensor
+) -> dict[str, Any]:
+    """fp32, onnxruntime quantize_static and torchslim int8 of `model`: latency ratios (rotating
+    rounds) and per-operator profiles, onnxruntime sessions alone."""
+    from torchslim.core import DataSplits
+    from torchslim.deploy import check_parity, export_onnx, optimized_op_counts
+    from torchslim.deploy.onnxruntime.profile import operator_profile
+
+    loader = [
+        (calib[i : i + 64], torch.zeros(len(calib[i : i + 64]), dtype=torch.long)) for i in range(0, len(calib), 64)
+    ]
+    ctx = Context(data=DataSplits(train=loader, calibration=loader), seed=0, quiet=True)
+    step = quantize_handler(
+        model, Quantize(weights=WeightQuant(bits=8), calibration_samples=len(calib)), targets=None, context=ctx
+    )
+    tmp = Path(tempfile.mkdtemp(prefix=f"ts-bench-profile-{name}-"))
+    export_onnx(model, tmp / "fp32.onnx", batch[:1])
+    ts_export = export_onnx(step.model, tmp / "ts_int8.onnx", batch[:1])
+    ort_static_uint8(tmp / "fp32.onnx", tmp / "ort_static.onnx", [{"input": b[0].numpy()} for b in loader])
+    files = {
+        "onnxruntime fp32": tmp / "fp32.onnx",
+        "onnxruntime quantize_static (QDQ, per-channel, uint8 activations)": tmp / "ort_static.onnx",
+        "torchslim int8": tmp / "ts_int8.onnx",
+    }
+    feeds = {"input": batch.numpy()}
+    parity = check_parity(step.model, tmp / "ts_int8.onnx", batch[:16])
+    out: dict[str, Any] = {
+        "batch": int(batch.shape[0]),
+        "threads": args.threads,
+        "parity_max_steps": parity.max_diff_in_steps,
+        "parity_ok": bool(parity.ok),
+        "inserted_qdq": ts_export.inserted_qdq,
+        "variants": {},
+    }
+    for variant, path in files.items():
+        counts = optimized_op_counts(path)
+        prof = operator_profile(path, feeds, threads=args.threads, runs=max(5, args.rounds // 3))
+        out["variants"][variant] = {
+            "quantize_linear": counts.get("QuantizeLinear", 0),
+            "dequantize_linear": counts.get("DequantizeLinear", 0),
+            "profile": prof.to_dict(),
+        }
+    lat = _ort_rounds(files, lambda s: feeds, threads=args.threads, rounds=args.rounds)
+    for variant, row in lat.items():
+        out["variants"][variant]["latency"] = row
+    log(f"  {name}: " + ", ".join(f"{k} {v['ratio']:.3f}x" for k, v in lat.items()))
+    return out
+
+
+def section_profile(args: argparse.Namespace) -> dict[str, Any]:
+    from torchslim.data import load_splits
+    from torchslim.models import build_model
+
+    torch.manual_seed(0)
+    splits = load_splits("fashion-mnist", batch_size=128, seed=0)
+    calib = torch.cat([b[0] for b in splits.calibration])[:512]
+    test = torch.cat([b[0] for b in splits.test])[:64]
+    fmnist = randomize_batchnorm(build_model("fmnist-resnet", seed=0))
+    gen = torch.Generator().manual_seed(1)
+    r56 = randomize_batchnorm(ResNet56())
+    cifar_like = torch.randn(512 + 32, 3, 32, 32, generator=gen)
+    return {
+        "fmnist-resnet": _profile_model(args, "fmnist-resnet", fmnist, calib, test),
+        "resnet56": _profile_model(args, "resnet56", r56, cifar_like[:512], cifar_like[512:]),
+    }
+
+
+SECTIONS = {"fmnist": section_fmnist, "minilm": section_minilm, "profile": section_profile}
+
+
+def profile_markdown(results: dict[str, Any]) -> str:
+    """The per-operator profile tables of the ``profile`` section."""
+    lines = [
+        "# int8 on onnxruntime: per-operator profile",
+        "",
+        f"onnxruntime's profiler (kernel time per operator type of the optimized graph, ms per run) and "
+        f"latency in rotating rounds (medians, ratio to onnxruntime fp32 in the same rounds); "
+        f"{results['env']['date']}, {results['seconds']:.0f} s. Random weights, BatchNorm statistics randomised.",
+        "",
+    ]
+    for model, sec in results["sections"].get("profile", {}).items():
+        if not isinstance(sec, dict) or "variants" not in sec:
+            continue
+        variants = sec["variants"]
+        lines += [
+            f"## {model}, batch {sec['batch']}, {sec['threads']} threads",
+            "",
+            f"torchslim int8 parity vs its PyTorch simulation: ok={sec['parity_ok']}, "
+            f"max steps {sec['parity_max_steps']}",
+            "",
+            "| variant | ms | ratio to fp32 | QuantizeLinear | DequantizeLinear | kernel ms |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, v in variants.items():
+            lat = v.get("latency", {})
+            lines.append(
+                f"| {name} | {lat.get('ms')} | {lat.get('ratio', 0):.3f}x | {v['quantize_linear']} | "
+                f"{v['dequantize_linear']} | {v['profile']['total_ms']:.3f} |"
+            )
+        ops = sorted({op for v in variants.values() for op in v["profile"]["ops"]})
+        lines += ["", "| operator (ms per run, calls) | " + " | ".join(variants) + " |"]
+        lines.append("|---" * (len(variants) + 1) + "|")
+        for op in ops:
+            cells = []
+            for v in variants.values():
+                o = v["profile"]["ops"].get(op)
+                cells.append(f"{o['ms']:.3f} ({o['calls']})" if o else "")
+            lines.append(f"| {op} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def to_markdown(results: dict[str, Any]) -> str:
@@ -190,9 +376,10 @@ def to_markdown(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {list(SECTIONS)}")
+    parser.add_argument("--only", default="fmnist,minilm", help=f"comma-separated sections of {list(SECTIONS)}")
     parser.add_argument("--threads", type=int, default=2, help="threads of the minilm section")
     parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--profile-stem", default="int8_profile", help="file stem of the profile section's results")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     default_cache = Path(os.environ.get("TORCHSLIM_CACHE") or "~/.cache/torchslim").expanduser() / "benchmarks"
     parser.add_argument("--cache", type=Path, default=default_cache, help="where the trained fmnist-cnn is kept")
@@ -201,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds = min(args.rounds, 10)
+        args.profile_stem += "_quick"
     import onnxruntime
 
     results: dict[str, Any] = {
@@ -214,6 +402,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results["sections"] = run_sections(args.only, SECTIONS, lambda fn: fn(args), error=parser.error)
     results["seconds"] = round(time.perf_counter() - started, 1)
+    if "profile" in results["sections"]:
+        profile = {**results, "sections": {"profile": results["sections"].pop("profile")}}
+        write_results(args.out, args.profile_stem, profile, profile_markdown(profile))
+        log(f"wrote {args.out / (args.profile_stem + '.json')} and .md")
+        if not results["sections"]:
+            return 0
     stem = "int8_breakdown_quick" if args.quick else "int8_breakdown"
     write_results(args.out, stem, results, to_markdown(results))
     log(f"wrote {args.out / (stem + '.json')} and .md in {results['seconds']:.0f} s")
