@@ -197,3 +197,14 @@ def test_caps_and_options_that_do_not_apply(labelled_folder):
         load_splits("digits", preprocess=pre)
     with pytest.raises(ConfigError, match="`eval_samples`"):
         load_splits(labelled_folder, eval_samples=0)
+
+
+def test_preprocess_from_a_string():
+    assert ImagePreprocess.parse("size=224, mean=127,std=128") == ImagePreprocess(size=224, mean=127.0, std=128.0)
+    assert ImagePreprocess.parse("") == ImagePreprocess()
+    with pytest.raises(ConfigError, match="Did you mean 'size'"):
+        ImagePreprocess.parse("sise=3")
+    with pytest.raises(ConfigError, match="not a number"):
+        ImagePreprocess.parse("std=x")
+    with pytest.raises(ConfigError, match="channels must be 1 or 3"):
+        ImagePreprocess.parse("channels=2")

@@ -57,6 +57,25 @@ class ImagePreprocess:
         if not (isinstance(self.std, (int, float)) and self.std > 0):
             raise ConfigError(f"ImagePreprocess.std must be a positive number, got {self.std!r}.")
 
+    @classmethod
+    def parse(cls, text: str) -> ImagePreprocess:
+        """From ``"size=224,mean=127,std=128,channels=3"`` (any subset; the form of ``--preprocess``)."""
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for part in filter(None, (p.strip() for p in str(text).split(","))):
+            key, sep, raw = part.partition("=")
+            key = key.strip()
+            if not sep or key not in fields:
+                raise ConfigError(
+                    f"--preprocess: expected key=value with keys {list(fields)}, got {part!r}."
+                    + did_you_mean(key, list(fields))
+                )
+            try:
+                values[key] = int(raw) if key in ("size", "channels") else float(raw)
+            except ValueError:
+                raise ConfigError(f"--preprocess: {key}={raw!r} is not a number.") from None
+        return cls(**values)
+
     def __call__(self, image: Any) -> torch.Tensor:
         array = np.asarray(image)
         if array.dtype != np.uint8 or array.ndim != 3 or array.shape[-1] != 3:
