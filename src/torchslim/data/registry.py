@@ -125,6 +125,19 @@ def _is_builtin(name: str | os.PathLike[str]) -> bool:
     return isinstance(name, str) and ALIASES.get(key, key) in DATASETS
 
 
+def _load_path(name: str | os.PathLike[str], *, root: Any, **options: Any) -> DataSplits:
+    """`load_splits` for a path: `load_custom`; UnknownNameError when `name` is not a path either."""
+    path = Path(name).expanduser()
+    if not path.exists():
+        raise UnknownNameError(
+            f"Unknown dataset {str(name)!r}: neither a built-in dataset {sorted(DATASETS)} nor an existing path."
+            + did_you_mean(str(name), [*DATASETS, *ALIASES])
+        )
+    if root is not None:
+        raise ConfigError(f"`root` is for built-in datasets; {str(name)!r} is a path already.")
+    return load_custom(path, **options)
+
+
 def load_splits(
     name: str | os.PathLike[str],
     *,
@@ -156,16 +169,9 @@ def load_splits(
     (fashion-mnist, tweets); giving it for "digits" is a ConfigError.
     """
     if not _is_builtin(name):
-        path = Path(name).expanduser()
-        if not path.exists():
-            raise UnknownNameError(
-                f"Unknown dataset {str(name)!r}: neither a built-in dataset {sorted(DATASETS)} nor an existing path."
-                + did_you_mean(str(name), [*DATASETS, *ALIASES])
-            )
-        if root is not None:
-            raise ConfigError(f"`root` is for built-in datasets; {str(name)!r} is a path already.")
-        return load_custom(
-            path,
+        return _load_path(
+            name,
+            root=root,
             model=model,
             preprocess=preprocess,
             fractions=fractions,
@@ -182,6 +188,28 @@ def load_splits(
             f"`{given}` applies to data read from a path; built-in dataset {info.name!r} has fixed splits "
             "and comes preprocessed."
         )
+    return _load_builtin(
+        info,
+        root=root,
+        batch_size=batch_size,
+        train_samples=train_samples,
+        eval_samples=eval_samples,
+        seed=seed,
+        num_workers=num_workers,
+    )
+
+
+def _load_builtin(
+    info: DatasetInfo,
+    *,
+    root: str | os.PathLike[str] | None,
+    batch_size: int,
+    train_samples: int | None,
+    eval_samples: int | None,
+    seed: int,
+    num_workers: int,
+) -> DataSplits:
+    """`load_splits` for a built-in dataset (arguments as there)."""
     seed = check_seed(seed)
     train_samples = check_count(train_samples, name="train_samples")
     eval_samples = check_count(eval_samples, name="eval_samples")
