@@ -121,7 +121,8 @@ def render_table(report: Any, *, width: int = 100) -> str:
         console.print(note)
     for verdict in report.verdicts():
         label = "WARNING" if verdict.severity == "warning" else "note"
-        console.print(f"{label}: {verdict.message}", style="bold yellow" if verdict.severity == "warning" else None)
+        style = "bold yellow" if verdict.severity == "warning" else None
+        console.print(f"{label}: {verdict.message}", style=style, markup=False, highlight=False)
     return buffer.getvalue()
 
 
