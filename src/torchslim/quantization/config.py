@@ -180,6 +180,12 @@ class Quantize(TechniqueConfig):
             output of a convolution whose output reaches no quantized layer's input (the branches
             of a residual ``Add``, found with ``torch.fx``), so onnxruntime can run it as an integer
             kernel (it fuses ``DQ -> Conv -> Q`` only); costs one more rounding on that branch.
+        integer_graph: with 8-bit asymmetric static activations (PTQ) and
+            `quantize_residual_outputs`, also quantize every residual ``Add`` output (after its
+            ReLU) and every float ``Add`` input to 8 bits, calibrated like the layer inputs, so
+            the Adds, ReLUs and pooling between the convolutions run as integer kernels
+            (``QLinearAdd``, ``QLinearGlobalAveragePool``) and a ResNet has one Quantize at its input
+            (see :mod:`torchslim.quantization.int8_graph`; speed in benchmarks/results/int8_profile.md).
     """
 
     name: ClassVar[str] = "quantize"
@@ -222,6 +228,7 @@ class Quantize(TechniqueConfig):
     outlier_channels: int = 8
     quantize_single_channel_convs: bool = False
     quantize_residual_outputs: bool = True
+    integer_graph: bool = True
 
     def __post_init__(self) -> None:
         # sections given as mappings are built here, so their own errors ("did you mean") surface

@@ -303,6 +303,16 @@ def quantize_layers(
     return model, originals, float_outputs
 
 
+def share_input_qparams(layer: nn.Module, scale: Tensor, zero_point: Tensor) -> None:
+    """Give a static-input quantized `layer` this input scale and zero point (those of the int8 point
+    it reads, so the two quantizers are one; see :mod:`torchslim.quantization.int8_graph`)."""
+    for key, value, dtype in (("input_scale", scale, torch.float32), ("input_zero_point", zero_point, torch.int8)):
+        current = getattr(layer, key, None)
+        if isinstance(current, Tensor):
+            with torch.no_grad():
+                current.copy_(torch.as_tensor(value).reshape(current.shape).to(dtype))
+
+
 __all__ = [
     "Granularity",
     "LayerChoice",
@@ -314,6 +324,7 @@ __all__ = [
     "plan_layers",
     "quantize_layers",
     "quantize_weight",
+    "share_input_qparams",
     "unquantized_outputs",
     "weight_quantizer",
 ]

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from torchslim.quantization.calibration import call_model, eval_mode, output_tensor
 from torchslim.quantization.functional import sqnr_db
+from torchslim.quantization.int8_graph import installed_points
 from torchslim.quantization.packing import packed_nbytes
 from torchslim.quantization.plan import LayerChoice
 from torchslim.quantization.quantized import QuantizedMixin
@@ -136,8 +137,13 @@ def report_layers(
 
 
 def plan_entry(model: nn.Module, names: Iterable[str]) -> dict[str, Any]:
-    """The ``quantize`` plan entry that rebuilds the quantized layers `names` on load."""
-    return {"kind": "quantize", "layers": {n: _quantized(model, n).layout() for n in names}}
+    """The ``quantize`` plan entry that rebuilds the quantized layers `names` and the int8 points
+    (:mod:`~torchslim.quantization.int8_graph`) on load."""
+    entry: dict[str, Any] = {"kind": "quantize", "layers": {n: _quantized(model, n).layout() for n in names}}
+    points = installed_points(model)
+    if points:
+        entry["activation_points"] = points
+    return entry
 
 
 __all__ = ["layer_weight_bytes", "plan_entry", "report_layers"]

@@ -24,8 +24,10 @@ from torchslim.quantization.build import empty_quantized
 from torchslim.quantization.calibration import batch_size_of, check_against_example, check_model_runs, take_calibration
 from torchslim.quantization.config import Quantize, Uniform
 from torchslim.quantization.gptq import gptq_supported
+from torchslim.quantization.int8_graph import PointPlan, install_point, observe_points, plan_points
+from torchslim.quantization.observers import make_observer
 from torchslim.quantization.plan import LayerChoice, plan_layers, unquantized_outputs
-from torchslim.quantization.ptq import quantize_layers, set_module
+from torchslim.quantization.ptq import quantize_layers, set_module, share_input_qparams
 from torchslim.quantization.report import plan_entry, report_layers
 from torchslim.quantization.specs import ActivationSpec
 
@@ -116,6 +118,43 @@ def _mark_residual_outputs(work: nn.Module, choices: list[LayerChoice], info: di
         info["int8_outputs"] = sorted(residual)
 
 
+def _plan_int8_graph(
+    work: nn.Module, choices: list[LayerChoice], act_spec: ActivationSpec, info: dict[str, Any]
+) -> PointPlan | None:
+    """Place the integer graph's points (None: fx cannot trace, or the activations are not 8-bit
+    asymmetric); mark the layers that still need their own int8 output."""
+    if act_spec.bits != 8 or act_spec.symmetric:
+        return None
+    static = {c.name for c in choices if c.act_spec is not None and c.act_spec.mode == "static"}
+    convs = {c.name for c in choices if c.name in static and isinstance(c.module, nn.Conv2d)}
+    plan = plan_points(work, static, convs)
+    if plan is None:
+        return None
+    for choice in choices:
+        choice.quantize_output = choice.name in plan.output_layers
+    if plan.output_layers:
+        info["int8_outputs"] = sorted(plan.output_layers)
+    if plan.points:
+        info["int8_points"] = dict(plan.points)
+    if plan.skipped:
+        info.setdefault("notes", []).append(
+            "values kept float between int8 layers (no submodule outputs them): " + ", ".join(sorted(plan.skipped))
+        )
+    return plan
+
+
+def _mark_outputs(
+    work: nn.Module, choices: list[LayerChoice], act_spec: ActivationSpec | None, config: Quantize, info: dict[str, Any]
+) -> PointPlan | None:
+    """Static PTQ: the integer graph's points, else int8 outputs on the residual branches only."""
+    if config.mode != "ptq" or not config.quantize_residual_outputs or act_spec is None or act_spec.mode != "static":
+        return None
+    points = _plan_int8_graph(work, choices, act_spec, info) if config.integer_graph else None
+    if points is None:
+        _mark_residual_outputs(work, choices, info)
+    return points
+
+
 def _fold_step(work: nn.Module, example: Any, info: dict[str, Any], skipped: dict[str, str]) -> nn.Module:
     work, pairs, note = _fold(work, example)
     info["folded_batchnorm"] = pairs
@@ -127,6 +166,34 @@ def _fold_step(work: nn.Module, example: Any, info: dict[str, Any], skipped: dic
 
 
 def _run_ptq(
+    work: nn.Module,
+    choices: list[LayerChoice],
+    batches: list[Any] | None,
+    config: Quantize,
+    points: PointPlan | None = None,
+) -> tuple[nn.Module, dict[str, nn.Module], list[Tensor] | None]:
+    acts = config.activations
+    observer = acts.observer if acts is not None else "minmax"
+    percentile = acts.percentile if acts is not None else config.weights.percentile
+    names = list(points.points) if points is not None and batches else []
+    observers, handles = observe_points(
+        work, names, lambda: make_observer(observer, bits=8, symmetric=False, percentile=percentile)
+    )
+    try:
+        result = _quantize(work, choices, batches, config)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if points is not None:
+        for name, obs in observers.items():
+            scale, zero_point = obs.qparams()
+            install_point(work.get_submodule(name), scale, zero_point)
+            for consumer in points.consumers.get(name, []):
+                share_input_qparams(work.get_submodule(consumer), scale, zero_point)
+    return result
+
+
+def _quantize(
     work: nn.Module, choices: list[LayerChoice], batches: list[Any] | None, config: Quantize
 ) -> tuple[nn.Module, dict[str, nn.Module], list[Tensor] | None]:
     acts = config.activations
@@ -183,14 +250,13 @@ def quantize_handler(model: nn.Module, config: Quantize, *, targets: Targets | N
         )
     for name, reason in float_layers.items():
         skipped.setdefault(name, reason)
-    if config.mode == "ptq" and config.quantize_residual_outputs and act_spec is not None and act_spec.mode == "static":
-        _mark_residual_outputs(work, choices, info)
+    points = _mark_outputs(work, choices, act_spec, config, info)
     if batches is not None:
         info["calibration_samples"] = sum(batch_size_of(b) for b in batches)
 
     label: Callable[[LayerChoice], str] | None = None
     if config.mode == "ptq":
-        work, originals, float_outputs = _run_ptq(work, choices, batches, config)
+        work, originals, float_outputs = _run_ptq(work, choices, batches, config, points)
     else:
         from torchslim.quantization.qat import run_qat
 
@@ -217,6 +283,15 @@ def replay_quantize(model: nn.Module, entry: dict[str, Any]) -> nn.Module:
         except AttributeError:
             raise ModelError(f"quantize plan entry: the model has no layer {name!r}.") from None
         set_module(model, name, empty_quantized(module, layout))
+    points = entry.get("activation_points", {})
+    if not isinstance(points, dict):
+        raise ModelError("quantize plan entry: 'activation_points' must be a mapping of module name to [scale, zp].")
+    for name, (scale, zero_point) in points.items():
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            raise ModelError(f"quantize plan entry: the model has no module {name!r} (an int8 point).") from None
+        install_point(module, float(scale), int(zero_point))
     return model
 
 

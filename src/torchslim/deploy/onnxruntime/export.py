@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torchslim.core.errors import ConfigError, ModelError
 from torchslim.core.layer import CompressedLayer, compressed_layers
 from torchslim.deploy.onnxruntime.graph_passes import (
+    drop_repeated_qdq,
     float_weights_where_unfused,
     pool_before_float_relu,
     propagate_output_qdq,
@@ -212,6 +213,7 @@ def export_onnx(
     if quantized and propagate_qdq:
         pool_before_float_relu(traced.proto)
         inserted, removed = propagate_output_qdq(traced.proto)
+        drop_repeated_qdq(traced.proto)
         float_weights_where_unfused(traced.proto)
     onnx.checker.check_model(traced.proto)
     path = Path(path)

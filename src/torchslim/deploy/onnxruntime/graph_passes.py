@@ -31,6 +31,9 @@ TRANSPARENT_OPS = frozenset({"Relu", "MaxPool", "Flatten", "Reshape", "Transpose
 """Ops a quantizer commutes with: a QDQ pair after them may also be placed before them."""
 COMPUTE_OPS = frozenset({"Conv", "Gemm", "MatMul"})
 """Ops onnxruntime fuses into integer kernels when their inputs and output are quantized."""
+INT8_POOL_OPS = frozenset({"GlobalAveragePool", "AveragePool"})
+"""Pooling onnxruntime runs on int8 (``QLinearGlobalAveragePool``, ``QLinearAveragePool``) between
+a ``DequantizeLinear`` and a ``QuantizeLinear``."""
 
 
 def constant_value(graph: Any, name: str, depth: int = 0) -> np.ndarray | None:
@@ -250,6 +253,8 @@ def _insert_points(
             continue
         if p.op_type in COMPUTE_OPS and dequantized_inputs(p, producer):
             head = p  # an integer kernel once fused; a float one keeps its float output
+        elif p.op_type in INT8_POOL_OPS and getattr(producer.get(p.input[0]), "op_type", None) == "DequantizeLinear":
+            head = p  # int8 pooling once fused (the QuantizeLinear must follow it directly)
         break
     if head is None or not chain:
         return []
@@ -307,6 +312,49 @@ def _rewrite(
     return inserted, removed
 
 
+def drop_repeated_qdq(proto: Any) -> int:
+    """``DequantizeLinear(s, z) -> QuantizeLinear(s, z)`` gives back the codes the DequantizeLinear
+    read: readers of such a QuantizeLinear read those codes instead, and a ``DequantizeLinear`` after
+    it with the same (s, z) is the first one again. In place; returns how many QuantizeLinear were
+    dropped. (Two quantizers that are one, as an int8 point and the input quantizer of a layer
+    that reads it, are written once.)"""
+    graph = proto.graph
+    nodes, producer, consumers, graph_outputs = graph_links(graph)
+    rename: dict[str, str] = {}
+    dropped: set[int] = set()
+    for q in nodes:
+        dq = producer.get(q.input[0]) if q.op_type == "QuantizeLinear" and len(q.input) >= 3 else None
+        if dq is None or dq.op_type != "DequantizeLinear" or len(dq.input) < 3 or q.output[0] in graph_outputs:
+            continue
+        scale, zp = constant_value(graph, dq.input[1]), constant_value(graph, dq.input[2])
+        if scale is None or zp is None or scale.size != 1 or any(a.name == "axis" for a in dq.attribute):
+            continue
+        if not _same_quantizer(graph, q, scale, zp):
+            continue
+        dropped.add(id(q))
+        rename[q.output[0]] = dq.input[0]
+        for later in consumers[q.output[0]]:
+            if later.op_type == "DequantizeLinear" and later.output[0] not in graph_outputs:
+                later_zp = constant_value(graph, later.input[2]) if len(later.input) >= 3 else None
+                later_scale = constant_value(graph, later.input[1])
+                if later_scale is not None and later_zp is not None and np.array_equal(later_scale, scale):
+                    if np.array_equal(later_zp, zp) and later_zp.dtype == zp.dtype:
+                        dropped.add(id(later))
+                        rename[later.output[0]] = dq.output[0]
+    if not dropped:
+        return 0
+    keep = [n for n in nodes if id(n) not in dropped]
+    for node in keep:
+        for i, name in enumerate(node.input):
+            while name in rename:
+                name = rename[name]
+            node.input[i] = name
+    count = sum(1 for n in nodes if id(n) in dropped and n.op_type == "QuantizeLinear")
+    del graph.node[:]
+    graph.node.extend(keep)
+    return count
+
+
 def propagate_output_qdq(proto: Any) -> tuple[int, int]:
     """The QDQ propagation of the module docstring, in place; returns (QDQ pairs inserted, Relus removed)."""
     graph = proto.graph
@@ -315,5 +363,22 @@ def propagate_output_qdq(proto: Any) -> tuple[int, int]:
     insert: dict[str, tuple[str, str]] = {}  # tensor -> (scale name, zero point name) of the pair after it
     for q in nodes:
         for tensor in _insert_points(graph, q, links):
-            insert.setdefault(tensor, (q.input[1], q.input[2]))
+            if tensor not in insert:
+                insert[tensor] = (_as_initializer(graph, q.input[1]), _as_initializer(graph, q.input[2]))
     return _rewrite(graph, nodes, insert, graph_outputs)
+
+
+def _as_initializer(graph: Any, name: str) -> str:
+    """An initializer holding constant `name`'s value (`name` itself when it is one), so a copy of a
+    quantizer placed earlier in the graph reads no value a later node makes."""
+    from onnx import numpy_helper
+
+    if any(init.name == name for init in graph.initializer):
+        return name
+    value = constant_value(graph, name)
+    if value is None:
+        return name
+    new = f"{name}__init"
+    if not any(init.name == new for init in graph.initializer):
+        graph.initializer.append(numpy_helper.from_array(value, new))
+    return new
