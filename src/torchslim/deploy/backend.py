@@ -11,12 +11,14 @@ Backends are found by name through :data:`BACKENDS`; an unknown name is an
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from torch import nn
 
+from torchslim.core.errors import ModelError
 from torchslim.core.registry import Registry
 from torchslim.measure.latency import LatencyStats
 
@@ -122,3 +124,58 @@ def backend_names() -> list[str]:
 def available_backends() -> list[str]:
     """The registered backends whose runtime can be imported here."""
     return [entry.name for entry in BACKENDS if entry.handler.available()]
+
+
+def unavailable_reason(backend: RuntimeBackend) -> str | None:
+    """Why `backend` cannot run here (its ``unavailable_reason()`` when it has one), None when it can."""
+    if backend.available():
+        return None
+    explain = getattr(backend, "unavailable_reason", None)
+    reason = explain() if callable(explain) else None
+    return str(reason) if reason else f"the {backend.name} runtime cannot be imported here"
+
+
+@dataclasses.dataclass
+class OutputParity:
+    """A runtime's output versus the PyTorch (torchslim-simulated) output on the same inputs.
+
+    The tolerances are onnxruntime's (:class:`torchslim.deploy.onnxruntime.ParityReport`): for a
+    model with compressed layers ``steps * step`` with ``step = (max - min) / 255`` of the reference
+    output (an 8-bit quantizer of its range); for a float model ``atol + rtol * |reference|``
+    elementwise.
+    """
+
+    max_abs_diff: float
+    step: float | None
+    tolerance: float
+    quantized: bool
+    ok: bool
+    max_diff_in_steps: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def compare_outputs(
+    reference: np.ndarray,
+    got: np.ndarray,
+    *,
+    quantized: bool,
+    steps: float = 2.0,
+    rtol: float = 1e-3,
+    atol: float = 1e-5,
+) -> OutputParity:
+    """Compare a runtime's output `got` with the PyTorch `reference` (see :class:`OutputParity`)."""
+    ref = np.asarray(reference, dtype=np.float32)
+    out = np.asarray(got, dtype=np.float32)
+    if out.shape != ref.shape:
+        raise ModelError(f"runtime output shape {list(out.shape)} differs from the model's {list(ref.shape)}.")
+    diff = np.abs(out - ref)
+    max_diff = float(diff.max()) if diff.size else 0.0
+    if quantized:
+        step = float(ref.max() - ref.min()) / 255.0 if ref.size else 0.0
+        tolerance = steps * step
+        in_steps = max_diff / step if step > 0 else None
+        return OutputParity(max_diff, step, tolerance, True, max_diff <= tolerance + 1e-12, in_steps)
+    bound = atol + rtol * np.abs(ref)
+    return OutputParity(max_diff, None, float(bound.max()) if bound.size else atol, False, bool((diff <= bound).all()))

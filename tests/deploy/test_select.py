@@ -1,0 +1,113 @@
+"""select_backend: every available backend timed on the user's batch and threads, the fastest kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from torchslim.core.errors import ConfigError, ModelError
+from torchslim.deploy import OutputParity, Selection, available_backends, register_backend, select_backend
+from torchslim.deploy.select import markdown_table
+from torchslim.measure.latency import LatencyStats
+
+
+def mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
+
+
+class Unavailable:
+    name = "unavailable-runtime-for-test"
+    suffix = ".none"
+
+    def available(self) -> bool:
+        return False
+
+    def unavailable_reason(self) -> str:
+        return "the test runtime is never installed"
+
+    def export(self, model: Any, path: Any, example_input: Any) -> Any:
+        raise AssertionError("an unavailable backend is never exported to")
+
+    run = check_parity = time = export
+
+
+class FixedSpeed:
+    """A backend whose file says how long it takes: the baseline 1 ms, the model 2 ms (a slowdown)."""
+
+    name = "fixed-speed-runtime-for-test"
+    suffix = ".txt"
+
+    def available(self) -> bool:
+        return True
+
+    def export(self, model: nn.Module, path: str | Path, example_input: Any) -> Any:
+        ms = 1.0 if getattr(model, "is_baseline", False) else 2.0
+        Path(path).write_text(str(ms))
+        return OutputParity(0.0, None, 0.0, False, True)  # anything with to_dict()
+
+    def run(self, path: str | Path, inputs: Any, *, threads: int | None = None) -> np.ndarray:
+        return np.zeros(1)
+
+    def check_parity(self, model: nn.Module, path: str | Path, inputs: Any) -> OutputParity:
+        return OutputParity(0.0, None, 1e-5, False, True)
+
+    def time(self, path: str | Path, example_input: Any, **kw: Any) -> LatencyStats:
+        ms = float(Path(path).read_text())
+        return LatencyStats(ms, ms, ms, ms, kw["repeats"], 1, kw["threads"], self.name)
+
+
+register_backend(Unavailable())
+register_backend(FixedSpeed())
+
+
+def test_select_times_every_available_backend_and_keeps_the_fastest(tmp_path: Path) -> None:
+    real = [n for n in ("onnxruntime", "openvino") if n in available_backends()]
+    candidates = [*real, "unavailable-runtime-for-test"]
+    sel = select_backend(
+        mlp(), torch.randn(1, 16), batch_size=4, threads=1, candidates=candidates, rounds=2, warmup=1, repeats=3
+    )
+    assert isinstance(sel, Selection) and sel.batch_size == 4 and sel.threads == 1
+    assert [f.name for f in sel.backends] == candidates
+    for name in real:
+        facts = sel.facts(name)
+        assert facts.usable and facts.parity_ok and facts.latency is not None
+        assert facts.latency.repeats == 2 and facts.latency.batch_size == 4 and facts.latency.runtime == name
+    missing = sel.facts("unavailable-runtime-for-test")
+    assert not missing.available and missing.reason == "the test runtime is never installed"
+    assert sel.best in real
+    fastest = min(real, key=lambda n: sel.facts(n).latency.median_ms)  # type: ignore[union-attr]  # usable: timed
+    assert sel.best == fastest
+    if len(real) > 1:
+        assert sel.margin is not None and sel.margin >= 1.0
+    report = json.loads(json.dumps(sel.to_dict()))
+    assert report["best"] == sel.best and report["backends"][0]["latency"]["median_ms"] > 0
+    table = markdown_table({"mlp": sel})
+    assert "| mlp | 4 | 1 |" in table and sel.best in table.splitlines()[-1]
+    with pytest.raises(ConfigError, match="was not a candidate"):
+        sel.facts("tensorrt")
+
+
+def test_slower_than_float_on_every_backend_warns_or_raises_with_strict() -> None:
+    model, baseline = mlp(), mlp()
+    baseline.is_baseline = True  # type: ignore[assignment]  # read by the FixedSpeed test backend
+    kw: dict[str, Any] = {"batch_size": 1, "threads": 1, "candidates": ["fixed-speed-runtime-for-test"], "rounds": 2}
+    with pytest.warns(RuntimeWarning, match="slower than its float baseline on every backend"):
+        sel = select_backend(model, torch.randn(1, 16), baseline=baseline, **kw)
+    facts = sel.facts("fixed-speed-runtime-for-test")
+    assert facts.speedup_over_baseline == pytest.approx(0.5) and sel.warnings
+    with pytest.raises(ModelError, match="strict=True"):
+        select_backend(model, torch.randn(1, 16), baseline=baseline, strict=True, **kw)
+
+
+def test_bad_arguments_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="batch_size"):
+        select_backend(mlp(), torch.randn(1, 16), batch_size=0, threads=1)
+    with pytest.raises(ConfigError, match="threads"):
+        select_backend(mlp(), torch.randn(1, 16), batch_size=1, threads=0)
