@@ -19,6 +19,7 @@ from torchslim.core.errors import ConfigError, DataError, TorchSlimError, did_yo
 from torchslim.core.recipe import Recipe
 from torchslim.core.technique import TECHNIQUES, StepOutcome
 from torchslim.report import Report
+from torchslim.report.verdicts import DEFAULT_MAX_DROP
 
 
 def as_splits(data: Any) -> DataSplits | None:
@@ -233,7 +234,7 @@ def _measure_pair(
     backend = _runtime_backend(runtime)
     for m in (model, work):
         check_model_accepts_data(m, splits)
-    loader = getattr(splits, "test", None) if splits is not None else None
+    loader = splits.test if splits is not None and _labelled(splits) else None
     with tempfile.TemporaryDirectory(prefix="torchslim-deploy-") as tmp:
         deployed: list[Deployment | None] = [None, None]
         if backend is not None:
@@ -349,18 +350,27 @@ def compress(
     quiet: bool = False,
     model_name: str | None = None,
     runtime: str = "auto",
+    max_drop: float = DEFAULT_MAX_DROP,
 ) -> CompressionResult:
     """Measure `model`, run `recipe` on a copy of it, measure again, and return the result.
 
     The user's model is never modified. `recipe` is a `Recipe`, a YAML file path, or the name of a
     shipped recipe. Latency before and after is measured on the same runtime: with ``auto``,
     onnxruntime when both models export to ONNX, else PyTorch eager for both (the report says why).
+    Unlabelled data (a folder of loose images) is judged by agreement with the original model, and
+    its train split, if any, is labelled with the original model's predictions. `max_drop` is the
+    accuracy (or 1 - top-1 agreement) drop past which the report warns.
     """
     if recipe is None:
         raise ConfigError("compress needs recipe=... (a Recipe, a YAML file or a shipped recipe name).")
     recipe = load_recipe(recipe)
     splits = as_splits(data)
     notes: list[str] = []
+    if splits is not None and not _labelled(splits) and splits.train is not None:
+        from torchslim.data import with_pseudo_labels
+
+        splits = with_pseudo_labels(splits, model)
+        notes.append("the data has no labels: the train split was labelled with the original model's predictions")
     with _torch_threads(threads):
         check_model_accepts_data(model, splits)
         example = resolve_example_input(model, splits=splits, batch_size=batch_size)
@@ -382,8 +392,31 @@ def compress(
             notes=notes,
             recipe=recipe,
         )
-    report = _report(model, model_name, splits, before, after, steps=steps, recipe=recipe, notes=notes)
+        after = _with_agreement(after, model, work, splits)
+    report = _report(
+        model, model_name, splits, before, after, steps=steps, recipe=recipe, notes=notes, max_drop=max_drop
+    )
     return CompressionResult(model=work, report=report, recipe=recipe, example_input=example)
+
+
+def _labelled(splits: DataSplits) -> bool:
+    from torchslim.data import is_labelled
+
+    return is_labelled(splits)
+
+
+def _with_agreement(after: Any, model: nn.Module, work: nn.Module, splits: DataSplits | None) -> Any:
+    """`after` with the compressed model's agreement with the original (top-1/5, cosine, SQNR, KL) on
+    held-out data (the test split, else validation; never calibration or train data)."""
+    from torchslim.measure import compare_models
+
+    if splits is None:
+        return after
+    held_out = splits.test if splits.test is not None else splits.validation
+    if held_out is None or held_out is splits.train or held_out is splits.calibration:
+        return after
+    agreement = compare_models(model, work, held_out)
+    return dataclasses.replace(after, agreement=agreement.to_dict())
 
 
 @contextlib.contextmanager
@@ -408,6 +441,7 @@ def _report(
     steps: list[dict[str, Any]],
     recipe: Recipe,
     notes: list[str],
+    max_drop: float = DEFAULT_MAX_DROP,
 ) -> Report:
     """The before/after report of :func:`compress`."""
     from torchslim.models import get_model_spec
@@ -424,6 +458,8 @@ def _report(
         recipe=recipe.to_dict(),
         dataset=splits.name if splits is not None else None,
         notes=notes,
+        num_classes=splits.num_classes if splits is not None else None,
+        max_drop=max_drop,
     )
 
 

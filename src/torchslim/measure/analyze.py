@@ -119,9 +119,10 @@ def analyze(
     )
 
     accuracy = loss = None
+    accuracy_samples: int | None = None
     if loader is not None:
         result = evaluate(model, loader, max_batches=max_batches)
-        accuracy, loss = result.accuracy, result.loss
+        accuracy, loss, accuracy_samples = result.accuracy, result.loss, result.samples
 
     return ModelStats(
         params=count_parameters(model),
@@ -134,6 +135,7 @@ def analyze(
         batch_size=eager.batch_size,
         threads=eager.threads,
         accuracy=accuracy,
+        accuracy_samples=accuracy_samples,
         loss=loss,
         energy_uj=energy.total_uj,
         energy_source=energy.source,

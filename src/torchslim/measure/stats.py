@@ -44,7 +44,7 @@ class ModelStats:
     of one batch of ``batch_size`` at ``threads`` threads on ``latency_runtime`` (onnxruntime when an
     ONNX file was given, else PyTorch eager); ``latency_eager_ms`` is always PyTorch eager. ``bytes``
     is the size on disk of the saved artifact (None until one is saved). ``accuracy``/``loss`` are
-    None without a loader.
+    None without a loader; ``accuracy_samples`` is how many samples they were measured on.
     """
 
     params: int
@@ -63,6 +63,9 @@ class ModelStats:
     layers: list[LayerStats] = dataclasses.field(default_factory=list)
     energy_measured_uj: float | None = None
     energy_measured: str | None = None
+    accuracy_samples: int | None = None
+    agreement: dict[str, Any] | None = None
+    """Agreement with the original model on held-out data (``Agreement.to_dict()``), for a compressed model."""
 
     @property
     def sparsity(self) -> float:
