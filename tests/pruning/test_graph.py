@@ -204,8 +204,9 @@ def test_surgery_helpers_name_the_layer_at_fault(toys):
     model = toys.seeded(toys.CNN)
     old = set_module(model, "bn1", nn.Identity())
     assert isinstance(old, nn.BatchNorm2d) and isinstance(get_module(model, "bn1"), nn.Identity)
-    with pytest.raises(ModelError, match="conv3.*Did you mean"):
+    with pytest.raises(ModelError, match="has no layer 'conv3'") as info:
         get_module(model, "conv3")
+    assert "Did you mean" not in str(info.value)  # graph names are not typed by the user
     seq = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
     replaced = replace_modules(seq, lambda n, m: isinstance(m, nn.ReLU), lambda n, m: nn.Tanh())
     assert replaced == ["1"] and isinstance(seq[1], nn.Tanh)

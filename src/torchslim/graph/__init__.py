@@ -6,6 +6,8 @@ Importing this package registers the ``prune_channels`` and ``fold_batchnorm`` p
 folded architecture.
 """
 
+from torchslim.graph.adapters import ROOT_TYPES, conv1d_type, root_types, without_cache
+from torchslim.graph.attention import attention_layers, head_dim_of, heads_of, set_heads
 from torchslim.graph.bn import fold_batchnorm, foldable_pairs, replay_fold_batchnorm
 from torchslim.graph.channel_ops import (
     PRUNE_CHANNELS_KIND,
@@ -16,7 +18,13 @@ from torchslim.graph.channel_ops import (
     encode_indices,
     replay_prune_channels,
 )
-from torchslim.graph.dependency import ROOT_TYPES, ChannelGraph, ChannelGroup, GroupMember, flat_tensors
+from torchslim.graph.dependency import (
+    SEARCH_TIME_LIMIT_S,
+    ChannelGraph,
+    ChannelGroup,
+    GroupMember,
+    flat_tensors,
+)
 from torchslim.graph.surgery import (
     call_with,
     get_module,
@@ -24,7 +32,9 @@ from torchslim.graph.surgery import (
     named_leaf_modules,
     parent_of,
     replace_modules,
+    retie,
     set_module,
+    tied_parameters,
 )
 
 __all__ = [
@@ -33,9 +43,14 @@ __all__ = [
     "GroupMember",
     "PRUNE_CHANNELS_KIND",
     "ROOT_TYPES",
+    "SEARCH_TIME_LIMIT_S",
     "SETTABLE_ATTRS",
     "apply_channel_ops",
+    "attention_layers",
+    "head_dim_of",
+    "heads_of",
     "compact_ops",
+    "conv1d_type",
     "decode_indices",
     "encode_indices",
     "flat_tensors",
@@ -49,5 +64,10 @@ __all__ = [
     "replace_modules",
     "replay_fold_batchnorm",
     "replay_prune_channels",
+    "retie",
+    "root_types",
+    "set_heads",
     "set_module",
+    "tied_parameters",
+    "without_cache",
 ]

@@ -18,28 +18,29 @@ from torch import nn
 
 from torchslim.core.errors import ModelError
 from torchslim.core.plans import register_plan_replay
-from torchslim.graph.surgery import get_module, select_dim
+from torchslim.graph.adapters import replay_pruners
+from torchslim.graph.surgery import get_module, retie, select_dim, tied_parameters
 
 PRUNE_CHANNELS_KIND = "prune_channels"
 """Kind of the plan entry that records a channel cut (``{"kind", "version", "ops"}``)."""
 
 SETTABLE_ATTRS = frozenset(
-    {"num_attention_heads", "all_head_size", "attention_head_size", "num_heads", "head_dim", "embed_dim"}
+    {
+        "num_attention_heads",
+        "all_head_size",
+        "attention_head_size",
+        "num_heads",
+        "n_heads",
+        "inner_dim",
+        "head_dim",
+        "embed_dim",
+    }
 )
 """Integer module attributes a replayed plan may set (head counts of attention layers)."""
 
 
-def _tp() -> Any:
-    try:
-        import torch_pruning
-    except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise ModelError("Structured pruning needs the 'torch-pruning' package (pip install torch-pruning).") from exc
-    return torch_pruning
-
-
 def _pruners() -> dict[str, Any]:
-    tp = _tp()
-    return {type(p).__name__: p for p in tp.pruner.function.PrunerBox.values() if p is not None}
+    return replay_pruners()
 
 
 def encode_indices(idxs: Sequence[int]) -> str:
@@ -118,6 +119,7 @@ def apply_channel_ops(model: nn.Module, ops: Sequence[dict[str, Any]]) -> nn.Mod
     the layer when an op does not fit the model.
     """
     pruners = _pruners()
+    ties = tied_parameters(model)
     for i, op in enumerate(_expand(ops)):
         if "set" in op:
             attr, value = op.get("attr"), op.get("value")
@@ -161,6 +163,7 @@ def apply_channel_ops(model: nn.Module, ops: Sequence[dict[str, Any]]) -> nn.Mod
             _check_idxs(idxs, int(size), f"layer {name!r}", i)
         fn = pruner.prune_out_channels if out else pruner.prune_in_channels
         fn(module, idxs)
+    retie(model, ties)
     return model
 
 

@@ -20,19 +20,37 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from torchslim.core.errors import ModelError
-from torchslim.graph.channel_ops import _tp
+from torchslim.graph.adapters import (
+    SearchTimeout,
+    _tp,
+    custom_pruners,
+    deadline,
+    failing_op,
+    no_cache_input,
+    root_types,
+    tensor_outputs,
+    without_cache,
+)
+from torchslim.graph.attention import attention_layers, head_dim_of, heads_of
 from torchslim.graph.surgery import call_with, module_names
 
-ROOT_TYPES: tuple[type[nn.Module], ...] = (nn.modules.conv._ConvNd, nn.Linear)
-"""Layer types whose output channels start a group (the layers channel pruning shrinks)."""
+SEARCH_TIME_LIMIT_S = 300.0
+"""Default time limit of the dependency search (tracing plus grouping), in seconds."""
+
+ROOT_TIME_LIMIT_S = 10.0
+"""Default time limit of the coupling search from one root layer, in seconds; a root past it is
+left unpruned (Torch-Pruning's search can blow up on grouped-query attention's repeat of the
+key/value heads)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +62,11 @@ class GroupMember:
     kind: Literal["out", "in"]
     type: str
     channels: int | None
+
+    @property
+    def is_parameter(self) -> bool:
+        """A bare ``nn.Parameter`` (position embedding, class token, layer scale), not a layer."""
+        return self.type == "Parameter"
 
 
 @dataclasses.dataclass
@@ -79,16 +102,22 @@ class ChannelGroup:
     @property
     def out_layers(self) -> tuple[str, ...]:
         """Names of the member layers whose output channels the group removes."""
-        return tuple(m.name for m in self.members if m.kind == "out")
+        return tuple(m.name for m in self.members if m.kind == "out" and not m.is_parameter)
 
     @property
     def in_layers(self) -> tuple[str, ...]:
         """Names of the member layers whose input channels the group removes."""
-        return tuple(m.name for m in self.members if m.kind == "in")
+        return tuple(m.name for m in self.members if m.kind == "in" and not m.is_parameter)
 
     @property
     def layers(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(m.name for m in self.members))
+        """Names of the member layers (modules; bare parameters are in :attr:`parameters`)."""
+        return tuple(dict.fromkeys(m.name for m in self.members if not m.is_parameter))
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """Qualified names of the bare parameters the group cuts (Torch-Pruning's unwrapped parameters)."""
+        return tuple(dict.fromkeys(m.name for m in self.members if m.is_parameter))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +130,7 @@ class ChannelGroup:
             "attention": self.attention,
             "num_heads": self.num_heads,
             "embedding": self.embedding,
+            "parameters": list(self.parameters),
         }
 
 
@@ -124,41 +154,13 @@ def _tracing_state(model: nn.Module) -> Iterator[None]:
 
 def flat_tensors(value: Any) -> list[torch.Tensor]:
     """Every tensor in a model output (tensor, mapping, list or tuple, nested), in order."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, dict) or hasattr(value, "values") and callable(value.values):
-        return [t for v in value.values() for t in flat_tensors(v)]
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in flat_tensors(v)]
-    return []
+    return tensor_outputs(value)
 
 
-def _attention_layers(model: nn.Module) -> dict[int, tuple[str, nn.Module]]:
-    """``id(projection) -> (attention name, attention module)`` for query/key/value projections of
-    attention modules that keep a head count (Hugging Face ``*SelfAttention`` style)."""
-    found: dict[int, tuple[str, nn.Module]] = {}
-    for name, module in model.named_modules():
-        heads = getattr(module, "num_attention_heads", None)
-        if not isinstance(heads, int):
-            continue
-        for proj in ("query", "key", "value"):
-            child = getattr(module, proj, None)
-            if isinstance(child, nn.Linear):
-                found[id(child)] = (name, module)
-    return found
-
-
-def heads_of(attention: nn.Module) -> int:
-    """The head count of an attention module (``num_attention_heads``, Hugging Face style)."""
-    return int(cast(int, attention.num_attention_heads))
-
-
-def head_dim_of(attention: nn.Module) -> int:
-    size = getattr(attention, "attention_head_size", None)
-    if isinstance(size, int) and size > 0:
-        return size
-    query = cast(nn.Linear, attention.query)
-    return query.out_features // heads_of(attention)
+def _role(name: str) -> str:
+    """`name` with block indices generalised, as a `Targets` regex (``layers.3.attn.v`` ->
+    ``layers\\.\\d+\\.attn\\.v``): the same layer in every block."""
+    return r"\.".join(r"\d+" if part.isdigit() else re.escape(part) for part in name.split("."))
 
 
 class ChannelGraph:
@@ -167,7 +169,11 @@ class ChannelGraph:
     `example_input` is what the model is called with: a tensor, a tuple of positional inputs or a
     mapping of keyword inputs (e.g. ``{"input_ids", "attention_mask"}``). `forward_fn(model,
     example_input)` overrides the call. Raises :class:`ModelError` when the model cannot be run
-    or traced (its output does not depend on its parameters through autograd).
+    or traced (its output does not depend on its parameters through autograd). A Hugging Face
+    model is traced with ``use_cache`` off (said in :attr:`notes`). `time_limit` bounds tracing and
+    the whole group search, `root_time_limit` the search from one root layer (that root is then
+    left out, see :meth:`groups`); `search_skipped` (shared, updated) carries roots known to be
+    slow from an earlier graph of the same model.
 
     The graph stays valid while its groups are pruned through :meth:`prune`; other structural
     changes to the model need a new graph.
@@ -179,53 +185,85 @@ class ChannelGraph:
         example_input: Any,
         *,
         forward_fn: Callable[[nn.Module, Any], Any] | None = None,
+        time_limit: float | None = SEARCH_TIME_LIMIT_S,
+        root_time_limit: float | None = ROOT_TIME_LIMIT_S,
+        search_skipped: dict[str, str] | None = None,
     ) -> None:
-        tp = _tp()
         self.model = model
-        self.example_input = example_input
+        self.root_time_limit = root_time_limit
+        self.search_skipped: dict[str, str] = search_skipped if search_skipped is not None else {}
+        self._slow_roles: dict[str, str] = {}
+        """Root layers whose coupling search ran over `root_time_limit`: the reason, naming the exclude."""
+        self.example_input = no_cache_input(example_input)
         self._forward_fn = forward_fn
-        label = type(model).__name__
-        with _tracing_state(model):
+        self.time_limit = time_limit
+        self.types = root_types(model)
+        self.notes: list[str] = []
+        with _tracing_state(model), without_cache(model) as cache_was_on:
             model.eval()
-            ran: list[nn.Module] = []
-            hooks = [
-                m.register_forward_hook(lambda mod, _i, _o: ran.append(mod))
-                for m in model.modules()
-                if isinstance(m, ROOT_TYPES)
-            ]
-            try:
-                with torch.enable_grad():
-                    out = forward_fn(model, example_input) if forward_fn else call_with(model, example_input)
-            except Exception as exc:  # noqa: BLE001 - any failure of the user's forward is reported
-                raise ModelError(
-                    f"{label} cannot be traced: calling it on the example input failed with {type(exc).__name__}: {exc}"
-                ) from exc
-            finally:
-                for h in hooks:
-                    h.remove()
-            tensors = flat_tensors(out)
-            if not tensors or all(t.grad_fn is None for t in tensors):
-                raise ModelError(
-                    f"{label} cannot be traced: its output does not depend on its parameters through "
-                    "autograd (a forward under torch.no_grad, .detach(), numpy or integer-only outputs)."
-                )
+            if cache_was_on:
+                self.notes.append("use_cache turned off for tracing (a key/value cache output cannot be traced)")
+            tensors = self._run_example(model)
             self.output_shapes = [tuple(t.shape) for t in tensors]
-            self._ran = {id(m) for m in ran}
-            try:
-                self.dg = tp.DependencyGraph().build_dependency(
-                    model,
-                    example_inputs=example_input,
-                    forward_fn=forward_fn or call_with,
-                    verbose=False,
-                )
-            except Exception as exc:  # noqa: BLE001
-                raise ModelError(
-                    f"{label} cannot be traced by the dependency graph: {type(exc).__name__}: {exc}"
-                ) from exc
+            self._build(model)
         self._names = module_names(model)
         self._order = {name: i for i, (name, _) in enumerate(model.named_modules())}
-        self._root_names = {name for name, m in model.named_modules() if isinstance(m, ROOT_TYPES)}
-        self._attention = _attention_layers(model)
+        self._root_names = {name for name, m in model.named_modules() if isinstance(m, self.types)}
+        self._attention = attention_layers(model)
+
+    def _call(self, model: nn.Module, example_input: Any) -> Any:
+        return self._forward_fn(model, example_input) if self._forward_fn else call_with(model, example_input)
+
+    def _run_example(self, model: nn.Module) -> list[torch.Tensor]:
+        label = type(model).__name__
+        ran: list[nn.Module] = []
+        hooks = [
+            m.register_forward_hook(lambda mod, _i, _o: ran.append(mod))
+            for m in model.modules()
+            if isinstance(m, self.types)
+        ]
+        try:
+            with torch.enable_grad():
+                out = self._call(model, self.example_input)
+        except Exception as exc:  # noqa: BLE001 - any failure of the user's forward is reported
+            raise ModelError(
+                f"{label} cannot be traced: calling it on the example input failed with {type(exc).__name__}: {exc}"
+            ) from exc
+        finally:
+            for h in hooks:
+                h.remove()
+        self._ran = {id(m) for m in ran}
+        tensors = flat_tensors(out)
+        if not tensors or all(t.grad_fn is None for t in tensors):
+            raise ModelError(
+                f"{label} cannot be traced: its output does not depend on its parameters through "
+                "autograd (a forward under torch.no_grad, .detach(), numpy or integer-only outputs)."
+            )
+        return tensors
+
+    def _build(self, model: nn.Module) -> None:
+        tp = _tp()
+        label = type(model).__name__
+        try:
+            with deadline(self.time_limit):
+                self.dg = tp.DependencyGraph().build_dependency(
+                    model,
+                    example_inputs=self.example_input,
+                    forward_fn=self._call,
+                    customized_pruners=custom_pruners(model) or None,
+                    verbose=False,
+                )
+        except SearchTimeout:
+            raise ModelError(
+                f"{label}: tracing the dependency graph took over {self.time_limit:g} s; "
+                "pass a larger time_limit or prune part of the model (targets)."
+            ) from None
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(
+                f"{label} cannot be traced by the dependency graph{failing_op(exc, model)}: "
+                f"{type(exc).__name__}: {exc}; "
+                "no channel of it can be pruned, nothing was changed"
+            ) from exc
 
     # -- introspection -------------------------------------------------------------------------
 
@@ -316,13 +354,62 @@ class ChannelGraph:
             group.head_dim = head_dim_of(attention[1])
         return group
 
-    def groups(self, *, root_types: Sequence[type[nn.Module]] = ROOT_TYPES) -> list[ChannelGroup]:
-        """Every group rooted at a layer of `root_types`, each listed once, in model order."""
+    def groups(self, *, root_types: Sequence[type[nn.Module]] | None = None) -> list[ChannelGroup]:
+        """Every group rooted at a layer of `root_types` (default: conv, linear and ``Conv1D``), each
+        listed once, in model order.
+
+        A root whose coupling search alone runs past ``root_time_limit`` is left out and named in
+        :attr:`search_skipped` (with the exclude that avoids the search); past the graph's
+        `time_limit` in all, :class:`ModelError` names the layer the search was on.
+        """
+        types = tuple(root_types) if root_types is not None else self.types
         out = []
-        for tp_group in self.dg.get_all_groups(ignored_layers=[], root_module_types=tuple(root_types)):
+        end = time.monotonic() + (self.time_limit if self.time_limit is not None else float("inf"))
+        for tp_group in self._tp_groups(types, end):
             out.append(self._describe(tp_group))
         out.sort(key=lambda g: self._order.get(g.root, len(self._order)))
         return out
+
+    def _tp_groups(self, types: tuple[type[nn.Module], ...], end: float) -> Iterator[Any]:
+        """Torch-Pruning's ``get_all_groups``, with a time limit per root and in all."""
+        dg = self.dg
+        visited: set[int] = set()
+        for m in list(dg.module2node.keys()):
+            if not isinstance(m, types) or id(m) in visited or m in dg.IGNORED_LAYERS_IN_TRACING:
+                continue
+            pruner = dg.get_pruner_of_module(m)
+            if pruner is None or pruner.get_out_channels(m) is None:
+                continue
+            name = self.name_of(m) or type(m).__name__
+            left = end - time.monotonic()
+            role = _role(name)
+            if role in self._slow_roles and name not in self.search_skipped:
+                self.search_skipped[name] = self._slow_roles[role]
+            if left <= 0 or name in self.search_skipped:
+                if left <= 0:
+                    raise ModelError(
+                        f"channel_pruning: the dependency search ran over its time limit ({self.time_limit:g} s) "
+                        f"at layer {name!r}; exclude it (targets: {{exclude: [{name!r}]}}) or raise time_limit."
+                    )
+                continue
+            limit = min(left, self.root_time_limit) if self.root_time_limit else left
+            try:
+                with deadline(limit):
+                    group = dg.get_pruning_group(m, pruner.prune_out_channels, list(range(pruner.get_out_channels(m))))
+            except SearchTimeout:
+                self.search_skipped[name] = (
+                    f"its coupling search ran over {limit:.3g} s; left unpruned: "
+                    f"targets: {{exclude: [{name!r}]}} skips the search"
+                )
+                self._slow_roles[role] = (
+                    f"the coupling search of the same layer in another block ({name!r}) ran over {limit:.3g} s; "
+                    f"left unpruned: targets: {{exclude: ['re:{role}']}} skips the search"
+                )
+                continue
+            for dep, _ in group:
+                if dg.is_out_channel_pruning_fn(dep.handler):
+                    visited.add(id(dep.target.module))
+            yield group
 
     # -- pruning -------------------------------------------------------------------------------
 

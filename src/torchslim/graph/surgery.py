@@ -12,18 +12,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchslim.core.errors import ModelError, did_you_mean
+from torchslim.core.errors import ModelError
 
 
 def get_module(model: nn.Module, name: str) -> nn.Module:
-    """The submodule called `name` (``""`` is the model itself); `ModelError` with close matches otherwise."""
+    """The submodule called `name` (``""`` is the model itself); `ModelError` naming it otherwise.
+
+    No "did you mean": names reach here from graphs and recorded plans, not from what the user typed
+    (user-typed names are checked by `Targets`, which suggests close matches).
+    """
     if name == "":
         return model
     try:
         return model.get_submodule(name)
     except AttributeError:
-        names = [n for n, _ in model.named_modules() if n]
-        raise ModelError(f"{type(model).__name__} has no layer {name!r}." + did_you_mean(name, names)) from None
+        raise ModelError(f"{type(model).__name__} has no layer {name!r}.") from None
 
 
 def parent_of(model: nn.Module, name: str) -> tuple[nn.Module, str]:
@@ -125,3 +128,38 @@ def bake_parametrization(module: nn.Module, name: str) -> None:
     own_class(module)
     with torch.no_grad():
         parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+
+
+def tied_parameters(model: nn.Module) -> list[list[tuple[str, str]]]:
+    """Sets of ``(module name, parameter name)`` that hold the same `nn.Parameter` (tied weights,
+    e.g. an embedding and a language-model head), each set with at least two members."""
+    by_id: dict[int, list[tuple[str, str]]] = {}
+    for module_name, module in model.named_modules(remove_duplicate=False):
+        for pname, param in module.named_parameters(recurse=False):
+            entry = (module_name, pname)
+            members = by_id.setdefault(id(param), [])
+            if entry not in members:
+                members.append(entry)
+    return [members for members in by_id.values() if len({m for m, _ in members}) > 1 or len(members) > 1]
+
+
+def retie(model: nn.Module, ties: list[list[tuple[str, str]]]) -> None:
+    """Make each set of `ties` share one parameter again after surgery replaced them one by one.
+
+    Raises :class:`ModelError` naming both tensors when they were cut differently (different
+    shapes or values): tied weights must be pruned together.
+    """
+    for members in ties:
+        first_module, first_name = members[0]
+        first = getattr(get_module(model, first_module), first_name)
+        for module_name, pname in members[1:]:
+            module = get_module(model, module_name)
+            other = getattr(module, pname)
+            if other is first:
+                continue
+            if other.shape != first.shape or not torch.equal(other.detach(), first.detach()):
+                raise ModelError(
+                    f"Tied weights '{first_module}.{first_name}' {tuple(first.shape)} and "
+                    f"'{module_name}.{pname}' {tuple(other.shape)} were cut differently; they must be pruned together."
+                )
+            setattr(module, pname, first)

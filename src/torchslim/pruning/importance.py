@@ -32,10 +32,9 @@ def channel_criterion(kind: str, *, normalize: bool, seed: int) -> Any:
     import torch_pruning as tp
 
     norm = "mean" if normalize else None
-    if kind == "l1":
-        return tp.importance.GroupMagnitudeImportance(p=1, normalizer=norm)
-    if kind == "l2":
-        return tp.importance.GroupMagnitudeImportance(p=2, normalizer=norm)
+    if kind in ("l1", "l2"):
+        p = 1 if kind == "l1" else 2
+        return _with_conv1d(tp.importance.GroupMagnitudeImportance(p=p, normalizer=norm), p, normalize)
     if kind == "bn_scale":
         return tp.importance.BNScaleImportance(normalizer=norm)
     if kind == "taylor":
@@ -48,6 +47,42 @@ def channel_criterion(kind: str, *, normalize: bool, seed: int) -> Any:
 
         return random_importance
     raise ConfigError(f"Unknown importance {kind!r}; known: {list(IMPORTANCES)}.")
+
+
+def _with_conv1d(criterion: Any, p: int, normalize: bool) -> Any:
+    """`criterion`, falling back to the same group magnitude computed here for groups whose only
+    weighted members are Hugging Face ``Conv1D`` layers (weight ``(in, out)``), which Torch-Pruning's
+    importance does not read."""
+
+    def importance(group: Any) -> torch.Tensor | None:
+        imp = criterion(group)
+        if imp is not None:
+            return imp  # type: ignore[no-any-return]  # reason: Torch-Pruning is untyped
+        return _conv1d_magnitude(group, p, normalize)
+
+    return importance
+
+
+def _conv1d_magnitude(group: Any, p: int, normalize: bool) -> torch.Tensor | None:
+    n = len(group[0].idxs)
+    total = torch.zeros(n)
+    count = 0
+    for item in group:
+        layer = item.dep.target.module
+        if type(layer).__name__ != "Conv1D" or not isinstance(getattr(layer, "weight", None), torch.Tensor):
+            continue
+        out = item.dep.handler.__name__ == "prune_out_channels"
+        w = layer.weight.detach().abs().pow(p).float()
+        local = (w.sum(0) if out else w.sum(1))[torch.as_tensor(item.idxs, dtype=torch.long)]
+        root = torch.as_tensor(getattr(item, "root_idxs", item.idxs), dtype=torch.long)
+        if local.numel() != root.numel() or int(root.max()) >= n:
+            continue
+        total.index_add_(0, root, local)
+        count += 1
+    if count == 0:
+        return None
+    imp = total / count
+    return imp / imp.mean().clamp_min(1e-12) if normalize else imp
 
 
 def accumulate_gradients(model: nn.Module, loader: Iterable[Any], batches: int) -> int:

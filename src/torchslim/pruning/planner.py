@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from torchslim.core.context import Context
-from torchslim.core.errors import ModelError, TargetError
+from torchslim.core.errors import ModelError, TargetError, TorchSlimError
 from torchslim.core.targets import Targets
-from torchslim.graph import ROOT_TYPES, ChannelGraph, ChannelGroup, get_module
+from torchslim.graph import ChannelGraph, ChannelGroup, get_module, root_types, set_heads
 from torchslim.pruning._select import _direct, match_per_layer
 
 if TYPE_CHECKING:
@@ -49,20 +50,34 @@ def _indices_for(slice_order: torch.Tensor, remove_per_slice: int, per_slice: in
 @dataclasses.dataclass
 class Candidate:
     group: ChannelGroup
-    kind: str  # channels | ffn | heads
+    kind: str  # channels | ffn | heads | hidden
     key: frozenset[str]
     ratio: float | None  # own ratio (layer scope / per-layer / ffn); None = in the global pool
 
 
-class _Attention(Protocol):
-    """The head-count attributes of a (Hugging Face style) attention module that head pruning updates."""
-
-    num_attention_heads: int
-    all_head_size: int
-
-
 def _group_key(group: ChannelGroup) -> frozenset[str]:
-    return frozenset(group.out_layers)
+    return frozenset(group.out_layers) or frozenset(group.parameters) or frozenset((group.root,))
+
+
+class GroupBroke(Exception):
+    """Cutting one group broke the model (an error inside the cut, or the model no longer runs or its
+    output shape changed); `key` names the group, `reason` says what failed and what to exclude."""
+
+    def __init__(self, key: frozenset[str], reason: str) -> None:
+        super().__init__(reason)
+        self.key = key
+        self.reason = reason
+
+
+def _not_understood(group: ChannelGroup, doing: str, exc: BaseException) -> str:
+    """A skip reason for a group whose coupling torchslim does not understand, naming what to exclude."""
+    layers = list(group.out_layers) or list(group.parameters) or [group.root]
+    shown = ", ".join(repr(n) for n in layers[:4]) + (f" and {len(layers) - 4} more" if len(layers) > 4 else "")
+    detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+    return (
+        f"coupling of {shown} not understood ({doing} failed with {detail}); left unpruned: "
+        f"targets: {{exclude: [{', '.join(repr(n) for n in layers[:4])}]}} silences this"
+    )
 
 
 class ChannelPlanner:
@@ -89,6 +104,10 @@ class ChannelPlanner:
         self._selected: set[str] | None = None
         self._direct: set[str] = set()
         self._wildcard = False
+        self.avoid: dict[frozenset[str], str] = {}
+        """Groups (by key) left whole because cutting them broke the model: the reason, naming the exclude."""
+        self.check: Callable[[ChannelGroup], None] | None = None
+        """Called after each group is cut (raises :class:`GroupBroke` when the model no longer runs)."""
 
     # -- which groups ----------------------------------------------------------------------
 
@@ -96,7 +115,7 @@ class ChannelPlanner:
         targets = self.targets or Targets()
         wildcard = not targets.names and not targets.types
         if wildcard:
-            candidates = [n for n, m in self.model.named_modules() if n and isinstance(m, ROOT_TYPES)]
+            candidates = [n for n, m in self.model.named_modules() if n and isinstance(m, root_types(self.model))]
             selected = targets.resolve(self.model, candidates=candidates)
             self._selected = {n for n, _ in selected}
             self._direct = set(self._selected)
@@ -121,13 +140,20 @@ class ChannelPlanner:
         if self._selected is None:
             self._select()
         groups = graph.groups()
-        has_attention = any(g.attention for g in groups)
+        has_attention = any(g.attention for g in groups) or any(
+            "Attention" in type(m).__name__ for m in self.model.modules()
+        )
         all_roots = {n for g in groups for n in g.out_layers}
         per_layer = (
             match_per_layer(self.config.per_layer, sorted(all_roots), field="per_layer", technique="ChannelPruning")
             if self.config.per_layer
             else {}
         )
+        assert self._selected is not None
+        if first:
+            for name, reason in graph.search_skipped.items():
+                if name in self._selected:
+                    self._note([name], reason, always=True)
         found: list[Candidate] = []
         in_groups: set[str] = set()
         for group in groups:
@@ -148,7 +174,7 @@ class ChannelPlanner:
         targeted = [n for n in outs if n in self._selected]
         if not targeted:
             return None
-        root_like = [n for n in outs if isinstance(get_module(self.model, n), ROOT_TYPES)]
+        root_like = [n for n in outs if isinstance(get_module(self.model, n), root_types(self.model))]
         if group.output_coupled:
             if first:
                 self._note(targeted, "its output channels are (added to) the model's output")
@@ -158,15 +184,22 @@ class ChannelPlanner:
             if first:
                 self._note(targeted, f"coupled with {blocked[0]!r}, which the targets leave out", always=True)
             return None
+        key = _group_key(group)
+        if key in self.avoid:
+            if first:
+                self._note(targeted, self.avoid[key], always=True)
+            return None
         if group.embedding and has_attention:
+            if config.hidden_ratio > 0:
+                self.original.setdefault(key, group.channels // group.slices)
+                return Candidate(group, "hidden", key, config.hidden_ratio)
             if first:
                 self._note(
                     targeted,
                     "a transformer's hidden size (shared by the embeddings and every residual "
-                    "connection) is not pruned; prune heads (head_ratio) and FFN neurons instead",
+                    "connection) is kept (hidden_ratio=0); heads (head_ratio) and FFN neurons are pruned",
                 )
             return None
-        key = _group_key(group)
         if group.attention:
             if config.head_ratio <= 0:
                 if first:
@@ -187,7 +220,7 @@ class ChannelPlanner:
         assert self._selected is not None
         for name in sorted(self._selected - in_groups):
             module = get_module(self.model, name)
-            if isinstance(module, ROOT_TYPES):
+            if isinstance(module, root_types(self.model)):
                 reason = (
                     "not reached by the example input (unused, or its output is detached)"
                     if not graph.reached(module)
@@ -225,7 +258,11 @@ class ChannelPlanner:
         pool: list[tuple[Candidate, torch.Tensor]] = []
         for cand in cands:
             group = cand.group
-            imp = graph.importance(group, criterion)
+            try:
+                imp = graph.importance(group, criterion)
+            except Exception as exc:  # noqa: BLE001 - a score Torch-Pruning cannot compute skips the group
+                self._note(list(group.out_layers), _not_understood(group, "scoring it", exc), always=True)
+                continue
             if imp is None:
                 self._note(
                     list(group.out_layers),
@@ -308,16 +345,28 @@ class ChannelPlanner:
                     "coupled": list(group.out_layers),
                 },
             )
-            self.ops.extend(graph.prune(group, idxs))
+            try:
+                self.ops.extend(graph.prune(group, idxs))
+            except ModelError as exc:  # a coupled member would lose every channel: checked before any cut
+                raise GroupBroke(cand.key, _not_understood(group, "cutting it", exc)) from exc
+            except TorchSlimError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the cut failed half-way: the caller retries without it
+                raise GroupBroke(cand.key, _not_understood(group, "cutting it", exc)) from exc
             if cand.kind == "heads":
-                attention = cast(_Attention, get_module(self.model, group.attention or ""))
+                attention = get_module(self.model, group.attention or "")
                 d = int(group.head_dim or 1)
-                heads = int(attention.num_attention_heads) - len(idxs) // d
-                attention.num_attention_heads = heads
-                self.ops.append({"set": group.attention, "attr": "num_attention_heads", "value": heads})
-                if hasattr(attention, "all_head_size"):
-                    attention.all_head_size = heads * d
-                    self.ops.append({"set": group.attention, "attr": "all_head_size", "value": heads * d})
+                heads = int(group.num_heads or 0) - len(idxs) // d
+                self.ops.extend(set_heads(attention, group.attention or "", heads, d))
                 record["after"] = heads
             else:
                 record["after"] = group.channels - len(idxs)
+            if self.check is not None:
+                try:
+                    self.check(group)
+                except TorchSlimError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the model no longer runs: the caller retries without it
+                    raise GroupBroke(
+                        cand.key, _not_understood(group, "running the model after cutting it", exc)
+                    ) from exc

@@ -25,19 +25,34 @@ from torch.nn.utils import parametrize
 
 from torchslim.core.config import TechniqueConfig
 from torchslim.core.context import Context
-from torchslim.core.errors import ConfigError, DataError, ModelError, TargetError
+from torchslim.core.errors import ConfigError, DataError, ModelError, TargetError, TorchSlimError
 from torchslim.core.plans import append_plan_entry
 from torchslim.core.targets import Targets
 from torchslim.core.technique import TECHNIQUES, StepOutcome
-from torchslim.graph import PRUNE_CHANNELS_KIND, ChannelGraph, call_with, compact_ops, flat_tensors
+from torchslim.graph import (
+    PRUNE_CHANNELS_KIND,
+    SEARCH_TIME_LIMIT_S,
+    ChannelGraph,
+    call_with,
+    compact_ops,
+    flat_tensors,
+    retie,
+    tied_parameters,
+    without_cache,
+)
 from torchslim.pruning.importance import accumulate_gradients, channel_criterion
-from torchslim.pruning.planner import ChannelPlanner, round_keep
+from torchslim.pruning.planner import ChannelPlanner, GroupBroke, round_keep
 from torchslim.pruning.recovery import RECOVERY_RENAMED, fill_train_defaults, no_recovery, recover
 from torchslim.train.config import TrainConfig
 
 Importance = Literal["l1", "l2", "bn_scale", "taylor", "random"]
 Scope = Literal["layer", "global"]
 NAME = "channel_pruning"
+
+CACHE_NOTE = (
+    "use_cache was turned off while tracing and checking (a key/value cache output cannot be traced); "
+    "the pruned model keeps the setting it had"
+)
 
 __all__ = ["ChannelPruning", "channel_pruning", "example_input_for", "prune_channels", "round_keep"]
 
@@ -60,13 +75,20 @@ class ChannelPruning(TechniqueConfig):
         per_layer: ``{layer name or "re:regex": ratio}`` overrides for the groups containing those layers.
         max_layer_ratio: with ``scope="global"``, no group loses more than this fraction.
         head_ratio: fraction of attention heads removed in every attention layer (whole heads).
+        hidden_ratio: fraction of a transformer's hidden size (the embedding width shared by every
+            residual connection, LayerNorm and bare parameters such as position embeddings) removed;
+            0 (the default) keeps it.
         ffn_ratio: ratio for transformer feed-forward neurons (None: `ratio`).
         schedule: ``one_shot``, or ``iterative`` (``steps`` rounds of ratio k/steps, fine-tuning between).
         steps: rounds of the iterative schedule.
         train: fine-tuning after pruning (after each iterative round); ``epochs: 0`` (the default): none.
             Old flat keys ``finetune_epochs``, ``finetune_max_steps``, ``lr``, ``optimizer`` map into it.
         calibration_batches: batches used to accumulate gradients for ``taylor``.
-        strict: raise instead of skipping layers that cannot be pruned.
+        strict: raise instead of skipping layers that cannot be pruned (partial coverage is an error).
+        time_limit: seconds the dependency search may take before it stops with an error naming the
+            layer it was on (None: no limit).
+        max_retries: how many couplings that break the model may be found and left unpruned (each
+            costs one more pruning pass) before the step gives up with an error naming them.
     """
 
     name: ClassVar[str] = NAME
@@ -85,12 +107,15 @@ class ChannelPruning(TechniqueConfig):
     per_layer: dict[str, float] = dataclasses.field(default_factory=dict)
     max_layer_ratio: float = 0.9
     head_ratio: float = 0.0
+    hidden_ratio: float = 0.0
     ffn_ratio: float | None = None
     schedule: Literal["one_shot", "iterative"] = "one_shot"
     steps: int = 3
     train: TrainConfig = dataclasses.field(default_factory=no_recovery)
     calibration_batches: int = 4
     strict: bool = False
+    time_limit: float | None = SEARCH_TIME_LIMIT_S
+    max_retries: int = 8
 
     def validate(self) -> None:
         self.check("ratio", self.ratio, low=0.0, high=1.0, high_inclusive=False)
@@ -102,6 +127,10 @@ class ChannelPruning(TechniqueConfig):
             self.check(f"per_layer[{key!r}]", float(value), low=0.0, high=1.0, high_inclusive=False)
         self.check("max_layer_ratio", self.max_layer_ratio, low=0.0, high=1.0, high_inclusive=False)
         self.check("head_ratio", self.head_ratio, low=0.0, high=1.0, high_inclusive=False)
+        self.check("hidden_ratio", self.hidden_ratio, low=0.0, high=1.0, high_inclusive=False)
+        if self.time_limit is not None:
+            self.check("time_limit", self.time_limit, low=0.0, low_inclusive=False)
+        self.check("max_retries", self.max_retries, low=0)
         if self.ffn_ratio is not None:
             self.check("ffn_ratio", self.ffn_ratio, low=0.0, high=1.0, high_inclusive=False)
         self.check("steps", self.steps, low=1)
@@ -182,8 +211,13 @@ def _calibration_data(config: ChannelPruning, context: Context) -> Any:
 
 def _check_strict(config: ChannelPruning, planner: ChannelPlanner) -> None:
     if config.strict and planner.skipped:
-        detail = "; ".join(f"{n}: {r}" for n, r in planner.skipped.items())
-        raise TargetError(f"channel_pruning (strict): cannot prune {detail}.")
+        _raise_partial(planner.skipped)
+
+
+def _raise_partial(skipped: dict[str, str]) -> None:
+    n = len(skipped)
+    detail = "; ".join(f"{name}: {reason}" for name, reason in skipped.items())
+    raise TargetError(f"channel_pruning (strict): {n} layer{'s' if n != 1 else ''} skipped because {detail}.")
 
 
 @dataclasses.dataclass
@@ -239,28 +273,28 @@ def _prune_round(run: _Pass, k: int, fraction: float) -> dict[str, Any]:
     return entry
 
 
-def _run(
-    model: nn.Module, config: ChannelPruning, *, targets: Targets | None, context: Context, example_input: Any = None
+def _attempt(
+    model: nn.Module, config: ChannelPruning, targets: Targets | None, context: Context, prep: _Prep, check_each: bool
 ) -> StepOutcome:
-    _refuse_parametrized(model)
-    example = example_input if example_input is not None else example_input_for(model, context)
-    calibration = _calibration_data(config, context)
-    if config.train.epochs > 0:
-        context.require_data("train", technique=NAME)
+    """One pruning pass over `model` (a copy; changed in place). Raises :class:`GroupBroke` when a cut
+    group breaks the model (`check_each`: tested after every group) and :class:`_AllAtOnceFailed`
+    when the model only fails after all cuts."""
     params_before = _param_count(model)
-    graph = ChannelGraph(model, example)
+    graph = ChannelGraph(model, prep.example, time_limit=config.time_limit, search_skipped=prep.slow)
     shapes_before = graph.output_shapes
-    planner = ChannelPlanner(model, config, targets, context, example)
+    planner = ChannelPlanner(model, config, targets, context, prep.example)
+    planner.avoid = dict(prep.avoid)
+    ties = tied_parameters(model)
+    if check_each:
+        planner.check = _shape_check(model, prep.example, shapes_before, ties)
     criterion = channel_criterion(config.importance, normalize=config.scope == "global", seed=context.seed)
-    run = _Pass(model, config, context, graph, planner, criterion, calibration)
+    run = _Pass(model, config, context, graph, planner, criterion, prep.calibration)
     rounds = [1.0] if config.schedule == "one_shot" else [(k + 1) / config.steps for k in range(config.steps)]
     history = [_prune_round(run, k, fraction) for k, fraction in enumerate(rounds)]
-    shapes_after = _output_shapes(model, example)
-    if shapes_after != shapes_before:
-        raise ModelError(
-            f"channel_pruning changed the output shapes of {type(model).__name__} from {shapes_before} to "
-            f"{shapes_after}; this model's coupling is not understood, nothing was changed."
-        )
+    try:
+        _shape_check(model, prep.example, shapes_before, ties)(None)
+    except Exception as exc:  # noqa: BLE001 - found per group on the next pass
+        raise _AllAtOnceFailed(str(exc)) from exc
     if planner.ops:
         append_plan_entry(model, {"kind": PRUNE_CHANNELS_KIND, "version": 1, "ops": compact_ops(planner.ops)})
     params_after = _param_count(model)
@@ -275,8 +309,94 @@ def _run(
         "rounds": history,
         "untouched": planner.untouched,
         "plan_ops": len(planner.ops),
+        "notes": list(graph.notes),
+        "not_understood": sorted(planner.avoid.values()),
     }
     return StepOutcome(model=model, layers=list(planner.layers.values()), skipped=dict(planner.skipped), info=info)
+
+
+@dataclasses.dataclass
+class _Prep:
+    example: Any
+    calibration: Any
+    avoid: dict[frozenset[str], str] = dataclasses.field(default_factory=dict)
+    slow: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+class _AllAtOnceFailed(Exception):
+    """The model broke after all groups were cut; the next pass cuts and checks them one by one."""
+
+
+def _shape_check(model: nn.Module, example: Any, before: list[tuple[int, ...]], ties: Any) -> Any:
+    def check(_group: Any) -> None:
+        retie(model, ties)
+        after = _output_shapes(model, example)
+        if after != before:
+            raise RuntimeError(f"the output shapes changed from {before} to {after}")
+
+    return check
+
+
+def _run(
+    model: nn.Module,
+    config: ChannelPruning,
+    *,
+    targets: Targets | None,
+    context: Context,
+    example_input: Any = None,
+    inplace: bool = False,
+) -> StepOutcome:
+    """Prune a copy of `model` (the caller's model is never changed unless `inplace`).
+
+    A group whose cut breaks the model (an error inside the cut, or the pruned model no longer runs
+    or changes its output shape) is found, left whole and reported with the exclude that silences
+    it, up to ``config.max_retries`` such groups; any other failure inside tracing, scoring or
+    surgery is a :class:`ModelError` and nothing is changed.
+    """
+    _refuse_parametrized(model)
+    example = example_input if example_input is not None else example_input_for(model, context)
+    prep = _Prep(example, _calibration_data(config, context))
+    if config.train.epochs > 0:
+        context.require_data("train", technique=NAME)
+    check_each = inplace
+    for _ in range(config.max_retries + 2):
+        work = model if inplace else copy.deepcopy(model)
+        try:
+            with without_cache(work) as cache_was_on:
+                outcome = _attempt(work, config, targets, context, prep, check_each)
+            if cache_was_on:
+                outcome.info["notes"].insert(0, CACHE_NOTE)
+            _check_strict_outcome(config, outcome)
+            return outcome
+        except GroupBroke as broke:
+            if inplace or broke.key in prep.avoid:
+                raise ModelError(f"channel_pruning: {broke.reason}") from broke
+            prep.avoid[broke.key] = broke.reason
+        except _AllAtOnceFailed as failed:
+            if check_each:
+                raise ModelError(_unclear(model, str(failed))) from failed
+            check_each = True
+        except TorchSlimError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any other failure is refused, nothing changed
+            raise ModelError(_unclear(model, f"{type(exc).__name__}: {exc}")) from exc
+    raise ModelError(
+        f"channel_pruning: gave up after {len(prep.avoid)} couplings not understood: " + "; ".join(prep.avoid.values())
+    )
+
+
+def _unclear(model: nn.Module, detail: str) -> str:
+    return (
+        f"channel_pruning: the coupling of {type(model).__name__} is not understood "
+        f"({' '.join(detail.split())[:300]}); "
+        "nothing was changed. Exclude the layers named above with targets: {exclude: [...]}, or prune part of "
+        "the model by naming it in targets."
+    )
+
+
+def _check_strict_outcome(config: ChannelPruning, outcome: StepOutcome) -> None:
+    if config.strict and outcome.skipped:
+        _raise_partial(dict(outcome.skipped))
 
 
 def prune_channels(
@@ -290,6 +410,7 @@ def prune_channels(
     targets: Targets | None = None,
     per_layer: dict[str, float] | None = None,
     head_ratio: float = 0.0,
+    hidden_ratio: float = 0.0,
     ffn_ratio: float | None = None,
     max_layer_ratio: float = 0.9,
     data: Any = None,
@@ -309,12 +430,19 @@ def prune_channels(
         round_to=round_to,
         per_layer=per_layer or {},
         head_ratio=head_ratio,
+        hidden_ratio=hidden_ratio,
         ffn_ratio=ffn_ratio,
         max_layer_ratio=max_layer_ratio,
         strict=strict,
     )
-    work = model if inplace else copy.deepcopy(model)
-    return _run(work, config, targets=targets, context=Context(data=data, seed=seed), example_input=example_input)
+    return _run(
+        model,
+        config,
+        targets=targets,
+        context=Context(data=data, seed=seed),
+        example_input=example_input,
+        inplace=inplace,
+    )
 
 
 @TECHNIQUES.handles(ChannelPruning)
@@ -326,4 +454,4 @@ def channel_pruning(
     Any error (bad targets, untraceable model, a layer that would lose every channel, missing data)
     is raised before the caller's model could change: all work happens on a deep copy.
     """
-    return _run(copy.deepcopy(model), config, targets=targets, context=context)
+    return _run(model, config, targets=targets, context=context)
