@@ -85,11 +85,11 @@ def cnn_table(section: dict[str, Any], batches: Sequence[Any]) -> list[str]:
     headers = ["variant", "by", "runtime", "params", "bytes"]
     for b in batches:
         headers += [f"ms b{b}", f"speed-up b{b}"]
-    headers += ["cosine", "top-1 agr.", "torchslim behind?", "onnxruntime graph"]
+    headers += ["cosine", "top-1 agr.", "build s", "torchslim behind?", "onnxruntime graph"]
     body = []
     for name, row in section["rows"].items():
         if "error" in row:
-            body.append([name, "", "", "", "", *[""] * 2 * len(batches), "", "", "", f"FAILED: {row['error']}"])
+            body.append([name, "", "", "", "", *[""] * 2 * len(batches), "", "", "", "", f"FAILED: {row['error']}"])
             continue
         cells = [c for b in batches for c in _cell(row, b)]
         body.append(
@@ -102,6 +102,7 @@ def cnn_table(section: dict[str, Any], batches: Sequence[Any]) -> list[str]:
                 *cells,
                 row.get("cosine"),
                 row.get("top1_agreement"),
+                row.get("build_seconds"),
                 row.get("behind"),
                 _graph(row),
             ]
@@ -123,6 +124,12 @@ def markdown(results: dict[str, Any]) -> str:
         "Speed-up = PyTorch fp32 eager time / variant time, median over rotating rounds in one run "
         "(`benchmarks/_harness.py`); `torchslim behind?` names every case where a peer is faster.",
     ]
+    if results["quick"]:
+        lines += [
+            "",
+            "Quick run: fewer rounds and 64 calibration samples; the full run (`python benchmarks/deploy_speed.py`) "
+            "adds the rows Torch-Pruning 50% (eager), OpenVINO fp32, torchao and torch.nn.utils.prune.",
+        ]
     titles = {"resnet56": "ResNet-56 (CIFAR-style, 3x32x32)", "resnet18": "ResNet-18 (3x32x32)"}
     for key, section in results["sections"].items():
         lines += ["", f"## {titles.get(key, 'MiniLM-L6, batch 32 x 128 tokens')}", ""]

@@ -101,6 +101,15 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+def load_average() -> list[float] | None:
+    """The machine's 1, 5 and 15 minute load averages (a load above the core count means other
+    processes shared the cores during the timing rounds)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def environment(*, threads: int | None = None) -> dict[str, Any]:
     """The header of a results file: date (UTC), machine (cpu model, cores), versions, threads.
 
@@ -120,6 +129,7 @@ def environment(*, threads: int | None = None) -> dict[str, Any]:
         },
         "versions": ver,
         "threads": threads,
+        "load_average": load_average(),
         "torch": ver["torch"],
         "onnxruntime": ver["onnxruntime"],
         "torchao": ver["torchao"],
@@ -135,15 +145,20 @@ def new_results(*, quick: bool, threads: int, **extra: Any) -> dict[str, Any]:
 
 
 def env_line(env: Mapping[str, Any]) -> str:
-    """One markdown line naming the date, machine and versions of a results file."""
+    """One markdown line naming the date, machine, load and versions of a results file."""
     machine = env.get("machine") or {}
     ver = env.get("versions") or {k: env.get(k) for k in ("torch", "onnxruntime", "torchao", "torch_pruning")}
-    installed = ", ".join(f"{k} {v}" for k, v in ver.items() if v and k not in ("python", "torchslim_commit"))
-    where = f"{machine.get('cpu', '?')}, {machine.get('cores', env.get('cpus', '?'))} cores" if machine else ""
+    parts = [str(env.get("date", "?"))]
+    if machine:
+        parts.append(f"{machine.get('cpu', '?')}, {machine.get('cores', env.get('cpus', '?'))} cores")
+    if env.get("load_average"):
+        parts.append(f"load average {env['load_average'][0]} at the start")
+    parts.append(f"{env.get('threads', '?')} threads")
+    parts.append(", ".join(f"{k} {v}" for k, v in ver.items() if v and k not in ("python", "torchslim_commit")))
     commit = ver.get("torchslim_commit")
-    return f"{env.get('date', '?')}; {where}{'; ' if where else ''}{env.get('threads', '?')} threads; {installed}" + (
-        f"; torchslim {commit[:12]}{'+dirty' if commit.endswith('+dirty') else ''}" if commit else ""
-    )
+    if commit:
+        parts.append(f"torchslim {commit[:12]}{' (uncommitted changes)' if commit.endswith('+dirty') else ''}")
+    return "; ".join(parts)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -241,6 +256,7 @@ def run_sections(
             traceback.print_exc()
             out[name] = {"error": f"{type(exc).__name__}: {exc}"}
         out[name]["seconds"] = time.perf_counter() - t0
+        out[name]["load_average_after"] = load_average()
         log(f"section {name} done in {out[name]['seconds']:.0f}s")
     return out
 
@@ -260,7 +276,7 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]
     """Markdown table lines (cells str()-ed, ``|`` escaped)."""
 
     def cell(v: Any) -> str:
-        return "" if v is None else str(v).replace("|", "/")
+        return "" if v is None else " ".join(str(v).replace("|", "/").split())
 
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]

@@ -1,7 +1,10 @@
 """Deployment speed (issue 14): torchslim int8 and 50% channels + int8 next to every peer a user
 would pick instead, on the same model, calibration data and machine, in the same timing rounds.
 
-    python benchmarks/deploy_speed.py --quick    # a few minutes on 2 cores
+    python benchmarks/deploy_speed.py --quick    # a few minutes on 2 cores; fewer rounds, 64
+                                                 # calibration samples, the rows that the full run
+                                                 # adds: Torch-Pruning eager, OpenVINO fp32, torchao,
+                                                 # torch.nn.utils.prune
     python benchmarks/deploy_speed.py            # more rounds and calibration samples
     python benchmarks/deploy_speed.py --only resnet18 --batches 1
 
@@ -33,6 +36,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -116,11 +120,14 @@ def build_variants(model: torch.nn.Module, calib: list[torch.Tensor], args: argp
     threads = args.threads
     out: dict[str, Any] = {}
 
-    def add(name: str, build: Callable[[], Variant], **facts: Any) -> None:
+    def add(name: str, build: Callable[[], Variant], *, quick: bool = True, **facts: Any) -> None:
+        if args.quick and not quick:
+            return
         log(f"  building {name}")
+        started = time.perf_counter()
         try:
             v = build()
-            v.facts.update(facts)
+            v.facts.update(facts, build_seconds=round(time.perf_counter() - started, 1))
             out[name] = v
         except Exception as exc:  # noqa: BLE001 - one broken tool chain must not hide the others
             out[name] = f"{type(exc).__name__}: {str(exc)[:300]}"
@@ -133,35 +140,27 @@ def build_variants(model: torch.nn.Module, calib: list[torch.Tensor], args: argp
             ort_quantize_static(fp32, tmp / file, feeds, activations="uint8")
         return onnx_variant(who, group, tmp / file, threads)
 
+    def recipe(configs: list[Any], file: str, group: str) -> Variant:
+        return onnx("torchslim", group, dm.torchslim_recipe(model, configs, labelled), file)
+
     tp = dm.torch_pruning_50(model, example)
-    add(BASELINE, lambda: torch_variant("baseline", "fp32", model), params=dm.params(model))
-    dense, half = dm.params(model), dm.params(tp)
-    add("onnxruntime fp32", lambda: onnx("peer", "fp32", model, "fp32.onnx"), params=dense)
-    add(
-        "onnxruntime quantize_static",
-        lambda: onnx("peer", "int8", model, "ort_static.onnx", static=True),
-        params=dense,
-    )
-    ts_int8 = dm.torchslim_recipe(model, [Quantize()], labelled)
-    add("torchslim int8", lambda: onnx("torchslim", "int8", ts_int8, "ts_int8.onnx"), params=dense)
     ts_pruned = dm.torchslim_recipe(model, [ChannelPruning(ratio=0.5)], labelled)
-    ts_stack = dm.torchslim_recipe(model, [ChannelPruning(ratio=0.5), Quantize()], labelled)
-    pruned = dm.params(ts_pruned)
-    add(
-        "torchslim 50% channels (fp32)",
-        lambda: onnx("torchslim", "pruned", ts_pruned, "ts_pruned.onnx"),
-        params=pruned,
-    )
+    dense, half = dm.params(model), dm.params(tp)
+    add(BASELINE, lambda: torch_variant("baseline", "fp32", model), params=dense)
+    add("onnxruntime fp32", lambda: onnx("peer", "fp32", model, "fp32.onnx"), params=dense)
+    add("onnxruntime quantize_static", lambda: onnx("peer", "int8", model, "ort_q.onnx", static=True), params=dense)
+    add("torchslim int8", lambda: recipe([Quantize()], "ts_int8.onnx", "int8"), params=dense)
+    add("torchslim 50% channels (fp32)", lambda: onnx("torchslim", "pruned", ts_pruned, "ts_50.onnx"), params=half)
     add(
         "torchslim 50% channels + int8",
-        lambda: onnx("torchslim", "pruned", ts_stack, "ts_stack.onnx"),
-        params=pruned,
+        lambda: recipe([ChannelPruning(ratio=0.5), Quantize()], "ts_50_int8.onnx", "pruned"),
+        params=dm.params(ts_pruned),
     )
-    add("Torch-Pruning 50% (eager)", lambda: torch_variant("peer", "pruned", tp), params=half)
+    add("Torch-Pruning 50% (eager)", lambda: torch_variant("peer", "pruned", tp), params=half, quick=False)
     add("Torch-Pruning 50% (onnxruntime fp32)", lambda: onnx("peer", "pruned", tp, "tp.onnx"), params=half)
     add(
         "Torch-Pruning 50% + quantize_static",
-        lambda: onnx("peer", "pruned", tp, "tp_static.onnx", static=True),
+        lambda: onnx("peer", "pruned", tp, "tp_q.onnx", static=True),
         params=half,
     )
     add(
@@ -175,7 +174,12 @@ def build_variants(model: torch.nn.Module, calib: list[torch.Tensor], args: argp
         for name, m in torchao_models(model).items():
             if not isinstance(m, str):
                 add(name, lambda m=m: torch_variant("peer", "int8", m), params=dense)
-    add("OpenVINO fp32", lambda: openvino_variant("fp32", model, None, threads, tmp / "ov_fp32.xml"), params=dense)
+    add(
+        "OpenVINO fp32",
+        lambda: openvino_variant("fp32", model, None, threads, tmp / "ov_fp32.xml"),
+        params=dense,
+        quick=False,
+    )
     add(
         "NNCF int8 on OpenVINO",
         lambda: openvino_variant("int8", model, calib, threads, tmp / "ov_int8.xml"),
@@ -185,6 +189,7 @@ def build_variants(model: torch.nn.Module, calib: list[torch.Tensor], args: argp
         "torch.nn.utils.prune 50% unstructured",
         lambda: torch_variant("peer", "pruned", dm.nn_utils_prune(model)),
         params=dense,
+        quick=False,
     )
     widths = {"torchslim": dm.conv_widths(ts_pruned), "Torch-Pruning": dm.conv_widths(tp)}
     out["_pruned_check"] = {
@@ -225,7 +230,7 @@ def fidelity(variants: dict[str, Variant], x: torch.Tensor) -> dict[str, dict[st
 
 def section_cnn(name: str, args: argparse.Namespace) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(1)
-    n_cal = 128 if args.quick else 512
+    n_cal = 64 if args.quick else 512
     data = torch.randn(n_cal + 256, 3, 32, 32, generator=gen)
     calib = list(data[:n_cal].split(32))
     test = data[n_cal:]
@@ -259,7 +264,7 @@ def section_cnn(name: str, args: argparse.Namespace) -> dict[str, Any]:
 def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
     # long: the MiniLM rows (build, fidelity, timing) side by side
     from quantization import _embed, _embed_onnx, ao_dynamic, ort_quantize_dynamic, torchao_models
-    from torchslim.core import Context
+    from torchslim.core import Context, DataSplits
     from torchslim.data import load_splits
     from torchslim.deploy import export_onnx
     from torchslim.models import build_model
@@ -272,7 +277,11 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="ts-bench-deploy-minilm-"))
     example = model.tokenize(texts[:2], padding="longest")
     export_onnx(model, tmp / "fp32.onnx", example)
+    if args.quick:  # 64 calibration texts instead of the default 512 (the time is in calibration)
+        splits = DataSplits(calibration=[b for _, b in zip(range(2), splits.calibration, strict=False)])
+    started = time.perf_counter()
     ts = quantize_handler(model, Quantize(), targets=None, context=Context(data=splits, seed=0, quiet=True)).model
+    build_seconds = round(time.perf_counter() - started, 1)
     export_onnx(ts, tmp / "ts_int8.onnx", example)
     ort_quantize_dynamic(tmp / "fp32.onnx", tmp / "ort_dyn.onnx")
     ort_quantize_dynamic(tmp / "fp32.onnx", tmp / "ort_dyn_pc.onnx", per_channel=True)
@@ -313,6 +322,7 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
         for k, lat in rotating_latency(fns, BASELINE, rounds=rounds, threads=args.threads).items():
             rows[k]["b32x128"] = {"ms": lat["ms"], "speedup": lat["speedup"]}
     behind_column(rows, ["32x128"])
+    rows["torchslim int8 (onnxruntime)"]["build_seconds"] = build_seconds
     return {"texts": len(texts), "rounds": rounds, "rows": rows}
 
 
@@ -325,7 +335,12 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds and calibration samples")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer rounds, 64 calibration samples, no Torch-Pruning eager / OpenVINO fp32 / torchao / "
+        "nn.utils.prune rows",
+    )
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {list(SECTIONS)}")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batches", default="1,32", help="CNN batch sizes (comma-separated)")

@@ -24,7 +24,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     def cell(v: Any) -> str:
-        return "" if v is None else str(v).replace("|", "/")
+        if isinstance(v, int) and not isinstance(v, bool):
+            return f"{v:,}"
+        return "" if v is None else " ".join(str(v).replace("|", "/").split())
 
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     return lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
@@ -37,6 +39,8 @@ def source_line(path: Path, data: Mapping[str, Any]) -> str:
     ver = env.get("versions") or {k: env.get(k) for k in ("torch", "onnxruntime", "torchao", "torch_pruning")}
     tools = ", ".join(f"{k} {v}" for k, v in ver.items() if v and k not in ("python", "torchslim_commit"))
     where = f"{machine['cpu']}, {machine.get('cores')} cores" if machine.get("cpu") else f"{env.get('cpus', '?')} CPUs"
+    if env.get("load_average"):
+        where += f" (load average {env['load_average'][0]} at the start)"
     commit = ver.get("torchslim_commit")
     parts = [f"`benchmarks/results/{path.name}`", str(env.get("date", "date not recorded")), where]
     parts.append(f"{env.get('threads', '?')} threads")

@@ -48,6 +48,7 @@ def test_results_json_has_the_header_fields(harness, tmp_path):
     for field in harness.HEADER_FIELDS:
         assert field in env
     assert env["threads"] == 2 and "UTC" in env["date"]
+    assert len(env["load_average"]) == 3
     assert env["machine"]["cpu"] and env["machine"]["cores"] >= 1
     assert env["versions"]["torch"] and env["versions"]["onnxruntime"]
     assert "torchslim_commit" in env["versions"] and "torch_pruning" in env["versions"]
@@ -118,6 +119,6 @@ def test_readme_tables_renders_a_table_from_a_small_json(harness, readme_tables,
     assert readme_tables.render(tmp_path, quick=True).strip() == ""  # no *_quick.json there
 
 
-def test_md_table_escapes_pipes(harness):
-    lines = harness.md_table(["a", "b"], [["x|y", None]])
-    assert lines == ["| a | b |", "|---|---|", "| x/y |  |"]
+def test_md_table_escapes_pipes_and_newlines(harness):
+    lines = harness.md_table(["a", "b"], [["x|y", None], ["error:\n  node", 1]])
+    assert lines == ["| a | b |", "|---|---|", "| x/y |  |", "| error: node | 1 |"]
