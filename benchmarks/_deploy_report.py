@@ -60,6 +60,8 @@ def behind_column(rows: dict[str, dict[str, Any]], batches: Sequence[Any]) -> No
                 theirs = _speed(rows[best], b) if best else None
                 if mine and theirs and mine > theirs:
                     notes.append(f"torchslim behind at b{b}: {best} {theirs:.2f}x < {mine:.2f}x")
+                elif mine and not theirs:
+                    notes.append(f"b{b}: no torchslim result to compare (its row failed)")
         elif row.get("who") == "torchslim":
             peers = [k for k, r in rows.items() if r.get("who") == "peer" and r.get("group") == row.get("group")]
             for b in batches:
@@ -68,6 +70,8 @@ def behind_column(rows: dict[str, dict[str, Any]], batches: Sequence[Any]) -> No
                 if faster:
                     top = max(faster, key=lambda k: _speed(rows[k], b) or 0.0)
                     notes.append(f"behind at b{b}: {top} {_speed(rows[top], b):.2f}x > {mine:.2f}x")
+                    if row.get("graph") and rows[top].get("graph") and _graph(row) != _graph(rows[top]):
+                        notes.append(f"why: graph {_graph(row)} vs {_graph(rows[top])}")
         row["behind"] = "; ".join(notes) if notes else ("-" if row.get("who") == "baseline" else "no")
 
 

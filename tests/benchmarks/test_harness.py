@@ -72,12 +72,14 @@ def _rows():
             "group": "int8",
             "runtime": "onnxruntime",
             "b1": {"ms": 1.0, "speedup": 10.0},
+            "graph": {"QuantizeLinear": 1, "DequantizeLinear": 1},
         },
         "torchslim int8": {
             "who": "torchslim",
             "group": "int8",
             "runtime": "onnxruntime",
             "b1": {"ms": 1.25, "speedup": 8.0},
+            "graph": {"QuantizeLinear": 29, "DequantizeLinear": 30},
         },
         "Torch-Pruning 50% + quantize_static": {
             "who": "peer",
@@ -100,6 +102,7 @@ def test_behind_column_names_every_row_where_torchslim_is_behind(deploy_report):
     assert rows["PyTorch fp32 eager"]["behind"] == "-"
     assert "torchslim behind at b1" in rows["onnxruntime quantize_static"]["behind"]
     assert "onnxruntime quantize_static" in rows["torchslim int8"]["behind"]
+    assert "why: graph Q 29, DQ 30 vs Q 1, DQ 1" in rows["torchslim int8"]["behind"]
     assert rows["Torch-Pruning 50% + quantize_static"]["behind"] == "no"
     assert rows["torchslim 50% channels + int8"]["behind"] == "no"
 
