@@ -133,6 +133,7 @@ def _write_staged(
     directory.parent.mkdir(parents=True, exist_ok=True)
     clean_leftovers(directory)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.stage-{os.getpid()}-", dir=directory.parent))
+    backup: Path | None = None
     try:
         write_safetensors(staging / WEIGHTS_FILE, tensors, metadata={"format": "pt"})
         write_json(staging / MANIFEST_FILE, manifest, compact=True)  # counts toward the artifact's bytes
@@ -143,7 +144,6 @@ def _write_staged(
                 raise ArtifactError(f"extra file name {name!r} is not allowed in an artifact.")
             data = content.encode("utf-8") if isinstance(content, str) else content
             (staging / name).write_bytes(data)
-        backup = None
         if directory.exists():
             backup = directory.with_name(f".{directory.name}.old-{os.getpid()}")
             shutil.rmtree(backup, ignore_errors=True)
@@ -153,6 +153,8 @@ def _write_staged(
             shutil.rmtree(backup, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if backup is not None and backup.exists() and not directory.exists():
+            os.replace(backup, directory)  # failed between the two renames: the old artifact goes back
         raise
 
 
