@@ -191,3 +191,27 @@ def test_gpt2_conv1d_is_pruned_like_linear_with_the_cache_turned_off_for_tracing
     torch.manual_seed(0)
     fresh = transformers.GPT2LMHeadModel(config).eval()
     assert torch.allclose(_replayed(fresh, pruned)(**ids).logits, pruned(**ids).logits, atol=1e-5)
+
+
+def test_grouped_query_attention_keeps_its_heads_and_prunes_the_mlp_quickly():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+    )
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config).eval()
+    ids = {"input_ids": torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(0))}
+    import time
+
+    start = time.perf_counter()
+    out = prune_channels(model, ids, ratio=0.5, head_ratio=0.5)
+    assert time.perf_counter() - start < 20, "the coupling search through repeat_kv is not entered"
+    assert "grouped-query attention" in out.skipped["model.layers.0.self_attn.q_proj"]
+    mlp = out.model.model.layers[0].mlp
+    assert mlp.gate_proj.out_features == mlp.up_proj.out_features == mlp.down_proj.in_features == 32
+    assert out.model(**ids).logits.shape == (2, 8, 64)

@@ -118,3 +118,25 @@ def set_heads(attention: nn.Module, name: str, heads: int, head_dim: int) -> lis
             setattr(attention, attr, heads * head_dim)
             ops.append({"set": name, "attr": attr, "value": heads * head_dim})
     return ops
+
+
+def grouped_query_projections(model: nn.Module) -> dict[str, str]:
+    """``projection name -> reason`` for the query/key/value projections of grouped-query attention
+    layers (keys and values narrower than queries): their heads are shared across query heads, which
+    channel pruning does not model, and Torch-Pruning's coupling search through the repeat of the
+    key/value heads can run for minutes, so they are left out of the search."""
+    found: dict[str, str] = {}
+    for name, module in model.named_modules():
+        for names in QKV_NAMES:
+            layers = [getattr(module, n, None) for n in names]
+            widths = [_width(layer) for layer in layers]
+            if any(w is None for w in widths) or len(set(widths)) == 1:
+                continue
+            for proj in names:
+                full = f"{name}.{proj}" if name else proj
+                found[full] = (
+                    f"grouped-query attention ({widths[0]} query vs {widths[1]} key/value channels in {name!r}): "
+                    "its heads are left whole"
+                )
+            break
+    return found

@@ -41,7 +41,7 @@ from torchslim.graph.adapters import (
     tensor_outputs,
     without_cache,
 )
-from torchslim.graph.attention import attention_layers, head_dim_of, heads_of
+from torchslim.graph.attention import attention_layers, grouped_query_projections, head_dim_of, heads_of
 from torchslim.graph.surgery import call_with, module_names
 
 SEARCH_TIME_LIMIT_S = 300.0
@@ -192,6 +192,8 @@ class ChannelGraph:
         self.model = model
         self.root_time_limit = root_time_limit
         self.search_skipped: dict[str, str] = search_skipped if search_skipped is not None else {}
+        for name, reason in grouped_query_projections(model).items():
+            self.search_skipped.setdefault(name, reason)
         self._slow_roles: dict[str, str] = {}
         """Root layers whose coupling search ran over `root_time_limit`: the reason, naming the exclude."""
         self.example_input = no_cache_input(example_input)
