@@ -41,7 +41,13 @@ from torchslim.graph.adapters import (
     tensor_outputs,
     without_cache,
 )
-from torchslim.graph.attention import attention_layers, grouped_query_projections, head_dim_of, heads_of
+from torchslim.graph.attention import (
+    attention_layers,
+    grouped_query_projections,
+    head_dim_of,
+    heads_of,
+    projections,
+)
 from torchslim.graph.surgery import call_with, module_names
 
 SEARCH_TIME_LIMIT_S = 300.0
@@ -372,6 +378,15 @@ class ChannelGraph:
         out.sort(key=lambda g: self._order.get(g.root, len(self._order)))
         return out
 
+    def _siblings(self, name: str) -> list[str]:
+        """The other query/key/value projections of the attention layer that `name` belongs to."""
+        parent, _, _ = name.rpartition(".")
+        try:
+            qkv = projections(self.model.get_submodule(parent)) if parent else None
+        except AttributeError:
+            qkv = None
+        return [n for n in (self.name_of(p) for p in qkv or ()) if n and n != name]
+
     def _tp_groups(self, types: tuple[type[nn.Module], ...], end: float) -> Iterator[Any]:
         """Torch-Pruning's ``get_all_groups``, with a time limit per root and in all."""
         dg = self.dg
@@ -403,10 +418,13 @@ class ChannelGraph:
                     f"its coupling search ran over {limit:.3g} s; left unpruned: "
                     f"targets: {{exclude: [{name!r}]}} skips the search"
                 )
-                self._slow_roles[role] = (
-                    f"the coupling search of the same layer in another block ({name!r}) ran over {limit:.3g} s; "
-                    f"left unpruned: targets: {{exclude: ['re:{role}']}} skips the search"
-                )
+                for sibling in [name, *self._siblings(name)]:
+                    self._slow_roles.setdefault(
+                        _role(sibling),
+                        f"the coupling search of {name!r} (the same attention projections in another block, or "
+                        f"a sibling projection) ran over {limit:.3g} s; left unpruned: "
+                        f"targets: {{exclude: ['re:{_role(sibling)}']}} skips the search",
+                    )
                 continue
             for dep, _ in group:
                 if dg.is_out_channel_pruning_fn(dep.handler):
