@@ -14,8 +14,14 @@ from torchslim.core.errors import ArtifactError, UnknownNameError, did_you_mean
 ALLOW_NONFINITE: contextvars.ContextVar[bool] = contextvars.ContextVar("allow_nonfinite", default=False)
 
 
-def resolve_model(name_or_path: str, *, weights: str | None = None, num_classes: int | None = None) -> nn.Module:
-    """A built-in model name (optionally with a `.safetensors` / state-dict weights file) or an artifact dir."""
+def resolve_model(
+    name_or_path: str, *, weights: str | None = None, num_classes: int | None = None, seed: int = 0
+) -> nn.Module:
+    """A built-in model name (optionally with a `.safetensors` / state-dict weights file) or an artifact dir.
+
+    A built-in model that starts from random weights is initialised from `seed` (the global RNG is
+    untouched), so the same command builds the same model and a killed run's checkpoints match.
+    """
     from torchslim.io import load, load_weights
     from torchslim.io.weights import report_casts
     from torchslim.models import MODELS, build_model
@@ -34,7 +40,7 @@ def resolve_model(name_or_path: str, *, weights: str | None = None, num_classes:
     kwargs: dict[str, Any] = {}
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
-    model = build_model(name_or_path, pretrained=weights is None, **kwargs)
+    model = build_model(name_or_path, pretrained=weights is None, seed=seed, **kwargs)
     if weights:
         state = load_weights(weights, allow_nonfinite=ALLOW_NONFINITE.get())
         report_casts(model, state, source=str(weights))

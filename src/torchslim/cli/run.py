@@ -49,7 +49,7 @@ def compress_and_save(
 
     check_output_dir(out)
     clean_leftovers(out)
-    net = resolve_model(model, weights=weights, num_classes=num_classes)
+    net = resolve_model(model, weights=weights, num_classes=num_classes, seed=seed)
     splits = resolve_data(
         data,
         batch_size=train_batch_size,

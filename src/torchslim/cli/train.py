@@ -21,12 +21,8 @@ from torchslim.cli.run import run_dir_for
 
 def _build(model: str, *, weights: str | None, num_classes: int | None, seed: int) -> nn.Module:
     from torchslim.cli.resolve import resolve_model
-    from torchslim.models import MODELS, build_model
 
-    if model in MODELS and weights is None:
-        kwargs: dict[str, Any] = {"num_classes": num_classes} if num_classes else {}
-        return build_model(model, seed=seed, **kwargs)
-    return resolve_model(model, weights=weights, num_classes=num_classes)
+    return resolve_model(model, weights=weights, num_classes=num_classes, seed=seed)
 
 
 def _steps_per_epoch(loader: Any) -> int | None:
