@@ -215,3 +215,26 @@ def test_grouped_query_attention_keeps_its_heads_and_prunes_the_mlp_quickly():
     mlp = out.model.model.layers[0].mlp
     assert mlp.gate_proj.out_features == mlp.up_proj.out_features == mlp.down_proj.in_features == 32
     assert out.model(**ids).logits.shape == (2, 8, 64)
+
+
+def test_a_tied_copy_the_forward_never_reaches_follows_the_cut_member():
+    class TwoTables(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.shared = nn.Embedding(64, 16)
+            self.enc = nn.Embedding(64, 16)
+            self.enc.weight = self.shared.weight
+            self.fc1 = nn.Linear(16, 32)
+            self.fc2 = nn.Linear(32, 16)
+            self.out = nn.Linear(16, 4)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            h = self.enc(ids)
+            h = h + self.fc2(torch.relu(self.fc1(h)))
+            return self.out(h.mean(dim=1))
+
+    ids = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(0))
+    pruned = prune_channels(_seeded(TwoTables), ids, ratio=0.5).model
+    assert pruned.enc.weight is pruned.shared.weight and pruned.shared.embedding_dim == 8
+    replayed = _replayed(_seeded(TwoTables), pruned)
+    assert replayed.enc.weight is replayed.shared.weight and torch.allclose(replayed(ids), pruned(ids))

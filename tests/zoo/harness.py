@@ -104,13 +104,14 @@ def fingerprint(model: nn.Module) -> tuple[int, float]:
         return len(params), float(sum(p.double().abs().sum() for p in params))
 
 
-def pruning_config(model: nn.Module, *, ratio: float = 0.5) -> Any:
+def pruning_config(*, ratio: float = 0.5, hidden: bool = False) -> Any:
+    """Channels and attention heads at `ratio`; with `hidden`, a transformer's hidden size too."""
     from torchslim.pruning import ChannelPruning
 
-    return ChannelPruning(ratio=ratio, head_ratio=ratio)
+    return ChannelPruning(ratio=ratio, head_ratio=ratio, hidden_ratio=ratio if hidden else 0.0)
 
 
-def prune(model: nn.Module, example: Any) -> tuple[nn.Module, dict[str, Any]]:
+def prune(model: nn.Module, example: Any, *, hidden: bool = False) -> tuple[nn.Module, dict[str, Any]]:
     """50% structured pruning through the ``channel_pruning`` handler; checks the caller's model is untouched."""
     from torchslim.pruning import channel_pruning
 
@@ -118,7 +119,8 @@ def prune(model: nn.Module, example: Any) -> tuple[nn.Module, dict[str, Any]]:
     macs0 = count_macs(model, example).total
     shapes0 = [tuple(t.shape) for t in run_model(model, example)]
     try:
-        outcome = channel_pruning(model, pruning_config(model), targets=None, context=Context(example_input=example))
+        config = pruning_config(hidden=hidden)
+        outcome = channel_pruning(model, config, targets=None, context=Context(example_input=example))
     finally:
         assert fingerprint(model) == before, "the caller's model was changed"
     pruned = outcome.model

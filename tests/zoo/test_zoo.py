@@ -22,11 +22,12 @@ def test_zoo_is_large_and_covers_the_families() -> None:
     assert set(FAST) <= set(ARCHS)
 
 
+@pytest.mark.parametrize("hidden", [False, True], ids=["channels-heads", "hidden-too"])
 @pytest.mark.parametrize("name", PARAMS)
-def test_prune50_is_ok_or_a_typed_refusal(name: str) -> None:
+def test_prune50_is_ok_or_a_typed_refusal(name: str, hidden: bool) -> None:
     model, example = ARCHS[name].build()
     check_nonconstant(run_model(model, example))
-    cell = run_cell(lambda: prune(model, example)[1], limit=120)
+    cell = run_cell(lambda: prune(model, example, hidden=hidden)[1], limit=120)
     assert cell.status in ("ok", "refused"), f"{name}: {cell.status}: {cell.detail}"
     if cell.status == "ok":
         assert 0 < cell.facts["mac_ratio"] < 1.0

@@ -26,6 +26,7 @@ from torchslim.graph.dependency import (
     flat_tensors,
 )
 from torchslim.graph.surgery import (
+    TiedSet,
     call_with,
     get_module,
     module_names,
@@ -45,6 +46,7 @@ __all__ = [
     "ROOT_TYPES",
     "SEARCH_TIME_LIMIT_S",
     "SETTABLE_ATTRS",
+    "TiedSet",
     "apply_channel_ops",
     "attention_layers",
     "head_dim_of",

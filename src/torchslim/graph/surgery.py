@@ -6,6 +6,7 @@ quantized ones) and BN folding. Every function names the layer at fault when it 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -130,36 +131,63 @@ def bake_parametrization(module: nn.Module, name: str) -> None:
         parametrize.remove_parametrizations(module, name, leave_parametrized=True)
 
 
-def tied_parameters(model: nn.Module) -> list[list[tuple[str, str]]]:
-    """Sets of ``(module name, parameter name)`` that hold the same `nn.Parameter` (tied weights,
-    e.g. an embedding and a language-model head), each set with at least two members."""
+@dataclasses.dataclass(frozen=True)
+class TiedSet:
+    """Parameters that are one tensor (tied weights): ``(module name, parameter name)`` members and
+    the shape they shared when recorded."""
+
+    members: tuple[tuple[str, str], ...]
+    shape: tuple[int, ...]
+
+
+def tied_parameters(model: nn.Module) -> list[TiedSet]:
+    """Every set of at least two ``(module, parameter)`` places holding the same `nn.Parameter`
+    (tied weights, e.g. an embedding and a language-model head, or an encoder's and a decoder's
+    embedding)."""
     by_id: dict[int, list[tuple[str, str]]] = {}
+    shapes: dict[int, tuple[int, ...]] = {}
     for module_name, module in model.named_modules(remove_duplicate=False):
         for pname, param in module.named_parameters(recurse=False):
-            entry = (module_name, pname)
             members = by_id.setdefault(id(param), [])
-            if entry not in members:
-                members.append(entry)
-    return [members for members in by_id.values() if len({m for m, _ in members}) > 1 or len(members) > 1]
+            shapes[id(param)] = tuple(param.shape)
+            if (module_name, pname) not in members:
+                members.append((module_name, pname))
+    return [TiedSet(tuple(m), shapes[k]) for k, m in by_id.items() if len(m) > 1]
 
 
-def retie(model: nn.Module, ties: list[list[tuple[str, str]]]) -> None:
-    """Make each set of `ties` share one parameter again after surgery replaced them one by one.
+def _fit_size_attributes(module: nn.Module, pname: str, value: torch.Tensor) -> None:
+    """Update the size attributes of a standard layer whose parameter `pname` became `value`."""
+    if pname != "weight":
+        return
+    if isinstance(module, nn.Embedding):
+        module.num_embeddings, module.embedding_dim = int(value.shape[0]), int(value.shape[1])
+    elif isinstance(module, nn.Linear):
+        module.out_features, module.in_features = int(value.shape[0]), int(value.shape[1])
+    elif hasattr(module, "nf") and value.dim() == 2:  # Hugging Face Conv1D: weight (in, out)
+        setattr(module, "nf", int(value.shape[1]))  # noqa: B010 - a plain int attribute, not a submodule
 
-    Raises :class:`ModelError` naming both tensors when they were cut differently (different
-    shapes or values): tied weights must be pruned together.
+
+def retie(model: nn.Module, ties: list[TiedSet]) -> None:
+    """Make each tied set share one parameter again after surgery replaced its members one by one.
+
+    Members that were cut must have been cut alike; a member that still has the recorded shape (its
+    layer was not cut, e.g. not reached by the traced forward) takes the cut tensor too. Raises
+    :class:`ModelError` naming both when two members were cut differently.
     """
-    for members in ties:
-        first_module, first_name = members[0]
-        first = getattr(get_module(model, first_module), first_name)
-        for module_name, pname in members[1:]:
-            module = get_module(model, module_name)
-            other = getattr(module, pname)
-            if other is first:
+    for tie in ties:
+        params = [(m, p, getattr(get_module(model, m), p)) for m, p in tie.members]
+        cut = [entry for entry in params if tuple(entry[2].shape) != tie.shape]
+        base_module, base_name, base = cut[0] if cut else params[0]
+        for module_name, pname, other in params:
+            if other is base:
                 continue
-            if other.shape != first.shape or not torch.equal(other.detach(), first.detach()):
+            if tuple(other.shape) == tie.shape and cut:
+                pass  # not cut: follows the cut member
+            elif other.shape != base.shape or not torch.equal(other.detach(), base.detach()):
                 raise ModelError(
-                    f"Tied weights '{first_module}.{first_name}' {tuple(first.shape)} and "
+                    f"Tied weights '{base_module}.{base_name}' {tuple(base.shape)} and "
                     f"'{module_name}.{pname}' {tuple(other.shape)} were cut differently; they must be pruned together."
                 )
-            setattr(module, pname, first)
+            module = get_module(model, module_name)
+            setattr(module, pname, base)
+            _fit_size_attributes(module, pname, base)

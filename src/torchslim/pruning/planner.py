@@ -364,8 +364,6 @@ class ChannelPlanner:
             if self.check is not None:
                 try:
                     self.check(group)
-                except TorchSlimError:
-                    raise
                 except Exception as exc:  # noqa: BLE001 - the model no longer runs: the caller retries without it
                     raise GroupBroke(
                         cand.key, _not_understood(group, "running the model after cutting it", exc)
