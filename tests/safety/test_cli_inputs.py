@@ -60,6 +60,7 @@ USAGE = [
 PRE_WORK = [
     (["analyze", "lenet-300"], UnknownNameError, "lenet-300"),
     (["analyze", M, "--sensitivity"], ConfigError, "--sensitivity"),
+    (["analyze", M, *D, "--sensitivity", "--sparsities", "half,most"], ConfigError, "--sparsities"),
     (["analyze", M, "--data", "mnist-fashion"], UnknownNameError, "mnist-fashion"),
     (["compress", M, *D, "--recipe", "no-such-recipe.yaml", "--out", "OUT"], ConfigError, "no-such-recipe"),
     (["compress", M, *D, "--recipe", "finetune", "--set", "steps.0.config", "--out", "OUT"], ConfigError, "Override"),

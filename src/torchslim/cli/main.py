@@ -82,9 +82,16 @@ def analyze(
     """Params, non-zeros, MACs, bytes on disk, latency, energy and (with --data) accuracy."""
     from torchslim.api import analyze as analyze_model
     from torchslim.cli.resolve import resolve_data, resolve_model
+    from torchslim.core.errors import ConfigError
     from torchslim.io.outputs import check_output_file
     from torchslim.report import Report
 
+    if sensitivity and data is None:
+        raise ConfigError("--sensitivity needs --data (the curves are accuracies).")
+    try:
+        levels = [float(v) for v in sparsities.split(",") if v.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"--sparsities {sparsities!r} must be comma-separated numbers in [0, 1).") from exc
     if sensitivity:
         check_output_file((out or Path("runs") / "analyze" / Path(model).name) / "report.html", param="--out")
     _set_threads(threads)
@@ -92,14 +99,6 @@ def analyze(
     splits = resolve_data(
         data, batch_size=128, train_samples=train_samples, eval_samples=eval_samples, seed=0, root=data_root
     )
-    from torchslim.core.errors import ConfigError
-
-    if sensitivity and splits is None:
-        raise ConfigError("--sensitivity needs --data (the curves are accuracies).")
-    try:
-        levels = [float(v) for v in sparsities.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"--sparsities {sparsities!r} must be comma-separated numbers in [0, 1).") from None
     stats = analyze_model(net, splits, batch_size=batch_size, threads=threads, repeats=repeats).to_dict()
     report = Report(model=model, before=stats, dataset=data)
     if sensitivity:
