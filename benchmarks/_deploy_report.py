@@ -37,6 +37,8 @@ PUBLISHED: list[dict[str, str]] = [
     },
 ]
 
+# speed-ups within this factor of each other are reported as a tie (rounds on a shared machine)
+TIE = 1.02
 # the group of torchslim rows a peer row is compared with
 COMPARED_WITH = {"fp32": "int8", "int8": "int8", "pruned": "pruned"}
 
@@ -58,15 +60,20 @@ def behind_column(rows: dict[str, dict[str, Any]], batches: Sequence[Any]) -> No
                 mine = _speed(row, b)
                 best = max(rivals, key=lambda k: _speed(rows[k], b) or 0.0, default=None)
                 theirs = _speed(rows[best], b) if best else None
-                if mine and theirs and mine > theirs:
+                if mine and theirs and mine > theirs * TIE:
                     notes.append(f"torchslim behind at b{b}: {best} {theirs:.2f}x < {mine:.2f}x")
+                elif mine and theirs and mine > theirs:
+                    notes.append(f"b{b}: tie within {TIE - 1:.0%} ({best} {theirs:.2f}x, this {mine:.2f}x)")
                 elif mine and not theirs:
                     notes.append(f"b{b}: no torchslim result to compare (its row failed)")
         elif row.get("who") == "torchslim":
             peers = [k for k, r in rows.items() if r.get("who") == "peer" and r.get("group") == row.get("group")]
             for b in batches:
                 mine = _speed(row, b)
-                faster = [k for k in peers if mine and (_speed(rows[k], b) or 0.0) > mine]
+                faster = [k for k in peers if mine and (_speed(rows[k], b) or 0.0) > mine * TIE]
+                tied = [k for k in peers if mine and mine < (_speed(rows[k], b) or 0.0) <= mine * TIE]
+                if tied and not faster:
+                    notes.append(f"b{b}: tie within {TIE - 1:.0%} with {', '.join(tied)}")
                 if faster:
                     top = max(faster, key=lambda k: _speed(rows[k], b) or 0.0)
                     notes.append(f"behind at b{b}: {top} {_speed(rows[top], b):.2f}x > {mine:.2f}x")
@@ -132,7 +139,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "",
             "Quick run: fewer rounds and 64 calibration samples; the full run (`python benchmarks/deploy_speed.py`) "
-            "adds the rows Torch-Pruning 50% (eager), OpenVINO fp32, torchao and torch.nn.utils.prune.",
+            "adds the rows Torch-Pruning 50% (eager), OpenVINO fp32, torchao (MiniLM too), torch.nn.utils.prune.",
         ]
     titles = {"resnet56": "ResNet-56 (CIFAR-style, 3x32x32)", "resnet18": "ResNet-18 (3x32x32)"}
     for key, section in results["sections"].items():

@@ -290,7 +290,7 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
         BASELINE: ("baseline", model),
         "torch.ao quantize_dynamic": ("peer", ao),
     }
-    for name, m in torchao_models(model).items():
+    for name, m in ({} if args.quick else torchao_models(model)).items():  # 2-3x slower than fp32 here
         if not isinstance(m, str) and "dynamic" in name:
             torch_models[name.replace(" (Linear only)", "")] = ("peer", m)
     onnx_files = {
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         "--quick",
         action="store_true",
         help="fewer rounds, 64 calibration samples, no Torch-Pruning eager / OpenVINO fp32 / torchao / "
-        "nn.utils.prune rows",
+        "nn.utils.prune rows (torchao not on MiniLM either)",
     )
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {list(SECTIONS)}")
     parser.add_argument("--threads", type=int, default=2)

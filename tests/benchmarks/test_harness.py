@@ -2,7 +2,6 @@
 the deploy table marks where torchslim is behind, readme_tables renders a table from JSON."""
 
 import json
-import time
 
 import pytest
 
@@ -17,24 +16,25 @@ def test_summarize_takes_medians_and_per_round_ratios(harness):
     assert out["fast"]["speedup"] == 2.0
 
 
-def test_rotating_latency_times_every_callable_in_rotating_order(harness):
+def test_rotating_latency_times_every_callable_in_rotating_order(harness, monkeypatch):
+    clock = [0]
     calls = []
+    monkeypatch.setattr(harness.time, "perf_counter_ns", lambda: clock[0])
 
-    def make(name, seconds):
+    def make(name, ms):
         def fn():
             calls.append(name)
-            time.sleep(seconds)
+            clock[0] += int(ms * 1e6)  # a fake clock: each call takes exactly `ms`
 
         return fn
 
-    fns = {"slow": make("slow", 0.004), "fast": make("fast", 0.001)}
+    fns = {"slow": make("slow", 4.0), "fast": make("fast", 1.0)}
     out = harness.rotating_latency(fns, "slow", rounds=5, threads=1)
     assert calls[:4] == ["slow", "slow", "fast", "fast"]  # two warm-up calls each
-    rounds = [calls[4 + 2 * i : 6 + 2 * i] for i in range(5)]
-    assert rounds[0] == ["slow", "fast"] and rounds[1] == ["fast", "slow"]  # the order rotates
-    assert out["slow"]["ratio"] == 1.0
-    assert out["fast"]["ms"] < out["slow"]["ms"]
-    assert out["fast"]["speedup"] > 1.5
+    assert calls[4:8] == ["slow", "fast", "fast", "slow"]  # the order rotates every round
+    assert len(calls) == 4 + 2 * 5
+    assert out["slow"] == {"ms": 4.0, "ratio": 1.0, "speedup": 1.0}
+    assert out["fast"] == {"ms": 1.0, "ratio": 0.25, "speedup": 4.0}
     with pytest.raises(KeyError):
         harness.rotating_latency(fns, "missing", rounds=1, threads=1)
 
@@ -105,6 +105,16 @@ def test_behind_column_names_every_row_where_torchslim_is_behind(deploy_report):
     assert "why: graph Q 29, DQ 30 vs Q 1, DQ 1" in rows["torchslim int8"]["behind"]
     assert rows["Torch-Pruning 50% + quantize_static"]["behind"] == "no"
     assert rows["torchslim 50% channels + int8"]["behind"] == "no"
+
+
+def test_behind_column_calls_a_difference_under_two_percent_a_tie(deploy_report):
+    rows = _rows()
+    rows["torchslim int8"]["b1"]["speedup"] = 9.9  # the peer: 10.0
+    del rows["torchslim 50% channels + int8"]  # a failed row: nothing to compare the pruned peer with
+    deploy_report.behind_column(rows, [1])
+    assert rows["torchslim int8"]["behind"].startswith("b1: tie within 2%")
+    assert rows["onnxruntime quantize_static"]["behind"].startswith("b1: tie within 2%")
+    assert "no torchslim result" in rows["Torch-Pruning 50% + quantize_static"]["behind"]
 
 
 def test_readme_tables_renders_a_table_from_a_small_json(harness, readme_tables, tmp_path):
