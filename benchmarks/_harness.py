@@ -310,7 +310,7 @@ def bar_plot(path: Path, title: str, groups: Mapping[str, Mapping[str, float]], 
         ax.tick_params(axis="y", labelsize=8)
     axes[-1, 0].set_xlabel(xlabel)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=90)
