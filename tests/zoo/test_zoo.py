@@ -9,8 +9,17 @@ import pytest
 from tests.zoo.harness import check_nonconstant, prune, run_cell, run_model
 from tests.zoo.registry import ARCHS, FAST
 
+FAST_HIDDEN = ("bert", "vit")
+"""Architectures whose hidden-size pruning runs in the fast suite (the rest: ``zoo`` + ``slow``)."""
+
+SLOW = (pytest.mark.zoo, pytest.mark.slow)
 PARAMS = [
-    pytest.param(name, id=name, marks=() if name in FAST else (pytest.mark.zoo, pytest.mark.slow)) for name in ARCHS
+    pytest.param(name, hidden, id=f"{name}-{'hidden-too' if hidden else 'channels-heads'}", marks=marks)
+    for name in ARCHS
+    for hidden, marks in (
+        (False, () if name in FAST else SLOW),
+        (True, () if name in FAST_HIDDEN else SLOW),
+    )
 ]
 
 
@@ -22,8 +31,7 @@ def test_zoo_is_large_and_covers_the_families() -> None:
     assert set(FAST) <= set(ARCHS)
 
 
-@pytest.mark.parametrize("hidden", [False, True], ids=["channels-heads", "hidden-too"])
-@pytest.mark.parametrize("name", PARAMS)
+@pytest.mark.parametrize(("name", "hidden"), PARAMS)
 def test_prune50_is_ok_or_a_typed_refusal(name: str, hidden: bool) -> None:
     model, example = ARCHS[name].build()
     check_nonconstant(run_model(model, example))
