@@ -1,6 +1,6 @@
 """The ONNX graph passes that make onnxruntime's integer fusion reliable on a torchslim QDQ export.
 
-All three work on an ``onnx.ModelProto`` in place and change no value computed by the graph:
+All four work on an ``onnx.ModelProto`` in place and change no value computed by the graph:
 
 * :func:`pool_before_float_relu`: ``Relu -> MaxPool -> QuantizeLinear`` after a float compute op
   becomes ``MaxPool -> Relu -> QuantizeLinear`` (max commutes with a non-decreasing function);
@@ -12,6 +12,9 @@ All three work on an ``onnx.ModelProto`` in place and change no value computed b
   ``DequantizeLinear`` whose zero point is the lowest code is a no-op and is dropped. onnxruntime
   then sees the ``DQ -> Conv -> Q`` groups it fuses into ``QLinearConv`` (Gemm: ``QGemm``), and runs
   max-pooling and reshapes on int8;
+* :func:`drop_repeated_qdq`: ``QuantizeLinear(DequantizeLinear(q, s, z), s, z)`` is ``q`` (an
+  ``onnxscript`` rewrite rule; onnxruntime removes such pairs itself, the pass keeps the file and
+  other runtimes' graphs free of them);
 * :func:`float_weights_where_unfused`: a Conv that onnxruntime cannot fuse into an integer kernel
   gets its weight and bias as float initializers (dequantized here) instead of ``DequantizeLinear``
   nodes, so onnxruntime's fast float convolution (which needs constant weights) runs it.
@@ -312,47 +315,47 @@ def _rewrite(
     return inserted, removed
 
 
+def _const_array(value: Any) -> np.ndarray | None:
+    from onnxscript.ir import convenience
+
+    tensor = convenience.get_const_tensor(value)
+    return None if tensor is None else tensor.numpy()
+
+
+def _same_grid(context: Any, x: Any, s: Any, z: Any, s2: Any, z2: Any, **_: Any) -> bool:
+    """The rewrite condition of :func:`drop_repeated_qdq`: one per-tensor grid, constant on both sides."""
+    scale, zp, scale2, zp2 = (_const_array(v) for v in (s, z, s2, z2))
+    if scale is None or zp is None or scale2 is None or zp2 is None:
+        return False
+    return scale.size == 1 and np.array_equal(scale, scale2) and np.array_equal(zp, zp2) and zp.dtype == zp2.dtype
+
+
 def drop_repeated_qdq(proto: Any) -> int:
-    """``DequantizeLinear(s, z) -> QuantizeLinear(s, z)`` gives back the codes the DequantizeLinear
-    read: readers of such a QuantizeLinear read those codes instead, and a ``DequantizeLinear`` after
-    it with the same (s, z) is the first one again. In place; returns how many QuantizeLinear were
-    dropped. (Two quantizers that are one, as an int8 point and the input quantizer of a layer
-    that reads it, are written once.)"""
-    graph = proto.graph
-    nodes, producer, consumers, graph_outputs = graph_links(graph)
-    rename: dict[str, str] = {}
-    dropped: set[int] = set()
-    for q in nodes:
-        dq = producer.get(q.input[0]) if q.op_type == "QuantizeLinear" and len(q.input) >= 3 else None
-        if dq is None or dq.op_type != "DequantizeLinear" or len(dq.input) < 3 or q.output[0] in graph_outputs:
-            continue
-        scale, zp = constant_value(graph, dq.input[1]), constant_value(graph, dq.input[2])
-        if scale is None or zp is None or scale.size != 1 or any(a.name == "axis" for a in dq.attribute):
-            continue
-        if not _same_quantizer(graph, q, scale, zp):
-            continue
-        dropped.add(id(q))
-        rename[q.output[0]] = dq.input[0]
-        for later in consumers[q.output[0]]:
-            if later.op_type == "DequantizeLinear" and later.output[0] not in graph_outputs:
-                later_zp = constant_value(graph, later.input[2]) if len(later.input) >= 3 else None
-                later_scale = constant_value(graph, later.input[1])
-                if later_scale is not None and later_zp is not None and np.array_equal(later_scale, scale):
-                    if np.array_equal(later_zp, zp) and later_zp.dtype == zp.dtype:
-                        dropped.add(id(later))
-                        rename[later.output[0]] = dq.output[0]
-    if not dropped:
+    """``QuantizeLinear(DequantizeLinear(q, s, z), s, z)`` is ``q``: such a QuantizeLinear is dropped
+    (its readers read ``q``), then common subexpression elimination makes the ``DequantizeLinear``
+    that followed it the first one again. Returns how many were dropped; the graph is replaced in
+    place. Two quantizers that are one (an int8 point and the input quantizer of a layer reading
+    it) are so written once. An ``onnxscript`` rewrite rule (pattern, condition, replacement).
+    """
+    from onnxscript import ir
+    from onnxscript.ir.passes.common import CommonSubexpressionEliminationPass, RemoveUnusedNodesPass
+    from onnxscript.rewriter import pattern
+
+    def requantized(op: Any, x: Any, s: Any, z: Any, s2: Any, z2: Any) -> Any:
+        return op.QuantizeLinear(op.DequantizeLinear(x, s, z), s2, z2)
+
+    def codes(op: Any, x: Any, **_: Any) -> Any:
+        return x
+
+    before = sum(n.op_type == "QuantizeLinear" for n in proto.graph.node)
+    model = ir.serde.deserialize_model(proto)
+    rule = pattern.RewriteRule(requantized, codes, _same_grid, remove_nodes=False)  # q may have other readers
+    if not pattern.RewriteRuleSet([rule]).apply_to_model(model):
         return 0
-    keep = [n for n in nodes if id(n) not in dropped]
-    for node in keep:
-        for i, name in enumerate(node.input):
-            while name in rename:
-                name = rename[name]
-            node.input[i] = name
-    count = sum(1 for n in nodes if id(n) in dropped and n.op_type == "QuantizeLinear")
-    del graph.node[:]
-    graph.node.extend(keep)
-    return count
+    CommonSubexpressionEliminationPass()(model)
+    RemoveUnusedNodesPass()(model)
+    proto.CopyFrom(ir.serde.serialize_model(model))
+    return before - sum(n.op_type == "QuantizeLinear" for n in proto.graph.node)
 
 
 def propagate_output_qdq(proto: Any) -> tuple[int, int]:
