@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from torchslim.report import Report
@@ -41,6 +42,7 @@ def _baseline(out: Path, *, epochs: int, train_samples: int | None, splits, seed
     )
     model.eval()
     save(model, directory, config={"demo_baseline": wanted})
+    shutil.rmtree(out / ".baseline-train", ignore_errors=True)  # the checkpoints of a finished run
     return model, False
 
 
@@ -76,6 +78,7 @@ def run_demo(
         batch_size=LATENCY_BATCH,
         quiet=quiet,
         model_name=DEMO_MODEL,
+        run_dir=out / ".compress-run",  # a killed demo resumes its training steps
     )
     report = result.report
     report.notes.insert(
@@ -89,4 +92,5 @@ def run_demo(
     result.save(out / DEMO_RECIPE)
     write_json(out / "report.json", report.to_dict())
     write_html(report, out / "report.html")
+    shutil.rmtree(out / ".compress-run", ignore_errors=True)
     return report

@@ -273,6 +273,7 @@ def test_demo_small_end_to_end(capsys, tmp_path):
     assert report["after"]["bytes"] < report["before"]["bytes"] / 8
     assert (tmp_path / "demo" / "report.html").is_file()
     assert (tmp_path / "demo" / "prune-kd-int8" / "model.safetensors").is_file()
+    assert [p.name for p in (tmp_path / "demo").iterdir() if p.name.startswith(".")] == []  # checkpoints gone
     code, out, _ = run(args, capsys)  # second run reuses the baseline
     assert code == 0
     assert any("reused the cached baseline" in note for note in json.loads(out)["notes"])
