@@ -117,30 +117,37 @@ def _candidates(candidates: Sequence[str] | None) -> list[RuntimeBackend]:
     return [get_backend(n) for n in names]
 
 
+def _failure(exc: Exception) -> str:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first}"
+
+
 def _prepare(
     backend: RuntimeBackend, models: dict[str, nn.Module], inputs: Any, directory: Path
 ) -> tuple[BackendFacts, dict[str, Path]]:
-    """Export every model for `backend` and check the first one's parity; facts and exported paths."""
+    """Export every model for `backend` and check the compressed one's parity; the facts and the
+    files to time (the model only when its parity passed; the baseline whenever it exported)."""
     reason = unavailable_reason(backend)
     if reason is not None:
         return BackendFacts(backend.name, False, reason), {}
     paths: dict[str, Path] = {}
     facts = BackendFacts(backend.name, True)
-    try:
-        for label, model in models.items():
-            path = directory / f"{backend.name}-{label}{backend.suffix}"
+    problems = []
+    for label, model in models.items():
+        path = directory / f"{backend.name}-{label}{backend.suffix}"
+        try:
             exported = backend.export(model, path, inputs)
-            paths[label] = path
             if label == "model":
                 facts.export = exported.to_dict()
                 parity = backend.check_parity(model, path, inputs)
                 facts.parity, facts.parity_ok = parity.to_dict(), bool(parity.ok)
-    except Exception as exc:  # noqa: BLE001 - a backend that fails is reported with why, the others still run
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        facts.reason = f"{type(exc).__name__}: {first}"
-        return facts, {}
-    if not facts.parity_ok:
-        facts.reason = "parity check failed: the runtime's output differs from PyTorch's beyond the tolerance"
+                if not parity.ok:
+                    problems.append("parity check failed: the runtime's output differs from PyTorch's")
+                    continue
+            paths[label] = path
+        except Exception as exc:  # noqa: BLE001 - a backend that fails is reported with why, the others still run
+            problems.append(_failure(exc) if label == "model" else f"{label}: {_failure(exc)}")
+    facts.reason = "; ".join(problems) or None
     return facts, paths
 
 
@@ -191,12 +198,7 @@ def select_backend(
         where = Path(directory) if directory is not None else Path(tmp)
         where.mkdir(parents=True, exist_ok=True)
         prepared = [_prepare(b, models, inputs, where) for b in backends]
-        jobs = [
-            (b, label, p)
-            for b, (f, paths) in zip(backends, prepared, strict=True)
-            if f.parity_ok
-            for label, p in paths.items()
-        ]
+        jobs = [(b, label, p) for b, (_, paths) in zip(backends, prepared, strict=True) for label, p in paths.items()]
         medians = (
             _time_rounds(jobs, inputs, threads=threads, rounds=rounds, warmup=warmup, repeats=repeats) if jobs else {}
         )
@@ -232,21 +234,24 @@ def _verdict(
     return Selection(best, batch_size, threads, rounds, repeats, facts, margin, notes)
 
 
+def _cell(facts: BackendFacts | None) -> str:
+    if facts is None or not facts.available:
+        return "n/a"
+    model = f"{facts.latency.median_ms:.3f}" if facts.latency else "failed"
+    if facts.baseline_latency is None:
+        return model
+    speed = f" ({facts.speedup_over_baseline:.2f}x)" if facts.speedup_over_baseline else ""
+    return f"{model} / {facts.baseline_latency.median_ms:.3f}{speed}"
+
+
 def markdown_table(selections: Mapping[str, Selection]) -> str:
-    """A markdown table of several selections (row label -> selection): median ms per backend,
-    the parity, and the winner."""
+    """A markdown table of several selections (row label -> selection): per backend the median ms
+    of the model (``/`` the baseline's, with the speed-up, when a baseline was timed), and the pick."""
     names = sorted({f.name for s in selections.values() for f in s.backends})
     head = "| model | batch | threads | " + " | ".join(f"{n} ms" for n in names) + " | picked (margin) |"
     lines = [head, "|" + "---|" * (len(names) + 4)]
     for label, sel in selections.items():
-        cells = []
-        for n in names:
-            f = next((b for b in sel.backends if b.name == n), None)
-            if f is None or f.latency is None:
-                cells.append("n/a" if f is None or f.reason is None else "failed")
-            else:
-                speed = f" ({f.speedup_over_baseline:.2f}x fp32)" if f.speedup_over_baseline else ""
-                cells.append(f"{f.latency.median_ms:.3f}{speed}")
+        cells = [_cell(next((b for b in sel.backends if b.name == n), None)) for n in names]
         margin = f" ({sel.margin:.2f}x)" if sel.margin else ""
         lines.append(
             f"| {label} | {sel.batch_size} | {sel.threads} | " + " | ".join(cells) + f" | {sel.best}{margin} |"

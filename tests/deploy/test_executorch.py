@@ -1,0 +1,81 @@
+"""The ExecuTorch backend: registry, availability with a reason, .pte export, parity, timing.
+
+``torchslim.deploy`` does not import the ExecuTorch backend yet (tests/deploy/test_backend.py still
+uses "executorch" as its example of an unknown name), so these tests import it inside each test:
+importing it at collection would register it before test_backend.py runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from torchslim.core.errors import ConfigError, ModelError
+from torchslim.deploy import RuntimeBackend, backend_names, get_backend, unavailable_reason
+
+
+def executorch_backend() -> RuntimeBackend:
+    """The registered ExecuTorch backend (registered by importing its package)."""
+    import torchslim.deploy.executorch  # noqa: F401 - registers the backend
+
+    return get_backend("executorch")
+
+
+def test_executorch_is_registered() -> None:
+    from torchslim.deploy.executorch import ExecuTorchBackend
+
+    backend = executorch_backend()
+    assert {"onnxruntime", "openvino", "executorch"} <= set(backend_names())
+    assert isinstance(backend, ExecuTorchBackend) and backend.suffix == ".pte"
+
+
+def test_without_executorch_the_backend_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "executorch" else real(name, *a))
+    backend = executorch_backend()
+    assert not backend.available()
+    assert "'executorch' is not installed" in (unavailable_reason(backend) or "")
+
+
+def int8_toy_cnn() -> nn.Module:
+    """The int8 toy CNN of test_openvino.py (loaded by path: test files are not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        "torchslim_tests_openvino", Path(__file__).with_name("test_openvino.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.int8_toy_cnn()
+
+
+def cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 14 * 14, 10)
+    ).eval()
+
+
+@pytest.mark.slow
+def test_float_cnn_exports_to_a_pte_with_parity(tmp_path: Path) -> None:
+    pytest.importorskip("executorch")
+    backend = executorch_backend()
+    x = torch.rand(4, 1, 28, 28)
+    facts = backend.export(cnn(), tmp_path / "m.pte", x)
+    assert facts.path.is_file() and facts.bytes == facts.path.stat().st_size and facts.delegated_calls >= 1
+    assert facts.input_shapes == [[4, 1, 28, 28]] and not facts.quantized
+    parity = backend.check_parity(cnn(), facts.path, x)
+    assert parity.ok and parity.max_abs_diff < 1e-4
+    stats = backend.time(facts.path, x, warmup=1, repeats=3, threads=1)
+    assert stats.runtime == "executorch" and stats.batch_size == 4 and stats.threads == 1
+    with pytest.raises(ConfigError, match="shapes are static"):
+        backend.time(facts.path, x, batch_size=8, warmup=0, repeats=1, threads=1)
+
+
+def test_torchslim_compressed_models_are_refused_with_the_reason(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not supported yet.*quantized_decomposed.*features.conv2"):
+        executorch_backend().export(int8_toy_cnn(), tmp_path / "q.pte", torch.rand(4, 1, 28, 28))
+    assert not (tmp_path / "q.pte").exists()
