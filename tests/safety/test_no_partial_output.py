@@ -168,3 +168,14 @@ def test_train_resumes_from_its_checkpoints(tmp_path, capsys):
         tmp_path / "ref" / "model.safetensors"
     ).read_bytes()
     assert not (tmp_path / ".out.run").exists()
+
+
+def test_atomic_write_cleans_temporary_files_of_killed_writers(tmp_path):
+    from torchslim.io import write_json
+
+    dead = tmp_path / f".f.json.tmp-{_dead_pid()}-abcd1234.tmp"
+    live = tmp_path / f".f.json.tmp-{os.getpid()}-abcd1234.tmp"
+    dead.write_text("{half")
+    live.write_text("{half")
+    write_json(tmp_path / "f.json", {"a": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["f.json", live.name])

@@ -54,9 +54,10 @@ def train_and_save(
     """Train MODEL on DATA and save the artifact at `out`; return the report."""
     from torchslim.api import analyze as analyze_model
     from torchslim.api import check_model_accepts_data
-    from torchslim.cli.resolve import resolve_data
+    from torchslim.cli.resolve import ALLOW_NONFINITE, resolve_data
     from torchslim.io import save
     from torchslim.io.outputs import check_output_dir, clean_leftovers
+    from torchslim.io.weights import check_finite
     from torchslim.report import Report
     from torchslim.train import TrainConfig
     from torchslim.train import train as train_model
@@ -78,6 +79,7 @@ def train_and_save(
         quiet=quiet,
     )
     net.eval()
+    check_finite(net.state_dict(), source=f"the model trained for {out}", allow=ALLOW_NONFINITE.get())
     stats = analyze_model(net, splits, threads=threads).to_dict()
     loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"
     report = Report(

@@ -19,9 +19,13 @@ from safetensors.torch import save_file
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success fsync it and rename it onto `path`."""
+    """Yield a temporary path beside `path` (``.NAME.tmp-PID-xxxxxxxx.tmp``); on success fsync it and
+    rename it onto `path`. Temporary files of `path` left by processes that no longer run are removed."""
+    from torchslim.io.outputs import clean_leftovers
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clean_leftovers(path)  # temporary files of `path` left by killed writers
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
