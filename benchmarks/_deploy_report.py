@@ -135,6 +135,8 @@ def markdown(results: dict[str, Any]) -> str:
         "Speed-up = PyTorch fp32 eager time / variant time, median over rotating rounds in one run "
         "(`benchmarks/_harness.py`); `torchslim behind?` names every case where a peer is faster.",
     ]
+    if results.get("note"):
+        lines += ["", f"Note: {results['note']}"]
     if results["quick"]:
         lines += [
             "",
