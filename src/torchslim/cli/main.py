@@ -79,6 +79,7 @@ def analyze(
     ),
     out: Path | None = SensitivityOutOpt,
 ) -> None:
+    # long: one parameter line per CLI option, outputs and option values checked before the model is built
     """Params, non-zeros, MACs, bytes on disk, latency, energy and (with --data) accuracy."""
     from torchslim.api import analyze as analyze_model
     from torchslim.cli.resolve import resolve_data, resolve_model
@@ -296,6 +297,7 @@ def export(
     opset: int = typer.Option(17, "--opset", min=13),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
+    # long: the output check, the staged export with its parity check, and the printed summary
     """Export a model or artifact to ONNX and check onnxruntime's output against PyTorch's."""
     from torchslim.cli.resolve import resolve_model
     from torchslim.core.errors import ModelError
