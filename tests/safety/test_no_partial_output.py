@@ -91,17 +91,20 @@ def test_failure_between_renames_puts_the_old_artifact_back(tmp_path):
     target = tmp_path / "a"
     first = torch.nn.Linear(2, 2)
     save(first, target)
+    from torchslim.core.errors import OutputError
+
     real = os.replace
-    calls = []
+    moved_aside = []
 
     def flaky(src, dst):
-        calls.append((src, dst))
-        if len(calls) == 2:
+        if ".stage-" in Path(src).name:  # the new artifact's rename into place, after the old one moved aside
+            moved_aside.append(not Path(dst).exists())
             raise OSError(28, "No space left on device", str(dst))
         return real(src, dst)
 
-    with mock.patch("torchslim.io.artifact.os.replace", flaky), pytest.raises(OSError):
+    with mock.patch("torchslim.io.artifact.os.replace", flaky), pytest.raises(OutputError):
         save(torch.nn.Linear(2, 2), target)
+    assert moved_aside == [True]
     assert torch.equal(load(target, model=torch.nn.Linear(2, 2)).weight, first.weight)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
 
@@ -179,3 +182,15 @@ def test_atomic_write_cleans_temporary_files_of_killed_writers(tmp_path):
     live.write_text("{half")
     write_json(tmp_path / "f.json", {"a": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["f.json", live.name])
+
+
+def test_os_error_while_saving_is_a_typed_error(tmp_path):
+    from torchslim.core.errors import OutputError
+
+    with (
+        mock.patch("torchslim.io.artifact.write_safetensors", side_effect=OSError(28, "No space left", "x")),
+        pytest.raises(OutputError, match="No space left") as info,
+    ):
+        save(torch.nn.Linear(2, 2), tmp_path / "a")
+    assert isinstance(info.value.__cause__, OSError)
+    assert list(tmp_path.iterdir()) == []

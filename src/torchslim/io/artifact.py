@@ -28,7 +28,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchslim.core.errors import ArtifactError, ManifestError, ModelError, TorchSlimError, UnknownNameError
+from torchslim.core.errors import (
+    ArtifactError,
+    ManifestError,
+    ModelError,
+    OutputError,
+    TorchSlimError,
+    UnknownNameError,
+)
 from torchslim.core.layer import CompressedLayer, compressed_layers
 from torchslim.core.plans import model_plan, replay_plan
 from torchslim.io.atomic import write_json, write_safetensors
@@ -189,7 +196,11 @@ def save(
         "codecs": codecs,
         "torch_version": torch.__version__,
     }
-    _write_staged(directory, tensors, manifest, report, extra_files or {})
+    try:
+        _write_staged(directory, tensors, manifest, report, extra_files or {})
+    except OSError as exc:
+        where = exc.filename or directory
+        raise OutputError(f"Cannot write artifact {str(directory)!r}: {str(where)!r}: {exc.strerror or exc}") from exc
     return directory
 
 
