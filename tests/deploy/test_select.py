@@ -63,8 +63,16 @@ class FixedSpeed:
         return LatencyStats(ms, ms, ms, ms, kw["repeats"], 1, kw["threads"], self.name)
 
 
+class BadParity(FixedSpeed):
+    name = "bad-parity-runtime-for-test"
+
+    def check_parity(self, model: nn.Module, path: str | Path, inputs: Any) -> OutputParity:
+        return OutputParity(1.0, None, 1e-5, False, False)
+
+
 register_backend(Unavailable())
 register_backend(FixedSpeed())
+register_backend(BadParity())
 
 
 def test_select_times_every_available_backend_and_keeps_the_fastest(tmp_path: Path) -> None:
@@ -111,3 +119,16 @@ def test_bad_arguments_are_config_errors() -> None:
         select_backend(mlp(), torch.randn(1, 16), batch_size=0, threads=1)
     with pytest.raises(ConfigError, match="threads"):
         select_backend(mlp(), torch.randn(1, 16), batch_size=1, threads=0)
+
+
+def test_a_backend_failing_parity_is_never_picked_unless_parity_is_not_required() -> None:
+    kw: dict[str, Any] = {"batch_size": 1, "threads": 1, "candidates": ["bad-parity-runtime-for-test"], "rounds": 1}
+    sel = select_backend(mlp(), torch.randn(1, 16), **kw)
+    facts = sel.facts("bad-parity-runtime-for-test")
+    assert sel.best is None and facts.latency is None and facts.parity_ok is False
+    assert facts.reason is not None and "parity check failed" in facts.reason
+    assert any("no backend ran with parity" in w for w in sel.warnings)
+    measured = select_backend(mlp(), torch.randn(1, 16), require_parity=False, **kw)
+    facts = measured.facts("bad-parity-runtime-for-test")
+    assert measured.best == "bad-parity-runtime-for-test" and facts.latency is not None and not facts.usable
+    assert "(parity failed)" in markdown_table({"mlp": measured})

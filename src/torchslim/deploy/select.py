@@ -123,10 +123,11 @@ def _failure(exc: Exception) -> str:
 
 
 def _prepare(
-    backend: RuntimeBackend, models: dict[str, nn.Module], inputs: Any, directory: Path
+    backend: RuntimeBackend, models: dict[str, nn.Module], inputs: Any, directory: Path, *, require_parity: bool
 ) -> tuple[BackendFacts, dict[str, Path]]:
     """Export every model for `backend` and check the compressed one's parity; the facts and the
-    files to time (the model only when its parity passed; the baseline whenever it exported)."""
+    files to time (the model when its parity passed or is not required; the baseline whenever it
+    exported)."""
     reason = unavailable_reason(backend)
     if reason is not None:
         return BackendFacts(backend.name, False, reason), {}
@@ -143,7 +144,8 @@ def _prepare(
                 facts.parity, facts.parity_ok = parity.to_dict(), bool(parity.ok)
                 if not parity.ok:
                     problems.append("parity check failed: the runtime's output differs from PyTorch's")
-                    continue
+                    if require_parity:
+                        continue
             paths[label] = path
         except Exception as exc:  # noqa: BLE001 - a backend that fails is reported with why, the others still run
             problems.append(_failure(exc) if label == "model" else f"{label}: {_failure(exc)}")
@@ -177,6 +179,7 @@ def select_backend(
     repeats: int = 10,
     directory: str | Path | None = None,
     strict: bool = False,
+    require_parity: bool = True,
 ) -> Selection:
     # long: the public entry point's keyword-only options are one per line; the body is 25 lines
     """Time `model` on every candidate backend (default: every available one) and pick the fastest.
@@ -185,6 +188,8 @@ def select_backend(
     threads. Each backend's files go to `directory` (default: a temporary directory, removed
     afterwards). `baseline` is the float model before compression, timed in the same rounds.
     Unavailable backends and failed exports or parity checks are kept in the facts with the reason.
+    ``require_parity=False`` times (and may pick) a backend whose parity check failed, for
+    measuring only; its facts still say so.
     """
     check_counts(warmup, repeats)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -197,7 +202,7 @@ def select_backend(
     with tempfile.TemporaryDirectory(prefix="torchslim-select-") as tmp:
         where = Path(directory) if directory is not None else Path(tmp)
         where.mkdir(parents=True, exist_ok=True)
-        prepared = [_prepare(b, models, inputs, where) for b in backends]
+        prepared = [_prepare(b, models, inputs, where, require_parity=require_parity) for b in backends]
         jobs = [(b, label, p) for b, (_, paths) in zip(backends, prepared, strict=True) for label, p in paths.items()]
         medians = (
             _time_rounds(jobs, inputs, threads=threads, rounds=rounds, warmup=warmup, repeats=repeats) if jobs else {}
@@ -209,13 +214,22 @@ def select_backend(
             if times:
                 stats = stats_from_times(times, batch_size=batch_size, threads=threads, runtime=item.name)
                 setattr(item, "latency" if label == "model" else "baseline_latency", stats)
-    return _verdict(facts, batch_size=batch_size, threads=threads, rounds=rounds, repeats=repeats, strict=strict)
+    return _verdict(
+        facts,
+        batch_size=batch_size,
+        threads=threads,
+        rounds=rounds,
+        repeats=repeats,
+        strict=strict,
+        parity=require_parity,
+    )
 
 
 def _verdict(
-    facts: list[BackendFacts], *, batch_size: int, threads: int, rounds: int, repeats: int, strict: bool
+    facts: list[BackendFacts], *, batch_size: int, threads: int, rounds: int, repeats: int, strict: bool, parity: bool
 ) -> Selection:
-    usable = sorted((f for f in facts if f.usable), key=lambda f: f.latency.median_ms if f.latency else np.inf)
+    timed = [f for f in facts if f.latency is not None and (f.parity_ok or not parity)]
+    usable = sorted(timed, key=lambda f: f.latency.median_ms if f.latency else np.inf)
     best = usable[0].name if usable else None
     margin = None
     if len(usable) > 1 and usable[0].latency and usable[1].latency and usable[0].latency.median_ms > 0:
@@ -238,6 +252,8 @@ def _cell(facts: BackendFacts | None) -> str:
     if facts is None or not facts.available:
         return "n/a"
     model = f"{facts.latency.median_ms:.3f}" if facts.latency else "failed"
+    if facts.latency and not facts.parity_ok:
+        model += " (parity failed)"
     if facts.baseline_latency is None:
         return model
     speed = f" ({facts.speedup_over_baseline:.2f}x)" if facts.speedup_over_baseline else ""
