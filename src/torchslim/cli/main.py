@@ -12,17 +12,21 @@ from torchslim.cli.options import (
     CheckpointEveryOpt,
     CompressOutOpt,
     DataOpt,
+    DataRequiredOpt,
     DataRootOpt,
     DemoOutOpt,
     DistillOutOpt,
     EvalSamplesOpt,
     FeaturesOpt,
+    MaxDropOpt,
     ModelArg,
     NumClassesOpt,
     OnnxOpt,
     OverridesOpt,
+    PreprocessOpt,
     ReportDirArg,
     SensitivityOutOpt,
+    StrictOpt,
     ThreadsOpt,
     TrainOutOpt,
     TrainSamplesOpt,
@@ -98,7 +102,13 @@ def analyze(
     _set_threads(threads)
     net = resolve_model(model, weights=weights, num_classes=num_classes)
     splits = resolve_data(
-        data, batch_size=128, train_samples=train_samples, eval_samples=eval_samples, seed=0, root=data_root
+        data,
+        batch_size=128,
+        train_samples=train_samples,
+        eval_samples=eval_samples,
+        seed=0,
+        root=data_root,
+        model=net,
     )
     stats = analyze_model(net, splits, batch_size=batch_size, threads=threads, repeats=repeats).to_dict()
     report = Report(model=model, before=stats, dataset=data)
@@ -127,7 +137,7 @@ def analyze(
 @app.command()
 def train(
     model: str = ModelArg,
-    data: str = typer.Option(..., "--data", help="Dataset name: fashion-mnist, digits or tweets."),
+    data: str = DataRequiredOpt,
     data_root: str | None = DataRootOpt,
     epochs: int = typer.Option(1, "--epochs", min=0),
     out: Path = TrainOutOpt,
@@ -175,7 +185,7 @@ def train(
 @app.command()
 def compress(
     model: str = ModelArg,
-    data: str = typer.Option(..., "--data", help="Dataset name: fashion-mnist, digits or tweets."),
+    data: str = DataRequiredOpt,
     recipe: str = typer.Option(..., "--recipe", help="A recipe YAML file or a shipped recipe name."),
     data_root: str | None = DataRootOpt,
     out: Path = CompressOutOpt,
@@ -190,8 +200,12 @@ def compress(
     num_classes: int | None = NumClassesOpt,
     as_json: bool = typer.Option(False, "--json", help="Print report.json."),
     quiet: bool = typer.Option(False, "--quiet"),
+    preprocess: str | None = PreprocessOpt,
+    max_drop: float = MaxDropOpt,
+    strict: bool = StrictOpt,
 ) -> None:
-    """Measure, run a recipe, measure again; write the artifact and report.json."""
+    # long: one parameter line per CLI option (typer reads the options from the signature)
+    """Measure, run a recipe, measure again; write the artifact, report.json and report.html."""
     from torchslim.api import load_recipe
     from torchslim.core.recipe import apply_overrides
 
@@ -215,6 +229,9 @@ def compress(
         quiet=quiet,
         as_json=as_json,
         out=out,
+        preprocess=preprocess,
+        max_drop=max_drop,
+        strict=strict,
     )
 
 
@@ -224,7 +241,7 @@ def distill(
     student: str = typer.Option(
         ..., "--student", help="Student spec: depth:K, layers:N, width:R, a built-in model name or a JSON model spec."
     ),
-    data: str = typer.Option(..., "--data", help="Dataset name: fashion-mnist, digits or tweets."),
+    data: str = DataRequiredOpt,
     out: Path = DistillOutOpt,
     data_root: str | None = DataRootOpt,
     epochs: int = typer.Option(1, "--epochs", min=0),
@@ -248,6 +265,9 @@ def distill(
     num_classes: int | None = NumClassesOpt,
     as_json: bool = typer.Option(False, "--json", help="Print report.json."),
     quiet: bool = typer.Option(False, "--quiet"),
+    preprocess: str | None = PreprocessOpt,
+    max_drop: float = MaxDropOpt,
+    strict: bool = StrictOpt,
 ) -> None:
     # long: one parameter line per CLI option (typer reads the options from the signature)
     """Distil TEACHER into a student (KD + optional feature hints); report teacher vs student, save the student."""
@@ -282,6 +302,9 @@ def distill(
         quiet=quiet,
         as_json=as_json,
         out=out,
+        preprocess=preprocess,
+        max_drop=max_drop,
+        strict=strict,
     )
 
 

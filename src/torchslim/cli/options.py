@@ -8,7 +8,26 @@ import typer
 
 ModelArg = typer.Argument(..., help="A built-in model name (see `torchslim list`) or a torchslim artifact directory.")
 WeightsOpt = typer.Option(None, "--weights", help="A .safetensors or state-dict file for a built-in architecture.")
-DataOpt = typer.Option(None, "--data", help="Dataset name: fashion-mnist, digits or tweets.")
+DATA_HELP = (
+    "A built-in dataset (fashion-mnist, digits, tweets) or a path: a folder of images (class subfolders = labels; "
+    "loose images = unlabelled, judged by agreement with the original model), a .npz/.csv table, or a .txt file "
+    "of sentences."
+)
+DataOpt = typer.Option(None, "--data", help=DATA_HELP)
+DataRequiredOpt = typer.Option(..., "--data", help=DATA_HELP)
+PreprocessOpt = typer.Option(
+    None,
+    "--preprocess",
+    help="Image preprocessing for a folder when the model carries none: size=224,mean=127,std=128[,channels=1|3].",
+)
+MaxDropOpt = typer.Option(
+    0.02,
+    "--max-drop",
+    min=0.0,
+    max=1.0,
+    help="Allowed accuracy drop (or 1 - top-1 agreement without labels) before the report warns; 0.02 = 2 points.",
+)
+StrictOpt = typer.Option(False, "--strict", help="Exit with code 3 when the report has a warning.")
 TrainSamplesOpt = typer.Option(None, "--train-samples", min=1, help="Use at most N training samples (quick runs).")
 EvalSamplesOpt = typer.Option(None, "--eval-samples", min=1, help="Use at most N evaluation samples (quick runs).")
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="Torch threads for training and measurement.")

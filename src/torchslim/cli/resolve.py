@@ -60,11 +60,32 @@ def resolve_data(
     eval_samples: int | None,
     seed: int,
     root: str | None = None,
-):
-    from torchslim.data import load_splits
+    model: nn.Module | None = None,
+    preprocess: str | None = None,
+    needs_train: bool = False,
+) -> Any:
+    """The splits of a built-in dataset or of the user's data at a path (`preprocess` in the
+    ``--preprocess`` form). Unlabelled data feeds a recipe that trains (`needs_train`) through a
+    train split (40%, pseudo-labelled by the original model in `compress`), calibration (20%) and
+    held-out test data (40%); otherwise it only calibrates and is compared (50/50)."""
+    from torchslim.data import ImagePreprocess, is_labelled, load_splits
 
     if name is None:
         return None
-    return load_splits(
-        name, root=root, batch_size=batch_size, train_samples=train_samples, eval_samples=eval_samples, seed=seed
-    )
+    options: dict[str, Any] = {
+        "root": root,
+        "batch_size": batch_size,
+        "train_samples": train_samples,
+        "eval_samples": eval_samples,
+        "seed": seed,
+    }
+    if Path(name).exists():
+        options.update(model=model, preprocess=ImagePreprocess.parse(preprocess) if preprocess else None)
+    elif preprocess:
+        from torchslim.core.errors import ConfigError
+
+        raise ConfigError(f"--preprocess applies to data read from a path, not to the built-in dataset {name!r}.")
+    splits = load_splits(name, **options)
+    if needs_train and Path(name).exists() and not is_labelled(splits):
+        splits = load_splits(name, **options, fractions={"train": 0.4, "calibration": 0.2, "test": 0.4})
+    return splits

@@ -37,6 +37,9 @@ def compress_and_save(
     quiet: bool,
     as_json: bool,
     out: Path,
+    preprocess: str | None = None,
+    max_drop: float = 0.02,
+    strict: bool = False,
 ) -> None:
     """What `compress` and `distill` share: resolve MODEL and the data, run `plan`, save, print.
 
@@ -57,6 +60,9 @@ def compress_and_save(
         eval_samples=eval_samples,
         seed=seed,
         root=data_root,
+        model=net,
+        preprocess=preprocess,
+        needs_train=recipe_trains(plan),
     )
     result = compress_model(
         net,
@@ -68,6 +74,7 @@ def compress_and_save(
         quiet=quiet or as_json,
         model_name=model,
         run_dir=run_dir_for(out),
+        max_drop=max_drop,
     )
     result.save(out)
     shutil.rmtree(run_dir_for(out), ignore_errors=True)
@@ -76,3 +83,18 @@ def compress_and_save(
     else:
         typer.echo(result.report.render())
         typer.echo(f"artifact: {out}")
+        typer.echo(f"HTML report: {out / 'report.html'}")
+    warnings = result.report.warnings()
+    if strict and warnings:
+        typer.echo(f"--strict: the report has {len(warnings)} warning(s)", err=True)
+        raise typer.Exit(3)
+
+
+def recipe_trains(plan: Recipe) -> bool:
+    """True when a step of `plan` trains (its ``train:`` section runs at least one epoch or step)."""
+    for step in plan.steps:
+        train = getattr(step.config, "train", None)
+        if train is not None and (train.epochs > 0 or (train.max_steps or 0) > 0):
+            if getattr(step.config, "mode", "qat") == "qat":  # a PTQ quantize step keeps an unused train:
+                return True
+    return False

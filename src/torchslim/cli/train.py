@@ -66,7 +66,13 @@ def train_and_save(
     clean_leftovers(out)
     net = _build(model, weights=weights, num_classes=num_classes, seed=seed)
     splits = resolve_data(
-        data, batch_size=batch_size, train_samples=train_samples, eval_samples=eval_samples, seed=seed, root=data_root
+        data,
+        batch_size=batch_size,
+        train_samples=train_samples,
+        eval_samples=eval_samples,
+        seed=seed,
+        root=data_root,
+        model=net,
     )
     check_model_accepts_data(net, splits)
     every = checkpoint_every or _steps_per_epoch(splits.train)
