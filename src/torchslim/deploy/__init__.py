@@ -11,8 +11,9 @@
                         and threads, the fastest with parity kept (a :class:`Selection`)
 ======================  =======================================================================
 
-OpenVINO and ExecuTorch are optional (``pip install 'torchslim[deploy]'``): both are always
-registered, and :func:`unavailable_reason` says why one cannot run here.
+OpenVINO and ExecuTorch are optional (``pip install 'torchslim[deploy]'``); a registered backend
+whose runtime is missing says why through :func:`unavailable_reason`. OpenVINO is registered by
+importing this package; ExecuTorch, for now, by ``import torchslim.deploy.executorch``.
 
 ``deploy`` may import ``core``, ``io`` and ``measure``; none of them imports ``deploy``.
 """

@@ -11,10 +11,9 @@ A model with compressed layers is refused (:class:`~torchslim.core.errors.ModelE
 export form is torchslim's simulated int8 arithmetic (round, clamp, float kernels on dequantized
 weights), which XNNPACK does not take, so it runs on ExecuTorch's portable kernels. Measured on
 this machine with executorch 1.5.1 and torch 2.13.0: the int8 fmnist-cnn at batch 32, 2 threads
-took 675 ms against 1.4 ms for its float model, and a smaller int8 CNN aborted the process in the
-runtime ("corrupted double-linked list"). What is missing is a form of the layer contract that
-emits the ``quantized_decomposed`` quantize / dequantize operators the XNNPACK partitioner turns
-into int8 kernels (see docs/deploy.md).
+took 264-266 ms against 1.26-1.43 ms for its float model (same output). What is missing is a form
+of the layer contract that emits the ``quantized_decomposed`` quantize / dequantize operators the
+XNNPACK partitioner turns into int8 kernels (see docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -34,9 +33,9 @@ from torchslim.io.atomic import write_bytes
 
 COMPRESSED_REFUSAL = (
     "ExecuTorch export of torchslim-compressed layers is not supported yet: their export form is simulated "
-    "int8 arithmetic that XNNPACK does not delegate (it ran 480x slower than the float model on ExecuTorch's "
-    "portable kernels and crashed the runtime on another model); the quantized_decomposed form for XNNPACK "
-    "is not implemented. Deploy the compressed model with onnxruntime or openvino."
+    "int8 arithmetic that XNNPACK does not delegate (the int8 fmnist-cnn ran about 200x slower than its float "
+    "model on ExecuTorch's portable kernels); the quantized_decomposed form for XNNPACK is not implemented. "
+    "Deploy the compressed model with onnxruntime or openvino."
 )
 
 
