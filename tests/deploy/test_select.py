@@ -38,6 +38,18 @@ class Unavailable:
     run = check_parity = time = export
 
 
+STUBS_ON = {"on": False}
+"""The stub backends stay registered for the whole session (the registry has no removal): they are
+available only inside this file's tests, so no later test's automatic selection ever meets them."""
+
+
+@pytest.fixture(autouse=True)
+def _stubs_available() -> Any:
+    STUBS_ON["on"] = True
+    yield
+    STUBS_ON["on"] = False
+
+
 class FixedSpeed:
     """A backend whose file says how long it takes: the baseline 1 ms, the model 2 ms (a slowdown)."""
 
@@ -45,7 +57,7 @@ class FixedSpeed:
     suffix = ".txt"
 
     def available(self) -> bool:
-        return True
+        return STUBS_ON["on"]
 
     def export(self, model: nn.Module, path: str | Path, example_input: Any) -> Any:
         ms = 1.0 if getattr(model, "is_baseline", False) else 2.0
@@ -132,3 +144,8 @@ def test_a_backend_failing_parity_is_never_picked_unless_parity_is_not_required(
     facts = measured.facts("bad-parity-runtime-for-test")
     assert measured.best == "bad-parity-runtime-for-test" and facts.latency is not None and not facts.usable
     assert "(parity failed)" in markdown_table({"mlp": measured})
+
+
+def test_the_stub_backends_are_unavailable_outside_these_tests() -> None:
+    STUBS_ON["on"] = False
+    assert not {"fixed-speed-runtime-for-test", "bad-parity-runtime-for-test"} & set(available_backends())
