@@ -274,6 +274,41 @@ class CompressionResult:
     report: Report
     recipe: Recipe
     example_input: Any = None
+    original: nn.Module | None = None
+    """The model before compression (read-only): the fp32 baseline :meth:`deploy` times beside it."""
+
+    def deploy(
+        self,
+        *,
+        batch: int = 1,
+        threads: int | None = None,
+        target: str = "auto",
+        example_input: Any = None,
+        strict: bool = False,
+        directory: str | Path | None = None,
+    ) -> Any:
+        """Time the compressed model on every available runtime (``target="auto"``) or on `target`, at
+        `batch` and `threads`, next to its original; keep the fastest with parity.
+
+        Returns a :class:`torchslim.deploy.Selection` (``best``, ``margin``, per-backend facts;
+        ``to_dict()`` for a report). A model slower than its original on every backend warns, or
+        raises with `strict`.
+        """
+        from torchslim.deploy import select_backend
+
+        example = example_input if example_input is not None else self.example_input
+        if example is None:
+            raise ConfigError("deploy: no example input is known for this model; pass example_input=...")
+        return select_backend(
+            self.model,
+            example,
+            batch_size=batch,
+            threads=threads if threads is not None else torch.get_num_threads(),
+            candidates=None if target == "auto" else [target],
+            baseline=self.original,
+            strict=strict,
+            directory=directory,
+        )
 
     def export_onnx(self, path: str | Path, example_input: Any = None, **kwargs: Any) -> Any:
         """Export the compressed model to ONNX (int8 QDQ for quantized layers) and return the export
@@ -396,7 +431,7 @@ def compress(
     report = _report(
         model, model_name, splits, before, after, steps=steps, recipe=recipe, notes=notes, max_drop=max_drop
     )
-    return CompressionResult(model=work, report=report, recipe=recipe, example_input=example)
+    return CompressionResult(model=work, report=report, recipe=recipe, example_input=example, original=model)
 
 
 def _labelled(splits: DataSplits) -> bool:

@@ -31,7 +31,7 @@ def test_registry_knows_onnxruntime_and_refuses_unknown_names() -> None:
     with pytest.raises(UnknownNameError, match="Did you mean 'onnxruntime'"):
         get_backend("onnxruntim")
     with pytest.raises(UnknownNameError, match="runtime backend"):
-        get_backend("executorch")
+        get_backend("tensorrt")
 
 
 def test_a_new_backend_is_one_registration() -> None:

@@ -41,3 +41,16 @@ def test_int8_on_loose_images_reports_agreement_not_accuracy(loose_images):
     assert agreement["samples"] == ts.data.split_sizes(splits)["test"] > 0
     assert 0.0 <= agreement["top1_agreement"] <= 1.0
     assert agreement["sqnr_db"] > 10.0  # int8 of a small random CNN stays close to the original
+
+
+def test_the_compressed_result_deploys_next_to_its_original(loose_images):
+    model = _tiny_cnn()
+    preprocess = ts.data.ImagePreprocess.parse("size=16,mean=0,std=255,channels=1")
+    splits = ts.data.load_splits(loose_images, batch_size=4, preprocess=preprocess)
+    result = ts.compress(model, splits, recipe="int8", repeats=1, quiet=True, runtime="pytorch")
+    assert result.original is model
+    selection = result.deploy(batch=2, threads=1, target="onnxruntime")
+    assert selection.best == "onnxruntime"
+    facts = selection.facts("onnxruntime")
+    assert facts.latency is not None and facts.latency.median_ms > 0
+    assert facts.baseline_latency is not None  # the original model was timed in the same rounds

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from torchslim.cli.boundary import run_with_boundary
+from torchslim.cli.deploy import deploy_command
 from torchslim.cli.options import (
     AllowNonfiniteOpt,
     CheckpointEveryOpt,
@@ -371,6 +372,9 @@ def export(
             )
         for note in facts.notes:
             typer.echo(f"note: {note}")
+
+
+app.command("deploy")(deploy_command)
 
 
 @app.command("report")

@@ -12,8 +12,8 @@
 ======================  =======================================================================
 
 OpenVINO and ExecuTorch are optional (``pip install 'torchslim[deploy]'``); a registered backend
-whose runtime is missing says why through :func:`unavailable_reason`. OpenVINO is registered by
-importing this package; ExecuTorch, for now, by ``import torchslim.deploy.executorch``.
+whose runtime is missing says why through :func:`unavailable_reason`. Both are registered by
+importing this package (their runtimes are imported only when used).
 
 ``deploy`` may import ``core``, ``io`` and ``measure``; none of them imports ``deploy``.
 """
@@ -31,6 +31,7 @@ from torchslim.deploy.backend import (
     register_backend,
     unavailable_reason,
 )
+from torchslim.deploy.executorch import EXECUTORCH, ExecuTorchBackend, ExecuTorchExport, export_executorch
 from torchslim.deploy.onnxruntime import (
     ONNXRUNTIME,
     OnnxExport,
@@ -52,6 +53,10 @@ __all__ = [
     "BACKENDS",
     "BackendFacts",
     "Deployment",
+    "EXECUTORCH",
+    "ExecuTorchBackend",
+    "ExecuTorchExport",
+    "export_executorch",
     "ExportFacts",
     "OPENVINO",
     "OpenVinoBackend",
