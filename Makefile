@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 2
 # CHECKS=1: `make test` runs scripts/check-code.sh (ruff, mypy, type: ignore reasons) before pytest
 CHECKS ?= 1
 
-.PHONY: all setup data check test test-all demo bench clean
+.PHONY: all setup data check test test-all test-zoo fuzz demo bench bench-quick clean
 
 all: test
 
@@ -46,6 +46,15 @@ endif
 
 test-all: setup $(BROWSER_STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not gpu" tests
+
+# every architecture x technique of the zoo (tests/zoo), then docs/zoo.md regenerated from a full run
+test-zoo: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m zoo tests/zoo
+	HF_HUB_OFFLINE=1 $(PY) -m tests.zoo.run
+
+# 10,000 hypothesis inputs per parser (recipe YAML, manifest, report.json, CLI); ~20 min on 2 cores
+fuzz: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m fuzz tests/fuzz
 
 demo: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/torchslim demo --out runs/demo
