@@ -18,6 +18,9 @@ Sections:
   ``quantize_static`` and torchslim int8, each with onnxruntime's per-operator profile, its
   Quantize / Dequantize count after onnxruntime's optimizations, and latency ratios in rotating
   rounds; writes ``benchmarks/results/int8_profile.json`` and ``.md``.
+* ``peers`` (not in the default run): torchslim int8 next to onnxruntime ``quantize_static`` with
+  uint8 activations on the ResNet-56 / ResNet-18 shapes of ``_deploy_models.py``, batch 1 and 32;
+  writes ``benchmarks/results/int8_profile_peers.json`` and ``.md``.
 * ``minilm``: MiniLM-L6 exported with Hugging Face eager attention (torchslim's default) and with SDPA
   (``export_onnx(..., eager_attention=False)``), fp32 and through onnxruntime's ``quantize_dynamic``,
   timed at batch 32 x 128 tokens, onnxruntime sessions alone.
@@ -290,7 +293,82 @@ def section_profile(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-SECTIONS = {"fmnist": section_fmnist, "minilm": section_minilm, "profile": section_profile}
+def section_peers(args: argparse.Namespace) -> dict[str, Any]:
+    """torchslim int8 next to onnxruntime quantize_static (uint8 activations) on the ResNet-56 and
+    ResNet-18 shapes of benchmarks/_deploy_models.py: latency ratio to onnxruntime fp32 at batch 1
+    and 32 (rotating rounds, onnxruntime sessions alone) and the graph onnxruntime runs."""
+    import _deploy_models as dm
+    from torchslim.core import DataSplits
+    from torchslim.deploy import export_onnx, optimized_op_counts
+
+    out: dict[str, Any] = {}
+    for name, build in dm.MODELS.items():
+        gen = torch.Generator().manual_seed(1)
+        data = torch.randn(512 + 32, 3, 32, 32, generator=gen)
+        model = build(data[:512]).eval()
+        loader = [(data[i : i + 64], torch.zeros(64, dtype=torch.long)) for i in range(0, 512, 64)]
+        ctx = Context(data=DataSplits(train=loader, calibration=loader), seed=0, quiet=True)
+        q = quantize_handler(
+            model, Quantize(weights=WeightQuant(bits=8), calibration_samples=512), targets=None, context=ctx
+        ).model
+        tmp = Path(tempfile.mkdtemp(prefix="ts-bench-peers-"))
+        export_onnx(model, tmp / "fp32.onnx", data[:1])
+        export_onnx(q, tmp / "ts.onnx", data[:1])
+        ort_static_uint8(tmp / "fp32.onnx", tmp / "ort.onnx", [{"input": b[0].numpy()} for b in loader])
+        files = {"onnxruntime fp32": tmp / "fp32.onnx", PEER: tmp / "ort.onnx", "torchslim int8": tmp / "ts.onnx"}
+        row: dict[str, Any] = {"graph": {}}
+        for variant in (PEER, "torchslim int8"):
+            counts = optimized_op_counts(files[variant])
+            row["graph"][variant] = {op: counts.get(op, 0) for op in GRAPH_OPS}
+        for batch in (1, 32):
+            feeds = {"input": data[512 : 512 + batch].numpy()}
+            row[f"batch {batch}"] = _ort_rounds(files, lambda s, f=feeds: f, threads=args.threads, rounds=args.rounds)
+            log(
+                f"  {name} batch {batch}: "
+                + ", ".join(f"{k} {v['ratio']:.3f}x" for k, v in row[f"batch {batch}"].items())
+            )
+        out[name] = row
+    return out
+
+
+PEER = "onnxruntime quantize_static (QDQ, per-channel, uint8 activations)"
+GRAPH_OPS = (
+    "QLinearConv",
+    "QLinearAdd",
+    "QLinearGlobalAveragePool",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "Add",
+    "Conv",
+)
+SECTIONS = {"fmnist": section_fmnist, "minilm": section_minilm, "profile": section_profile, "peers": section_peers}
+
+
+def peers_markdown(results: dict[str, Any]) -> str:
+    """The table of the ``peers`` section."""
+    lines = [
+        "# int8 on onnxruntime: torchslim next to quantize_static",
+        "",
+        f"Latency ratio to onnxruntime fp32 (rotating rounds, medians, 2 threads, onnxruntime sessions alone) "
+        f"and the operators onnxruntime runs; {results['env']['date']}, {results['seconds']:.0f} s. "
+        "Random weights, BatchNorm statistics randomised.",
+        "",
+        "| model, batch | " + " | ".join(("onnxruntime fp32", PEER, "torchslim int8")) + " | torchslim / peer |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in results["sections"].get("peers", {}).items():
+        if not isinstance(row, dict) or "graph" not in row:
+            continue
+        for key in ("batch 1", "batch 32"):
+            lat = row[key]
+            cells = [f"{lat[v]['ms']} ms ({lat[v]['ratio']:.3f}x)" for v in lat]
+            rel = lat["torchslim int8"]["ratio"] / lat[PEER]["ratio"]
+            lines.append(f"| {name}, {key} | " + " | ".join(cells) + f" | {rel:.3f}x |")
+    lines += ["", "| model | graph | " + " | ".join(GRAPH_OPS) + " |", "|---|---" + "|---" * len(GRAPH_OPS) + "|"]
+    for name, row in results["sections"].get("peers", {}).items():
+        for variant, counts in (row.get("graph", {}) if isinstance(row, dict) else {}).items():
+            lines.append(f"| {name} | {variant} | " + " | ".join(str(counts[op]) for op in GRAPH_OPS) + " |")
+    return "\n".join(lines + [""])
 
 
 def profile_markdown(results: dict[str, Any]) -> str:
@@ -402,12 +480,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results["sections"] = run_sections(args.only, SECTIONS, lambda fn: fn(args), error=parser.error)
     results["seconds"] = round(time.perf_counter() - started, 1)
-    if "profile" in results["sections"]:
-        profile = {**results, "sections": {"profile": results["sections"].pop("profile")}}
-        write_results(args.out, args.profile_stem, profile, profile_markdown(profile))
-        log(f"wrote {args.out / (args.profile_stem + '.json')} and .md")
-        if not results["sections"]:
-            return 0
+    for section, stem, render in (
+        ("profile", args.profile_stem, profile_markdown),
+        ("peers", args.profile_stem + "_peers", peers_markdown),
+    ):
+        if section in results["sections"]:
+            part = {**results, "sections": {section: results["sections"].pop(section)}}
+            write_results(args.out, stem, part, render(part))
+            log(f"wrote {args.out / (stem + '.json')} and .md")
+    if not results["sections"]:
+        return 0
     stem = "int8_breakdown_quick" if args.quick else "int8_breakdown"
     write_results(args.out, stem, results, to_markdown(results))
     log(f"wrote {args.out / (stem + '.json')} and .md in {results['seconds']:.0f} s")
