@@ -143,6 +143,7 @@ def analyze(
     energy_profile: str = "horowitz-45nm",
     runtime: str = "pytorch",
     onnx_path: str | Path | None = None,
+    allow_nonfinite: bool = False,
 ) -> Any:
     """Measure `model` (read-only): params, non-zeros, MACs, bytes on disk, latency, energy, accuracy.
 
@@ -150,9 +151,12 @@ def analyze(
     exported once by :mod:`torchslim.deploy`, int8 QDQ for quantized layers; an export failure is an
     error) or ``auto`` (onnxruntime when the export works, else PyTorch eager). `onnx_path` times an
     ONNX file already exported from `model` instead. PyTorch eager latency is always kept in
-    ``latency_eager_ms``; ``latency_runtime`` says which runtime ``latency_ms`` comes from.
+    ``latency_eager_ms``; ``latency_runtime`` says which runtime ``latency_ms`` comes from. NaN or
+    Inf weights are refused unless `allow_nonfinite`.
     """
     from torchslim.core.errors import ModelError
+
+    check_finite_model(model, source="the model to analyze", allow=allow_nonfinite)
     from torchslim.deploy import Deployment, deploy_file, deploy_for_timing
 
     backend = _runtime_backend(runtime)
@@ -334,11 +338,22 @@ class CompressionResult:
         )
 
 
-def run_recipe(model: nn.Module, recipe: Recipe, *, context: Context) -> tuple[nn.Module, list[dict[str, Any]]]:
+def check_finite_model(model: nn.Module, *, source: str, allow: bool = False) -> None:
+    """Refuse a model whose floating weights or buffers hold NaN or Inf (a
+    :class:`~torchslim.core.errors.NonFiniteWeightsError` naming them and `source`), unless `allow`."""
+    from torchslim.io.weights import check_finite
+
+    check_finite(dict(model.state_dict()), source=source, allow=allow)
+
+
+def run_recipe(
+    model: nn.Module, recipe: Recipe, *, context: Context, allow_nonfinite: bool = False
+) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Apply each step's registered handler in order; return the model and per-step facts.
 
     Every step's targets are checked against the model before any step runs, so a typo in the
-    last step fails before the first one has spent any time.
+    last step fails before the first one has spent any time. A step that leaves NaN or Inf in the
+    model's weights is an error naming the step (unless `allow_nonfinite`).
     """
     for index, step in enumerate(recipe.steps):
         if step.targets is not None:
@@ -357,6 +372,7 @@ def run_recipe(model: nn.Module, recipe: Recipe, *, context: Context) -> tuple[n
         if not isinstance(outcome, StepOutcome):
             raise TypeError(f"Handler of {step.technique!r} returned {type(outcome).__name__}, not StepOutcome.")
         model = outcome.model
+        check_finite_model(model, source=f"steps[{index}] ({step.technique})", allow=allow_nonfinite)
         steps.append(
             {
                 "index": index,
@@ -386,6 +402,7 @@ def compress(
     model_name: str | None = None,
     runtime: str = "auto",
     max_drop: float = DEFAULT_MAX_DROP,
+    allow_nonfinite: bool = False,
 ) -> CompressionResult:
     """Measure `model`, run `recipe` on a copy of it, measure again, and return the result.
 
@@ -394,11 +411,13 @@ def compress(
     onnxruntime when both models export to ONNX, else PyTorch eager for both (the report says why).
     Unlabelled data (a folder of loose images) is judged by agreement with the original model, and
     its train split, if any, is labelled with the original model's predictions. `max_drop` is the
-    accuracy (or 1 - top-1 agreement) drop past which the report warns.
+    accuracy (or 1 - top-1 agreement) drop past which the report warns. NaN or Inf weights, in
+    `model` or after any step, are refused unless `allow_nonfinite`.
     """
     if recipe is None:
         raise ConfigError("compress needs recipe=... (a Recipe, a YAML file or a shipped recipe name).")
     recipe = load_recipe(recipe)
+    check_finite_model(model, source="the model to compress", allow=allow_nonfinite)
     splits = as_splits(data)
     notes: list[str] = []
     if splits is not None and not _labelled(splits) and splits.train is not None:
@@ -413,7 +432,7 @@ def compress(
         context = Context(data=splits, seed=seed, threads=threads, quiet=quiet, example_input=example, teacher=model)
         if run_dir:
             context = context.replace(run_dir=Path(run_dir))
-        work, steps = run_recipe(copy.deepcopy(model), recipe, context=context)
+        work, steps = run_recipe(copy.deepcopy(model), recipe, context=context, allow_nonfinite=allow_nonfinite)
         work.eval()
         before, after = _measure_pair(
             model,

@@ -87,7 +87,7 @@ def analyze(
     # long: one parameter line per CLI option, outputs and option values checked before the model is built
     """Params, non-zeros, MACs, bytes on disk, latency, energy and (with --data) accuracy."""
     from torchslim.api import analyze as analyze_model
-    from torchslim.cli.resolve import resolve_data, resolve_model
+    from torchslim.cli.resolve import ALLOW_NONFINITE, resolve_data, resolve_model
     from torchslim.core.errors import ConfigError
     from torchslim.io.outputs import check_output_file
     from torchslim.report import Report
@@ -111,7 +111,9 @@ def analyze(
         root=data_root,
         model=net,
     )
-    stats = analyze_model(net, splits, batch_size=batch_size, threads=threads, repeats=repeats).to_dict()
+    stats = analyze_model(
+        net, splits, batch_size=batch_size, threads=threads, repeats=repeats, allow_nonfinite=ALLOW_NONFINITE.get()
+    ).to_dict()
     report = Report(model=model, before=stats, dataset=data)
     if sensitivity:
         from torchslim.pruning import sensitivity as layer_sensitivity

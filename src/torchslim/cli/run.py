@@ -47,7 +47,7 @@ def compress_and_save(
     :func:`run_dir_for` so a killed run resumes, and that folder goes once the artifact is saved.
     """
     from torchslim.api import compress as compress_model
-    from torchslim.cli.resolve import resolve_data, resolve_model
+    from torchslim.cli.resolve import ALLOW_NONFINITE, resolve_data, resolve_model
     from torchslim.io.outputs import check_output_dir, clean_leftovers
 
     check_output_dir(out)
@@ -75,6 +75,7 @@ def compress_and_save(
         model_name=model,
         run_dir=run_dir_for(out),
         max_drop=max_drop,
+        allow_nonfinite=ALLOW_NONFINITE.get(),
     )
     result.save(out)
     shutil.rmtree(run_dir_for(out), ignore_errors=True)
