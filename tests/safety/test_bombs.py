@@ -58,7 +58,12 @@ SCRIPT = textwrap.dedent(
     for name, change in bombs.items():
         path = artifact(change)
         case(name, lambda: load(path))
-    results["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM is this process's own peak (reset by exec); ru_maxrss would include the forking parent's,
+    # i.e. pytest's, peak on Linux
+    status = Path("/proc/self/status")
+    hwm = [line for line in status.read_text().splitlines() if line.startswith("VmHWM:")] if status.exists() else []
+    peak_kb = int(hwm[0].split()[1]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    results["max_rss_mb"] = peak_kb / 1024
     print(json.dumps(results))
     """
 )
