@@ -157,7 +157,7 @@ def calibration_feeds(splits: DataSplits, samples: int = 512) -> list[dict[str, 
 
 
 def ort_quantize_static(
-    float_path: Path, out: Path, feeds: list[dict[str, np.ndarray]], *, activations: str = "int8"
+    float_path: Path, out: Path, feeds: list[dict[str, np.ndarray]], *, activations: str = "uint8"
 ) -> None:
     """onnxruntime's ``quantize_static``: QDQ, per-channel int8 weights, activations ``int8`` or
     ``uint8`` (onnxruntime's default, with which it fuses every Conv, Add and pooling of a ResNet
