@@ -262,3 +262,18 @@ def test_resume_on_cuda_matches_an_uninterrupted_run(toys, tmp_path):
     result = train(resumed, _loader(toys), config=config, hooks=[Tracker(), Crash()], device="cuda", run_dir=tmp_path)
     assert result.resumed_from_step == 6
     assert toys.same_weights(resumed, reference)
+
+
+def test_checkpoints_also_follow_the_clock(toys, tmp_path):
+    # checkpoint_minutes tiny: every step is past due, so a killed run resumes from its last step
+    config = TrainConfig(epochs=1, checkpoint_minutes=1e-9)
+    with pytest.raises(Killed):
+        train(toys.model(), _loader(toys), config=config, hooks=[Crash(3)], run_dir=tmp_path)
+    latest = json.loads((tmp_path / "checkpoint" / "latest.json").read_text())
+    assert latest["step"] == 2 and latest["complete"] is False  # Crash(3) stops in step 3, before its checkpoint
+    resumed = train(toys.model(), _loader(toys), config=config, hooks=[Crash()], run_dir=tmp_path)
+    assert resumed.resumed_from_step == 2
+    # the default clock (10 minutes) never fires in a short run: only the final checkpoint
+    quiet_dir = tmp_path / "default"
+    train(toys.model(), _loader(toys), config=TrainConfig(epochs=1), hooks=[Crash()], run_dir=quiet_dir)
+    assert [p.name for p in (quiet_dir / "checkpoint").glob("step-*")] == ["step-000000006"]

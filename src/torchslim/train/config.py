@@ -19,7 +19,7 @@ Schedule = Literal["constant", "cosine", "linear", "step"]
 
 # Fields that change how a run is observed, not what it computes; a checkpoint written with other
 # values of these can still be resumed.
-OBSERVATION_FIELDS = ("checkpoint_every", "log_every")
+OBSERVATION_FIELDS = ("checkpoint_every", "checkpoint_minutes", "log_every")
 
 _RANGES: dict[str, dict[str, Any]] = {
     "epochs": {"low": 0},
@@ -30,6 +30,7 @@ _RANGES: dict[str, dict[str, Any]] = {
     "warmup_steps": {"low": 0},
     "grad_clip": {"low": 0, "low_inclusive": False},
     "checkpoint_every": {"low": 1},
+    "checkpoint_minutes": {"low": 0, "low_inclusive": False},
     "log_every": {"low": 1},
     "step_size": {"low": 1},
     "gamma": {"low": 0, "high": 1, "low_inclusive": False},
@@ -60,6 +61,9 @@ class TrainConfig(TechniqueConfig):
         grad_clip: clip the global gradient L2 norm to this value; None does not clip.
         checkpoint_every: with a ``run_dir``, write a checkpoint every this many steps; None writes
             only the final one (marked complete) that ``train`` writes whenever it has a run_dir.
+        checkpoint_minutes: with a ``run_dir``, also write a checkpoint once this many minutes have
+            passed since the last one (so a long run killed late loses at most this much work);
+            None turns the clock off.
         log_every: append a history entry (mean loss since the previous entry, lr) every this many
             steps, and at the last step.
         early_stop_patience: stop before ``epochs`` passes once the mean training loss of an epoch
@@ -82,6 +86,7 @@ class TrainConfig(TechniqueConfig):
     gamma: float = 0.1
     grad_clip: float | None = None
     checkpoint_every: int | None = None
+    checkpoint_minutes: float | None = 10.0
     log_every: int = 50
     early_stop_patience: int | None = None
     early_stop_min_delta: float = 0.0

@@ -3,14 +3,16 @@
 Per epoch: the RNG and the loader are seeded from ``(seed, epoch)``; a resumed epoch skips the
 batches its checkpoint had used and restores the RNG state; each step runs
 :func:`~torchslim.train.batch.train_step`, logs every ``log_every`` steps and checkpoints every
-``checkpoint_every`` steps (a checkpoint due on the last batch of an epoch is written after
-``on_epoch_end``, as the start of the next epoch). The run ends after ``epochs`` passes, at
-``max_steps``, or when early stopping says so (see :class:`~torchslim.train.meter.Meter`).
+``checkpoint_every`` steps and every ``checkpoint_minutes`` of wall-clock time (a checkpoint due on
+the last batch of an epoch is written after ``on_epoch_end``, as the start of the next epoch). The
+run ends after ``epochs`` passes, at ``max_steps``, or when early stopping says so (see
+:class:`~torchslim.train.meter.Meter`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -39,6 +41,23 @@ class Run:
     snapshot: Callable[[bool], None] | None = None
     restore_rng: dict[str, torch.Tensor] | None = None
     steps_run: int = 0
+    last_snapshot: float = dataclasses.field(default_factory=time.monotonic)
+
+    def save(self) -> None:
+        """Write a (not complete) checkpoint now and restart the checkpoint clock."""
+        assert self.snapshot is not None
+        self.snapshot(False)
+        self.last_snapshot = time.monotonic()
+
+    def checkpoint_due(self) -> bool:
+        """A checkpoint is due by step count (``checkpoint_every``) or by the clock (``checkpoint_minutes``)."""
+        config = self.state.config
+        if self.snapshot is None:
+            return False
+        every, minutes = config.checkpoint_every, config.checkpoint_minutes
+        by_steps = every is not None and self.state.step % every == 0
+        by_clock = minutes is not None and time.monotonic() - self.last_snapshot >= 60.0 * minutes
+        return by_steps or by_clock
 
     def unfinished(self) -> bool:
         state = self.state
@@ -64,7 +83,7 @@ def run_epochs(run: Run) -> int:
         state.batch_in_epoch = 0
         meter.end_epoch(state.config)
         if pending and run.snapshot is not None and run.unfinished():
-            run.snapshot(False)
+            run.save()
     if meter.window_count:
         meter.log(state)
     return run.steps_run
@@ -110,7 +129,7 @@ def _run_batches(run: Run, iterator: Iterator[Any]) -> tuple[bool, bool]:
 def _step(run: Run, batch: Any) -> bool:
     """One step with its bookkeeping; returns whether a checkpoint is due at the end of the epoch."""
     state, meter = run.state, run.meter
-    every, total = state.config.checkpoint_every, state.total_steps
+    total = state.total_steps
     loss, lr = train_step(state, batch, run.hooks, run.loss_fn, run.params)
     state.batch_in_epoch += 1
     state.step += 1
@@ -122,10 +141,10 @@ def _step(run: Run, batch: Any) -> bool:
     for hook in run.hooks:
         hook.on_step_end(state)
     run.progress.step(loss)
-    if run.snapshot is None or not every or state.step % every:
+    if not run.checkpoint_due():
         return False
     if state.steps_per_epoch is not None and state.batch_in_epoch == state.steps_per_epoch:
         return True  # write it after on_epoch_end, as the start of the next epoch
     if total is None or state.step < total:
-        run.snapshot(False)
+        run.save()
     return False
