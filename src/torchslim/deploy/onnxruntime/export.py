@@ -38,7 +38,7 @@ from torchslim.deploy.onnxruntime.graph_passes import (
     pool_before_float_relu,
     propagate_output_qdq,
 )
-from torchslim.deploy.onnxruntime.inputs import normalize_inputs
+from torchslim.deploy.onnxruntime.inputs import forward_parameters, keyword_inputs, normalize_inputs, output_tensor
 from torchslim.io.atomic import atomic_path
 
 DEFAULT_OPSET = 17
@@ -47,6 +47,40 @@ EAGER_ATTENTION_NOTE = (
     "Hugging Face attention exported as explicit MatMul/Softmax instead of torch's scaled_dot_product_attention "
     "(whose ONNX form adds an IsNaN/Where pass over every attention matrix); the model itself is unchanged."
 )
+
+
+NO_CACHE_NOTE = (
+    "Traced with use_cache=False: the graph computes the full sequence without a key/value cache "
+    "(no past_key_values inputs or outputs)."
+)
+
+
+class _ByName(nn.Module):
+    """`model` called with its inputs by name (positional tensors -> keywords), returning one tensor.
+
+    Parameters the example does not give keep their defaults; `fixed` adds constant keywords such as
+    ``use_cache=False``. The output is :func:`torchslim.deploy.onnxruntime.inputs.output_tensor` of
+    the model's output, the tensor :func:`check_parity` compares.
+    """
+
+    def __init__(self, model: nn.Module, names: list[str], fixed: dict[str, Any]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = names
+        self.fixed = fixed
+
+    def forward(self, *args: Tensor) -> Tensor:
+        return output_tensor(self.model(**dict(zip(self.names, args, strict=True)), **self.fixed))
+
+
+def _by_name(model: nn.Module, example_input: Mapping[str, Any]) -> tuple[_ByName, tuple[Tensor, ...], list[str]]:
+    """Wrap `model` to take the mapping's tensors by name, with the key/value cache off when it has one."""
+    args, names = keyword_inputs(model, example_input)
+    params = forward_parameters(model) or []
+    fixed: dict[str, Any] = {}
+    if "use_cache" in params and "use_cache" not in names:
+        fixed["use_cache"] = False
+    return _ByName(model, names, fixed), args, names
 
 
 @dataclasses.dataclass
@@ -110,7 +144,7 @@ def _dynamic_axes(
     for name, tensor in zip(names, args, strict=True):
         axes[name] = {0: "batch"}
         if not tensor.is_floating_point() and tensor.dim() >= 2:
-            axes[name][1] = "sequence"
+            axes[name][1] = "decoder_sequence" if name.startswith("decoder_") else "sequence"
     for name in out_names:
         axes[name] = {0: "batch"}
     return axes
@@ -164,7 +198,8 @@ def _trace(
             proto = onnx.load(str(raw))
     except (RuntimeError, TypeError, ValueError, NotImplementedError) as exc:
         raise ModelError(
-            f"export_onnx: {type(model).__name__} could not be exported: {type(exc).__name__}: {exc}"
+            f"export_onnx: {type(model.model if isinstance(model, _ByName) else model).__name__} could not be "
+            f"exported: {type(exc).__name__}: {exc}"
         ) from exc
     finally:
         for module, implementation in reversed(switched):
@@ -191,9 +226,13 @@ def export_onnx(
 ) -> OnnxExport:
     """Write `model` to `path` as ONNX (int8 QDQ for torchslim-quantized layers), atomically.
 
-    `example_input` is a tensor, a tuple of tensors or a mapping (ordered like ``forward``'s
-    arguments). With `dynamic_batch` every input's and output's first dimension is dynamic, and the
-    second dimension of integer inputs of rank >= 2 (token ids) too; `dynamic_axes` overrides that.
+    `example_input` is a tensor, a tuple of tensors or a mapping. A mapping's tensors are passed to
+    ``forward`` by name (they become the graph inputs, in ``forward``'s order), every other parameter
+    keeps its default, a ``use_cache`` parameter is set to False (noted in :attr:`OnnxExport.notes`),
+    and the graph's single output is the tensor :func:`check_parity` compares (logits, else the first
+    tensor of a ``ModelOutput`` / tuple). With `dynamic_batch` every input's and output's first
+    dimension is dynamic, and the second dimension of integer inputs of rank >= 2 (token ids) too
+    (``decoder_sequence`` for ``decoder_*`` inputs); `dynamic_axes` overrides that.
     The model is traced in eval mode; its modes are restored afterwards and it is not changed.
     With `eager_attention` Hugging Face models inside `model` are traced with eager attention
     instead of SDPA (see :func:`_eager_attention`), and switched back afterwards.
@@ -202,13 +241,23 @@ def export_onnx(
 
     if opset < 13:
         raise ConfigError(f"export_onnx: opset {opset} is too old; per-channel DequantizeLinear needs opset >= 13.")
-    args, names = normalize_inputs(model, example_input, input_names)
+    traced_model: nn.Module = model
+    fixed: dict[str, Any] = {}
+    if isinstance(example_input, Mapping):
+        wrapper, args, names = _by_name(model, example_input)
+        traced_model, fixed = wrapper, wrapper.fixed
+        if input_names is not None:
+            if len(input_names) != len(args):
+                raise ConfigError(f"export_onnx: {len(input_names)} input_names for {len(args)} inputs.")
+            names = [str(n) for n in input_names]
+    else:
+        args, names = normalize_inputs(model, example_input, input_names)
     layers = list(compressed_layers(model))
     quantized = bool(layers)
     out_names = list(output_names) if output_names is not None else ["output"]
     axes = _dynamic_axes(names, args, out_names, dynamic_batch=dynamic_batch, dynamic_axes=dynamic_axes)
     export_kwargs = {"opset_version": opset, "input_names": names, "output_names": out_names}
-    traced = _trace(model, args, layers, eager_attention=eager_attention, export_kwargs=export_kwargs, axes=axes)
+    traced = _trace(traced_model, args, layers, eager_attention=eager_attention, export_kwargs=export_kwargs, axes=axes)
     inserted = removed = 0
     if quantized and propagate_qdq:
         pool_before_float_relu(traced.proto)
@@ -230,7 +279,7 @@ def export_onnx(
         inserted_qdq=inserted,
         removed_relu=removed,
         bytes=path.stat().st_size,
-        notes=_notes(traced, opset=opset),
+        notes=_notes(traced, opset=opset) + ([NO_CACHE_NOTE] if fixed.get("use_cache") is False else []),
     )
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from torchslim.core.batches import logits_of
 from torchslim.core.errors import ConfigError, ModelError
 
 
@@ -26,6 +27,48 @@ def _signature_order(model: nn.Module, keys: Sequence[str]) -> list[str]:
                 f"{params}; give the leading arguments without gaps."
             )
     return ordered + [k for k in keys if k not in ordered]
+
+
+def forward_parameters(model: nn.Module) -> list[str] | None:
+    """The names of ``model.forward``'s parameters, or None when they cannot be read."""
+    try:
+        return list(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return None
+
+
+def keyword_inputs(model: nn.Module, example_input: Mapping[str, Any]) -> tuple[tuple[Tensor, ...], list[str]]:
+    """The tensors of a mapping example and their names, in ``forward``'s order (then the mapping's).
+
+    Unlike :func:`normalize_inputs` gaps are allowed: the export passes these by name (see
+    :func:`torchslim.deploy.onnxruntime.export.export_onnx`), and parameters the example does not give
+    keep their defaults.
+    """
+    params = forward_parameters(model) or []
+    keys = [str(k) for k in example_input]
+    for key in keys:
+        if not isinstance(example_input[key], Tensor):
+            raise ConfigError(
+                f"export_onnx: example_input[{key!r}] is a {type(example_input[key]).__name__}, not a tensor."
+            )
+    ordered = [p for p in params if p in keys] + [k for k in keys if k not in params]
+    return tuple(example_input[k] for k in ordered), ordered
+
+
+def output_tensor(output: Any) -> Tensor:
+    """The tensor a parity check compares: the output itself, its logits (as
+    :func:`torchslim.core.batches.logits_of` finds them), else the first tensor of a
+    ``ModelOutput`` / mapping / tuple."""
+    try:
+        return logits_of(output)
+    except ModelError:
+        pass
+    values = list(output.values()) if isinstance(output, Mapping) else output
+    if isinstance(values, (list, tuple)):
+        for value in values:
+            if isinstance(value, Tensor):
+                return value
+    raise ModelError(f"cannot find an output tensor in a model output of type {type(output).__name__}.")
 
 
 def normalize_inputs(

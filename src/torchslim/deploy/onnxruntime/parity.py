@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from torchslim.core.errors import ModelError
 from torchslim.core.layer import compressed_layers
+from torchslim.deploy.onnxruntime.inputs import output_tensor
 from torchslim.deploy.onnxruntime.session import run_onnx
 
 
@@ -37,7 +38,12 @@ class ParityReport:
 
 
 def reference_output(model: nn.Module, inputs: Any) -> np.ndarray:
-    """`model`'s output tensor on `inputs` (eval mode, no grad, modes restored) as float32 numpy."""
+    """`model`'s output tensor on `inputs` (eval mode, no grad, modes restored) as float32 numpy.
+
+    For a model returning a ``ModelOutput``, mapping or tuple this is its logits, else its first
+    tensor (:func:`torchslim.deploy.onnxruntime.inputs.output_tensor`); the ONNX export writes the
+    same tensor as its single output, so parity compares like with like.
+    """
     flags = [(m, m.training) for m in model.modules()]
     try:
         model.eval()
@@ -51,11 +57,11 @@ def reference_output(model: nn.Module, inputs: Any) -> np.ndarray:
     finally:
         for module, flag in flags:
             module.training = flag
-    if not isinstance(out, Tensor):
-        out = getattr(out, "logits", None) if not isinstance(out, (tuple, list)) else out[0]
-    if not isinstance(out, Tensor):
-        raise ModelError(f"check_parity: cannot find the output tensor of {type(model).__name__}.")
-    return out.detach().float().cpu().numpy()
+    try:
+        tensor = output_tensor(out)
+    except ModelError as exc:
+        raise ModelError(f"check_parity: {type(model).__name__}: {exc}") from exc
+    return tensor.detach().float().cpu().numpy()
 
 
 def check_parity(
