@@ -115,8 +115,12 @@ class ActivationQuant(TechniqueConfig):
 
     Attributes:
         mode: ``static`` (calibrated scale), ``dynamic`` (range of each input at run time, int8; for
-            Linear-heavy models such as transformers) or ``auto`` (dynamic for transformer-like
-            models, static otherwise).
+            Linear-heavy models such as transformers) or ``auto``, decided per layer type:
+            convolutions get static int8 in any model (integer kernels in onnxruntime; a model
+            with attention and no calibration data keeps them dynamic, with a note), Linear layers
+            (and GPT-2-style ``Conv1D``) get dynamic int8 in models with attention
+            (:func:`transformer_like`: measured faster for MiniLM, see
+            benchmarks/results/quantization.md) and static int8 otherwise (a CNN's head).
         bits / symmetric: static input quantization (dynamic is 8-bit asymmetric).
         dynamic_granularity: ``per_tensor`` (ONNX DynamicQuantizeLinear, which onnxruntime fuses
             into DynamicQuantizeMatMul: the fast path) or ``per_token`` (a range per row of the last
@@ -149,6 +153,13 @@ class ActivationQuant(TechniqueConfig):
         if mode == "dynamic":
             return ActivationSpec("dynamic", 8, False, self.dynamic_granularity)
         return ActivationSpec("static", self.bits, self.symmetric)
+
+    def layer_spec(self, module: nn.Module, model_spec: ActivationSpec, *, has_data: bool) -> ActivationSpec:
+        """The spec of one layer given the model's (:meth:`spec`): under ``auto``, a convolution is
+        static int8 (integer kernels) in any model when calibration data is given."""
+        if self.mode == "auto" and has_data and not model_spec.static and isinstance(module, nn.modules.conv._ConvNd):
+            return ActivationSpec("static", self.bits, self.symmetric)
+        return model_spec
 
 
 _ACTIVATION_KEYS = ("activation_mode", "activation_bits", "activation_symmetric", "dynamic_granularity", "observer")
@@ -304,16 +315,17 @@ Uniform = Quantize
 
 
 def transformer_like(model: nn.Module) -> bool:
-    """True for models built around attention (dynamic activation quantization suits them best)."""
+    """True for models built around attention (dynamic int8 suits their Linear layers best): an
+    ``nn.MultiheadAttention`` or a class named ``*Attention``, or a Hugging Face ``PreTrainedModel``
+    without convolutions. A CNN from ``transformers`` (ResNet, ConvNeXt, ...) is not."""
+    pretrained = False
+    has_conv = False
     for module in model.modules():
-        if isinstance(module, nn.MultiheadAttention):
+        if isinstance(module, nn.MultiheadAttention) or type(module).__name__.endswith("Attention"):
             return True
-        name = type(module).__name__
-        if name.endswith("Attention") or name.endswith("SelfAttention"):
-            return True
-        if any(k.__name__ == "PreTrainedModel" for k in type(module).__mro__):
-            return True
-    return False
+        pretrained = pretrained or any(k.__name__ == "PreTrainedModel" for k in type(module).__mro__)
+        has_conv = has_conv or isinstance(module, nn.modules.conv._ConvNd)
+    return pretrained and not has_conv
 
 
 __all__ = ["ActivationQuant", "QAT_TRAIN_DEFAULTS", "Quantize", "Uniform", "WeightQuant", "transformer_like"]

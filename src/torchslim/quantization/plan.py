@@ -109,11 +109,13 @@ def plan_layers(
     gptq_ok: Callable[[nn.Module], bool] | None = None,
     outlier_channels: int = 0,
     single_channel_convs: bool = True,
+    layer_act: Callable[[nn.Module, ActivationSpec], ActivationSpec] | None = None,
 ) -> tuple[list[LayerChoice], dict[str, str]]:
     """The layers to quantize (in model order) and ``{name: reason}`` for selected layers that stay float.
 
     With ``single_channel_convs=False`` and static input quantization, convolutions with one input
     channel (``groups == 1``) stay float (see ``Quantize.quantize_single_channel_convs``).
+    `layer_act` maps a layer and `act_spec` to that layer's activation spec (``auto``: by layer type).
     """
     choices: list[LayerChoice] = []
     skipped: dict[str, str] = {}
@@ -122,7 +124,8 @@ def plan_layers(
     for name, module in (targets or Targets()).resolve(model):
         if any(name.startswith(c.name + ".") for c in choices):
             continue  # a child of a layer already chosen (e.g. a padding module)
-        reason = _float_reason(module, act_spec, single_channel_convs)
+        layer_spec = act_spec if layer_act is None or act_spec is None else layer_act(module, act_spec)
+        reason = _float_reason(module, layer_spec, single_channel_convs)
         if reason is not None:
             skipped[name] = reason
             continue
@@ -138,7 +141,7 @@ def plan_layers(
         if not torch.isfinite(weight.detach()).all():
             raise ModelError(f"layer {name!r}: the weight contains NaN or inf; refusing to quantize it.")
         layer_method = _layer_method(module, method, spec, gptq_ok)
-        act = None if isinstance(module, nn.Embedding) else act_spec  # a lookup has no activations to quantize
+        act = None if isinstance(module, nn.Embedding) else layer_spec  # a lookup has no activations to quantize
         split = 0
         if (
             outlier_channels > 0

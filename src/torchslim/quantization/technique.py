@@ -89,8 +89,14 @@ def _plan(
     method: str,
     *,
     split: int,
+    has_data: bool,
     gptq_ok: Callable[[nn.Module], bool] | None = None,
 ) -> tuple[list[LayerChoice], dict[str, str]]:
+    acts = config.activations
+
+    def layer_act(module: nn.Module, spec: ActivationSpec) -> ActivationSpec:
+        return spec if acts is None else acts.layer_spec(module, spec, has_data=has_data)
+
     return plan_layers(
         model,
         targets=targets,
@@ -101,6 +107,7 @@ def _plan(
         gptq_ok=gptq_ok,
         outlier_channels=split,
         single_channel_convs=config.quantize_single_channel_convs,
+        layer_act=layer_act,
     )
 
 
@@ -147,6 +154,8 @@ def _mark_outputs(
     work: nn.Module, choices: list[LayerChoice], act_spec: ActivationSpec | None, config: Quantize, info: dict[str, Any]
 ) -> PointPlan | None:
     """Static PTQ: the integer graph's points, else int8 outputs on the residual branches only."""
+    if act_spec is not None and not act_spec.static:  # auto: static convolutions in a dynamic model
+        act_spec = next((c.act_spec for c in choices if c.act_spec is not None and c.act_spec.static), None)
     if config.mode != "ptq" or not config.quantize_residual_outputs or act_spec is None or act_spec.mode != "static":
         return None
     points = _plan_int8_graph(work, choices, act_spec, info) if config.integer_graph else None
@@ -210,6 +219,28 @@ def _quantize(
     )
 
 
+def _note_modes(choices: list[LayerChoice], config: Quantize, info: dict[str, Any]) -> None:
+    """Per-mode layer counts when the layers differ (``auto``), and a note for convolutions left
+    dynamic (they run as float convolutions in onnxruntime) for want of calibration data."""
+    modes: dict[str, int] = {}
+    for choice in choices:
+        key = choice.act_spec.mode if choice.act_spec is not None else "weight_only"
+        modes[key] = modes.get(key, 0) + 1
+    if len(modes) > 1:
+        info["activation_modes"] = modes
+    dynamic_convs = [
+        c.name
+        for c in choices
+        if isinstance(c.module, nn.modules.conv._ConvNd) and c.act_spec and not c.act_spec.static
+    ]
+    if dynamic_convs and config.activations is not None and config.activations.mode == "auto":
+        info.setdefault("notes", []).append(
+            f"{len(dynamic_convs)} convolution(s) quantized dynamic, not static: static int8 (integer kernels in "
+            "onnxruntime) needs calibration data (context.data.calibration); without it they run as float "
+            "convolutions with int8 weights"
+        )
+
+
 @TECHNIQUES.handles(Quantize)
 def quantize_handler(model: nn.Module, config: Quantize, *, targets: Targets | None, context: Context) -> StepOutcome:
     """Quantize `model` (a copy of it) as `config` says; see the module docstring."""
@@ -219,7 +250,7 @@ def quantize_handler(model: nn.Module, config: Quantize, *, targets: Targets | N
 
     # ---- everything that can fail on bad input, before any work --------------------------------
     split = config.outlier_channels if config.mode == "ptq" else 0
-    preview, kept_float = _plan(model, config, targets, act_spec, method, split=split)
+    preview, kept_float = _plan(model, config, targets, act_spec, method, split=split, has_data=has_calibration)
     if not preview:
         why = "; ".join(f"{name}: {reason}" for name, reason in list(kept_float.items())[:3])
         raise TargetError(
@@ -242,8 +273,16 @@ def quantize_handler(model: nn.Module, config: Quantize, *, targets: Targets | N
         example = context.example_input if context.example_input is not None else (batches[0] if batches else None)
         work = _fold_step(work, example, info, skipped)
     choices, float_layers = _plan(
-        work, config, targets, act_spec, method, split=split if batches is not None else 0, gptq_ok=gptq_supported
+        work,
+        config,
+        targets,
+        act_spec,
+        method,
+        split=split if batches is not None else 0,
+        has_data=batches is not None,
+        gptq_ok=gptq_supported,
     )
+    _note_modes(choices, config, info)
     if split and batches is None and any(c.split_outliers for c in preview):
         info.setdefault("notes", []).append(
             "outlier channel splitting skipped: it needs calibration data to find the outlier channels"

@@ -1,0 +1,79 @@
+"""``activations.mode: auto`` decides by layer type, not by model class (issue 15)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from quant_toys import SelfAttention
+from torch import nn
+
+from torchslim.core import Context, DataSplits
+from torchslim.quantization import Quantize, quantize_handler
+from torchslim.quantization.config import transformer_like
+
+
+def _tiny_hf_resnet() -> nn.Module:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], layer_type="bottleneck")
+    torch.manual_seed(0)
+    model: nn.Module = transformers.ResNetForImageClassification(config)
+    return model.eval()
+
+
+def _context(example: torch.Tensor, *, calibration: bool = True) -> Context:
+    data = DataSplits(calibration=[(example, torch.zeros(len(example)))], name="t") if calibration else None
+    return Context(data=data, example_input=example)
+
+
+def test_hf_cnn_gets_static_int8_and_integer_convolutions(tmp_path):
+    from torchslim.deploy import export_onnx
+    from torchslim.deploy.onnxruntime.session import optimized_op_counts
+
+    model = _tiny_hf_resnet()
+    assert not transformer_like(model)  # a PreTrainedModel, but a CNN
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    out = quantize_handler(model, Quantize(), targets=None, context=_context(x))
+    assert out.info["activation_mode"] == "static"
+    quantized = [m for m in out.model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert quantized and all(m.act_spec is not None and m.act_spec.static for m in quantized)
+    path = tmp_path / "resnet.onnx"
+    export_onnx(out.model, path, x)
+    counts = optimized_op_counts(path)
+    # measured: 4 of 8 convolutions are QLinearConv (the 4 feeding residual Adds stay float: torch.fx
+    # cannot trace the HF model, so their outputs get no int8 point), the head is QGemm
+    assert counts["QLinearConv"] >= 4
+    assert counts["QGemm"] == 1
+
+
+class _Hybrid(nn.Module):
+    """A conv stem followed by an attention block: convs static, Linear layers dynamic."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.attn = SelfAttention(16)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = torch.relu(self.stem(x)).flatten(2).transpose(1, 2)
+        return self.head(self.attn(tokens).mean(1))
+
+
+def _modes(model: nn.Module) -> dict[str, str]:
+    return {n: m.act_spec.mode for n, m in model.named_modules() if getattr(m, "act_spec", None) is not None}
+
+
+def test_hybrid_model_static_convs_dynamic_linears():
+    torch.manual_seed(0)
+    model = _Hybrid().eval()
+    x = torch.randn(4, 3, 8, 8)
+    assert transformer_like(model)
+    out = quantize_handler(model, Quantize(), targets=None, context=_context(x))
+    modes = _modes(out.model)
+    assert modes["stem"] == "static"
+    assert modes["head"] == "dynamic" and all(v == "dynamic" for k, v in modes.items() if k.startswith("attn."))
+    assert out.info["activation_mode"] == "dynamic" and out.info["activation_modes"]["static"] == 1
+    # without calibration data the convolution stays dynamic, and the step says why
+    bare = quantize_handler(model, Quantize(), targets=None, context=_context(x, calibration=False))
+    assert _modes(bare.model)["stem"] == "dynamic"
+    assert any("needs calibration data" in note for note in bare.info["notes"])
