@@ -12,7 +12,7 @@ from torch import nn
 
 from torchslim.core.errors import ModelError
 from torchslim.deploy import check_parity, export_onnx
-from torchslim.deploy.onnxruntime.export import NO_CACHE_NOTE
+from torchslim.deploy.onnxruntime.export import DECODER_INPUTS_NOTE, NO_CACHE_NOTE
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
@@ -91,3 +91,17 @@ class _NoTensor(nn.Module):
 def test_output_without_a_tensor_is_a_typed_refusal(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="_NoTensor"):
         check_parity(_NoTensor(), tmp_path / "absent.onnx", torch.zeros(1, 2))
+
+
+def test_encoder_decoder_builds_decoder_input_ids(tmp_path: Path) -> None:
+    kw = dict(vocab_size=128, d_model=32, encoder_layers=1, decoder_layers=1, encoder_ffn_dim=64, decoder_ffn_dim=64)
+    model = _hf(
+        "BartForConditionalGeneration", "BartConfig", encoder_attention_heads=4, decoder_attention_heads=4, **kw
+    )
+    example = _text()
+    export = export_onnx(model, tmp_path / "bart.onnx", example)
+    assert export.input_names == ["input_ids", "attention_mask", "decoder_input_ids"]
+    assert DECODER_INPUTS_NOTE in export.notes
+    assert "decoder_input_ids" not in example  # the caller's mapping is not changed
+    parity = check_parity(model, export.path, example)
+    assert parity.ok, parity

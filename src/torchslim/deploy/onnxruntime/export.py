@@ -38,7 +38,13 @@ from torchslim.deploy.onnxruntime.graph_passes import (
     pool_before_float_relu,
     propagate_output_qdq,
 )
-from torchslim.deploy.onnxruntime.inputs import forward_parameters, keyword_inputs, normalize_inputs, output_tensor
+from torchslim.deploy.onnxruntime.inputs import (
+    forward_parameters,
+    keyword_inputs,
+    normalize_inputs,
+    output_tensor,
+    with_decoder_inputs,
+)
 from torchslim.io.atomic import atomic_path
 
 DEFAULT_OPSET = 17
@@ -48,6 +54,11 @@ EAGER_ATTENTION_NOTE = (
     "(whose ONNX form adds an IsNaN/Where pass over every attention matrix); the model itself is unchanged."
 )
 
+
+DECODER_INPUTS_NOTE = (
+    "decoder_input_ids were built from input_ids shifted right (decoder_start_token_id first); "
+    "check_parity builds them the same way."
+)
 
 NO_CACHE_NOTE = (
     "Traced with use_cache=False: the graph computes the full sequence without a key/value cache "
@@ -81,6 +92,34 @@ def _by_name(model: nn.Module, example_input: Mapping[str, Any]) -> tuple[_ByNam
     if "use_cache" in params and "use_cache" not in names:
         fixed["use_cache"] = False
     return _ByName(model, names, fixed), args, names
+
+
+def _prepare(
+    model: nn.Module, example_input: Any, input_names: Sequence[str] | None
+) -> tuple[nn.Module, tuple[Tensor, ...], list[str], list[str]]:
+    """The module to trace, its positional inputs, their names, and the notes on how they were made.
+
+    A mapping's tensors are passed to ``forward`` by name (they become the graph inputs, in
+    ``forward``'s order), every other parameter keeps its default, a ``use_cache`` parameter is set
+    to False, ``decoder_input_ids`` an encoder-decoder needs are built from ``input_ids`` when the
+    example has none (:func:`torchslim.deploy.onnxruntime.inputs.with_decoder_inputs`), and the
+    graph's single output is the tensor :func:`check_parity` compares (logits, else the first tensor
+    of a ``ModelOutput`` / tuple). Each of these choices is said in :attr:`OnnxExport.notes`.
+    """
+    given = example_input
+    example_input = with_decoder_inputs(model, example_input)
+    if not isinstance(example_input, Mapping):
+        args, names = normalize_inputs(model, example_input, input_names)
+        return model, args, names, []
+    wrapper, args, names = _by_name(model, example_input)
+    if input_names is not None:
+        if len(input_names) != len(args):
+            raise ConfigError(f"export_onnx: {len(input_names)} input_names for {len(args)} inputs.")
+        names = [str(n) for n in input_names]
+    notes = [NO_CACHE_NOTE] if wrapper.fixed.get("use_cache") is False else []
+    if example_input is not given:
+        notes.append(DECODER_INPUTS_NOTE)
+    return wrapper, args, names, notes
 
 
 @dataclasses.dataclass
@@ -226,13 +265,9 @@ def export_onnx(
 ) -> OnnxExport:
     """Write `model` to `path` as ONNX (int8 QDQ for torchslim-quantized layers), atomically.
 
-    `example_input` is a tensor, a tuple of tensors or a mapping. A mapping's tensors are passed to
-    ``forward`` by name (they become the graph inputs, in ``forward``'s order), every other parameter
-    keeps its default, a ``use_cache`` parameter is set to False (noted in :attr:`OnnxExport.notes`),
-    and the graph's single output is the tensor :func:`check_parity` compares (logits, else the first
-    tensor of a ``ModelOutput`` / tuple). With `dynamic_batch` every input's and output's first
-    dimension is dynamic, and the second dimension of integer inputs of rank >= 2 (token ids) too
-    (``decoder_sequence`` for ``decoder_*`` inputs); `dynamic_axes` overrides that.
+    `example_input` is a tensor, a tuple of tensors or a mapping passed by name (see :func:`_prepare`).
+    With `dynamic_batch` every input's and output's first dimension is dynamic, and the second one of
+    integer inputs of rank >= 2 (token ids; ``decoder_sequence`` for ``decoder_*``) too; `dynamic_axes` overrides that.
     The model is traced in eval mode; its modes are restored afterwards and it is not changed.
     With `eager_attention` Hugging Face models inside `model` are traced with eager attention
     instead of SDPA (see :func:`_eager_attention`), and switched back afterwards.
@@ -241,17 +276,7 @@ def export_onnx(
 
     if opset < 13:
         raise ConfigError(f"export_onnx: opset {opset} is too old; per-channel DequantizeLinear needs opset >= 13.")
-    traced_model: nn.Module = model
-    fixed: dict[str, Any] = {}
-    if isinstance(example_input, Mapping):
-        wrapper, args, names = _by_name(model, example_input)
-        traced_model, fixed = wrapper, wrapper.fixed
-        if input_names is not None:
-            if len(input_names) != len(args):
-                raise ConfigError(f"export_onnx: {len(input_names)} input_names for {len(args)} inputs.")
-            names = [str(n) for n in input_names]
-    else:
-        args, names = normalize_inputs(model, example_input, input_names)
+    traced_model, args, names, input_notes = _prepare(model, example_input, input_names)
     layers = list(compressed_layers(model))
     quantized = bool(layers)
     out_names = list(output_names) if output_names is not None else ["output"]
@@ -279,7 +304,7 @@ def export_onnx(
         inserted_qdq=inserted,
         removed_relu=removed,
         bytes=path.stat().st_size,
-        notes=_notes(traced, opset=opset) + ([NO_CACHE_NOTE] if fixed.get("use_cache") is False else []),
+        notes=_notes(traced, opset=opset) + input_notes,
     )
 
 

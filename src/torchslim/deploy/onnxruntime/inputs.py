@@ -55,6 +55,39 @@ def keyword_inputs(model: nn.Module, example_input: Mapping[str, Any]) -> tuple[
     return tuple(example_input[k] for k in ordered), ordered
 
 
+DECODER_KEYS = ("decoder_input_ids", "decoder_inputs_embeds", "labels", "encoder_outputs")
+
+
+def with_decoder_inputs(model: nn.Module, example_input: Any) -> Any:
+    """`example_input` with ``decoder_input_ids`` added when an encoder-decoder model needs them.
+
+    For a mapping holding ``input_ids`` but none of :data:`DECODER_KEYS`, given to a model whose
+    ``config.is_encoder_decoder`` is true and whose ``forward`` takes ``decoder_input_ids``, these are
+    ``input_ids`` shifted right by one with ``config.decoder_start_token_id`` (else
+    ``pad_token_id``) first, the teacher-forcing convention of such models. Anything else is
+    returned as given.
+    """
+    config = getattr(model, "config", None)
+    if (
+        not isinstance(example_input, Mapping)
+        or not getattr(config, "is_encoder_decoder", False)
+        or "decoder_input_ids" not in (forward_parameters(model) or [])
+        or any(k in example_input for k in DECODER_KEYS)
+        or not isinstance(example_input.get("input_ids"), Tensor)
+    ):
+        return example_input
+    start = getattr(config, "decoder_start_token_id", None)
+    start = getattr(config, "pad_token_id", None) if start is None else start
+    if not isinstance(start, int):
+        raise ModelError(
+            f"{type(model).__name__} needs decoder_input_ids and its config has neither decoder_start_token_id "
+            "nor pad_token_id to build them from input_ids; give decoder_input_ids in the example input."
+        )
+    ids: Tensor = example_input["input_ids"]
+    decoder = torch.cat([torch.full_like(ids[:, :1], start), ids[:, :-1]], dim=1)
+    return {**example_input, "decoder_input_ids": decoder}
+
+
 def output_tensor(output: Any) -> Tensor:
     """The tensor a parity check compares: the output itself, its logits (as
     :func:`torchslim.core.batches.logits_of` finds them), else the first tensor of a

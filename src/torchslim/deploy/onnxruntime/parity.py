@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from torchslim.core.errors import ModelError
 from torchslim.core.layer import compressed_layers
-from torchslim.deploy.onnxruntime.inputs import output_tensor
+from torchslim.deploy.onnxruntime.inputs import output_tensor, with_decoder_inputs
 from torchslim.deploy.onnxruntime.session import run_onnx
 
 
@@ -74,7 +74,13 @@ def check_parity(
     atol: float = 1e-5,
     threads: int | None = None,
 ) -> ParityReport:
-    """Compare onnxruntime's output of `path` with `model`'s output on `inputs` (see :class:`ParityReport`)."""
+    """Compare onnxruntime's output of `path` with `model`'s output on `inputs` (see :class:`ParityReport`).
+
+    The compared output is :func:`reference_output`'s tensor (logits, else the first tensor);
+    ``decoder_input_ids`` are added as :func:`export_onnx` adds them
+    (:func:`torchslim.deploy.onnxruntime.inputs.with_decoder_inputs`).
+    """
+    inputs = with_decoder_inputs(model, inputs)
     ref = reference_output(model, inputs)
     got = run_onnx(path, inputs, threads=threads).astype(np.float32)
     if got.shape != ref.shape:
