@@ -77,3 +77,42 @@ def test_hybrid_model_static_convs_dynamic_linears():
     bare = quantize_handler(model, Quantize(), targets=None, context=_context(x, calibration=False))
     assert _modes(bare.model)["stem"] == "dynamic"
     assert any("needs calibration data" in note for note in bare.info["notes"])
+
+
+def _tiny_gpt2() -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(vocab_size=128, n_embd=32, n_layer=2, n_head=4, use_cache=False)
+    torch.manual_seed(0)
+    model: nn.Module = transformers.GPT2LMHeadModel(config).eval()
+    ids = torch.randint(3, 128, (2, 8), generator=torch.Generator().manual_seed(0))
+    return model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def test_gpt2_conv1d_quantized_as_linear_and_tie_kept(tmp_path):
+    from torchslim.deploy import export_onnx
+    from torchslim.deploy.onnxruntime.session import optimized_op_counts
+    from torchslim.io import load, save
+    from torchslim.measure.params import count_parameters
+    from torchslim.measure.size import state_dict_bytes
+
+    model, x = _tiny_gpt2()
+    out = quantize_handler(model, Quantize(), targets=None, context=_context(x))
+    conv1d = [n for n, m in model.named_modules() if type(m).__name__ == "Conv1D"]
+    assert len(conv1d) == 8 and out.info["conv1d_as_linear"] == conv1d
+    modes = _modes(out.model)
+    assert all(modes[n] == "dynamic" for n in conv1d)
+    # the tied embedding / LM head: one float copy, reported, parameters not doubled
+    assert "tied" in out.skipped["lm_head"] and "tied" in out.skipped["transformer.wte"]
+    assert out.model.lm_head.weight is out.model.transformer.wte.weight
+    assert count_parameters(out.model) == count_parameters(model)
+    assert state_dict_bytes(out.model) < state_dict_bytes(model) / 2
+    with torch.no_grad():
+        a, b = model(**x).logits, out.model(**x).logits
+    assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), 0) > 0.999
+    path = tmp_path / "gpt2.onnx"
+    export_onnx(out.model, path, x)
+    assert optimized_op_counts(path)["DynamicQuantizeMatMul"] == 8  # measured: all 8 Conv1D as int8 MatMul
+    save(out.model, tmp_path / "a")
+    again = load(tmp_path / "a", model=_tiny_gpt2()[0])
+    with torch.no_grad():
+        assert torch.equal(again(**x).logits, b)

@@ -23,6 +23,7 @@ from torchslim.core.technique import TECHNIQUES, StepOutcome
 from torchslim.quantization.build import empty_quantized
 from torchslim.quantization.calibration import batch_size_of, check_against_example, check_model_runs, take_calibration
 from torchslim.quantization.config import Quantize, Uniform
+from torchslim.quantization.conv1d import conv1d_as_linear, is_conv1d, replace_conv1d, tied_groups
 from torchslim.quantization.gptq import gptq_supported
 from torchslim.quantization.int8_graph import PointPlan, install_point, observe_points, plan_points
 from torchslim.quantization.observers import make_observer
@@ -97,7 +98,7 @@ def _plan(
     def layer_act(module: nn.Module, spec: ActivationSpec) -> ActivationSpec:
         return spec if acts is None else acts.layer_spec(module, spec, has_data=has_data)
 
-    return plan_layers(
+    choices, skipped = plan_layers(
         model,
         targets=targets,
         weight_spec=config.weight_spec(),
@@ -109,6 +110,11 @@ def _plan(
         single_channel_convs=config.quantize_single_channel_convs,
         layer_act=layer_act,
     )
+    tied = {name: group for group in tied_groups([(c.name, c.module) for c in choices]) for name in group}
+    for name, group in tied.items():
+        others = ", ".join(n for n in group if n != name)
+        skipped[name] = f"weight tied with {others}: kept float, so the model keeps one copy of it (not two int8 ones)"
+    return [c for c in choices if c.name not in tied], skipped
 
 
 def _mark_residual_outputs(work: nn.Module, choices: list[LayerChoice], info: dict[str, Any]) -> None:
@@ -243,6 +249,7 @@ def _note_modes(choices: list[LayerChoice], config: Quantize, info: dict[str, An
 
 @TECHNIQUES.handles(Quantize)
 def quantize_handler(model: nn.Module, config: Quantize, *, targets: Targets | None, context: Context) -> StepOutcome:
+    # long: the checks before any work, then the work in order on the copy; one sequence to read
     """Quantize `model` (a copy of it) as `config` says; see the module docstring."""
     act_spec = config.activation_spec(model)
     has_calibration = context.data is not None and context.data.calibration is not None
@@ -250,7 +257,9 @@ def quantize_handler(model: nn.Module, config: Quantize, *, targets: Targets | N
 
     # ---- everything that can fail on bad input, before any work --------------------------------
     split = config.outlier_channels if config.mode == "ptq" else 0
-    preview, kept_float = _plan(model, config, targets, act_spec, method, split=split, has_data=has_calibration)
+    work = copy.deepcopy(model)  # Conv1D -> Linear on the copy first: the plan sees them as Linear layers
+    converted = replace_conv1d(work)
+    preview, kept_float = _plan(work, config, targets, act_spec, method, split=split, has_data=has_calibration)
     if not preview:
         why = "; ".join(f"{name}: {reason}" for name, reason in list(kept_float.items())[:3])
         raise TargetError(
@@ -260,8 +269,7 @@ def quantize_handler(model: nn.Module, config: Quantize, *, targets: Targets | N
     batches = _calibration(model, config, context, _needs_data(config, act_spec, method))
     train_loader = context.require_data("train", technique="quantize (mode=qat)") if config.mode == "qat" else None
 
-    # ---- work on a copy ---------------------------------------------------------------------------
-    work = copy.deepcopy(model)
+    # ---- work on the copy ---------------------------------------------------------------------------
     work.eval()
     skipped: dict[str, str] = {}
     info: dict[str, Any] = {
@@ -269,6 +277,8 @@ def quantize_handler(model: nn.Module, config: Quantize, *, targets: Targets | N
         "method": method,
         "activation_mode": act_spec.mode if act_spec else "float",
     }
+    if converted:
+        info["conv1d_as_linear"] = converted
     if config.fold_batchnorm and _has_batchnorm(work):
         example = context.example_input if context.example_input is not None else (batches[0] if batches else None)
         work = _fold_step(work, example, info, skipped)
@@ -321,6 +331,8 @@ def replay_quantize(model: nn.Module, entry: dict[str, Any]) -> nn.Module:
             module = model.get_submodule(name)
         except AttributeError:
             raise ModelError(f"quantize plan entry: the model has no layer {name!r}.") from None
+        if is_conv1d(module) and layout.get("class") == "Linear":
+            module = conv1d_as_linear(module)
         set_module(model, name, empty_quantized(module, layout))
     points = entry.get("activation_points", {})
     if not isinstance(points, dict):
