@@ -152,16 +152,23 @@ def quantize(model: nn.Module, example: Any) -> tuple[nn.Module, dict[str, Any]]
     return outcome.model, {"layers": len(outcome.layers)}
 
 
-def export(model: nn.Module, example: Any) -> dict[str, Any]:
-    from torchslim.deploy import check_parity, export_onnx
+def export(model: nn.Module, example: Any, *, kernels: bool = False) -> dict[str, Any]:
+    """Export + parity; with `kernels`, also the model's convolution layers vs the integer
+    convolutions (QLinearConv / ConvInteger) in onnxruntime's optimized graph."""
+    from torchslim.deploy import check_parity, export_onnx, optimized_op_counts
 
+    facts: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         export_onnx(model, path, example)
         parity = check_parity(model, path, example)
+        if kernels:
+            ops = optimized_op_counts(path)
+            facts["conv_layers"] = sum(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+            facts["integer_convs"] = ops.get("QLinearConv", 0) + ops.get("ConvInteger", 0)
     if not parity.ok:
         raise ParityFailure(f"max |diff| {parity.max_abs_diff:.3g} > tolerance {parity.tolerance:.3g}")
-    return {"max_abs_diff": parity.max_abs_diff}
+    return {"max_abs_diff": parity.max_abs_diff, **facts}
 
 
 class ParityFailure(Exception):

@@ -50,7 +50,7 @@ def run_arch(arch: Arch, techniques: tuple[str, ...]) -> dict[str, Cell]:
     def do_onnx_int8() -> dict[str, Any]:
         if "model" not in quantized:
             raise AssertionError("int8 did not produce a model")
-        return export(quantized["model"], example)
+        return export(quantized["model"], example, kernels=True)
 
     jobs = {
         "prune50": lambda: prune(model, example)[1],
@@ -78,6 +78,8 @@ def _cell_text(cell: Cell) -> str:
             extra.append(f"{cell.facts['skipped']} layers skipped")
         if cell.facts.get("not_understood"):
             extra.append(f"{cell.facts['not_understood']} couplings left whole")
+        if cell.facts.get("conv_layers"):
+            extra.append(f"{cell.facts['integer_convs']}/{cell.facts['conv_layers']} convs integer in onnxruntime")
         if any("use_cache" in n for n in cell.facts.get("notes", ())):
             extra.append("use_cache off")
         return "OK" + (f" ({', '.join(extra)})" if extra else "")
@@ -95,7 +97,8 @@ def render(results: dict[str, dict[str, Cell]], techniques: tuple[str, ...], com
         "configs, BatchNorm statistics randomised, outputs checked non-constant. `prune50`: `channel_pruning`",
         "ratio 0.5 with head_ratio 0.5 (`prune50-hidden`: hidden_ratio 0.5 too), OK = measured MACs reduced,",
         "output shapes unchanged, tied weights still tied, caller's model untouched; `int8`: `quantize` defaults;",
-        "`onnx*`: `torchslim.deploy.export_onnx` + `check_parity`. A cell says how many layers were skipped",
+        "`onnx*`: `torchslim.deploy.export_onnx` + `check_parity` (`onnx-int8`: how many of the convolution layers",
+        "run as QLinearConv / ConvInteger in onnxruntime's optimized graph). A cell says how many layers were skipped",
         "(with a reason in the step's report) and how many couplings were found to break the model and left whole.",
         f"Time limit per cell: {os.environ.get('ZOO_TIME_LIMIT', '120')} s. Wall time of the run: {seconds:.0f} s.",
         "",
