@@ -153,8 +153,8 @@ def quantize(model: nn.Module, example: Any) -> tuple[nn.Module, dict[str, Any]]
 
 
 def export(model: nn.Module, example: Any, *, kernels: bool = False) -> dict[str, Any]:
-    """Export + parity; with `kernels`, also the model's convolution layers vs the integer
-    convolutions (QLinearConv / ConvInteger) in onnxruntime's optimized graph."""
+    """Export + parity; with `kernels`, also the convolutions in onnxruntime's optimized graph vs the
+    integer ones among them (QLinearConv / ConvInteger)."""
     from torchslim.deploy import check_parity, export_onnx, optimized_op_counts
 
     facts: dict[str, Any] = {}
@@ -164,7 +164,8 @@ def export(model: nn.Module, example: Any, *, kernels: bool = False) -> dict[str
         parity = check_parity(model, path, example)
         if kernels:
             ops = optimized_op_counts(path)
-            facts["conv_layers"] = sum(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+            # convolution nodes of any kind (Conv, FusedConv, ...): a shared module is counted per call
+            facts["conv_layers"] = sum(n for op, n in ops.items() if "Conv" in op and "Transpose" not in op)
             facts["integer_convs"] = ops.get("QLinearConv", 0) + ops.get("ConvInteger", 0)
     if not parity.ok:
         raise ParityFailure(f"max |diff| {parity.max_abs_diff:.3g} > tolerance {parity.tolerance:.3g}")
