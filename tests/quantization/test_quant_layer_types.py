@@ -116,3 +116,34 @@ def test_gpt2_conv1d_quantized_as_linear_and_tie_kept(tmp_path):
     again = load(tmp_path / "a", model=_tiny_gpt2()[0])
     with torch.no_grad():
         assert torch.equal(again(**x).logits, b)
+
+
+class ScaledEmbedding(nn.Embedding):
+    """An embedding with its own forward (as Hugging Face's scaled word / learned-position ones)."""
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(ids) * 3.0
+
+
+class TokenModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = ScaledEmbedding(50, 16)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(ids).mean(dim=1))
+
+
+def test_an_embedding_with_its_own_forward_keeps_it_in_the_onnx_export(tmp_path):
+    from torchslim.deploy import check_parity, export_onnx
+
+    torch.manual_seed(0)
+    model = TokenModel().eval()
+    ids = torch.randint(0, 50, (4, 7))
+    out = quantize_handler(model, Quantize(activations=None), targets=None, context=Context())
+    quantized = out.model.eval()
+    assert type(quantized.embed).__mro__[1:].count(ScaledEmbedding) == 1  # still a ScaledEmbedding
+    export_onnx(quantized, tmp_path / "m.onnx", ids)
+    parity = check_parity(quantized, tmp_path / "m.onnx", ids)
+    assert parity.ok, parity.to_dict()  # a plain int8 gather would have dropped the x3

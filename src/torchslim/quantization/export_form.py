@@ -38,12 +38,30 @@ EXPORT_BUFFERS = (
 
 
 def embedding_exports(layer: QuantizedMixin) -> bool:
-    """True when an Embedding exports as a gather of int8 rows (padding_idx changes only gradients)."""
+    """True when an Embedding exports as a gather of int8 rows (padding_idx changes only gradients).
+
+    Not for a subclass with its own ``forward`` (Hugging Face's learned-position embeddings compute
+    positions from a mask, scaled word embeddings multiply the rows): a plain gather would skip it,
+    so such a layer keeps its own forward over the dequantized table.
+    """
     return (
         isinstance(layer, nn.Embedding)
+        and not _own_embedding_forward(type(layer))
         and layer.max_norm is None
         and layer.weight_spec.granularity.per_output_channel(layer.weight_q.shape)
     )
+
+
+def _own_embedding_forward(cls: type) -> bool:
+    """True when a class between `cls` and ``nn.Embedding`` (outside torchslim) defines ``forward``."""
+    for klass in cls.__mro__:
+        if klass is nn.Embedding:
+            return False
+        if klass.__module__.startswith("torchslim.") or not issubclass(klass, nn.Embedding):
+            continue
+        if "forward" in klass.__dict__:
+            return True
+    return False
 
 
 def embedding_export(layer: QuantizedMixin, ids: Tensor) -> Tensor:
