@@ -18,8 +18,10 @@ from torchslim.core.context import Context, DataSplits
 from torchslim.core.errors import ConfigError, DataError, TorchSlimError, did_you_mean
 from torchslim.core.recipe import Recipe
 from torchslim.core.technique import TECHNIQUES, StepOutcome
+from torchslim.io.weights import check_finite_model
 from torchslim.report import Report
 from torchslim.report.verdicts import DEFAULT_MAX_DROP
+from torchslim.result import CompressionResult
 
 
 def as_splits(data: Any) -> DataSplits | None:
@@ -270,82 +272,6 @@ def _measure_pair(
     return before, after
 
 
-@dataclasses.dataclass
-class CompressionResult:
-    """A compressed model with its report; `save` writes the artifact (safetensors + JSON + report)."""
-
-    model: nn.Module
-    report: Report
-    recipe: Recipe
-    example_input: Any = None
-    original: nn.Module | None = None
-    """The model before compression (read-only): the fp32 baseline :meth:`deploy` times beside it."""
-
-    def deploy(
-        self,
-        *,
-        batch: int = 1,
-        threads: int | None = None,
-        target: str = "auto",
-        example_input: Any = None,
-        strict: bool = False,
-        directory: str | Path | None = None,
-    ) -> Any:
-        """Time the compressed model on every available runtime (``target="auto"``) or on `target`, at
-        `batch` and `threads`, next to its original; keep the fastest with parity.
-
-        Returns a :class:`torchslim.deploy.Selection` (``best``, ``margin``, per-backend facts;
-        ``to_dict()`` for a report). A model slower than its original on every backend warns, or
-        raises with `strict`.
-        """
-        from torchslim.deploy import select_backend
-
-        example = example_input if example_input is not None else self.example_input
-        if example is None:
-            raise ConfigError("deploy: no example input is known for this model; pass example_input=...")
-        return select_backend(
-            self.model,
-            example,
-            batch_size=batch,
-            threads=threads if threads is not None else torch.get_num_threads(),
-            candidates=None if target == "auto" else [target],
-            baseline=self.original,
-            strict=strict,
-            directory=directory,
-        )
-
-    def export_onnx(self, path: str | Path, example_input: Any = None, **kwargs: Any) -> Any:
-        """Export the compressed model to ONNX (int8 QDQ for quantized layers) and return the export
-        facts (:class:`torchslim.deploy.OnnxExport`); `kwargs` go to :func:`torchslim.deploy.export_onnx`."""
-        from torchslim.deploy import export_onnx
-
-        return export_onnx(
-            self.model, path, example_input if example_input is not None else self.example_input, **kwargs
-        )
-
-    def save(self, directory: str | Path, *, html: bool = True) -> Path:
-        """Write the artifact with ``report.json`` (and ``report.html`` unless ``html=False``)."""
-        from torchslim.io import save
-        from torchslim.report.html import render_html
-
-        extra: dict[str, str | bytes] | None = {"report.html": render_html(self.report)} if html else None
-        return save(
-            self.model,
-            directory,
-            config={"recipe": self.recipe.to_dict()},
-            report=self.report.to_dict(),
-            extra_files=extra,
-        )
-
-
-def check_finite_model(model: nn.Module, *, source: str, allow: bool = False) -> None:
-    """Refuse a model whose floating weights or buffers hold NaN or Inf (a
-    :class:`~torchslim.core.errors.NonFiniteWeightsError` naming them and `source`), unless `allow`."""
-    from torchslim.io.weights import check_finite
-
-    check_finite(dict(model.state_dict()), source=source, allow=allow)
-
-
 def run_recipe(
     model: nn.Module, recipe: Recipe, *, context: Context, allow_nonfinite: bool = False
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
@@ -418,13 +344,8 @@ def compress(
         raise ConfigError("compress needs recipe=... (a Recipe, a YAML file or a shipped recipe name).")
     recipe = load_recipe(recipe)
     check_finite_model(model, source="the model to compress", allow=allow_nonfinite)
-    splits = as_splits(data)
     notes: list[str] = []
-    if splits is not None and not _labelled(splits) and splits.train is not None:
-        from torchslim.data import with_pseudo_labels
-
-        splits = with_pseudo_labels(splits, model)
-        notes.append("the data has no labels: the train split was labelled with the original model's predictions")
+    splits = _labelled_splits(as_splits(data), model, notes)
     with _torch_threads(threads):
         check_model_accepts_data(model, splits)
         example = resolve_example_input(model, splits=splits, batch_size=batch_size)
@@ -451,6 +372,17 @@ def compress(
         model, model_name, splits, before, after, steps=steps, recipe=recipe, notes=notes, max_drop=max_drop
     )
     return CompressionResult(model=work, report=report, recipe=recipe, example_input=example, original=model)
+
+
+def _labelled_splits(splits: DataSplits | None, model: nn.Module, notes: list[str]) -> DataSplits | None:
+    """`splits` as given, or, for unlabelled data with a train split, that split labelled with the
+    original model's predictions (said in `notes`)."""
+    if splits is None or _labelled(splits) or splits.train is None:
+        return splits
+    from torchslim.data import with_pseudo_labels
+
+    notes.append("the data has no labels: the train split was labelled with the original model's predictions")
+    return with_pseudo_labels(splits, model)
 
 
 def _labelled(splits: DataSplits) -> bool:

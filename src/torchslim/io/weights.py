@@ -103,3 +103,9 @@ def report_casts(model: nn.Module, tensors: Mapping[str, torch.Tensor], *, sourc
         more = f" and {len(cast) - 3} more" if len(cast) > 3 else ""
         warnings.warn(f"{source}: stored dtype cast on load: {', '.join(cast[:3])}{more}.", UserWarning, stacklevel=3)
     return cast
+
+
+def check_finite_model(model: nn.Module, *, source: str, allow: bool = False) -> None:
+    """Refuse a model whose floating weights or buffers hold NaN or Inf (a
+    :class:`~torchslim.core.errors.NonFiniteWeightsError` naming them and `source`), unless `allow`."""
+    check_finite(dict(model.state_dict()), source=source, allow=allow)
