@@ -162,3 +162,16 @@ def test_manifest_is_compact_json_because_it_counts_toward_bytes_on_disk(tmp_pat
     manifest = json.loads(text)
     assert text == json.dumps(manifest, separators=(",", ":")) + "\n"
     assert read_manifest(tmp_path / "a") == manifest
+
+
+def test_artifact_files_get_the_usual_permissions(tmp_path):
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        directory = save(user_model(), tmp_path / "a")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o755
+    for name in ("model.safetensors", "torchslim.json"):
+        assert stat.S_IMODE((directory / name).stat().st_mode) == 0o644, name

@@ -38,7 +38,7 @@ from torchslim.core.errors import (
 )
 from torchslim.core.layer import CompressedLayer, compressed_layers
 from torchslim.core.plans import model_plan, replay_plan
-from torchslim.io.atomic import write_json, write_safetensors
+from torchslim.io.atomic import default_mode, write_json, write_safetensors
 from torchslim.io.manifest import (
     MAX_MANIFEST_BYTES,
     MAX_REPORT_BYTES,
@@ -140,6 +140,7 @@ def _write_staged(
     directory.parent.mkdir(parents=True, exist_ok=True)
     clean_leftovers(directory)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.stage-{os.getpid()}-", dir=directory.parent))
+    os.chmod(staging, default_mode(directory=True))  # mkdtemp makes 0700; an artifact folder gets the usual mode
     backup: Path | None = None
     try:
         write_safetensors(staging / WEIGHTS_FILE, tensors, metadata={"format": "pt"})

@@ -33,11 +33,28 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, default_mode(directory=False))  # mkstemp makes 0600; outputs get the usual mode
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def default_mode(*, directory: bool) -> int:
+    """The mode a plain ``open()`` / ``mkdir()`` would give under the current umask (0644 / 0755 at 022)."""
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux shows it (/proc/self/status)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    umask = os.umask(0o022)  # elsewhere: read it by setting it, and put it back at once
+    os.umask(umask)
+    return umask
 
 
 def _fsync_dir(directory: Path) -> None:
