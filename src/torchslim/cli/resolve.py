@@ -68,7 +68,7 @@ def resolve_data(
     ``--preprocess`` form). Unlabelled data feeds a recipe that trains (`needs_train`) through a
     train split (40%, pseudo-labelled by the original model in `compress`), calibration (20%) and
     held-out test data (40%); otherwise it only calibrates and is compared (50/50)."""
-    from torchslim.data import ImagePreprocess, is_labelled, load_splits
+    from torchslim.data import ImagePreprocess, load_splits
 
     if name is None:
         return None
@@ -80,12 +80,10 @@ def resolve_data(
         "seed": seed,
     }
     if Path(name).exists():
-        options.update(model=model, preprocess=ImagePreprocess.parse(preprocess) if preprocess else None)
+        preprocessing = ImagePreprocess.parse(preprocess) if preprocess else None
+        options.update(model=model, preprocess=preprocessing, trains=needs_train)
     elif preprocess:
         from torchslim.core.errors import ConfigError
 
         raise ConfigError(f"--preprocess applies to data read from a path, not to the built-in dataset {name!r}.")
-    splits = load_splits(name, **options)
-    if needs_train and Path(name).exists() and not is_labelled(splits):
-        splits = load_splits(name, **options, fractions={"train": 0.4, "calibration": 0.2, "test": 0.4})
-    return splits
+    return load_splits(name, **options)

@@ -30,6 +30,8 @@ from torchslim.data.adapters import IMAGE_SUFFIXES, Preprocess, SampleSet, image
 #: Default split fractions: labelled data trains, unlabelled data calibrates and is compared.
 LABELLED_FRACTIONS: Mapping[str, float] = {"train": 0.7, "calibration": 0.1, "validation": 0.1, "test": 0.1}
 UNLABELLED_FRACTIONS: Mapping[str, float] = {"calibration": 0.5, "test": 0.5}
+#: Unlabelled data for a recipe that trains: a train split (pseudo-labelled by the original model).
+UNLABELLED_TRAIN_FRACTIONS: Mapping[str, float] = {"train": 0.4, "calibration": 0.2, "test": 0.4}
 
 #: The attribute a model may carry with its own ``preprocess(raw_sample)`` callable.
 PREPROCESS_ATTR = "torchslim_preprocess"
@@ -172,11 +174,13 @@ def split_samples(
     train_samples: int | None = None,
     eval_samples: int | None = None,
     num_workers: int = 0,
+    trains: bool = False,
 ) -> DataSplits:
     """Cut `samples` into disjoint, seeded splits of DataLoaders (train shuffled by `seed`).
 
-    `fractions` maps split names to shares (defaults: `LABELLED_FRACTIONS`, or
-    `UNLABELLED_FRACTIONS` for unlabelled data); a split left out is None. `train_samples` caps
+    `fractions` maps split names to shares (defaults: `LABELLED_FRACTIONS`, or for unlabelled data
+    `UNLABELLED_FRACTIONS`, `UNLABELLED_TRAIN_FRACTIONS` when the data `trains` a recipe); a split
+    left out is None. `train_samples` caps
     the train split and `eval_samples` the other three (a seeded random subset of the split; a cap
     above a split's size keeps it whole). Each loader's ``len(loader.dataset)`` is the number of
     samples it holds (see `split_sizes`).
@@ -189,7 +193,10 @@ def split_samples(
         **dict.fromkeys(("calibration", "validation", "test"), check_count(eval_samples, name="eval_samples")),
     }
     if fractions is None:
-        fractions = LABELLED_FRACTIONS if samples.labelled else UNLABELLED_FRACTIONS
+        if samples.labelled:
+            fractions = LABELLED_FRACTIONS
+        else:
+            fractions = UNLABELLED_TRAIN_FRACTIONS if trains else UNLABELLED_FRACTIONS
     counts = split_counts(len(samples), fractions)
     order = np.random.default_rng(seed).permutation(len(samples))
     loaders: dict[str, DataLoader[Any] | None] = dict.fromkeys(SPLITS)

@@ -150,13 +150,15 @@ def load_splits(
     model: nn.Module | None = None,
     preprocess: Preprocess | None = None,
     fractions: Mapping[str, float] | None = None,
+    trains: bool = False,
 ) -> DataSplits:
     """Load the four disjoint splits of a built-in dataset, or of the user's data at a path.
 
     `name` is a built-in dataset name (or alias) or a path: a folder of images (class subfolders
     for labels), a ``.npz`` / ``.csv`` table or a ``.txt`` file of sentences (data/custom.py,
     `load_custom`: `model` supplies the image preprocessing unless `preprocess` is given;
-    `fractions` sets the split shares; `train_samples` / `eval_samples` cap them as for built-ins).
+    `fractions` sets the split shares, `trains` gives unlabelled data a train split for a recipe
+    that trains; `train_samples` / `eval_samples` cap them as for built-ins).
     `model` is ignored for built-in datasets (they come preprocessed for the built-in models).
     A name that is neither is an UnknownNameError with close matches.
 
@@ -175,6 +177,7 @@ def load_splits(
             model=model,
             preprocess=preprocess,
             fractions=fractions,
+            trains=trains,
             seed=seed,
             batch_size=batch_size,
             train_samples=train_samples,
