@@ -179,3 +179,26 @@ def compare_outputs(
         return OutputParity(max_diff, step, tolerance, True, max_diff <= tolerance + 1e-12, in_steps)
     bound = atol + rtol * np.abs(ref)
     return OutputParity(max_diff, None, float(bound.max()) if bound.size else atol, False, bool((diff <= bound).all()))
+
+
+class OptionalRuntimeBackend:
+    """What every backend whose runtime is an optional package shares: :meth:`available` from
+    :meth:`unavailable_reason`, and parity by running the exported file and comparing its output
+    with PyTorch's (:func:`compare_outputs`). Subclasses add ``name``, ``suffix``, ``export``,
+    ``run``, ``time`` and ``unavailable_reason``."""
+
+    def available(self) -> bool:
+        return self.unavailable_reason() is None
+
+    def unavailable_reason(self) -> str | None:
+        raise NotImplementedError
+
+    def run(self, path: str | Path, inputs: Any, *, threads: int | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def check_parity(self, model: nn.Module, path: str | Path, inputs: Any) -> OutputParity:
+        from torchslim.core.layer import compressed_layers
+        from torchslim.deploy.onnxruntime.parity import reference_output
+
+        quantized = any(True for _ in compressed_layers(model))
+        return compare_outputs(reference_output(model, inputs), self.run(path, inputs), quantized=quantized)

@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from torchslim.core.layer import compressed_layers
-from torchslim.deploy.backend import OutputParity, compare_outputs, register_backend
+from torchslim.deploy.backend import OptionalRuntimeBackend, register_backend
 from torchslim.deploy.executorch.export import COMPRESSED_REFUSAL, ExecuTorchExport, export_executorch
 from torchslim.deploy.executorch.session import (
     load_method,
@@ -28,18 +27,14 @@ from torchslim.deploy.executorch.session import (
     run_executorch,
     set_xnnpack_threads,
 )
-from torchslim.deploy.onnxruntime.parity import reference_output
 from torchslim.measure.latency import LatencyStats
 
 
-class ExecuTorchBackend:
+class ExecuTorchBackend(OptionalRuntimeBackend):
     """:class:`~torchslim.deploy.backend.RuntimeBackend` for ExecuTorch with the XNNPACK delegate."""
 
     name = "executorch"
     suffix = ".pte"
-
-    def available(self) -> bool:
-        return self.unavailable_reason() is None
 
     def unavailable_reason(self) -> str | None:
         """None when the ``executorch`` package is installed, else why not (found, not imported:
@@ -53,10 +48,6 @@ class ExecuTorchBackend:
 
     def run(self, path: str | Path, inputs: Any, *, threads: int | None = None) -> np.ndarray:
         return run_executorch(path, inputs, threads=threads)
-
-    def check_parity(self, model: nn.Module, path: str | Path, inputs: Any) -> OutputParity:
-        quantized = any(True for _ in compressed_layers(model))
-        return compare_outputs(reference_output(model, inputs), run_executorch(path, inputs), quantized=quantized)
 
     def time(
         self,

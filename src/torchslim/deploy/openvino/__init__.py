@@ -18,9 +18,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from torchslim.core.layer import compressed_layers
-from torchslim.deploy.backend import OutputParity, compare_outputs, register_backend
-from torchslim.deploy.onnxruntime.parity import reference_output
+from torchslim.deploy.backend import OptionalRuntimeBackend, register_backend
 from torchslim.deploy.openvino.export import OpenVinoExport, export_openvino, weights_path_of
 from torchslim.deploy.openvino.session import (
     DEFAULT_PRECISION,
@@ -32,14 +30,11 @@ from torchslim.deploy.openvino.session import (
 from torchslim.measure.latency import LatencyStats
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(OptionalRuntimeBackend):
     """:class:`~torchslim.deploy.backend.RuntimeBackend` for OpenVINO's CPU plugin."""
 
     name = "openvino"
     suffix = ".xml"
-
-    def available(self) -> bool:
-        return self.unavailable_reason() is None
 
     def unavailable_reason(self) -> str | None:
         """None when ``openvino`` and ``onnx`` can be imported, else why not."""
@@ -53,10 +48,6 @@ class OpenVinoBackend:
 
     def run(self, path: str | Path, inputs: Any, *, threads: int | None = None) -> np.ndarray:
         return run_openvino(path, inputs, threads=threads)
-
-    def check_parity(self, model: nn.Module, path: str | Path, inputs: Any) -> OutputParity:
-        quantized = any(True for _ in compressed_layers(model))
-        return compare_outputs(reference_output(model, inputs), run_openvino(path, inputs), quantized=quantized)
 
     def time(
         self,
