@@ -139,7 +139,7 @@ def unavailable_reason(backend: RuntimeBackend) -> str | None:
 class OutputParity:
     """A runtime's output versus the PyTorch (torchslim-simulated) output on the same inputs.
 
-    The tolerances are onnxruntime's (:class:`torchslim.deploy.onnxruntime.ParityReport`): for a
+    The same tolerances for every runtime (onnxruntime names it `ParityReport`): for a
     model with compressed layers ``steps * step`` with ``step = (max - min) / 255`` of the reference
     output (an 8-bit quantizer of its range); for a float model ``atol + rtol * |reference|``
     elementwise.

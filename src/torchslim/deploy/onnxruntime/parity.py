@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,28 +12,13 @@ from torch import Tensor, nn
 
 from torchslim.core.errors import ModelError
 from torchslim.core.layer import compressed_layers
+from torchslim.deploy.backend import OutputParity, compare_outputs
 from torchslim.deploy.onnxruntime.inputs import output_tensor, with_decoder_inputs
 from torchslim.deploy.onnxruntime.session import run_onnx
 
-
-@dataclasses.dataclass
-class ParityReport:
-    """ONNX output versus the PyTorch (torchslim-simulated) output on the same inputs.
-
-    For a model with compressed layers the tolerance is ``steps * step`` with ``step`` the step of
-    an 8-bit quantizer of the reference output's range, ``(max - min) / 255``; for a float model it
-    is ``atol + rtol * |reference|`` elementwise.
-    """
-
-    max_abs_diff: float
-    step: float | None
-    tolerance: float
-    quantized: bool
-    ok: bool
-    max_diff_in_steps: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+ParityReport = OutputParity
+"""ONNX output versus the PyTorch (torchslim-simulated) output on the same inputs: the shared
+:class:`~torchslim.deploy.backend.OutputParity` (tolerances there), under onnxruntime's name."""
 
 
 def reference_output(model: nn.Module, inputs: Any) -> np.ndarray:
@@ -85,13 +69,6 @@ def check_parity(
     got = run_onnx(path, inputs, threads=threads).astype(np.float32)
     if got.shape != ref.shape:
         raise ModelError(f"ONNX output shape {list(got.shape)} differs from the model's {list(ref.shape)}.")
-    diff = np.abs(got - ref)
-    max_diff = float(diff.max()) if diff.size else 0.0
-    if any(True for _ in compressed_layers(model)):
-        step = float(ref.max() - ref.min()) / 255.0 if ref.size else 0.0
-        tolerance = steps * step
-        return ParityReport(
-            max_diff, step, tolerance, True, max_diff <= tolerance + 1e-12, max_diff / step if step > 0 else None
-        )
-    bound = atol + rtol * np.abs(ref)
-    return ParityReport(max_diff, None, float(bound.max()) if bound.size else atol, False, bool((diff <= bound).all()))
+    return compare_outputs(
+        ref, got, quantized=any(True for _ in compressed_layers(model)), steps=steps, rtol=rtol, atol=atol
+    )
