@@ -44,12 +44,9 @@ PASS_THROUGH_CALLS = frozenset(
 """Functions and tensor methods, by name, that a value passes through the same way."""
 
 
-def outputs_reaching_others(model: nn.Module, producers: set[str], consumers: set[str]) -> set[str] | None:
-    """The `producers` (module names) whose output reaches anything but the first input of a
-    module in `consumers`, following only pass-through modules and calls (ReLU, ReLU6 / hardtanh /
-    clamp, max-pooling, flatten, reshape-like, identity, dropout). Convolutions and Linear layers are traced as leaves.
-    None when ``torch.fx`` cannot trace `model` (data-dependent control flow, for instance).
-    """
+def trace_layers(model: nn.Module) -> Any | None:
+    """The ``torch.fx`` graph of `model` with convolutions and Linear layers as leaves, or None when
+    ``torch.fx`` cannot trace it (data-dependent control flow, for instance)."""
     import torch.fx as fx
 
     class _Tracer(fx.Tracer):
@@ -59,8 +56,19 @@ def outputs_reaching_others(model: nn.Module, producers: set[str], consumers: se
             return super().is_leaf_module(m, qualname)
 
     try:
-        graph = _Tracer().trace(model)
+        return _Tracer().trace(model)
     except Exception:  # noqa: BLE001 - any tracing failure means: no analysis
+        return None
+
+
+def outputs_reaching_others(model: nn.Module, producers: set[str], consumers: set[str]) -> set[str] | None:
+    """The `producers` (module names) whose output reaches anything but the first input of a
+    module in `consumers`, following only pass-through modules and calls (ReLU, ReLU6 / hardtanh /
+    clamp, max-pooling, flatten, reshape-like, identity, dropout). Convolutions and Linear layers are traced as leaves.
+    None when ``torch.fx`` cannot trace `model` (data-dependent control flow, for instance).
+    """
+    graph = trace_layers(model)
+    if graph is None:
         return None
     modules = dict(model.named_modules())
 

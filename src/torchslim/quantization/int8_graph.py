@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torchslim.graph.flow import PASS_THROUGH_CALLS, PASS_THROUGH_MODULES
+from torchslim.graph.flow import PASS_THROUGH_CALLS, PASS_THROUGH_MODULES, trace_layers
 from torchslim.quantization.functional import fake_quantize
 from torchslim.quantization.onnx_ops import QDQExport
 
@@ -56,21 +56,6 @@ class PointPlan:
     consumers: dict[str, list[str]]  # point module -> static layers whose first input is the point
     output_layers: set[str]  # static Conv layers whose output must be quantized by the layer itself
     skipped: dict[str, str]  # fx node name -> why no point could be placed there
-
-
-def _trace(model: nn.Module) -> Any | None:
-    import torch.fx as fx
-
-    class _Tracer(fx.Tracer):
-        def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-            if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)):
-                return True
-            return super().is_leaf_module(m, qualname)
-
-    try:
-        return _Tracer().trace(model)
-    except Exception:  # noqa: BLE001 - any tracing failure means: no analysis
-        return None
 
 
 def _is_add(node: Any) -> bool:
@@ -155,7 +140,7 @@ def plan_points(model: nn.Module, static_layers: set[str], static_convs: set[str
     """The quantization points of `model` (see the module docstring); None when ``torch.fx`` cannot
     trace it. `static_layers` are the layers that will quantize their input statically (8-bit
     asymmetric), `static_convs` the convolutions among them."""
-    graph = _trace(model)
+    graph = trace_layers(model)
     if graph is None:
         return None
     modules = dict(model.named_modules())
