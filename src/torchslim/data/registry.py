@@ -157,15 +157,14 @@ def load_splits(
     `name` is a built-in dataset name (or alias) or a path: a folder of images (class subfolders
     for labels), a ``.npz`` / ``.csv`` table or a ``.txt`` file of sentences (data/custom.py,
     `load_custom`: `model` supplies the image preprocessing unless `preprocess` is given;
-    `fractions` sets the split shares, `trains` gives unlabelled data a train split for a recipe
-    that trains; `train_samples` / `eval_samples` cap them as for built-ins).
-    `model` is ignored for built-in datasets (they come preprocessed for the built-in models).
-    A name that is neither is an UnknownNameError with close matches.
+    `fractions` sets the split shares, `trains` gives unlabelled data a train split; `train_samples` /
+    `eval_samples` cap them as for built-ins). `model` is ignored for built-in datasets (they come
+    preprocessed). A name that is neither is an UnknownNameError with close matches.
 
     `train` is shuffled by a ``torch.Generator`` seeded with `seed` (the same seed gives the same
     batches), the other three are in their fixed order. `seed` also chooses the
-    train/calibration/validation cut. `train_samples` caps the train split; `eval_samples` caps
-    validation, test and calibration (a cap larger than a split keeps the whole split). Image
+    train/calibration/validation cut. `train_samples` caps train; `eval_samples` the other three (a
+    cap larger than a split keeps it whole). Image
     datasets yield ``(float32 images, int64 labels)`` batches; "tweets" yields
     ``(list[str] texts, int64 labels)``. `root` is passed to datasets read from files
     (fashion-mnist, tweets); giving it for "digits" is a ConfigError.
