@@ -152,6 +152,7 @@ def load_splits(
     fractions: Mapping[str, float] | None = None,
     trains: bool = False,
 ) -> DataSplits:
+    # long: eleven keyword-only options, one a line, passed on one a line; the logic is ~15 lines
     """Load the four disjoint splits of a built-in dataset, or of the user's data at a path.
 
     `name` is a built-in dataset name (or alias) or a path: a folder of images (class subfolders
