@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.torchslim-installed
 DATA_STAMP := $(VENV)/.fashion-mnist-ready
 BROWSER_STAMP := $(VENV)/.chromium-ready
+POSTGRES_STAMP := $(VENV)/.postgres-ready
 export OMP_NUM_THREADS ?= 2
 # CHECKS=1: `make test` runs scripts/check-code.sh (ruff, mypy, type: ignore reasons) before pytest
 CHECKS ?= 1
@@ -31,6 +32,10 @@ $(DATA_STAMP): scripts/get-fashion-mnist.sh | $(VENV)/bin/python
 
 data: $(DATA_STAMP)
 
+$(POSTGRES_STAMP): scripts/get-postgres.sh | $(VENV)/bin/python
+	bash scripts/get-postgres.sh
+	touch $(POSTGRES_STAMP)
+
 $(BROWSER_STAMP): scripts/get-chromium.sh | $(VENV)/bin/python
 	bash scripts/get-chromium.sh
 	touch $(BROWSER_STAMP)
@@ -38,7 +43,7 @@ $(BROWSER_STAMP): scripts/get-chromium.sh | $(VENV)/bin/python
 check: setup
 	PY=$(PY) bash scripts/check-code.sh
 
-test: setup $(BROWSER_STAMP)
+test: setup $(BROWSER_STAMP) $(POSTGRES_STAMP)
 ifeq ($(CHECKS),1)
 	PY=$(PY) bash scripts/check-code.sh
 endif
