@@ -19,7 +19,7 @@ def run(args, capsys):
 
 def test_deploy_on_onnxruntime_reports_the_pick_and_keeps_the_file(tmp_path, capsys):
     out = tmp_path / "files"
-    args = ["deploy", "lenet5", "--target", "onnxruntime", "--batch-size", "2", "--threads", "1"]
+    args = ["deploy", "lenet5", "--target", "onnxruntime", "--latency-batch", "2", "--threads", "1"]
     code, text, err = run([*args, "--out", str(out), "--json"], capsys)
     assert code == 0, err
     selection = json.loads(text)

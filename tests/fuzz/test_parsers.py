@@ -202,7 +202,8 @@ class Reports:
 COMMANDS = ["analyze", "train", "compress", "distill", "export", "report", "list", "demo", "frob", "--help"]
 OPTIONS = [
     "--data", "--weights", "--out", "--recipe", "--onnx", "--train-samples", "--eval-samples", "--threads",
-    "--epochs", "--lr", "--seed", "--batch-size", "--num-classes", "--repeats", "--set", "--student",
+    "--epochs", "--lr", "--seed", "--batch-size", "--latency-batch",
+    "--train-batch-size", "--force", "--num-classes", "--repeats", "--set", "--student",
     "--sensitivity", "--sparsities", "--json", "--quiet", "--checkpoint-every", "--opset", "--max-steps",
     "--temperature", "--alpha", "--feature", "--allow-nonfinite", "--bogus", "-x",
 ]  # fmt: skip

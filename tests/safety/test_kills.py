@@ -21,7 +21,7 @@ KILLS = 12  # per command
 
 TRAIN = [
     "train", "lenet-300-100", "--data", "fashion-mnist", "--train-samples", "4096", "--eval-samples", "64",
-    "--epochs", "3", "--batch-size", "16", "--checkpoint-every", "16", "--seed", "0", "--threads", "1", "--quiet",
+    "--epochs", "3", "--train-batch-size", "16", "--checkpoint-every", "16", "--seed", "0", "--threads", "1", "--quiet",
 ]  # fmt: skip
 RECIPE = (
     "version: 1\nsteps:\n  - technique: finetune\n    config: {train: {epochs: 3, lr: 0.001, checkpoint_every: 16}}\n"

@@ -120,7 +120,7 @@ def _train(out: Path, capsys, *extra: str) -> tuple[int, str]:
             "256",
             "--eval-samples",
             "64",
-            "--batch-size",
+            "--train-batch-size",
             "64",
             "--seed",
             "0",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from torchslim.cli.options import ModelArg, NumClassesOpt, WeightsOpt
+from torchslim.cli.options import LatencyBatchOpt, ModelArg, NumClassesOpt, WeightsOpt
 from torchslim.cli.run import echo_json
 
 DeployOutOpt = typer.Option(None, "--out", help="Keep each runtime's exported file in this folder.")
@@ -18,7 +18,7 @@ def deploy_command(
     target: str = typer.Option(
         "auto", "--target", help="auto (every available runtime), onnxruntime, openvino or executorch."
     ),
-    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch the runtimes are timed on."),
+    batch_size: int = LatencyBatchOpt,
     threads: int = typer.Option(2, "--threads", min=1, help="Threads every runtime runs."),
     baseline: str | None = typer.Option(
         None, "--baseline", help="The fp32 model before compression (a name or artifact), timed beside it."

@@ -19,6 +19,8 @@ from torchslim.cli.options import (
     DistillOutOpt,
     EvalSamplesOpt,
     FeaturesOpt,
+    ForceOpt,
+    LatencyBatchOpt,
     MaxDropOpt,
     ModelArg,
     NumClassesOpt,
@@ -29,6 +31,7 @@ from torchslim.cli.options import (
     SensitivityOutOpt,
     StrictOpt,
     ThreadsOpt,
+    TrainBatchOpt,
     TrainOutOpt,
     TrainSamplesOpt,
     WeightsOpt,
@@ -70,7 +73,7 @@ def analyze(
     data: str | None = DataOpt,
     data_root: str | None = DataRootOpt,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch size of the latency measurement."),
+    batch_size: int = LatencyBatchOpt,
     train_samples: int | None = TrainSamplesOpt,
     eval_samples: int | None = EvalSamplesOpt,
     threads: int | None = ThreadsOpt,
@@ -144,8 +147,9 @@ def train(
     data_root: str | None = DataRootOpt,
     epochs: int = typer.Option(1, "--epochs", min=0),
     out: Path = TrainOutOpt,
+    force: bool = ForceOpt,
     lr: float = typer.Option(1e-3, "--lr"),
-    batch_size: int = typer.Option(128, "--batch-size", min=1),
+    batch_size: int = TrainBatchOpt,
     seed: int = typer.Option(0, "--seed"),
     weights: str | None = WeightsOpt,
     train_samples: int | None = TrainSamplesOpt,
@@ -167,6 +171,7 @@ def train(
         data_root=data_root,
         epochs=epochs,
         out=out,
+        force=force,
         lr=lr,
         batch_size=batch_size,
         seed=seed,
@@ -192,10 +197,11 @@ def compress(
     recipe: str = typer.Option(..., "--recipe", help="A recipe YAML file or a shipped recipe name."),
     data_root: str | None = DataRootOpt,
     out: Path = CompressOutOpt,
+    force: bool = ForceOpt,
     overrides: list[str] = OverridesOpt,
     weights: str | None = WeightsOpt,
-    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch size of the latency measurement."),
-    train_batch_size: int = typer.Option(128, "--train-batch-size", min=1),
+    batch_size: int = LatencyBatchOpt,
+    train_batch_size: int = TrainBatchOpt,
     seed: int = typer.Option(0, "--seed"),
     train_samples: int | None = TrainSamplesOpt,
     eval_samples: int | None = EvalSamplesOpt,
@@ -232,6 +238,7 @@ def compress(
         quiet=quiet,
         as_json=as_json,
         out=out,
+        force=force,
         preprocess=preprocess,
         max_drop=max_drop,
         strict=strict,
@@ -246,6 +253,7 @@ def distill(
     ),
     data: str = DataRequiredOpt,
     out: Path = DistillOutOpt,
+    force: bool = ForceOpt,
     data_root: str | None = DataRootOpt,
     epochs: int = typer.Option(1, "--epochs", min=0),
     lr: float = typer.Option(1e-3, "--lr"),
@@ -259,8 +267,8 @@ def distill(
     ),
     feature_weight: float = typer.Option(1.0, "--feature-weight"),
     weights: str | None = WeightsOpt,
-    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch size of the latency measurement."),
-    train_batch_size: int = typer.Option(128, "--train-batch-size", min=1),
+    batch_size: int = LatencyBatchOpt,
+    train_batch_size: int = TrainBatchOpt,
     seed: int = typer.Option(0, "--seed"),
     train_samples: int | None = TrainSamplesOpt,
     eval_samples: int | None = EvalSamplesOpt,
@@ -305,6 +313,7 @@ def distill(
         quiet=quiet,
         as_json=as_json,
         out=out,
+        force=force,
         preprocess=preprocess,
         max_drop=max_drop,
         strict=strict,
@@ -318,7 +327,7 @@ def export(
     weights: str | None = WeightsOpt,
     num_classes: int | None = NumClassesOpt,
     batch_size: int = typer.Option(
-        4, "--batch-size", min=1, help="Batch of the parity check (the export has a dynamic batch)."
+        4, "--parity-batch", min=1, help="Batch of the parity check (the export has a dynamic batch)."
     ),
     opset: int = typer.Option(17, "--opset", min=13),
     as_json: bool = typer.Option(False, "--json"),
@@ -470,9 +479,14 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: every user error becomes one line on stderr and exit code 2 (:mod:`torchslim.cli.boundary`)."""
     import sys
 
+    from torchslim.cli.options import RENAMED_FLAGS
     from torchslim.cli.resolve import ALLOW_NONFINITE
 
     args = list(sys.argv[1:] if argv is None else argv)
+    for flag, message in RENAMED_FLAGS.items():
+        if any(a == flag or a.startswith(flag + "=") for a in args):
+            typer.echo(f"Error: {message}", err=True)
+            raise SystemExit(2)
     token = ALLOW_NONFINITE.set("--allow-nonfinite" in args)
     try:
         run_with_boundary(app, [a for a in args if a != "--allow-nonfinite"])

@@ -54,3 +54,11 @@ AllowNonfiniteOpt = typer.Option(
 CheckpointEveryOpt = typer.Option(
     None, "--checkpoint-every", min=1, help="Write a resumable checkpoint every N steps (default: every epoch)."
 )
+LatencyBatchOpt = typer.Option(1, "--latency-batch", min=1, help="Batch size the latency is measured on.")
+TrainBatchOpt = typer.Option(128, "--train-batch-size", min=1, help="Batch size of training and fine-tuning.")
+ForceOpt = typer.Option(False, "--force", help="Replace an artifact that already exists in --out.")
+RENAMED_FLAGS = {
+    "--batch-size": "--batch-size had a different meaning per command and is gone: use --latency-batch (the batch "
+    "latency is timed on), --train-batch-size (the training batch) or --parity-batch (export's parity check)."
+}
+"""Flags that no longer exist -> the one-line message naming what replaced them."""

@@ -37,6 +37,7 @@ def compress_and_save(
     quiet: bool,
     as_json: bool,
     out: Path,
+    force: bool = False,
     preprocess: str | None = None,
     max_drop: float = 0.02,
     strict: bool = False,
@@ -51,7 +52,7 @@ def compress_and_save(
     from torchslim.cli.resolve import ALLOW_NONFINITE, resolve_data, resolve_model
     from torchslim.io.outputs import check_output_dir, clean_leftovers
 
-    check_output_dir(out)
+    check_output_dir(out, overwrite=force)
     clean_leftovers(out)
     net = resolve_model(model, weights=weights, num_classes=num_classes, seed=seed)
     splits = resolve_data(

@@ -39,6 +39,7 @@ def train_and_save(
     data_root: str | None,
     epochs: int,
     out: Path,
+    force: bool = False,
     lr: float,
     batch_size: int,
     seed: int,
@@ -62,7 +63,7 @@ def train_and_save(
     from torchslim.train import TrainConfig
     from torchslim.train import train as train_model
 
-    check_output_dir(out)
+    check_output_dir(out, overwrite=force)
     clean_leftovers(out)
     net = _build(model, weights=weights, num_classes=num_classes, seed=seed)
     splits = resolve_data(

@@ -57,7 +57,8 @@ def check_output_dir(directory: str | Path, *, param: str = "--out", overwrite: 
                 f"{param} {str(directory)!r} is not empty and is not a torchslim artifact; refusing to overwrite it."
             )
         if not overwrite:
-            raise OutputError(f"{param} {str(directory)!r}: the artifact exists (overwrite=False).")
+            how = "pass --force to replace it" if param.startswith("--") else "overwrite=False"
+            raise OutputError(f"{param} {str(directory)!r}: an artifact is already there ({how}).")
     _check_parent(directory, param)
     return directory
 

@@ -1,0 +1,48 @@
+"""One meaning per flag name, and `--out` never silently replaces an artifact."""
+
+import hashlib
+
+import pytest
+
+from torchslim.cli.main import main
+
+TRAIN = [
+    "train", "lenet-300-100", "--data", "fashion-mnist", "--epochs", "0", "--train-samples", "64", "--eval-samples", "32",
+    "--threads", "1", "--quiet", "--json",
+]  # fmt: skip
+
+
+def run(args, capsys):
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.mark.parametrize("command", ["analyze", "compress", "train", "export", "deploy"])
+def test_batch_size_is_refused_with_the_flags_that_replaced_it(command, capsys):
+    code, _, err = run([command, "lenet-300-100", "--batch-size", "4"], capsys)
+    assert code == 2
+    for flag in ("--latency-batch", "--train-batch-size", "--parity-batch"):
+        assert flag in err
+
+
+def test_existing_artifact_needs_force(tmp_path, capsys):
+    out = tmp_path / "model"
+    code, _, err = run([*TRAIN, "--out", str(out)], capsys)
+    assert code == 0, err
+    before = digest(out)
+    code, _, err = run([*TRAIN, "--seed", "1", "--out", str(out)], capsys)
+    assert code == 2
+    assert "--force" in err and str(out) in err
+    assert digest(out) == before, "a refused run must leave the artifact untouched"
+    code, _, err = run([*TRAIN, "--seed", "1", "--out", str(out), "--force"], capsys)
+    assert code == 0, err
+    assert (out / "report.json").exists() or any(out.iterdir())
