@@ -7,8 +7,8 @@ import pytest
 from torchslim.cli.main import main
 
 TRAIN = [
-    "train", "lenet-300-100", "--data", "fashion-mnist", "--epochs", "0", "--train-samples", "64", "--eval-samples", "32",
-    "--threads", "1", "--quiet", "--json",
+    "train", "lenet-300-100", "--data", "fashion-mnist", "--epochs", "0", "--train-samples", "64",
+    "--eval-samples", "32", "--threads", "1", "--quiet", "--json",
 ]  # fmt: skip
 
 
@@ -46,3 +46,20 @@ def test_existing_artifact_needs_force(tmp_path, capsys):
     code, _, err = run([*TRAIN, "--seed", "1", "--out", str(out), "--force"], capsys)
     assert code == 0, err
     assert (out / "report.json").exists() or any(out.iterdir())
+
+
+def test_report_open_opens_the_html_report(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "model"
+    assert run([*TRAIN, "--out", str(out)], capsys)[0] == 0
+    opened = []
+    monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)
+    (out / "report.html").write_text("<html></html>")
+    code, text, _ = run(["report", str(out), "--open"], capsys)
+    assert code == 0 and text.strip()
+    assert opened == [(out / "report.html").resolve().as_uri()]
+    monkeypatch.setattr("webbrowser.open", lambda url: False)
+    code, _, err = run(["report", str(out), "--open"], capsys)
+    assert code == 0 and str((out / "report.html").resolve()) in err
+    (out / "report.html").unlink()
+    code, _, err = run(["report", str(out), "--open"], capsys)
+    assert code == 2 and "report.html" in err

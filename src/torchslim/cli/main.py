@@ -391,9 +391,10 @@ app.command("deploy")(deploy_command)
 @app.command("report")
 def show_report(
     directory: Path = ReportDirArg,
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print report.json."),
+    open_html: bool = typer.Option(False, "--open", help="Open report.html in the default web browser."),
 ) -> None:
-    """Print the report saved in an artifact directory."""
+    """Print the report saved in an artifact directory (and with --open show report.html in a browser)."""
     from torchslim.core.errors import ArtifactError
     from torchslim.io import read_report
     from torchslim.report import Report
@@ -401,6 +402,8 @@ def show_report(
     data = read_report(directory)
     if data is None:
         raise ArtifactError(f"{str(directory)!r} has no report.json.")
+    if open_html:
+        open_in_browser(directory / "report.html")
     if as_json:
         echo_json(data)
         return
@@ -412,6 +415,18 @@ def show_report(
             f"{type(exc).__name__}: {str(exc)[:200]}"
         ) from exc
     typer.echo(text)
+
+
+def open_in_browser(page: Path) -> None:
+    """Open `page` in the default browser; say where it is when no browser can be started (e.g. over ssh)."""
+    import webbrowser
+
+    from torchslim.core.errors import ArtifactError
+
+    if not page.is_file():
+        raise ArtifactError(f"--open: {str(page)!r} does not exist (the artifact has no HTML report).")
+    if not webbrowser.open(page.resolve().as_uri()):
+        typer.echo(f"no web browser could be started here; open {page.resolve()} yourself.", err=True)
 
 
 @app.command("list")
