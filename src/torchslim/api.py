@@ -19,6 +19,8 @@ from torchslim.core.errors import ConfigError, DataError, TorchSlimError, did_yo
 from torchslim.core.recipe import Recipe
 from torchslim.core.technique import TECHNIQUES, StepOutcome
 from torchslim.io.weights import check_finite_model
+from torchslim.measure.payback import energy_section
+from torchslim.measure.run_energy import RunEnergyMeter
 from torchslim.report import Report
 from torchslim.report.verdicts import DEFAULT_MAX_DROP
 from torchslim.result import CompressionResult
@@ -329,6 +331,7 @@ def compress(
     runtime: str = "auto",
     max_drop: float = DEFAULT_MAX_DROP,
     allow_nonfinite: bool = False,
+    grid_intensity: float | None = None,
 ) -> CompressionResult:
     """Measure `model`, run `recipe` on a copy of it, measure again, and return the result.
 
@@ -338,7 +341,9 @@ def compress(
     Unlabelled data (a folder of loose images) is judged by agreement with the original model, and
     its train split, if any, is labelled with the original model's predictions. `max_drop` is the
     accuracy (or 1 - top-1 agreement) drop past which the report warns. NaN or Inf weights, in
-    `model` or after any step, are refused unless `allow_nonfinite`.
+    `model` or after any step, are refused unless `allow_nonfinite`. ``report.energy`` holds the steps'
+    energy (measured or estimated, labelled; :mod:`torchslim.measure.run_energy`), its emissions at
+    `grid_intensity` gCO2e/kWh and the inferences after which it pays back.
     """
     if recipe is None:
         raise ConfigError("compress needs recipe=... (a Recipe, a YAML file or a shipped recipe name).")
@@ -353,7 +358,8 @@ def compress(
         context = Context(data=splits, seed=seed, threads=threads, quiet=quiet, example_input=example, teacher=model)
         if run_dir:
             context = context.replace(run_dir=Path(run_dir))
-        work, steps = run_recipe(copy.deepcopy(model), recipe, context=context, allow_nonfinite=allow_nonfinite)
+        with RunEnergyMeter(grid_intensity=grid_intensity) as meter:  # the steps' energy, measurement excluded
+            work, steps = run_recipe(copy.deepcopy(model), recipe, context=context, allow_nonfinite=allow_nonfinite)
         work.eval()
         before, after = _measure_pair(
             model,
@@ -371,6 +377,7 @@ def compress(
     report = _report(
         model, model_name, splits, before, after, steps=steps, recipe=recipe, notes=notes, max_drop=max_drop
     )
+    report.energy = energy_section(meter.result, report.before, report.after, scope="compression: the recipe's steps")
     return CompressionResult(model=work, report=report, recipe=recipe, example_input=example, original=model)
 
 

@@ -21,6 +21,7 @@ import yaml
 
 from torchslim.report import plots
 from torchslim.report.details import layer_rows, split_recipe
+from torchslim.report.energy import energy_rows
 from torchslim.report.table import AGREEMENT_ROWS, ROWS, _fmt, row_label, skipped_layers
 
 
@@ -128,6 +129,7 @@ def render_html(report: Any, *, sensitivity: dict[str, Any] | None = None) -> st
         recipe_yaml=yaml.safe_dump(report.recipe, sort_keys=False) if report.recipe else None,
         dump=lambda value: yaml.safe_dump(value, sort_keys=False).strip(),
         before=report.before,
+        energy_rows=energy_rows(report),
     )
 
 

@@ -87,6 +87,8 @@ class Report:
     """Classes of the task (for the near-chance verdict); else ``before["num_classes"]`` if present."""
     max_drop: float = DEFAULT_MAX_DROP
     """The accuracy (or 1 - top-1 agreement) drop past which a ``quality_drop`` warning fires."""
+    energy: dict[str, Any] | None = None
+    """The run's energy and its payback (:func:`torchslim.measure.payback.energy_section`), when recorded."""
 
     def ratios(self) -> dict[str, float | None]:
         """after / before for every summary key both sides have (None when undefined)."""

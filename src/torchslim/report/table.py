@@ -8,6 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from torchslim.report.energy import energy_lines
+
 ROWS = (
     ("accuracy", "accuracy", lambda v: f"{100 * v:.2f}%"),
     ("params", "params", lambda v: f"{v:,}"),
@@ -115,6 +117,7 @@ def render_table(report: Any, *, width: int = 100) -> str:
     measured = report.before.get("energy_measured")
     if measured and report.before.get("energy_measured_uj") is None:
         notes.append(f"measured energy: {measured}")
+    notes.extend(energy_lines(report))
     notes.extend(step_line(step) for step in report.steps)
     notes.extend(report.notes)
     for note in notes:
