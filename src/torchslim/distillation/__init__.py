@@ -7,6 +7,7 @@ the ``drop_layers`` plan replay in :mod:`torchslim.core.plans` (so loading an ar
 depth-reduced student).
 """
 
+from torchslim.distillation.adaptive import Candidate, ProbeScore, SettingsChoice, candidates_for, choose_settings
 from torchslim.distillation.hook import (
     DistillationHook,
     FeaturePair,
@@ -45,6 +46,7 @@ from torchslim.distillation.technique import KD, Distill, DistillResult, distill
 __all__ = [
     "AttentionMapMSE",
     "AttentionTransferLoss",
+    "Candidate",
     "CosineLoss",
     "DROP_LAYERS_KIND",
     "Distill",
@@ -63,6 +65,8 @@ __all__ = [
     "auto_pairs",
     "build_student",
     "candidate_layers",
+    "candidates_for",
+    "choose_settings",
     "distill",
     "distill_step",
     "feature_loss",
@@ -73,8 +77,10 @@ __all__ = [
     "pair_by_depth",
     "parse_student_spec",
     "plan_depth",
+    "ProbeScore",
     "pruning_available",
     "resolve_pairs",
+    "SettingsChoice",
     "shallow_copy",
     "soft_target_loss",
     "zero_task_loss",

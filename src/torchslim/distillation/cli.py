@@ -21,8 +21,8 @@ def distill_recipe(
     student: str,
     epochs: int = 1,
     lr: float = 1e-3,
-    temperature: float = 4.0,
-    alpha: float = 0.9,
+    temperature: float | None = None,
+    alpha: float | None = None,
     features: Sequence[str] = (),
     feature_loss: str = "hint",
     feature_weight: float = 1.0,
@@ -30,7 +30,8 @@ def distill_recipe(
     optimizer: str = "adam",
 ) -> Recipe:
     """The one-step recipe of ``torchslim distill``; every value is validated (ConfigError naming it;
-    the casts only tell the type checker what the configs check when built)."""
+    the casts only tell the type checker what the configs check when built). `temperature` or
+    `alpha` left None is chosen by the step's probe on the validation split."""
     return Recipe(
         [
             Step(

@@ -293,6 +293,8 @@ class DistillationHook(TrainHook):
         self._student_taps = FeatureTaps(self.student, names_s, role="student").open()
 
     def extra_loss(self, state: TrainState, batch: Any, outputs: Any) -> Tensor | None:
+        if self.alpha == 0 and not self.pairs and self.task_loss_in_loop and self._checked:
+            return None  # plain fine-tuning: nothing to add, so the teacher need not run
         inputs, labels = batch
         s_logits = logits_of(outputs)
         was_training = self.teacher.training

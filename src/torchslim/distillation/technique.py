@@ -31,6 +31,7 @@ from torchslim.core.context import Context
 from torchslim.core.errors import ConfigError, DataError, did_you_mean
 from torchslim.core.targets import Targets
 from torchslim.core.technique import TECHNIQUES, StepOutcome
+from torchslim.distillation.adaptive import Candidate, SettingsChoice, choose_settings
 from torchslim.distillation.hook import DistillationHook, FeaturePair, resolve_pairs, zero_task_loss
 from torchslim.distillation.losses import FEATURE_LOSSES
 from torchslim.distillation.students import build_student, parse_student_spec
@@ -50,8 +51,13 @@ class Distill(TechniqueConfig):
     + feature_weight * sum over pairs of the feature loss`` (see :mod:`torchslim.distillation.losses`).
 
     Attributes:
-        temperature: T > 0 of the softened softmax.
-        alpha: weight of the soft targets, in [0, 1] (0: hard labels and features only).
+        temperature: T > 0 of the softened softmax; None (the default): chosen by a probe.
+        alpha: weight of the soft targets, in [0, 1] (0: hard labels and features only); None (the
+            default): chosen by a probe, which may fall back to plain fine-tuning (alpha = 0).
+        probe_fraction: when temperature or alpha is None, the share of the training budget (in
+            optimizer steps, over all candidates) a probe may spend choosing them on the validation
+            split (:mod:`torchslim.distillation.adaptive`); 0 never probes. The report's
+            ``settings`` says what was chosen and why.
         features: feature pairs ``"teacher_module:student_module[:loss]"``, or ``"auto[:loss]"`` to
             pair layers by relative depth; empty: logits only.
         feature_loss: loss of the pairs that do not name one: ``hint`` (FitNets), ``attention``
@@ -61,15 +67,16 @@ class Distill(TechniqueConfig):
             (``depth:K``, ``layers:N``, ``width:R``, a built-in model name or JSON model spec) built
             from the model being compressed, which then is the teacher.
         train: how to train (:class:`~torchslim.train.TrainConfig`); YAML
-            ``config: {temperature: 4.0, alpha: 0.7, train: {epochs: 2}}``. The flat keys of earlier
+            ``config: {temperature: 2.0, alpha: 0.5, train: {epochs: 2}}``. The flat keys of earlier
             recipes (``epochs``, ``lr``, ...) still load, with a FutureWarning naming the new key.
     """
 
     name: ClassVar[str] = "distill"
     summary: ClassVar[str] = "Knowledge distillation (soft targets, feature hints) from the original or into a student."
 
-    temperature: float = 4.0
-    alpha: float = 0.9
+    temperature: float | None = None
+    alpha: float | None = None
+    probe_fraction: float = 0.2
     features: tuple[str, ...] = ()
     feature_loss: FeatureLossName = "hint"
     feature_weight: float = 1.0
@@ -79,10 +86,13 @@ class Distill(TechniqueConfig):
     renamed: ClassVar[Mapping[str, str]] = renamed_training_keys()
 
     def validate(self) -> None:
-        if not math.isfinite(self.temperature):
-            raise ConfigError(f"Distill.temperature={self.temperature!r} must be finite.")
-        self.check("temperature", self.temperature, low=0.0, low_inclusive=False)
-        self.check("alpha", self.alpha, low=0.0, high=1.0)
+        if self.temperature is not None:
+            if not math.isfinite(self.temperature):
+                raise ConfigError(f"Distill.temperature={self.temperature!r} must be finite.")
+            self.check("temperature", self.temperature, low=0.0, low_inclusive=False)
+        if self.alpha is not None:
+            self.check("alpha", self.alpha, low=0.0, high=1.0)
+        self.check("probe_fraction", self.probe_fraction, low=0.0, high=0.5)
         self.check("feature_weight", self.feature_weight, low=0.0)
         for i, item in enumerate(self.features):
             parts = item.split(":")
@@ -224,35 +234,81 @@ def _frozen_copy(model: nn.Module) -> nn.Module:
     return teacher
 
 
+def _roles(model: nn.Module, config: Distill, context: Context, example: Any) -> tuple[nn.Module, str, nn.Module]:
+    """(teacher, where the teacher comes from, student) of a step (see the module docstring)."""
+    if config.student is not None:
+        return model, "the model being compressed", build_student(model, config.student, example_input=example)
+    if context.teacher is not None:
+        return context.teacher, "context.teacher (the original model)", model
+    return _frozen_copy(model), "a frozen copy of the model at the start of the step", model
+
+
+def choose_step_settings(
+    config: Distill,
+    teacher: nn.Module,
+    student: nn.Module,
+    *,
+    pairs: list[FeaturePair],
+    loader: Iterable[Any],
+    example: Any,
+    targets: Targets | None,
+    context: Context,
+) -> SettingsChoice:
+    """The step's temperature and alpha: the config's, or chosen by a probe on ``context.data.validation``
+    (:func:`torchslim.distillation.adaptive.choose_settings`); the probe's runs are quiet and never
+    checkpoint. `student` is not modified."""
+    probe_context = context.replace(quiet=True, run_dir=None)
+
+    def train_candidate(candidate: Candidate, model: nn.Module, short: TrainConfig) -> None:
+        distill(
+            teacher,
+            model,
+            loader,
+            temperature=candidate.temperature,
+            alpha=candidate.alpha,
+            pairs=pairs,
+            config=short,
+            context=probe_context,
+            targets=targets,
+            example_input=example,
+        )
+
+    data = context.data
+    return choose_settings(
+        temperature=config.temperature,
+        alpha=config.alpha,
+        student=student,
+        train_candidate=train_candidate,
+        config=config.train,
+        loader=loader,
+        validation=data.validation if data is not None else None,
+        test=data.test if data is not None else None,
+        probe_fraction=config.probe_fraction,
+    )
+
+
 @TECHNIQUES.handles(Distill)
 def distill_step(model: nn.Module, config: Distill, *, targets: Targets | None, context: Context) -> StepOutcome:
     """Handler of :class:`Distill` (see the module docstring for who teaches whom).
 
-    With `targets`, only the selected modules of the student are trained.
+    With `targets`, only the selected modules of the student are trained. Unset temperature or
+    alpha are chosen first (:func:`choose_step_settings`); ``info["settings"]`` says what and why.
     """
     loader = context.require_data("train", technique="distill")
     example = context.example_input if context.example_input is not None else example_from(loader)
-    if config.student is None:
-        teacher = context.teacher if context.teacher is not None else _frozen_copy(model)
-        source = (
-            "context.teacher (the original model)"
-            if context.teacher is not None
-            else ("a frozen copy of the model at the start of the step")
-        )
-        student = model
-    else:
-        teacher = model
-        source = "the model being compressed"
-        student = build_student(model, config.student, example_input=example)
+    teacher, source, student = _roles(model, config, context, example)
     pairs = resolve_pairs(
         teacher, student, list(config.features), loss=config.feature_loss, weight=config.feature_weight
+    )
+    choice = choose_step_settings(
+        config, teacher, student, pairs=pairs, loader=loader, example=example, targets=targets, context=context
     )
     result = distill(
         teacher,
         student,
         loader,
-        temperature=config.temperature,
-        alpha=config.alpha,
+        temperature=choice.temperature,
+        alpha=choice.alpha,
         pairs=pairs,
         config=config.train,
         context=context,
@@ -266,11 +322,21 @@ def distill_step(model: nn.Module, config: Distill, *, targets: Targets | None, 
             "student": config.student or "the model being compressed",
             "teacher_parameters": count_parameters(teacher),
             "student_parameters": count_parameters(result.student),
-            "temperature": config.temperature,
-            "alpha": config.alpha,
+            "temperature": choice.temperature,
+            "alpha": choice.alpha,
+            "settings": choice.info(),
         }
     )
     return StepOutcome(model=result.student, info=info)
 
 
-__all__ = ["KD", "Distill", "DistillResult", "distill", "distill_step", "example_from", "zero_task_loss"]
+__all__ = [
+    "KD",
+    "Distill",
+    "DistillResult",
+    "choose_step_settings",
+    "distill",
+    "distill_step",
+    "example_from",
+    "zero_task_loss",
+]
