@@ -16,6 +16,7 @@ from torch import nn
 
 from torchslim.core.context import Context, DataSplits
 from torchslim.core.errors import ConfigError, DataError, TorchSlimError, did_you_mean
+from torchslim.core.progress import phase
 from torchslim.core.recipe import Recipe
 from torchslim.core.technique import TECHNIQUES, StepOutcome
 from torchslim.io.weights import check_finite_model
@@ -229,6 +230,7 @@ def _measure_pair(
     threads: int | None,
     repeats: int,
     recipe: Recipe,
+    quiet: bool = True,
 ) -> tuple[Any, Any]:
     """Measure the original and the compressed model on the same runtime; each is exported once.
     The compressed model's bytes are those of the files `CompressionResult.save` writes (its manifest
@@ -247,8 +249,9 @@ def _measure_pair(
         deployed: list[Deployment | None] = [None, None]
         if backend is not None:
             reasons: list[str | None] = [None, None]
-            for i, m in enumerate((model, work)):
-                deployed[i], reasons[i] = deploy_for_timing(m, example, tmp, backend=backend)
+            for i, (m, which) in enumerate(((model, "original"), (work, "compressed"))):
+                with phase(f"export the {which} model to {backend}", quiet=quiet):
+                    deployed[i], reasons[i] = deploy_for_timing(m, example, tmp, backend=backend)
             if deployed[0] is None or deployed[1] is None:
                 reason = reasons[0] or reasons[1]
                 if runtime != "auto":
@@ -258,20 +261,24 @@ def _measure_pair(
                 )
                 deployed = [None, None]
         configs = (None, {"recipe": recipe.to_dict()})
-        before, after = (
-            _measure(
-                m,
-                example,
-                loader=loader,
-                deployment=d,
-                batch_size=batch_size,
-                threads=threads,
-                repeats=repeats,
-                artifact_config=c,
-            )
-            for m, d, c in zip((model, work), deployed, configs, strict=True)
-        )
-    return before, after
+        measured = []
+        for m, d, c, which in zip((model, work), deployed, configs, ("original", "compressed"), strict=True):
+            runtime_name = backend if d is not None else "PyTorch eager"
+            label = f"measure the {which} model (latency on {runtime_name}" + (", accuracy)" if loader else ")")
+            with phase(label, quiet=quiet):
+                measured.append(
+                    _measure(
+                        m,
+                        example,
+                        loader=loader,
+                        deployment=d,
+                        batch_size=batch_size,
+                        threads=threads,
+                        repeats=repeats,
+                        artifact_config=c,
+                    )
+                )
+    return measured[0], measured[1]
 
 
 def run_recipe(
@@ -296,7 +303,8 @@ def run_recipe(
         step_context = context
         if context.run_dir is not None:
             step_context = context.replace(run_dir=Path(context.run_dir) / f"step{index}-{step.technique}")
-        outcome = handler(model, step.config, targets=step.targets, context=step_context)
+        with phase(f"step {index + 1}/{len(recipe.steps)} {step.technique}", quiet=context.quiet):
+            outcome = handler(model, step.config, targets=step.targets, context=step_context)
         if not isinstance(outcome, StepOutcome):
             raise TypeError(f"Handler of {step.technique!r} returned {type(outcome).__name__}, not StepOutcome.")
         model = outcome.model
@@ -372,6 +380,7 @@ def compress(
             repeats=repeats,
             notes=notes,
             recipe=recipe,
+            quiet=quiet,
         )
         after = _with_agreement(after, model, work, splits)
     report = _report(
