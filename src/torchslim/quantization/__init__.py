@@ -27,6 +27,7 @@ Importing this package registers the technique and the plan replay.
 
 from torch import nn
 
+from torchslim.quantization import binary_technique  # noqa: F401  (registers the binarize and ternarize techniques)
 from torchslim.quantization.build import convert_fake_quant, dequantize_module, fake_quant_module, quantize_module
 from torchslim.quantization.calibration import take_calibration
 from torchslim.quantization.config import ActivationQuant, Quantize, Uniform, WeightQuant
