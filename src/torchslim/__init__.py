@@ -23,6 +23,7 @@ from torchslim.core import (
     TorchSlimError,
 )
 from torchslim.io import load, save
+from torchslim.lottery import lottery
 
 __version__ = "0.1.0"
 
@@ -45,6 +46,7 @@ __all__ = [
     "graph",
     "io",
     "load",
+    "lottery",
     "measure",
     "models",
     "pruning",
