@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -52,14 +53,16 @@ def train_step(
     model, optimizer = state.model, state.optimizer
     inputs, labels = split_batch(batch, state.device)
     optimizer.zero_grad(set_to_none=True)
-    outputs = run_model(model, inputs, state.device)
+    outputs = run_model(model if state.parallel is None else state.parallel.module, inputs, state.device)
     loss = loss_fn(outputs, labels)
     for hook in hooks:
         extra = hook.extra_loss(state, (inputs, labels), outputs)
         if extra is not None:
             loss = loss + extra
     value = float(loss.detach())
-    if not torch.isfinite(loss.detach()):
+    if state.parallel is not None:  # weighted for DDP's gradient mean; value: the global batch's mean loss
+        loss, value = state.parallel.global_loss(loss, len(labels))
+    if not math.isfinite(value):
         raise TrainingDivergedError(
             f"The training loss is {value} at step {state.step + 1} (epoch {state.epoch}); lower lr, set "
             "grad_clip or check the data."

@@ -16,10 +16,11 @@ from torchslim.core.errors import ConfigError
 
 Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["constant", "cosine", "linear", "step"]
+Distributed = Literal["auto", "on", "off"]
 
 # Fields that change how a run is observed, not what it computes; a checkpoint written with other
 # values of these can still be resumed.
-OBSERVATION_FIELDS = ("checkpoint_every", "checkpoint_minutes", "log_every")
+OBSERVATION_FIELDS = ("checkpoint_every", "checkpoint_minutes", "log_every", "distributed")
 
 _RANGES: dict[str, dict[str, Any]] = {
     "epochs": {"low": 0},
@@ -70,6 +71,11 @@ class TrainConfig(TechniqueConfig):
             has not improved on the best one by more than ``early_stop_min_delta`` for this many
             epochs in a row; None (the default) never stops early.
         early_stop_min_delta: the improvement of the epoch mean loss that counts, >= 0.
+        distributed: ``"auto"`` trains data-parallel (DistributedDataParallel, same global batch)
+            when launched by torchrun or inside an initialised process group of several processes;
+            ``"on"`` requires that; ``"off"`` trains each process alone (see
+            :mod:`torchslim.train.distributed`). Not part of a checkpoint's identity: a run
+            resumes with another number of processes.
     """
 
     summary: ClassVar[str] = "Settings of the one training loop."
@@ -90,6 +96,7 @@ class TrainConfig(TechniqueConfig):
     log_every: int = 50
     early_stop_patience: int | None = None
     early_stop_min_delta: float = 0.0
+    distributed: Distributed = "auto"
 
     def validate(self) -> None:
         for field, kwargs in _RANGES.items():

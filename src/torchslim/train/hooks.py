@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from torchslim.train.config import TrainConfig
+from torchslim.train.distributed import DataParallel
 
 
 @dataclasses.dataclass
@@ -36,6 +37,8 @@ class TrainState:
     `step` counts completed optimizer steps, `epoch` is the 0-based index of the pass in
     progress (equal to the number of completed passes), `batch_in_epoch` the batches of that pass
     already used. `total_steps` is None when the data has no len() and no max_steps was given.
+    `parallel` is set in a data-parallel run (:mod:`torchslim.train.distributed`): counters then
+    count global batches, and `model` is the unwrapped model (hooks never see the DDP wrapper).
     """
 
     model: nn.Module
@@ -52,6 +55,7 @@ class TrainState:
     resumed_from_step: int | None = None
     device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
+    parallel: DataParallel | None = None
 
     @property
     def lr(self) -> float:

@@ -41,6 +41,7 @@ from torchslim.train.batch import LossFn, TrainingDivergedError, default_loss, r
 from torchslim.train.checkpoint import Checkpointer, LoadedCheckpoint, model_fingerprint
 from torchslim.train.config import TrainConfig
 from torchslim.train.determinism import rng_devices
+from torchslim.train.distributed import data_parallel
 from torchslim.train.epochs import Run, run_epochs
 from torchslim.train.hooks import TrainHook, TrainState, hooks_from_model
 from torchslim.train.meter import Meter
@@ -114,10 +115,15 @@ def _run(run: Run, ckpt: LoadedCheckpoint | None) -> None:
         hook.on_train_start(state)
     if ckpt is not None:  # after on_train_start, so hooks' own state is replaced by the checkpoint's
         run.restore_rng = restore(ckpt, state, run.meter, run.hooks)
+    if state.parallel is not None:  # after hooks and resume changed the model: DDP, same state on every rank
+        state.parallel.wrap()
     with run.progress:
         run_epochs(run)
     if run.snapshot is not None and not (ckpt is not None and ckpt.complete and run.steps_run == 0):
         run.snapshot(True)
+    if state.parallel is not None:  # no rank goes on before rank 0's last checkpoint is written
+        state.parallel.check("at the end of training")
+        state.parallel.barrier()
     for hook in run.hooks:
         hook.on_train_end(state)
 
@@ -134,6 +140,7 @@ def train(
     quiet: bool | None = None,
     device: str | torch.device = "cpu",
     include_model_hooks: bool = True,
+    teachers: Sequence[nn.Module] = (),
 ) -> TrainResult:
     # long: the public loop's documented signature; the body is 20 lines of composition
     """Train `model` in place on `loader` and return what was done.
@@ -155,6 +162,8 @@ def train(
         quiet: hide the progress bar; None hides it when stdout is not a terminal.
         device: where to train.
         include_model_hooks: also run :func:`hooks_from_model` hooks.
+        teachers: modules besides `model` that must be the same on every process of a data-parallel
+            run (a hook's ``teacher`` attribute counts too); see :mod:`torchslim.train.distributed`.
 
     Raises:
         ConfigError: bad config or hooks. DataError: malformed or empty data.
@@ -168,12 +177,19 @@ def train(
     started, was_training = time.perf_counter(), model.training
     hook_list = _check_hooks(hooks, model, include_model_hooks)
     checkpointer = Checkpointer(run_dir) if run_dir is not None else None
-    state = _new_state(model, loader, config, seed, torch.device(device))
+    shared = [*teachers, *(getattr(h, "teacher", None) for h in hook_list)]
+    parallel, loader, where = data_parallel(
+        model, loader, mode=config.distributed, device=torch.device(device), shared=shared
+    )
+    state = _new_state(model, loader, config, seed, where)
+    state.parallel = parallel
     fingerprint = model_fingerprint(model) if checkpointer else ""
     ckpt = resumable(checkpointer, state=state, hooks=hook_list, fingerprint=fingerprint)
     state.resumed_from_step = ckpt.step if ckpt is not None else None
     meter = Meter()
-    snapshots = Snapshots(checkpointer, state, meter, hook_list, fingerprint) if checkpointer else None
+    writes = checkpointer is not None and (parallel is None or parallel.world.is_main)  # rank 0 writes
+    snapshots = Snapshots(checkpointer, state, meter, hook_list, fingerprint) if checkpointer and writes else None
+    quiet = True if parallel is not None and not parallel.world.is_main else quiet
     params = [p for p in model.parameters() if p.requires_grad]
     run = Run(
         loader, state, meter, hook_list, loss_fn or default_loss, params, ProgressBar(state, quiet=quiet), snapshots
