@@ -1,0 +1,162 @@
+"""Measuring a candidate against the original: quality on held-out data and the four cost metrics.
+
+* **size**: bytes on disk of the artifact :func:`torchslim.io.save` writes (with the recipe in its
+  manifest, as ``CompressionResult.save`` does), never a count of parameters;
+* **latency**: both models exported once to the deployment runtime (:mod:`torchslim.deploy`,
+  onnxruntime by default) and timed in alternating rounds; the ratio is the median over rounds of
+  candidate / original (load from other processes on a shared machine hits both alike);
+* **energy**: the analytical per-inference estimate of :func:`torchslim.measure.estimate_energy`;
+* **MACs**: PyTorch's own flop counter (:func:`torchslim.measure.count_macs`).
+
+Every cost is a fraction of the original's; quality is accuracy (labelled data) or the mean cosine
+between the original's and the candidate's outputs (embedding models).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchslim.core.errors import ModelError
+from torchslim.deploy import Deployment, deploy_for_timing
+from torchslim.io import save
+from torchslim.measure import count_macs, directory_bytes, estimate_energy, evaluate
+from torchslim.measure.agreement import compare_models
+
+
+@dataclasses.dataclass
+class Costs:
+    """Cost metrics of a model as fractions of the original's (1.0 = the same)."""
+
+    size: float
+    latency: float
+    energy: float
+    macs: float
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Baseline:
+    """The original model's absolute numbers, measured once per study."""
+
+    quality: float
+    bytes: int
+    energy_uj: float
+    macs: int
+    latency_ms: float | None
+    metric: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def quality_fn(
+    loader: Iterable[Any], *, metric: str, reference: nn.Module | None = None, max_batches: int | None = None
+) -> Any:
+    """A function model -> quality on `loader`: ``accuracy`` or ``cosine`` (mean cosine of the
+    outputs to `reference`'s, for embedding models)."""
+
+    def accuracy(model: nn.Module) -> float:
+        return float(evaluate(model, loader, max_batches=max_batches).accuracy)
+
+    def cosine(model: nn.Module) -> float:
+        if reference is None:
+            raise ModelError("quality 'cosine' needs the original model as reference.")
+        value = compare_models(reference, model, loader, max_batches=max_batches).cosine
+        return float(value) if value is not None else 0.0
+
+    if metric == "accuracy":
+        return accuracy
+    if metric == "cosine":
+        return cosine
+    raise ModelError(f"quality metric {metric!r} must be 'accuracy' or 'cosine'.")
+
+
+class CostMeter:
+    """Measures candidates against the original on one runtime (see the module docstring).
+
+    `workdir` holds the exported files (the original's is kept for every comparison).
+    """
+
+    def __init__(
+        self,
+        original: nn.Module,
+        example_input: Any,
+        *,
+        workdir: str | Path,
+        runtime: str = "onnxruntime",
+        latency_batch: int = 1,
+        rounds: int = 5,
+        repeats: int = 10,
+    ) -> None:
+        self.example_input = example_input
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.runtime = runtime
+        self.latency_batch = latency_batch
+        self.rounds = rounds
+        self.repeats = repeats
+        self.base_bytes = artifact_bytes(original, config=None)
+        self.base_energy = float(estimate_energy(original, example_input).total_uj)
+        self.base_macs = int(count_macs(original, example_input).total)
+        deployment, reason = deploy_for_timing(original, example_input, self.workdir, backend=runtime)
+        if deployment is None:
+            raise ModelError(f"The original model does not export to {runtime}: {reason}")
+        self.base_deployment: Deployment = deployment
+        self.base_latency_ms = deployment.time(batch_size=latency_batch, repeats=repeats, threads=1).median_ms
+
+    def measure(self, model: nn.Module, *, config: dict[str, Any] | None = None) -> Costs:
+        """The candidate's costs as fractions of the original's; an export failure is a ModelError."""
+        model.eval()
+        size_bytes = artifact_bytes(model, config=config)
+        energy = float(estimate_energy(model, self.example_input).total_uj)
+        macs = int(count_macs(model, self.example_input).total)
+        with tempfile.TemporaryDirectory(dir=self.workdir, prefix="candidate-") as tmp:
+            deployment, reason = deploy_for_timing(model, self.example_input, tmp, backend=self.runtime)
+            if deployment is None:
+                raise ModelError(f"The candidate does not export to {self.runtime}: {reason}")
+            latency = self.latency_ratio(deployment)
+        return Costs(
+            size=size_bytes / self.base_bytes,
+            latency=latency,
+            energy=energy / self.base_energy if self.base_energy > 0 else 1.0,
+            macs=macs / self.base_macs if self.base_macs > 0 else 1.0,
+            bytes=size_bytes,
+        )
+
+    def latency_ratio(self, candidate: Deployment) -> float:
+        """Median over rounds of candidate / original median latency; the order alternates per round."""
+        ratios = []
+        for r in range(self.rounds):
+            pair = (self.base_deployment, candidate) if r % 2 == 0 else (candidate, self.base_deployment)
+            times = {
+                id(d): d.time(batch_size=self.latency_batch, repeats=self.repeats, threads=1).median_ms for d in pair
+            }
+            ratios.append(times[id(candidate)] / max(times[id(self.base_deployment)], 1e-9))
+        return float(statistics.median(ratios))
+
+    def baseline(self, quality: float, metric: str) -> Baseline:
+        return Baseline(
+            quality=quality,
+            bytes=self.base_bytes,
+            energy_uj=self.base_energy,
+            macs=self.base_macs,
+            latency_ms=self.base_latency_ms,
+            metric=metric,
+        )
+
+
+def artifact_bytes(model: nn.Module, *, config: dict[str, Any] | None) -> int:
+    """Bytes on disk of the artifact :func:`torchslim.io.save` writes for `model` (with `config`)."""
+    with tempfile.TemporaryDirectory(prefix="torchslim-search-size-") as tmp, torch.no_grad():
+        return directory_bytes(save(model, Path(tmp) / "artifact", config=config))

@@ -1,0 +1,308 @@
+"""`search`: a target in; sensitivity, the study, the best model after every trial, the chosen recipe out.
+
+Phases, all resumable from `out_dir` (a rerun with the same `out_dir` continues):
+
+1. the original's quality and costs (``baseline.json``);
+2. sensitivity (``sensitivity.json``): channel groups and layers to pruning
+   (:func:`torchslim.pruning.sensitivity`), layers to weight bit-width (:func:`~.bits.bit_sensitivity`);
+   the search space's per-layer ranges come from them (``space.json``);
+3. the optuna study (``study.db`` unless `storage` names a database), trials until a budget ends;
+   after every trial the best model so far is saved atomically to ``best/`` (feasible first);
+4. the chosen point: its recipe with the full fine-tuning budget (``recipe.yaml``, what
+   ``torchslim compress --recipe`` reruns), the Pareto fronts and why it was chosen (:mod:`.report`).
+
+The time budget covers all of it: trials stop when the time left would not fit the longest trial,
+and a share (`final_share`) is kept for the chosen point's full fine-tune, sized from the measured
+seconds per training step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchslim.core.context import Context, DataSplits
+from torchslim.core.errors import ConfigError, DataError
+from torchslim.io import save
+from torchslim.io.atomic import write_json, write_text
+from torchslim.pruning import SensitivityResult, sensitivity
+from torchslim.search.bits import bit_sensitivity
+from torchslim.search.evaluate import CostMeter, quality_fn
+from torchslim.search.progress import SearchProgress
+from torchslim.search.report import SearchResult, choose, write_report
+from torchslim.search.space import SearchSpace, build_space
+from torchslim.search.study import Budget, make_sampler, open_study, run_worker, storage_url
+from torchslim.search.target import Target
+from torchslim.search.trial import TrialRunner, row_key
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SearchOptions:
+    """How the search runs (the target says what it looks for).
+
+    Attributes:
+        trials: total trials of the study (over resumes and workers); None: until `minutes` end.
+        minutes: this run's time budget, sensitivity and the final fine-tune's share included.
+        storage: a database URL shared by workers (``postgresql://...``); None: SQLite in `out_dir`.
+        study_name: None: derived from the target and the model.
+        sampler: ``tpe`` (default), ``nsga2`` or ``random``.
+        runtime: the deployment runtime latency is measured on.
+        latency_batch: the batch size latency is measured at.
+        finetune_steps: the short recovery budgets a trial chooses from (optimizer steps).
+        final_epochs: the chosen point's full fine-tune (capped by the time left).
+        final_share: share of `minutes` kept for that fine-tune.
+        eval_batches: validation batches per quality measurement (None: the whole split).
+        sensitivity_drop: quality drop (points, without fine-tuning) that bounds the per-layer ranges;
+            None: max(5, 3 x max_drop).
+        seed: sampler and training seed.
+        quiet: no progress bar.
+    """
+
+    trials: int | None = None
+    minutes: float | None = None
+    storage: str | None = None
+    study_name: str | None = None
+    sampler: str = "tpe"
+    runtime: str = "onnxruntime"
+    latency_batch: int = 1
+    finetune_steps: tuple[int, ...] = (0, 100, 200)
+    final_epochs: int = 1
+    final_share: float = 0.2
+    eval_batches: int | None = None
+    sensitivity_drop: float | None = None
+    seed: int = 0
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.trials is None and self.minutes is None:
+            raise ConfigError("search needs a budget: trials=N and/or minutes=M.")
+        if not 0.0 <= self.final_share < 1.0:
+            raise ConfigError(f"final_share={self.final_share!r} must be in [0, 1).")
+
+
+def search(
+    model: nn.Module,
+    data: DataSplits,
+    *,
+    target: Target,
+    out_dir: str | Path | None = None,
+    options: SearchOptions | None = None,
+    example_input: Any = None,
+) -> SearchResult:
+    # long: the four phases in order, each a call; resuming reads each phase's file back
+    """Search recipes for `model` that meet `target` (see the module docstring); `model` is not changed."""
+    options = options or SearchOptions(trials=20)
+    started = time.monotonic()
+    out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="torchslim-search-"))
+    out.mkdir(parents=True, exist_ok=True)
+    held_out, metric = _held_out(data, target)
+    if example_input is None:
+        example_input = _example(data)
+    model = model.eval()
+    quality = quality_fn(held_out, metric=metric, reference=model, max_batches=options.eval_batches)
+    context = Context(data=data, seed=options.seed, quiet=True, example_input=example_input, teacher=model)
+    meter = CostMeter(
+        model, example_input, workdir=out / "deploy", runtime=options.runtime, latency_batch=options.latency_batch
+    )
+    baseline = meter.baseline(float(quality(model)), metric)
+    write_json(out / "baseline.json", baseline.to_dict())
+    space = _space(model, out, held_out, quality, target, options, metric, example_input)
+    url = storage_url(options.storage, out)
+    name = options.study_name or _study_name(model, target)
+    directions = ["maximize", "minimize"]
+    bounds = target.bounds()
+    sampler = make_sampler(
+        options.sampler,
+        seed=options.seed,
+        constraints=lambda t: t.user_attrs.get("record", {}).get("constraints") or [1.0] * (1 + len(bounds)),
+    )
+    study = open_study(url, name, directions=directions, sampler=sampler)
+    if not study.trials:
+        for point in space.seeds():
+            study.enqueue_trial(point, skip_if_exists=True)
+    runner = TrialRunner(
+        original=model,
+        space=space,
+        target=target,
+        meter=meter,
+        context=context,
+        quality=quality,
+        baseline_quality=baseline.quality,
+        metric=metric,
+    )
+    seconds = None if options.minutes is None else options.minutes * 60 * (1 - options.final_share)
+    budget = Budget(trials=options.trials, seconds=seconds, started=started)
+    with SearchProgress(options.trials, budget, target, quiet=options.quiet) as progress:
+        saver = _BestSaver(out, runner, target.primary_metric, progress)
+        interrupted = False
+        try:
+            run_worker(study, runner, budget=budget, on_trial_done=saver, url=url)
+        except KeyboardInterrupt:
+            interrupted = True
+    records = [t.user_attrs["record"] | {"number": t.number} for t in study.trials if "record" in t.user_attrs]
+    chosen = choose(records, target)
+    final_train = _final_train(records, chosen, data, options, started)
+    result = SearchResult(
+        target=target,
+        baseline=baseline.to_dict(),
+        records=records,
+        chosen=chosen,
+        recipe=space.recipe(chosen["params"], train=final_train) if chosen else None,
+        space=space.to_dict(),
+        out_dir=out,
+        storage=url,
+        study_name=name,
+        seconds=time.monotonic() - started,
+        interrupted=interrupted,
+        failed=sum(1 for t in study.trials if t.state.name == "FAIL"),
+    )
+    write_report(result)
+    return result
+
+
+def _held_out(data: DataSplits, target: Target) -> tuple[Any, str]:
+    loader = data.validation if data.validation is not None else data.test
+    if loader is None:
+        raise DataError("search needs held-out data: a validation (or test) split.")
+    return loader, "cosine" if target.min_cosine is not None else "accuracy"
+
+
+def _example(data: DataSplits) -> Any:
+    for loader in (data.calibration, data.train, data.validation, data.test):
+        if loader is not None:
+            for batch in loader:
+                inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
+                return inputs[:1] if isinstance(inputs, torch.Tensor) else inputs
+    raise DataError("search: the data has no batches.")
+
+
+def _study_name(model: nn.Module, target: Target) -> str:
+    from torchslim.models import get_model_spec
+
+    spec = get_model_spec(model) or {"class": type(model).__name__}
+    digest = hashlib.sha1(json.dumps([spec, target.to_dict()], sort_keys=True, default=str).encode()).hexdigest()
+    return f"torchslim-{spec.get('name', spec.get('class', 'model'))}-{digest[:10]}"
+
+
+def _space(
+    model: nn.Module,
+    out: Path,
+    held_out: Any,
+    quality: Any,
+    target: Target,
+    options: SearchOptions,
+    metric: str,
+    example_input: Any,
+) -> SearchSpace:
+    """The space of this study: read back when resuming, else built from fresh sensitivity curves."""
+    space_file = out / "space.json"
+    if space_file.is_file():
+        return SearchSpace.from_dict(json.loads(space_file.read_text()))
+    drop = options.sensitivity_drop if options.sensitivity_drop is not None else max(5.0, 3 * target.max_drop)
+    channels = sparsity = None
+    if metric == "accuracy":
+        common = {"max_batches": options.eval_batches, "sparsities": (0.25, 0.5, 0.7, 0.9)}
+        channels = _try_sensitivity(model, held_out, kind="channels", example_input=example_input, **common)
+        sparsity = _try_sensitivity(model, held_out, kind="unstructured", **common)
+    bits = bit_sensitivity(model, quality)
+    write_json(
+        out / "sensitivity.json",
+        {
+            "channels": channels.to_dict() if channels else None,
+            "unstructured": sparsity.to_dict() if sparsity else None,
+            "bits": bits.to_dict(),
+        },
+    )
+    space = build_space(
+        channels=channels,
+        sparsity=sparsity,
+        bits=bits,
+        range_drop=drop / 100.0,
+        finetune_steps=options.finetune_steps,
+    )
+    write_json(space_file, space.to_dict())
+    return space
+
+
+def _try_sensitivity(model: nn.Module, loader: Any, **kwargs: Any) -> SensitivityResult | None:
+    try:
+        return sensitivity(model, loader, **kwargs)
+    except Exception:  # noqa: BLE001 - a model nothing can prune is searched over quantization only
+        return None
+
+
+def _final_train(
+    records: Sequence[dict[str, Any]],
+    chosen: dict[str, Any] | None,
+    data: DataSplits,
+    options: SearchOptions,
+    started: float,
+) -> dict[str, Any] | None:
+    """The chosen point's full fine-tune: `final_epochs`, capped by the steps the time left allows
+    (seconds per step measured in the trials)."""
+    if chosen is None:
+        return None
+    steps_per_epoch = len(data.train) if data.train is not None and hasattr(data.train, "__len__") else None
+    train: dict[str, Any] = {"epochs": options.final_epochs}
+    if options.minutes is None or steps_per_epoch is None:
+        return train
+    timed = [r for r in records if r.get("steps") and r.get("recovery_seconds")]
+    if not timed:
+        return train
+    per_step = sum(r["recovery_seconds"] for r in timed) / sum(r["steps"] for r in timed)
+    left = options.minutes * 60 - (time.monotonic() - started)
+    fit = int(0.7 * max(left, 0.0) / max(per_step, 1e-6))
+    wanted = options.final_epochs * steps_per_epoch
+    if fit < wanted:
+        train["max_steps"] = max(int(chosen.get("steps") or 0), fit, 1)
+    return train
+
+
+class _BestSaver:
+    """After every trial: the best model so far, saved atomically to ``best/`` (with its record in
+    ``best.json``) when this trial beats the one saved; a file lock orders workers sharing `out`."""
+
+    def __init__(self, out: Path, runner: TrialRunner, primary: str, progress: SearchProgress) -> None:
+        self.out = out
+        self.runner = runner
+        self.primary = primary
+        self.progress = progress
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        record = trial.user_attrs.get("record")
+        model = self.runner.last_model
+        if record is not None and model is not None:
+            with open(self.out / ".best.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                saved = _read_json(self.out / "best.json")
+                if saved is None or row_key(record, self.primary) < row_key(saved, self.primary):
+                    record = record | {"number": trial.number}
+                    save(model, self.out / "best", config={"recipe": record["recipe"], "search": record})
+                    write_json(self.out / "best.json", record)
+                    write_text(self.out / "best-recipe.yaml", _recipe_yaml(record["recipe"]))
+        self.runner.last_model = None
+        self.progress.update(study, _read_json(self.out / "best.json"))
+
+
+def _recipe_yaml(recipe: dict[str, Any]) -> str:
+    from torchslim.core.recipe import Recipe
+
+    return Recipe.from_dict(recipe).to_yaml()
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,197 @@
+"""The search space: whole recipes, with per-layer ranges set by sensitivity.
+
+A point of the space is a flat dict of choices; :meth:`SearchSpace.recipe` turns it into an
+ordinary :class:`~torchslim.core.recipe.Recipe` (so any result reruns with ``compress --recipe``):
+
+1. ``channel_pruning`` with a ratio per channel group (``ratio:<group>``, in ``[0, max]`` where
+   ``max`` is the largest ratio the channel sensitivity curve of that group allows);
+2. when the weights stay float (level type ``float``), ``magnitude_pruning`` with a sparsity per
+   layer (``sparsity:<layer>``, ranges from the unstructured curves): zeros only save bytes in float
+   layers (quantized codes are stored packed and dense);
+3. a short recovery: ``finetune`` or ``distill`` from the original (``distill``), ``steps`` optimizer
+   steps (the chosen point gets the full budget);
+4. quantization: the level type (``uniform`` through ``quantize``, with ``bits:<layer>`` per layer from
+   the bit-width curves, and ``activations`` int8 or float; or a level technique registered in
+   ``core.technique.TECHNIQUES`` at run time, e.g. ``kmeans_quant``, ``pow2_quant``, ``binarize``,
+   ``ternarize``), or none (``float``).
+
+Choices that sensitivity settles are not searched: a range of one value is fixed, and layers below
+`min_share` of the weights keep 8 bits (they cannot change the size).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torchslim.core.recipe import Recipe, Step
+from torchslim.core.targets import Targets
+from torchslim.core.technique import TECHNIQUES
+from torchslim.pruning import SensitivityResult
+from torchslim.search.bits import BitSensitivity
+
+BIT_CHOICES = (2, 3, 4, 5, 6, 8)
+LEVEL_TECHNIQUES = ("kmeans_quant", "pow2_quant", "binarize", "ternarize")
+"""Level types added as techniques of their own; searched when registered."""
+DISTILL_TEMPERATURE = 2.0
+DISTILL_ALPHA = 0.5
+"""Distillation settings of the trials (the ones the distillation benchmark measured ahead of plain
+fine-tuning); the ``distill`` step's own adaptive defaults are a separate feature."""
+
+
+@dataclasses.dataclass
+class SearchSpace:
+    """Per-layer ranges and the recipe-level choices (see the module docstring)."""
+
+    channel_max: dict[str, float]
+    bit_choices: dict[str, list[int]]
+    sparsity_max: dict[str, float]
+    level_types: list[str]
+    finetune_steps: list[int]
+    distill: list[bool] = dataclasses.field(default_factory=lambda: [False, True])
+    activations: list[str] = dataclasses.field(default_factory=lambda: ["int8", "float"])
+    lr: float = 1e-3
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        """One point, sampled through an optuna trial (define-by-run: sparsities only for ``float``)."""
+        params: dict[str, Any] = {}
+        for group, high in self.channel_max.items():
+            params[f"ratio:{group}"] = trial.suggest_float(f"ratio:{group}", 0.0, high, step=0.05)
+        params["levels"] = trial.suggest_categorical("levels", self.level_types)
+        if params["levels"] == "float":
+            for layer, high in self.sparsity_max.items():
+                params[f"sparsity:{layer}"] = trial.suggest_float(f"sparsity:{layer}", 0.0, high, step=0.05)
+        elif params["levels"] == "uniform":
+            for layer, choices in self.bit_choices.items():
+                if len(choices) > 1:
+                    params[f"bits:{layer}"] = trial.suggest_categorical(f"bits:{layer}", choices)
+            params["activations"] = trial.suggest_categorical("activations", self.activations)
+        params["steps"] = trial.suggest_categorical("steps", self.finetune_steps)
+        params["distill"] = trial.suggest_categorical("distill", self.distill)
+        return params
+
+    def seeds(self) -> list[dict[str, Any]]:
+        """Starting points read off the sensitivity curves: every range at its safe maximum, at half
+        of it, and int8 without pruning; enqueued before the sampler takes over."""
+        out = []
+        for fraction, fewest_bits in ((1.0, True), (0.5, True), (0.0, False)):
+            point: dict[str, Any] = {
+                f"ratio:{g}": round(round(fraction * high / 0.05) * 0.05, 2) for g, high in self.channel_max.items()
+            }
+            point["levels"] = "uniform"
+            for layer, choices in self.bit_choices.items():
+                if len(choices) > 1:
+                    point[f"bits:{layer}"] = min(choices) if fewest_bits else max(choices)
+            point["activations"] = "int8"
+            point["steps"] = max(self.finetune_steps)
+            point["distill"] = False
+            out.append(point)
+        return out
+
+    def recipe(self, params: Mapping[str, Any], *, train: Mapping[str, Any] | None = None) -> Recipe:
+        """The recipe of `params`; `train` replaces the recovery's ``train:`` section (the chosen
+        point's full fine-tune), else ``steps`` optimizer steps within one epoch."""
+        steps: list[Step] = []
+        ratios = {g: float(params.get(f"ratio:{g}", 0.0)) for g in self.channel_max}
+        ratios = {g: r for g, r in ratios.items() if r > 0}
+        if ratios:
+            steps.append(
+                _step(
+                    "channel_pruning",
+                    {"ratio": 0.0, "per_layer": ratios, "train": {"epochs": 0}},
+                    Targets(exclude=("role:head",)),
+                )
+            )
+        levels = str(params.get("levels", "uniform"))
+        if levels == "float":
+            sparsity = {k.split(":", 1)[1]: float(v) for k, v in params.items() if k.startswith("sparsity:") and v > 0}
+            if sparsity:
+                config = {"sparsity": 0.0, "scope": "layer", "per_layer": sparsity}
+                steps.append(_step("magnitude_pruning", config, Targets(names=tuple(sparsity))))
+        recovery = self._recovery(params, train)
+        if recovery is not None:
+            steps.append(recovery)
+        quantize = self._quantize(params, levels)
+        if quantize is not None:
+            steps.append(quantize)
+        return Recipe(steps)
+
+    def _recovery(self, params: Mapping[str, Any], train: Mapping[str, Any] | None) -> Step | None:
+        section = dict(train) if train is not None else {"epochs": 1, "max_steps": int(params.get("steps", 0))}
+        if train is None and not section["max_steps"]:
+            return None
+        section.setdefault("lr", self.lr)
+        if params.get("distill"):
+            return _step(
+                "distill", {"temperature": DISTILL_TEMPERATURE, "alpha": DISTILL_ALPHA, "train": section}, None
+            )
+        return _step("finetune", {"train": section}, None)
+
+    def _quantize(self, params: Mapping[str, Any], levels: str) -> Step | None:
+        if levels == "float":
+            return None
+        if levels != "uniform":
+            return _step(levels, {}, Targets(exclude=("role:head",)))
+        layer_bits = {layer: int(choices[0]) for layer, choices in self.bit_choices.items() if len(choices) == 1}
+        layer_bits.update({k.split(":", 1)[1]: int(v) for k, v in params.items() if k.startswith("bits:")})
+        layer_bits = {k: v for k, v in layer_bits.items() if v != 8}
+        activations = {"mode": "auto"} if params.get("activations", "int8") == "int8" else None
+        config = {"mode": "ptq", "weights": {"bits": 8, "layer_bits": layer_bits}, "activations": activations}
+        return _step("quantize", config, None)
+
+
+def _step(technique: str, config: Mapping[str, Any], targets: Targets | None) -> Step:
+    return Step(TECHNIQUES.config_type(technique).from_dict(dict(config)), targets)
+
+
+def registered_level_types() -> list[str]:
+    """``uniform``, the level techniques registered now, and ``float`` (no quantization)."""
+    return ["uniform", *[name for name in LEVEL_TECHNIQUES if name in TECHNIQUES], "float"]
+
+
+def build_space(
+    *,
+    channels: SensitivityResult | None,
+    sparsity: SensitivityResult | None,
+    bits: BitSensitivity | None,
+    range_drop: float,
+    finetune_steps: Sequence[int],
+    min_share: float = 0.02,
+    max_layers: int = 8,
+) -> SearchSpace:
+    """Ranges from the sensitivity curves: a group or layer gets the largest ratio / sparsity, or the
+    fewest bits, whose drop without fine-tuning stays within `range_drop` (quality units); only the
+    `max_layers` largest layers get their own bit-width and sparsity choices."""
+    channel_max = {g: r for g, r in (channels.max_sparsity(range_drop) if channels else {}).items() if r > 0}
+    bit_choices: dict[str, list[int]] = {}
+    sparsity_max: dict[str, float] = {}
+    if bits is not None:
+        total = sum(bits.params.values()) or 1
+        largest = sorted(bits.params, key=lambda k: -bits.params[k])[:max_layers]
+        fewest = bits.min_bits(range_drop)
+        for layer in bits.params:
+            if layer in largest and bits.params[layer] / total >= min_share:
+                bit_choices[layer] = [b for b in BIT_CHOICES if b >= fewest[layer]] or [8]
+            else:
+                bit_choices[layer] = [8]
+    if sparsity is not None:
+        total = sum(sparsity.params.values()) or 1
+        safe = sparsity.max_sparsity(range_drop)
+        largest = sorted(sparsity.params, key=lambda k: -sparsity.params[k])[:max_layers]
+        sparsity_max = {k: safe[k] for k in largest if safe.get(k, 0) > 0 and sparsity.params[k] / total >= min_share}
+    return SearchSpace(
+        channel_max=channel_max,
+        bit_choices=bit_choices,
+        sparsity_max=sparsity_max,
+        level_types=registered_level_types(),
+        finetune_steps=sorted({int(s) for s in finetune_steps}),
+    )

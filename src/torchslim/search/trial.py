@@ -1,0 +1,130 @@
+"""One trial: a recipe from the space, its cost measured before fine-tuning (a trial that cannot meet
+the target's cost bounds stops there: cost does not depend on the fine-tuned weights), then the short
+recovery, the quality, and the record the report and the chosen point are made from."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from torchslim.core.context import Context
+from torchslim.core.recipe import Recipe, Step
+from torchslim.core.technique import TECHNIQUES
+from torchslim.search.evaluate import CostMeter, Costs, artifact_bytes
+from torchslim.search.space import SearchSpace
+from torchslim.search.target import METRICS, Target
+
+RECOVERY = ("finetune", "distill")
+
+
+def apply_steps(model: nn.Module, steps: list[Step], context: Context) -> nn.Module:
+    """Run `steps` on `model` in order through their registered handlers (the model is changed)."""
+    for step in steps:
+        model = TECHNIQUES.handler_for(step.config)(model, step.config, targets=step.targets, context=context).model
+    return model
+
+
+def constraints(target: Target, quality: float, baseline_quality: float, costs: Costs, metric: str) -> list[float]:
+    """Constraint values (<= 0 met): the quality budget, then one per bounded cost metric."""
+    if metric == "cosine":
+        first = (target.min_cosine if target.min_cosine is not None else 0.99) - quality
+    else:
+        first = (baseline_quality - quality) * 100.0 - target.max_drop
+    return [first, *[getattr(costs, m) - bound for m, bound in target.bounds().items()]]
+
+
+def violation(values: list[float], bounds: dict[str, float]) -> float:
+    """How far from feasible: the quality term in points plus each cost term relative to its bound."""
+    extra = [max(0.0, v) / b for v, b in zip(values[1:], bounds.values(), strict=True)]
+    return max(0.0, values[0]) + 10.0 * sum(extra)
+
+
+@dataclasses.dataclass
+class TrialRunner:
+    """Runs trials of one study in this process (the objective given to the worker loop)."""
+
+    original: nn.Module
+    space: SearchSpace
+    target: Target
+    meter: CostMeter
+    context: Context
+    quality: Callable[[nn.Module], float]
+    baseline_quality: float
+    metric: str
+    last_model: nn.Module | None = None
+
+    def __call__(self, trial: Any) -> list[float]:
+        params = self.space.suggest(trial)
+        recipe = self.space.recipe(params)
+        record = self.run(params, recipe)
+        trial.set_user_attr("record", record)
+        return [record["quality"], record["costs"][self.target.primary_metric]]
+
+    def run(self, params: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
+        # long: the trial's phases in order (prefix, probe and early stop, recovery, final measurement)
+        """Apply `recipe` to a copy of the original and measure it; returns the trial's record."""
+        started = time.monotonic()
+        self.last_model = None
+        steps = list(recipe.steps)
+        cut = next((i for i, s in enumerate(steps) if s.technique in RECOVERY), None)
+        prefix = steps if cut is None else steps[:cut]
+        suffix = [] if cut is None else steps[cut:]
+        tail = [s for s in suffix if s.technique not in RECOVERY]
+        model = apply_steps(copy.deepcopy(self.original), prefix, self.context)
+        config = {"recipe": recipe.to_dict()}
+        probe = apply_steps(copy.deepcopy(model), tail, self.context) if suffix else model
+        costs = self.meter.measure(probe, config=config)
+        probe_quality = self.quality(probe)
+        cost_terms = constraints(self.target, probe_quality, self.baseline_quality, costs, self.metric)[1:]
+        record: dict[str, Any] = {"params": params, "recipe": recipe.to_dict(), "stopped_early": None}
+        recovery_seconds = 0.0
+        if any(v > 0 for v in cost_terms):
+            names = [m for m, v in zip(self.target.bounds(), cost_terms, strict=True) if v > 0]
+            record["stopped_early"] = "misses the " + ", ".join(names) + " bound before fine-tuning"
+            quality = probe_quality
+        elif suffix:
+            t0 = time.monotonic()
+            model = apply_steps(model, suffix, self.context)
+            recovery_seconds = time.monotonic() - t0
+            quality = self.quality(model)
+            costs = dataclasses.replace(costs, **_size_of(self.meter, model, config))
+            self.last_model = model
+        else:
+            quality = probe_quality
+            self.last_model = model
+        values = constraints(self.target, quality, self.baseline_quality, costs, self.metric)
+        record.update(
+            quality=quality,
+            probe_quality=probe_quality,
+            drop_points=(self.baseline_quality - quality) * 100.0,
+            costs=costs.to_dict(),
+            constraints=values,
+            feasible=all(v <= 0 for v in values) and record["stopped_early"] is None,
+            violation=violation(values, self.target.bounds()),
+            seconds=time.monotonic() - started,
+            recovery_seconds=recovery_seconds,
+            steps=int(params.get("steps", 0)),
+        )
+        return record
+
+
+def _size_of(meter: CostMeter, model: nn.Module, config: dict[str, Any]) -> dict[str, Any]:
+    """Bytes after fine-tuning (masks and codes are fixed before it, so this is a check, not a guess)."""
+    size_bytes = artifact_bytes(model, config=config)
+    return {"bytes": size_bytes, "size": size_bytes / meter.base_bytes}
+
+
+def row_key(record: dict[str, Any], primary: str) -> tuple[int, float, float]:
+    """Order of preference: feasible first; then the smallest primary cost (feasible) or the smallest
+    violation (infeasible); then the higher quality."""
+    if record.get("feasible"):
+        return (0, float(record["costs"][primary]), -float(record["quality"]))
+    return (1, float(record.get("violation", float("inf"))), -float(record.get("quality", 0.0)))
+
+
+__all__ = ["METRICS", "TrialRunner", "apply_steps", "constraints", "row_key", "violation"]
