@@ -10,8 +10,8 @@ ModelArg = typer.Argument(..., help="A built-in model name (see `torchslim list`
 WeightsOpt = typer.Option(None, "--weights", help="A .safetensors or state-dict file for a built-in architecture.")
 DATA_HELP = (
     "A built-in dataset (fashion-mnist, digits, tweets) or a path: a folder of images (class subfolders = labels; "
-    "loose images = unlabelled, judged by agreement with the original model), a .npz/.csv table, or a .txt file "
-    "of sentences."
+    "loose images = unlabelled, judged by agreement with the original model), a .npz/.csv table, a .txt file "
+    "of sentences, a folder saved by Hugging Face datasets' save_to_disk, or hf:NAME[:CONFIG] from the local cache."
 )
 DataOpt = typer.Option(None, "--data", help=DATA_HELP)
 DataRequiredOpt = typer.Option(..., "--data", help=DATA_HELP)

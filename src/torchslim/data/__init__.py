@@ -1,6 +1,7 @@
 """Built-in datasets (Fashion-MNIST, scikit-learn digits, tweet sentiment) with disjoint,
 deterministic, seeded train / calibration / validation / test splits, and adapters for the user's
-own data (image folders, numpy / CSV tables, text files, Python iterables; see docs/data.md).
+own data (image folders, numpy / CSV tables, text files, Hugging Face datasets read offline, Python
+iterables; see docs/data.md).
 Nothing is downloaded at run time; a missing file raises DataNotFoundError saying how to get it."""
 
 from torchslim.data._splits import SPLITS
@@ -17,6 +18,7 @@ from torchslim.data.custom import (
 )
 from torchslim.data.digits import digits
 from torchslim.data.fashion_mnist import fashion_mnist
+from torchslim.data.hf_datasets import hf_dataset
 from torchslim.data.registry import ALIASES, DATASETS, DatasetInfo, dataset_info, load_splits
 from torchslim.data.tweets import TextDataset, collate_text, tweets
 
@@ -35,6 +37,7 @@ __all__ = [
     "digits",
     "fashion_mnist",
     "from_iterable",
+    "hf_dataset",
     "image_folder",
     "is_labelled",
     "load_custom",

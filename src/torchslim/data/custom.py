@@ -26,6 +26,8 @@ from torchslim.core.context import DataSplits
 from torchslim.core.errors import ConfigError, DataError, did_you_mean
 from torchslim.data._splits import SPLITS, check_count, check_seed
 from torchslim.data.adapters import IMAGE_SUFFIXES, Preprocess, SampleSet, image_folder, table, text_lines
+from torchslim.data.hf_datasets import PREFIX as HF_PREFIX
+from torchslim.data.hf_datasets import hf_dataset, is_saved_dataset
 
 #: Default split fractions: labelled data trains, unlabelled data calibrates and is compared.
 LABELLED_FRACTIONS: Mapping[str, float] = {"train": 0.7, "calibration": 0.1, "validation": 0.1, "test": 0.1}
@@ -243,6 +245,8 @@ def is_labelled(splits: DataSplits) -> bool:
 
 
 def _detect(path: Path, preprocess: Preprocess | None) -> SampleSet:
+    if str(path).startswith(HF_PREFIX) or is_saved_dataset(path):
+        return hf_dataset(path if is_saved_dataset(path) else str(path), preprocess=preprocess)
     if path.is_dir():
         return image_folder(path, preprocess=preprocess)
     suffix = path.suffix.lower()
@@ -252,7 +256,10 @@ def _detect(path: Path, preprocess: Preprocess | None) -> SampleSet:
         return text_lines(path)
     if suffix in IMAGE_SUFFIXES:
         raise DataError(f"{str(path)!r} is one image; give the folder that holds the images.")
-    raise DataError(f"Cannot tell what {str(path)!r} holds: expected a folder of images, .npz, .csv or .txt.")
+    raise DataError(
+        f"Cannot tell what {str(path)!r} holds: expected a folder of images, a saved Hugging Face dataset, "
+        ".npz, .csv or .txt."
+    )
 
 
 def load_custom(

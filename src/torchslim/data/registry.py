@@ -27,6 +27,7 @@ from torchslim.data.digits import digits
 from torchslim.data.fashion_mnist import CLASSES as _FASHION_CLASSES
 from torchslim.data.fashion_mnist import build as _build_fashion_mnist
 from torchslim.data.fashion_mnist import fashion_mnist
+from torchslim.data.hf_datasets import PREFIX as HF_PREFIX
 from torchslim.data.tweets import CLASSES as _TWEETS_CLASSES
 from torchslim.data.tweets import build as _build_tweets
 from torchslim.data.tweets import collate_text, tweets
@@ -128,14 +129,14 @@ def _is_builtin(name: str | os.PathLike[str]) -> bool:
 def _load_path(name: str | os.PathLike[str], *, root: Any, **options: Any) -> DataSplits:
     """`load_splits` for a path: `load_custom`; UnknownNameError when `name` is not a path either."""
     path = Path(name).expanduser()
-    if not path.exists():
+    if not path.exists() and not str(name).startswith(HF_PREFIX):
         raise UnknownNameError(
             f"Unknown dataset {str(name)!r}: neither a built-in dataset {sorted(DATASETS)} nor an existing path."
             + did_you_mean(str(name), [*DATASETS, *ALIASES])
         )
     if root is not None:
         raise ConfigError(f"`root` is for built-in datasets; {str(name)!r} is a path already.")
-    return load_custom(path, **options)
+    return load_custom(name if str(name).startswith(HF_PREFIX) else path, **options)
 
 
 def load_splits(
