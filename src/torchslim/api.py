@@ -218,6 +218,30 @@ def _measure(
     return dataclasses.replace(stats, bytes=artifact_bytes(model, config=artifact_config))
 
 
+def _deploy_both(
+    model: nn.Module, work: nn.Module, example: Any, tmp: str, *, runtime: str, notes: list[str], quiet: bool
+) -> list[Any]:
+    """Both models exported to the runtime's backend, or ``[None, None]`` (PyTorch eager) when either
+    export fails under ``auto`` (`notes` says why); a failed export for a named runtime is an error."""
+    from torchslim.deploy import Deployment, deploy_for_timing
+
+    backend = _runtime_backend(runtime)
+    deployed: list[Deployment | None] = [None, None]
+    if backend is None:
+        return deployed
+    reasons: list[str | None] = [None, None]
+    for i, (m, which) in enumerate(((model, "original"), (work, "compressed"))):
+        with phase(f"export the {which} model to {backend}", quiet=quiet):
+            deployed[i], reasons[i] = deploy_for_timing(m, example, tmp, backend=backend)
+    if deployed[0] is None or deployed[1] is None:
+        reason = reasons[0] or reasons[1]
+        if runtime != "auto":
+            raise ConfigError(f"runtime={runtime!r} but the export for it failed: {reason}")
+        notes.append(f"latency measured in PyTorch eager for both models: the {backend} export failed ({reason})")
+        return [None, None]
+    return deployed
+
+
 def _measure_pair(
     model: nn.Module,
     work: nn.Module,
@@ -239,27 +263,12 @@ def _measure_pair(
     With ``auto``, both go to the deploy backend when both export, else both are measured in
     PyTorch eager and `notes` says why.
     """
-    from torchslim.deploy import Deployment, deploy_for_timing
-
     backend = _runtime_backend(runtime)
     for m in (model, work):
         check_model_accepts_data(m, splits)
     loader = splits.test if splits is not None and _labelled(splits) else None
     with tempfile.TemporaryDirectory(prefix="torchslim-deploy-") as tmp:
-        deployed: list[Deployment | None] = [None, None]
-        if backend is not None:
-            reasons: list[str | None] = [None, None]
-            for i, (m, which) in enumerate(((model, "original"), (work, "compressed"))):
-                with phase(f"export the {which} model to {backend}", quiet=quiet):
-                    deployed[i], reasons[i] = deploy_for_timing(m, example, tmp, backend=backend)
-            if deployed[0] is None or deployed[1] is None:
-                reason = reasons[0] or reasons[1]
-                if runtime != "auto":
-                    raise ConfigError(f"runtime={runtime!r} but the export for it failed: {reason}")
-                notes.append(
-                    f"latency measured in PyTorch eager for both models: the {backend} export failed ({reason})"
-                )
-                deployed = [None, None]
+        deployed = _deploy_both(model, work, example, tmp, runtime=runtime, notes=notes, quiet=quiet)
         configs = (None, {"recipe": recipe.to_dict()})
         measured = []
         for m, d, c, which in zip((model, work), deployed, configs, ("original", "compressed"), strict=True):
