@@ -11,7 +11,7 @@
 
 from torchslim.search.bits import BitSensitivity, bit_sensitivity
 from torchslim.search.report import SearchResult, pareto_front
-from torchslim.search.run import SearchOptions, search
+from torchslim.search.run import SearchOptions, recipe_for_target, search
 from torchslim.search.space import SearchSpace, build_space
 from torchslim.search.target import Target, parse_target
 
@@ -25,5 +25,6 @@ __all__ = [
     "build_space",
     "pareto_front",
     "parse_target",
+    "recipe_for_target",
     "search",
 ]

@@ -42,7 +42,7 @@ from torchslim.search.progress import SearchProgress
 from torchslim.search.report import SearchResult, choose, write_report
 from torchslim.search.space import SearchSpace, build_space
 from torchslim.search.study import Budget, make_sampler, open_study, run_worker, storage_url
-from torchslim.search.target import Target
+from torchslim.search.target import Target, parse_target
 from torchslim.search.trial import TrialRunner, row_key
 
 
@@ -62,6 +62,7 @@ class SearchOptions:
         final_epochs: the chosen point's full fine-tune (capped by the time left).
         final_share: share of `minutes` kept for that fine-tune.
         eval_batches: validation batches per quality measurement (None: the whole split).
+        sensitivity_batches: validation batches per point of the sensitivity curves.
         sensitivity_drop: quality drop (points, without fine-tuning) that bounds the per-layer ranges;
             None: max(5, 3 x max_drop).
         seed: sampler and training seed.
@@ -79,6 +80,7 @@ class SearchOptions:
     final_epochs: int = 1
     final_share: float = 0.2
     eval_batches: int | None = None
+    sensitivity_batches: int | None = 4
     sensitivity_drop: float | None = None
     seed: int = 0
     quiet: bool = False
@@ -116,7 +118,7 @@ def search(
     )
     baseline = meter.baseline(float(quality(model)), metric)
     write_json(out / "baseline.json", baseline.to_dict())
-    space = _space(model, out, held_out, quality, target, options, metric, example_input)
+    space = _space(model, out, held_out, target, options, metric, example_input)
     url = storage_url(options.storage, out)
     name = options.study_name or _study_name(model, target)
     directions = ["maximize", "minimize"]
@@ -198,7 +200,6 @@ def _space(
     model: nn.Module,
     out: Path,
     held_out: Any,
-    quality: Any,
     target: Target,
     options: SearchOptions,
     metric: str,
@@ -211,10 +212,11 @@ def _space(
     drop = options.sensitivity_drop if options.sensitivity_drop is not None else max(5.0, 3 * target.max_drop)
     channels = sparsity = None
     if metric == "accuracy":
-        common = {"max_batches": options.eval_batches, "sparsities": (0.25, 0.5, 0.7, 0.9)}
+        common = {"max_batches": options.sensitivity_batches, "sparsities": (0.25, 0.5, 0.7, 0.9)}
         channels = _try_sensitivity(model, held_out, kind="channels", example_input=example_input, **common)
         sparsity = _try_sensitivity(model, held_out, kind="unstructured", **common)
-    bits = bit_sensitivity(model, quality)
+    quick = quality_fn(held_out, metric=metric, reference=model, max_batches=options.sensitivity_batches)
+    bits = bit_sensitivity(model, quick)
     write_json(
         out / "sensitivity.json",
         {
@@ -306,3 +308,29 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def recipe_for_target(
+    model: nn.Module,
+    data: DataSplits | None,
+    target: Target | str,
+    *,
+    recipe: Any = None,
+    options: SearchOptions | None = None,
+    run_dir: str | Path | None = None,
+    quiet: bool = False,
+) -> Any:
+    """What ``compress(..., target=...)`` runs: the search (in ``run_dir/search`` when given), then
+    the chosen recipe with its full fine-tune, which compress applies and measures like any recipe."""
+    if recipe is not None:
+        raise ConfigError("compress takes recipe=... or target=..., not both.")
+    if data is None:
+        raise DataError("compress(target=...) needs data: the search measures accuracy and fine-tunes.")
+    if isinstance(target, str):
+        target = parse_target(target)
+    options = options or SearchOptions(trials=20, quiet=quiet)
+    out = Path(run_dir) / "search" if run_dir is not None else None
+    result = search(model, data, target=target, out_dir=out, options=options)
+    if result.recipe is None:
+        raise ConfigError(f"The search for {target.describe()} finished no trial: {result.why()}")
+    return result.recipe

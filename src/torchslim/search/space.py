@@ -32,6 +32,8 @@ from torchslim.pruning import SensitivityResult
 from torchslim.search.bits import BitSensitivity
 
 BIT_CHOICES = (2, 3, 4, 5, 6, 8)
+LEVEL_BITS = (2, 3, 4)
+"""Bit-widths offered to a registered level technique that has a ``bits`` field (one for all layers)."""
 LEVEL_TECHNIQUES = ("kmeans_quant", "pow2_quant", "binarize", "ternarize")
 """Level types added as techniques of their own; searched when registered."""
 DISTILL_TEMPERATURE = 2.0
@@ -75,6 +77,9 @@ class SearchSpace:
                 if len(choices) > 1:
                     params[f"bits:{layer}"] = trial.suggest_categorical(f"bits:{layer}", choices)
             params["activations"] = trial.suggest_categorical("activations", self.activations)
+        elif "bits" in TECHNIQUES.config_type(params["levels"]).field_names():
+            name = f"bits:{params['levels']}"
+            params[name] = trial.suggest_categorical(name, list(LEVEL_BITS))
         params["steps"] = trial.suggest_categorical("steps", self.finetune_steps)
         params["distill"] = trial.suggest_categorical("distill", self.distill)
         return params
@@ -140,7 +145,8 @@ class SearchSpace:
         if levels == "float":
             return None
         if levels != "uniform":
-            return _step(levels, {}, Targets(exclude=("role:head",)))
+            own = {"bits": int(params[f"bits:{levels}"])} if f"bits:{levels}" in params else {}
+            return _step(levels, own, Targets(exclude=("role:head",)))
         layer_bits = {layer: int(choices[0]) for layer, choices in self.bit_choices.items() if len(choices) == 1}
         layer_bits.update({k.split(":", 1)[1]: int(v) for k, v in params.items() if k.startswith("bits:")})
         layer_bits = {k: v for k, v in layer_bits.items() if v != 8}
