@@ -8,6 +8,7 @@ import typer
 
 from torchslim.cli.boundary import run_with_boundary
 from torchslim.cli.deploy import deploy_command
+from torchslim.cli.lottery import lottery_command
 from torchslim.cli.options import (
     AllowNonfiniteOpt,
     CheckpointEveryOpt,
@@ -386,6 +387,7 @@ def export(
 
 
 app.command("deploy")(deploy_command)
+app.command("lottery")(lottery_command)
 
 
 @app.command("report")
