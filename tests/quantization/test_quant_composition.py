@@ -28,14 +28,14 @@ from torchslim.quantization.ranges import GPTQRange, LearnedRange, MinMaxRange, 
 
 
 def test_registries_list_the_parts():
-    assert LEVELS.names() == ["uniform"]
+    assert {"uniform", "kmeans", "pow2", "apot"} <= set(LEVELS.names())
     assert RANGES.names() == ["gptq", "learned", "minmax", "mse", "percentile"]
     assert GRADIENTS.names() == ["clipped_ste", "lsq", "ste"]
     assert isinstance(UniformLevels(bits=4), Levels)
     with pytest.raises(UnknownNameError, match="Did you mean 'uniform'"):
         LEVELS.entry("unifrom")
     with pytest.raises(UnknownNameError, match="quantization levels"):
-        WeightSpec(8, True, Granularity.per_tensor(), "kmeans")
+        WeightSpec(8, True, Granularity.per_tensor(), "no-such-levels")
 
 
 @pytest.mark.parametrize("name", ["minmax", "percentile", "mse"])

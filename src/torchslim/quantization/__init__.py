@@ -9,6 +9,10 @@ Layers of the package (each usable on its own):
   **granularity** x **range estimator** (:mod:`~torchslim.quantization.ranges`, registry ``RANGES``:
   min-max, percentile, MSE, GPTQ, learned) x **gradient estimator**
   (:mod:`~torchslim.quantization.gradients`, registry ``GRADIENTS``: STE, clipped STE, LSQ).
+* non-uniform levels and their techniques: :mod:`~torchslim.quantization.kmeans` (k-means codebook),
+  :mod:`~torchslim.quantization.pow2` (power-of-two, APoT), :mod:`~torchslim.quantization.nonuniform`
+  (techniques ``kmeans_quant`` and ``pow2_quant``), :mod:`~torchslim.quantization.entropy` and
+  :mod:`~torchslim.quantization.entropy_code` (technique ``entropy_code``: ANS-coded stored codes).
 * :mod:`~torchslim.quantization.observers` - activation range observers.
 * layers: :mod:`~torchslim.quantization.quantized` (``Quantized<Layer>``, a
   :class:`torchslim.core.layer.CompressedLayer`), :mod:`~torchslim.quantization.fake_quant`
@@ -31,6 +35,7 @@ from torchslim.quantization import binary_technique  # noqa: F401  (registers th
 from torchslim.quantization.build import convert_fake_quant, dequantize_module, fake_quant_module, quantize_module
 from torchslim.quantization.calibration import take_calibration
 from torchslim.quantization.config import ActivationQuant, Quantize, Uniform, WeightQuant
+from torchslim.quantization.entropy_code import EntropyCode
 from torchslim.quantization.fake_quant import FakeQuantMixin, LSQQuantizer
 from torchslim.quantization.functional import (
     Granularity,
@@ -46,7 +51,9 @@ from torchslim.quantization.functional import (
     sqnr_db,
 )
 from torchslim.quantization.gradients import GRADIENTS, STE, ClippedSTE, GradientEstimator, LSQGradient
+from torchslim.quantization.kmeans import KMeansLevels
 from torchslim.quantization.levels import LEVELS, Levels, UniformLevels, register_levels
+from torchslim.quantization.nonuniform import KMeansQuant, PowerOfTwoQuant
 from torchslim.quantization.observers import (
     MinMaxObserver,
     MovingAverageMinMaxObserver,
@@ -57,6 +64,7 @@ from torchslim.quantization.observers import (
     weight_qparams,
 )
 from torchslim.quantization.packing import pack_codes, packed_nbytes, unpack_codes
+from torchslim.quantization.pow2 import APoTLevels, PowerOfTwoLevels
 from torchslim.quantization.quantized import QuantizedMixin
 from torchslim.quantization.quantizer import WeightQuantizer
 from torchslim.quantization.ranges import (
@@ -79,6 +87,12 @@ def is_quantized(model: nn.Module) -> bool:
 
 
 __all__ = [
+    "APoTLevels",
+    "EntropyCode",
+    "KMeansLevels",
+    "KMeansQuant",
+    "PowerOfTwoLevels",
+    "PowerOfTwoQuant",
     "GRADIENTS",
     "LEVELS",
     "RANGES",

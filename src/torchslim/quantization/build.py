@@ -23,6 +23,7 @@ from torch.nn.utils import parametrize
 from torchslim.core.errors import ArtifactError, ModelError
 from torchslim.quantization.fake_quant import FakeQuantMixin, LSQQuantizer
 from torchslim.quantization.functional import Granularity, quantize
+from torchslim.quantization.levels import scale_shape
 from torchslim.quantization.outliers import split_multipliers
 from torchslim.quantization.quantized import QuantizedMixin
 from torchslim.quantization.specs import OWN_KEYS, ActivationSpec, WeightSpec
@@ -150,8 +151,9 @@ def quantize_module(
     new.weight_spec = weight_spec
     new.act_spec = act_spec
     param_shape = weight_spec.granularity.param_shape(expected)
+    levels_shape = scale_shape(weight_spec.make_levels(), weight_spec.granularity, expected)
     new.register_buffer("weight_q", codes.detach().to(torch.int8).clone())
-    new.register_buffer("weight_scale", scale.detach().to(torch.float32).reshape(param_shape).clone())
+    new.register_buffer("weight_scale", scale.detach().to(torch.float32).reshape(levels_shape).clone())
     new.register_buffer("weight_zero_point", zero_point.detach().to(torch.int8).reshape(param_shape).clone())
     if bias is None:
         bias = old_bias
@@ -199,7 +201,7 @@ def empty_quantized(module: nn.Module, layout: dict[str, Any]) -> QuantizedMixin
         module,
         weight_spec=spec,
         codes=torch.zeros(shape, dtype=torch.int8),
-        scale=torch.ones(param_shape),
+        scale=torch.ones(scale_shape(spec.make_levels(), spec.granularity, shape)),
         zero_point=torch.zeros(param_shape, dtype=torch.int8),
         act_spec=act,
         input_scale=1.0 if static else None,

@@ -38,6 +38,10 @@ QAT_TRAIN_DEFAULTS: dict[str, Any] = {"epochs": 1, "lr": 1e-4, "schedule": "cosi
 """QAT's own training defaults (fine-tuning from a trained model: a small learning rate)."""
 
 
+NONUNIFORM_TECHNIQUE = {"kmeans": "kmeans_quant", "pow2": "pow2_quant", "apot": "pow2_quant"}
+"""Level types that have their own technique (fitted levels, no activation or QAT path in ``quantize``)."""
+
+
 def _qat_train() -> TrainConfig:
     return TrainConfig(**QAT_TRAIN_DEFAULTS)
 
@@ -272,6 +276,11 @@ class Quantize(TechniqueConfig):
     def validate(self) -> None:
         self.check("outlier_channels", self.outlier_channels, low=0)
         self.check("calibration_samples", self.calibration_samples, low=1)
+        if self.weights.levels in NONUNIFORM_TECHNIQUE:
+            raise ConfigError(
+                f"Quantize.weights.levels={self.weights.levels!r}: use the technique "
+                f"{NONUNIFORM_TECHNIQUE[self.weights.levels]!r} (weight-only, levels fitted to each layer)."
+            )
         if self.mode == "ptq" and self.weights.range == "gptq" and self.weights.bits == 1:
             raise ConfigError("Quantize.weights.range='gptq' needs bits >= 2 (1-bit weights use the binary quantizer).")
 

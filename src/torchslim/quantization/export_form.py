@@ -49,6 +49,7 @@ def embedding_exports(layer: QuantizedMixin) -> bool:
         and not _own_embedding_forward(type(layer))
         and layer.max_norm is None
         and layer.weight_spec.granularity.per_output_channel(layer.weight_q.shape)
+        and layer.integer_export()
     )
 
 

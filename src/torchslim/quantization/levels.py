@@ -7,10 +7,22 @@ granularity values): **levels** (this module) x **granularity**
 (:mod:`~torchslim.quantization.gradients`); :class:`~torchslim.quantization.quantizer.WeightQuantizer`
 puts them together.
 
-Today there is one level type, :class:`UniformLevels`: ``b``-bit signed integer codes on the affine
-grid ``x_hat = s * (q - z)`` (Jacob et al. 2018, eq. 1; 1 bit is the sign quantizer
-``x_hat = s * sign(x)`` of BinaryConnect / XNOR-Net). The math is the pure functions of
-:mod:`~torchslim.quantization.functional`.
+:class:`UniformLevels` are ``b``-bit signed integer codes on the affine grid ``x_hat = s * (q - z)``
+(Jacob et al. 2018, eq. 1; 1 bit is the sign quantizer ``x_hat = s * sign(x)`` of BinaryConnect /
+XNOR-Net); the math is the pure functions of :mod:`~torchslim.quantization.functional`. Non-uniform
+level types live in their own modules: ``kmeans`` (:mod:`~torchslim.quantization.kmeans`, a codebook
+per row, Han et al. 2016), ``pow2`` and ``apot`` (:mod:`~torchslim.quantization.pow2`, Miyashita et
+al. 2016; Li et al. 2020).
+
+Optional parts of a level type (read with :func:`scale_shape`, :func:`is_affine`, :func:`fit_levels`):
+
+* ``scale_shape(granularity, shape)``: the shape of its "scale" tensor when it is not the
+  granularity's parameter shape (a codebook ``[*param_shape, 2**b]``);
+* ``affine`` (class attribute, default True): ``x_hat = s * (q - z)``, so ONNX ``DequantizeLinear``
+  on integer codes is exact; a non-affine level type exports its dequantized float weight;
+* ``fit(weight, *, granularity) -> (scale, zero_point)``: levels fitted to the weight itself
+  (k-means centroids, the power-of-two scale with the least error); the range estimator is then
+  not consulted.
 
 Adding a level type
 -------------------
@@ -45,6 +57,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Protocol, runtime_checkable
 
+import torch
 from torch import Tensor
 
 from torchslim.core.registry import Registry
@@ -100,10 +113,28 @@ def register_levels(cls: type[Levels]) -> type[Levels]:
     return cls
 
 
+def scale_shape(levels: Levels, granularity: Granularity, shape: torch.Size | tuple[int, ...]) -> tuple[int, ...]:
+    """Shape of the "scale" tensor of `levels` for a weight of `shape` (a codebook is wider)."""
+    own = getattr(levels, "scale_shape", None)
+    return tuple(own(granularity, shape)) if callable(own) else granularity.param_shape(shape)
+
+
+def is_affine(levels: Levels) -> bool:
+    """True when ``x_hat = s * (q - z)`` (ONNX ``DequantizeLinear`` on the codes is exact)."""
+    return bool(getattr(levels, "affine", True))
+
+
+def fit_levels(levels: Levels, weight: Tensor, granularity: Granularity) -> tuple[Tensor, Tensor] | None:
+    """``(scale, zero_point)`` from the levels' own ``fit`` on `weight`, or None when they have none."""
+    fit = getattr(levels, "fit", None)
+    return fit(weight, granularity=granularity) if callable(fit) else None
+
+
 class UniformLevels:
     """``b``-bit uniform affine levels: ``q = clamp(round(x / s) + z, qmin, qmax)``, ``x_hat = s (q - z)``."""
 
     name: ClassVar[str] = "uniform"
+    affine: ClassVar[bool] = True
 
     def __init__(self, *, bits: int, symmetric: bool = True) -> None:
         self.bits = check_bits(bits)
@@ -130,4 +161,4 @@ class UniformLevels:
 
 register_levels(UniformLevels)
 
-__all__ = ["LEVELS", "Levels", "UniformLevels", "register_levels"]
+__all__ = ["LEVELS", "Levels", "UniformLevels", "fit_levels", "is_affine", "register_levels", "scale_shape"]

@@ -20,6 +20,25 @@ def packed_nbytes(numel: int, bits: int) -> int:
     return -(-numel * check_bits(bits) // 8)
 
 
+def unsigned_codes(codes: Tensor, bits: int) -> np.ndarray:
+    """Codes as unsigned symbols ``0 .. 2**bits - 1`` (``q - qmin``; 1 bit: ``(q + 1) / 2``), checked."""
+    bits = check_bits(bits)
+    qmin, qmax = qrange(bits)
+    flat = codes.detach().reshape(-1).to(torch.int16)
+    if flat.numel() and (int(flat.min()) < qmin or int(flat.max()) > qmax):
+        raise ValueError(f"codes outside the {bits}-bit range [{qmin}, {qmax}].")
+    unsigned = ((flat + 1) // 2) if bits == 1 else (flat - qmin)
+    return unsigned.cpu().numpy().astype(np.int32)
+
+
+def signed_codes(unsigned: np.ndarray, bits: int) -> Tensor:
+    """Inverse of :func:`unsigned_codes`: a flat int8 tensor."""
+    qmin, _ = qrange(check_bits(bits))
+    values = unsigned.astype(np.int16)
+    codes = (values * 2 - 1) if bits == 1 else (values + qmin)
+    return torch.from_numpy(codes.astype(np.int8))
+
+
 def pack_codes(codes: Tensor, bits: int) -> Tensor:
     """Pack int codes (any shape) into a flat uint8 tensor of :func:`packed_nbytes` bytes."""
     bits = check_bits(bits)

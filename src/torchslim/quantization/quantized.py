@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torchslim.core.layer import OnnxForm, StorageBits
 from torchslim.quantization import export_form, stored
 from torchslim.quantization.functional import dequantize, fake_quantize
+from torchslim.quantization.levels import is_affine
 from torchslim.quantization.onnx_ops import DQExport, QDQExport, dynamic_fake_quantize, is_fx_tracing
 from torchslim.quantization.outliers import fold_split_weight
 from torchslim.quantization.specs import ActivationSpec, WeightSpec
@@ -60,15 +61,24 @@ class QuantizedMixin(nn.Module):
     _onnx_split_gather: Tensor
 
     # -- weights -----------------------------------------------------------------------------
+    def _dequantize(self, wq: Tensor, scale: Tensor, zp: Tensor) -> Tensor:
+        spec = self.weight_spec
+        if spec.levels == "uniform":
+            return dequantize(wq, scale, zp, granularity=spec.granularity)
+        return spec.make_levels().dequantize(wq, scale, zp, granularity=spec.granularity)
+
     def _dequantized_weight(self) -> Tensor:
         wq, scale, zp = self.weight_q, self.weight_scale, self.weight_zero_point
         if is_fx_tracing() or not isinstance(wq, Tensor):
-            return dequantize(wq, scale, zp, granularity=self.weight_spec.granularity)
+            return self._dequantize(wq, scale, zp)
+        if scale.requires_grad and torch.is_grad_enabled():
+            # training the levels (k-means centroid fine-tuning): differentiable, not cached
+            return self._dequantize(wq, scale, zp)
         key = (wq.data_ptr(), wq._version, scale.data_ptr(), scale._version, zp.data_ptr(), zp._version, wq.device)
         cache = self.__dict__.get("_weight_cache")
         if cache is None or cache[0] != key:
             with torch.no_grad():
-                w = dequantize(wq, scale, zp, granularity=self.weight_spec.granularity)
+                w = self._dequantize(wq, scale, zp)
             self.__dict__["_weight_cache"] = (key, w)
             return w
         return cache[1]
@@ -95,12 +105,17 @@ class QuantizedMixin(nn.Module):
 
     @property
     def weight(self) -> Tensor:
-        if self.__dict__.get("_onnx_export") and self.weight_spec.granularity.kind != "per_group":
+        if self.__dict__.get("_onnx_export") and self.integer_export():
             g = self.weight_spec.granularity
             axis = -1 if g.kind == "per_tensor" else g.check(self.weight_q.shape)
             zp = self.weight_zero_point.to(torch.int8)
             return DQExport.apply(self.weight_q, self.weight_scale, zp, axis)
         return self._dequantized_weight()
+
+    def integer_export(self) -> bool:
+        """True when the ONNX form keeps integer weights (``DequantizeLinear`` on the codes): affine
+        levels, not per group. Other levels (k-means, power of two) export their dequantized weight."""
+        return self.weight_spec.granularity.kind != "per_group" and is_affine(self.weight_spec.make_levels())
 
     def bias_scale(self) -> Tensor | None:
         """``s_in * s_w`` per output channel, when the bias can live on an int32 grid."""
@@ -183,17 +198,18 @@ class QuantizedMixin(nn.Module):
 
     # -- the rest of the layer contract (torchslim.core.layer.CompressedLayer) ---------------
     def onnx_form(self, enabled: bool) -> OnnxForm:
-        """Switch to (or back from) the export form; per-group weights stay float in the graph."""
+        """Switch to (or back from) the export form; per-group and non-affine (k-means, power-of-two)
+        weights stay float in the graph: smaller on disk, not faster in the runtime."""
         export_form.set_export_form(self, enabled)
         spec = self.act_spec
-        return OnnxForm(
-            integer_weights=self.weight_spec.granularity.kind != "per_group",
-            details={
-                "weight_bits": self.weight_spec.bits,
-                "granularity": self.weight_spec.granularity.kind,
-                "activation": spec.to_dict() if spec else None,
-            },
-        )
+        details = {
+            "weight_bits": self.weight_spec.bits,
+            "granularity": self.weight_spec.granularity.kind,
+            "activation": spec.to_dict() if spec else None,
+        }
+        if self.weight_spec.levels != "uniform":
+            details["levels"] = self.weight_spec.levels
+        return OnnxForm(integer_weights=self.integer_export(), details=details)
 
     def layout(self) -> dict[str, Any]:
         """The JSON description the ``quantize`` plan replay needs to rebuild this layer's structure."""
@@ -223,7 +239,8 @@ class QuantizedMixin(nn.Module):
         act = f", act={self.act_spec.mode}{self.act_spec.bits}" if self.act_spec else ""
         split = self._buffers.get("input_split")
         split_note = f", split_channels={split.numel()}" if split is not None else ""
-        return f"{base}, w{self.weight_spec.bits} {g.kind}{act}{split_note}"
+        levels = "" if self.weight_spec.levels == "uniform" else f" {self.weight_spec.levels}"
+        return f"{base}, w{self.weight_spec.bits}{levels} {g.kind}{act}{split_note}"
 
 
 __all__ = ["QuantizedMixin"]

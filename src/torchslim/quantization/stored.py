@@ -3,7 +3,9 @@
 Weight codes are stored **packed** (``bits`` per code, e.g. two 4-bit codes per byte, see
 :mod:`~torchslim.quantization.packing`), without the repeated columns of split outlier channels;
 scales always, zero points only for asymmetric weights, then the bias, the input / output
-quantization parameters and any other state of the layer's children.
+quantization parameters and any other state of the layer's children. A layer marked by the
+``entropy_code`` step (:mod:`~torchslim.quantization.entropy_code`) stores its codes entropy coded
+instead (``weight_entropy``, :mod:`~torchslim.quantization.entropy`) when that is smaller.
 """
 
 from __future__ import annotations
@@ -14,16 +16,20 @@ import torch
 from torch import Tensor
 
 from torchslim.core.errors import ArtifactError
+from torchslim.quantization.entropy import decode_symbols, encode_symbols
 from torchslim.quantization.outliers import split_multipliers
-from torchslim.quantization.packing import pack_codes, unpack_codes
+from torchslim.quantization.packing import pack_codes, packed_nbytes, signed_codes, unpack_codes, unsigned_codes
 from torchslim.quantization.specs import OWN_KEYS
 
 if TYPE_CHECKING:
     from torchslim.quantization.quantized import QuantizedMixin
 
 CODEC = "torchslim-quantized-layer"
+ENTROPY_ATTRIBUTE = "entropy_coded"
+"""Plain module attribute: True when the layer stores its codes entropy coded (set by ``entropy_code``)."""
 STORED_KEYS = (
     "weight_packed",
+    "weight_entropy",
     "weight_scale",
     "weight_zero_point",
     "bias",
@@ -40,10 +46,16 @@ def stored_state(layer: QuantizedMixin, prefix: str) -> tuple[dict[str, Tensor],
 
     wq = layer.stored_weight()
     bits = layer.weight_spec.bits
-    tensors: dict[str, Tensor] = {
-        prefix + "weight_packed": pack_codes(wq.contiguous(), bits),
-        prefix + "weight_scale": layer.weight_scale.detach().clone(),
-    }
+    tensors: dict[str, Tensor] = {prefix + "weight_scale": layer.weight_scale.detach().clone()}
+    entropy = None
+    if layer.__dict__.get(ENTROPY_ATTRIBUTE):
+        blob, entropy = encode_symbols(unsigned_codes(wq, bits), 2**bits)
+        if blob.size < packed_nbytes(wq.numel(), bits):
+            tensors[prefix + "weight_entropy"] = torch.from_numpy(blob)
+        else:
+            entropy = None  # packed codes are smaller (a small or high-entropy layer)
+    if entropy is None:
+        tensors[prefix + "weight_packed"] = pack_codes(wq.contiguous(), bits)
     if not layer.weight_spec.symmetric and bits > 1:
         tensors[prefix + "weight_zero_point"] = layer.weight_zero_point.detach().clone()
     bias = layer._parameters.get("bias_float")
@@ -58,6 +70,8 @@ def stored_state(layer: QuantizedMixin, prefix: str) -> tuple[dict[str, Tensor],
         if key not in OWN_KEYS:
             tensors[prefix + key] = value.detach().clone()
     meta = {"packed": CODEC, "bits": bits, "numel": wq.numel(), **layer.layout()}
+    if entropy is not None:
+        meta["entropy"] = entropy
     return tensors, meta
 
 
@@ -67,6 +81,20 @@ def _copy_checked(target: Tensor, value: Tensor | None, key: str) -> None:
     if tuple(value.shape) != tuple(target.shape):
         raise ArtifactError(f"packed tensor {key!r} has shape {list(value.shape)}, expected {list(target.shape)}.")
     target.copy_(value.to(target.dtype))
+
+
+def _read_codes(prefix: str, tensors: dict[str, Tensor], meta: dict[str, Any], bits: int, numel: int) -> Tensor:
+    """The flat codes from the entropy-coded stream (``meta["entropy"]``) or the packed tensor."""
+    entropy = meta.get("entropy")
+    key = "weight_entropy" if entropy is not None else "weight_packed"
+    stored = tensors.get(prefix + key)
+    if stored is None:
+        raise ArtifactError(f"layer {prefix[:-1]!r}: stored tensor {key!r} is missing.")
+    if entropy is None:
+        return unpack_codes(stored, bits, numel)
+    if not isinstance(entropy, dict) or entropy.get("alphabet") != 2**bits or stored.dtype != torch.uint8:
+        raise ValueError(f"the entropy-coded codes do not describe {bits}-bit codes.")
+    return signed_codes(decode_symbols(stored.numpy(), entropy, numel), bits)
 
 
 def _stored_codes(
@@ -80,9 +108,6 @@ def _stored_codes(
             f"layer {name!r}: stored weight {meta.get('weight_shape')} at {meta.get('bits')} bits does not "
             f"match the rebuilt layer {list(wq.shape)} at {layer.weight_spec.bits} bits."
         )
-    packed = tensors.get(prefix + "weight_packed")
-    if packed is None:
-        raise ArtifactError(f"layer {name!r}: packed tensor 'weight_packed' is missing.")
     stored_shape = layer.stored_weight().shape
     split = None
     if "input_split" in layer._buffers:
@@ -92,7 +117,7 @@ def _stored_codes(
         if split.numel() and (int(split.min()) < 0 or int(split.max()) >= stored_shape[1]):
             raise ArtifactError(f"layer {name!r}: split channel index out of range [0, {stored_shape[1]}).")
     try:
-        codes = unpack_codes(packed, layer.weight_spec.bits, stored_shape.numel()).reshape(stored_shape)
+        codes = _read_codes(prefix, tensors, meta, layer.weight_spec.bits, stored_shape.numel()).reshape(stored_shape)
     except ValueError as exc:
         raise ArtifactError(f"layer {name!r}: {exc}") from None
     if split is not None:
@@ -133,4 +158,4 @@ def load_stored_state(layer: QuantizedMixin, prefix: str, tensors: dict[str, Ten
             raise ArtifactError(f"layer {prefix[:-1]!r}: unexpected stored tensors {unexpected}.")
 
 
-__all__ = ["CODEC", "load_stored_state", "stored_state"]
+__all__ = ["CODEC", "ENTROPY_ATTRIBUTE", "load_stored_state", "stored_state"]
