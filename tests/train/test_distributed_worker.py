@@ -72,7 +72,8 @@ def toy_data(n: int, seed: int) -> torch.utils.data.TensorDataset:
 
 
 def splits(batch: int) -> DataSplits:
-    train = torch.utils.data.DataLoader(toy_data(768, 0), batch_size=batch, shuffle=True)
+    # 767 samples: with batch 64 the last global batch of 63 splits 32 + 31, so the loss weights matter
+    train = torch.utils.data.DataLoader(toy_data(767, 0), batch_size=batch, shuffle=True)
     calibration = torch.utils.data.DataLoader(toy_data(128, 1), batch_size=64)
     test = torch.utils.data.DataLoader(toy_data(512, 2), batch_size=256)
     return DataSplits(train=train, calibration=calibration, validation=test, test=test, num_classes=3)
@@ -107,17 +108,22 @@ def perturb(module: nn.Module, seed: int) -> None:
             p.add_(0.1 * torch.randn(p.shape, generator=g))
 
 
+def trained_teacher(data: DataSplits) -> nn.Module:
+    """A wider MLP fine-tuned alone in every process (each rank gets the same; the broadcast makes sure)."""
+    teacher = Toy(seed=100, hidden=64)
+    config = FineTune(train=TrainConfig(epochs=6, lr=1e-2, distributed="off", checkpoint_minutes=None))
+    TECHNIQUES.handler_for(config)(teacher, config, targets=None, context=Context(data=data, quiet=True))
+    return teacher
+
+
 def run(spec: dict[str, Any], technique: str, rank: int) -> None:
     data = splits(spec["batch"])
-    teacher = Toy(seed=100, hidden=64)
-    teacher_train = TrainConfig(epochs=6, lr=1e-2, distributed="off", checkpoint_minutes=None)
-    TECHNIQUES.handler_for(FineTune(train=teacher_train))(
-        teacher, FineTune(train=teacher_train), targets=None, context=Context(data=data, quiet=True)
-    )
+    teacher = trained_teacher(data) if technique == "distill" else None
     model = Toy(seed=spec["seed"], kill_at=spec.get("kill_at_step"))
     if rank > 0 and spec.get("perturb_other_ranks"):
         perturb(model, 1000 + rank)
-        perturb(teacher, 2000 + rank)
+        if teacher is not None:
+            perturb(teacher, 2000 + rank)
     run_dir = Path(spec["run_dir"]) / technique if spec.get("run_dir") else None
     train = TrainConfig(
         epochs=spec["epochs"], lr=1e-2, checkpoint_every=spec.get("checkpoint_every"), checkpoint_minutes=None
