@@ -25,6 +25,7 @@ from torchslim.measure.run_energy import RunEnergyMeter
 from torchslim.report import Report
 from torchslim.report.verdicts import DEFAULT_MAX_DROP
 from torchslim.result import CompressionResult
+from torchslim.search import recipe_for_target
 
 
 def as_splits(data: Any) -> DataSplits | None:
@@ -263,6 +264,8 @@ def _measure_pair(
     With ``auto``, both go to the deploy backend when both export, else both are measured in
     PyTorch eager and `notes` says why.
     """
+    from torchslim.deploy import kernel_census
+
     backend = _runtime_backend(runtime)
     for m in (model, work):
         check_model_accepts_data(m, splits)
@@ -287,6 +290,8 @@ def _measure_pair(
                         artifact_config=c,
                     )
                 )
+        if deployed[1] is not None and deployed[1].backend.name == "onnxruntime":
+            measured[1] = dataclasses.replace(measured[1], kernels=kernel_census(work, deployed[1].path))
     return measured[0], measured[1]
 
 
@@ -349,7 +354,10 @@ def compress(
     max_drop: float = DEFAULT_MAX_DROP,
     allow_nonfinite: bool = False,
     grid_intensity: float | None = None,
+    target: Any = None,
+    search: Any = None,
 ) -> CompressionResult:
+    # long: one keyword option a line (14 of the lines); the body composes the phases in order
     """Measure `model`, run `recipe` on a copy of it, measure again, and return the result.
 
     The user's model is never modified. `recipe` is a `Recipe`, a YAML file path, or the name of a
@@ -360,8 +368,11 @@ def compress(
     accuracy (or 1 - top-1 agreement) drop past which the report warns. NaN or Inf weights, in
     `model` or after any step, are refused unless `allow_nonfinite`. ``report.energy`` holds the steps'
     energy (measured or estimated, labelled; :mod:`torchslim.measure.run_energy`), its emissions at
-    `grid_intensity` gCO2e/kWh and the inferences after which it pays back.
+    `grid_intensity` gCO2e/kWh and the inferences after which it pays back. `target` (``ts.Target`` or
+    ``"size=15x"``) instead of a recipe: :mod:`torchslim.search` chooses it (`search`: its SearchOptions).
     """
+    if target is not None:
+        recipe = recipe_for_target(model, as_splits(data), target, recipe=recipe, options=search, run_dir=run_dir)
     if recipe is None:
         raise ConfigError("compress needs recipe=... (a Recipe, a YAML file or a shipped recipe name).")
     recipe = load_recipe(recipe)

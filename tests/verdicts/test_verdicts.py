@@ -131,3 +131,21 @@ def test_top5_agreement():
     model = torch.nn.Linear(4, 8)
     result = compare_models(model, model, torch.randn(16, 4))
     assert result.top5_agreement == 1.0 and result.top1_agreement == 1.0
+
+
+def test_float_kernels_fires_when_quantized_layers_run_float_and_not_when_all_are_integer():
+    census = {"runtime": "onnxruntime", "integer_activation_layers": 6, "weight_only_layers": 0}
+    healthy = dict(HEALTHY_AFTER, kernels=dict(census, integer_mac_kernels=6, float_mac_kernels=0))
+    assert "float_kernels" not in kinds(BEFORE, healthy, [QUANTIZE_STEP])
+    broken = dict(HEALTHY_AFTER, kernels=dict(census, integer_mac_kernels=2, float_mac_kernels=4))
+    (verdict,) = [v for v in compute_verdicts(BEFORE, broken, [QUANTIZE_STEP]) if v.kind == "float_kernels"]
+    assert verdict.severity == "warning" and "4 quantized layers compute in float" in verdict.message
+    assert verdict.measured["integer_mac_kernels"] == 2
+
+
+def test_weight_only_layers_are_an_info_fact_not_a_warning():
+    census = {"runtime": "onnxruntime", "integer_activation_layers": 0, "weight_only_layers": 3}
+    after = dict(HEALTHY_AFTER, kernels=dict(census, integer_mac_kernels=0, float_mac_kernels=3))
+    verdicts = compute_verdicts(BEFORE, after, [QUANTIZE_STEP])
+    (fact,) = [v for v in verdicts if v.kind == "weight_only"]
+    assert fact.severity == "info" and "float_kernels" not in kinds(BEFORE, after, [QUANTIZE_STEP])

@@ -30,3 +30,14 @@ def test_image_folder_int8_run_reports_short_calibration(tmp_path):
     data = json.loads((saved / "report.json").read_text())
     assert any(v["kind"] == "calibration_short" for v in data["verdicts"])
     assert 'data-kind="calibration_short"' in (saved / "report.html").read_text()
+
+
+def test_int8_cnn_runs_every_quantized_layer_on_integer_kernels():
+    """The census is measured on onnxruntime's optimized graph of the real export, not assumed."""
+    model = ts.models.build_model("lenet5", seed=0)
+    splits = ts.data.load_splits("fashion-mnist", train_samples=64, eval_samples=64, batch_size=32)
+    result = ts.compress(model, splits, recipe="int8", repeats=1, quiet=True)
+    census = result.report.after["kernels"]
+    assert census["runtime"] == "onnxruntime" and census["integer_activation_layers"] >= 4
+    assert census["integer_mac_kernels"] >= census["integer_activation_layers"], census
+    assert not [v for v in result.report.warnings() if v.kind == "float_kernels"]

@@ -66,6 +66,8 @@ class ModelStats:
     accuracy_samples: int | None = None
     agreement: dict[str, Any] | None = None
     """Agreement with the original model on held-out data (``Agreement.to_dict()``), for a compressed model."""
+    kernels: dict[str, Any] | None = None
+    """How the quantized layers run on the runtime (``deploy.kernel_census``): integer vs float MAC kernels."""
 
     @property
     def sparsity(self) -> float:

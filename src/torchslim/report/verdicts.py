@@ -12,6 +12,10 @@ when the measurement is there:
 * ``low_sqnr``: the compressed model's output SQNR against the original is below `min_sqnr_db`.
 * ``larger`` / ``slower``: the compressed model is larger on disk, or slower on the runtime both
   were timed on (latency ratio above `slower_ratio`); ``not_faster``: fewer MACs bought no speed.
+* ``float_kernels``: fewer integer multiply-accumulate kernels in the runtime's optimized graph than
+  layers quantized with integer weights and inputs: some "quantized" layers compute in float there
+  (``after.kernels``, counted by ``deploy.kernel_census``). Weight-only layers are float by design
+  and reported as a fact ("info"): smaller on disk, not faster.
 
 Two facts are kept apart from warnings (severity "info"): unstructured sparsity from a pruning
 step (dense kernels still compute the zeros) and BatchNorm folding. Zeros that come from rounding
@@ -205,6 +209,35 @@ def _facts(before: dict[str, Any], after: dict[str, Any], steps: list[dict[str, 
     return out
 
 
+def _kernels(after: dict[str, Any]) -> list[Verdict]:
+    census = after.get("kernels")
+    if not isinstance(census, dict):
+        return []
+    expected, integer = census.get("integer_activation_layers", 0), census.get("integer_mac_kernels", 0)
+    runtime, out = census.get("runtime", "the runtime"), []
+    if expected > integer:
+        out.append(
+            Verdict(
+                "float_kernels",
+                f"{expected} layers were quantized to integer weights and inputs, but {runtime} runs only {integer} "
+                f"integer multiply-accumulate kernels ({census.get('float_mac_kernels', 0)} float ones): "
+                f"{expected - integer} quantized layers compute in float there (smaller, not faster).",
+                measured=dict(census),
+            )
+        )
+    if census.get("weight_only_layers", 0):
+        out.append(
+            Verdict(
+                "weight_only",
+                f"{census['weight_only_layers']} layers are weight-only quantized: stored small, dequantized to "
+                f"float kernels on {runtime} (size gain, no integer speed-up).",
+                severity="info",
+                measured=dict(census),
+            )
+        )
+    return out
+
+
 def compute_verdicts(
     before: dict[str, Any],
     after: dict[str, Any] | None,
@@ -221,7 +254,7 @@ def compute_verdicts(
     out = _near_chance(before, num_classes, chance_margin)
     if after:
         out += _quality(before, after, max_drop) + _sqnr(after, min_sqnr_db) + _calibration(steps)
-        out += _size_speed(before, after, slower_ratio) + _facts(before, after, steps)
+        out += _size_speed(before, after, slower_ratio) + _kernels(after) + _facts(before, after, steps)
     return sorted(out, key=lambda v: v.severity != "warning")
 
 

@@ -127,3 +127,47 @@ def measure_latency_onnx(
     actual_batch = int(first.shape[0]) if first.ndim > 0 else None
     times = time_calls(lambda: session.run(None, arrays), warmup=warmup, repeats=repeats, sync=lambda: None)
     return stats_from_times(times, batch_size=actual_batch, threads=used_threads, runtime="onnxruntime")
+
+
+INTEGER_MAC_OPS = frozenset(
+    {
+        "QLinearConv",
+        "QGemm",
+        "QLinearMatMul",
+        "MatMulInteger",
+        "ConvInteger",
+        "DynamicQuantizeMatMul",
+        "MatMulIntegerToFloat",
+        "QAttention",
+    }
+)
+"""The integer kernels that do a layer's multiply-accumulates (one per quantized conv / linear)."""
+
+
+def kernel_census(model: torch.nn.Module, path: str | Path) -> dict[str, Any]:
+    """How the layers torchslim quantized run in onnxruntime's optimized graph of `path`.
+
+    ``integer_activation_layers``: compressed layers (core layer contract) with integer weights *and*
+    integer inputs, which should each become one integer MAC kernel; ``weight_only_layers``: those
+    whose input stays float (dequantized weights, float kernels by design); ``integer_mac_kernels`` /
+    ``float_mac_kernels``: what the runtime actually runs. Read by the ``float_kernels`` verdict.
+    """
+    from torchslim.core.layer import compressed_layers
+
+    integer_layers = weight_only = 0
+    for _, layer in compressed_layers(model):
+        bits = layer.storage_bits()
+        if bits.weight >= 32:
+            continue
+        if bits.activation is not None and bits.activation <= 8:
+            integer_layers += 1
+        else:
+            weight_only += 1
+    counts = optimized_op_counts(path)
+    return {
+        "runtime": "onnxruntime",
+        "integer_activation_layers": integer_layers,
+        "weight_only_layers": weight_only,
+        "integer_mac_kernels": sum(v for k, v in counts.items() if k in INTEGER_MAC_OPS),
+        "float_mac_kernels": sum(v for k, v in counts.items() if k in FLOAT_COMPUTE_OPS),
+    }
