@@ -145,12 +145,12 @@ def test_read_only_folder_refused(tmp_path, capsys):
 
 def test_os_error_while_writing_is_one_line(tmp_path, capsys, monkeypatch):
     """An OSError that escapes a command (disk full, permissions) names the file, exit 2."""
-    import torchslim.cli.main as cli_main
+    import torchslim.cli.inspect as cli_inspect
 
     def boom(**_):
         raise PermissionError(13, "Permission denied", str(tmp_path / "x.json"))
 
-    monkeypatch.setattr(cli_main, "_technique_summary", lambda *_: boom())
+    monkeypatch.setattr(cli_inspect, "_technique_summary", lambda *_: boom())
     code, _, err = run_cli(["list"], capsys)
     assert_clean_failure(code, err, "x.json")
     with pytest.raises(OutputError):
@@ -158,9 +158,9 @@ def test_os_error_while_writing_is_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_unexpected_error_is_one_line_exit_1(capsys, monkeypatch):
-    import torchslim.cli.main as cli_main
+    import torchslim.cli.inspect as cli_inspect
 
-    monkeypatch.setattr(cli_main, "_technique_summary", lambda *_: 1 / 0)
+    monkeypatch.setattr(cli_inspect, "_technique_summary", lambda *_: 1 / 0)
     code, _, err = run_cli(["list"], capsys)
     assert code == 1 and "Traceback" not in err and "ZeroDivisionError" in err and "--debug" in err
     with pytest.raises(ZeroDivisionError):
