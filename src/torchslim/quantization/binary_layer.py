@@ -9,7 +9,9 @@
 * after training: :func:`convert_binary` makes the ``Quantized<Class>`` layer (codes packed 8 or 4
   per byte in the artifact). TTQ's two scales per channel do not fit ``x_hat = s (q - z)``, so a
   TTQ layer is a ``TTQQuantized<Class>``: the same layer with a ``weight_scale_negative`` buffer
-  (``a_n``; ``weight_scale`` holds ``a_p``) and a float weight in its ONNX form.
+  (``a_n``; ``weight_scale`` holds ``a_p``) and a float weight in its ONNX form (binary and TWN
+  layers export int8 codes with ``DequantizeLinear``: exact, but onnxruntime has no 1-2 bit kernel,
+  so the runtime gains neither size nor speed from them; the artifact on disk does).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import torch
 from torch import Tensor, nn
 
 from torchslim.core.errors import ModelError
-from torchslim.core.layer import OnnxForm
 from torchslim.quantization.binary import (
     TWN_THRESHOLD,
     binary_fake_quantize,
@@ -181,13 +182,9 @@ class TTQMixin(QuantizedMixin):
             self.weight_q, self.weight_scale, self.weight_scale_negative, self.weight_spec.granularity
         )
 
-    @property
-    def weight(self) -> Tensor:  # the ONNX form too: a float weight (no DequantizeLinear has two scales)
-        return self._dequantized_weight()
-
-    def onnx_form(self, enabled: bool) -> OnnxForm:
-        form = super().onnx_form(enabled)
-        return OnnxForm(integer_weights=False, details={**form.details, "levels": "ternary (trained scales)"})
+    def integer_export(self) -> bool:
+        """False: no ``DequantizeLinear`` has two scales, so the ONNX form holds the float weight."""
+        return False
 
     def layout(self) -> dict[str, Any]:
         return {**super().layout(), TTQ_LAYOUT_KEY: True}

@@ -37,6 +37,7 @@ from torchslim.quantization.binary_layer import (
     BinaryTrainHook,
     SignWeightQuantizer,
     TernaryWeightQuantizer,
+    TTQMixin,
     WeightQuantizerModule,
     binary_fake_quant_module,
     convert_binary,
@@ -182,6 +183,10 @@ def binary_weights_handler(
     choices = sorted(low + kept, key=lambda c: order.get(c.name, len(order)))
     originals = {c.name: model.get_submodule(c.name) for c in choices}
     rows, agreement = report_layers(work, choices, originals, batches or None, float_outputs or None)
+    for row in rows:  # a TTQ layer also stores its negative scales
+        layer = work.get_submodule(row["layer"])
+        if isinstance(layer, TTQMixin):
+            row["weight_bytes"] += 4 * layer.weight_scale_negative.numel()
     info.update(agreement)
     layers = {c.name: _stored(work, c.name).layout() for c in choices}
     append_plan_entry(work, {"kind": PLAN_KIND, "layers": layers})
