@@ -40,14 +40,20 @@ sys.path.insert(0, str(ROOT))
 from _harness import env_line, log, md_table, new_results, write_results  # noqa: E402
 from torchslim.core import Context, DataSplits  # noqa: E402
 from torchslim.core.layer import compressed_layers  # noqa: E402
-from torchslim.quantization.binary_config import Binarize, BinaryWeightsConfig, Ternarize  # noqa: E402
+from torchslim.quantization.binary_config import (  # noqa: E402
+    BINARY_TRAIN_DEFAULTS,
+    Binarize,
+    BinaryWeightsConfig,
+    Ternarize,
+)
 from torchslim.quantization.binary_technique import binary_weights_handler  # noqa: E402
 from torchslim.train import TrainConfig  # noqa: E402
 
 GOALS = {"binary": (25.0, 3.0), "ternary": (14.0, 1.5), "ttq": (14.0, 1.5)}
 """kind -> (smallest size ratio vs the fp32 safetensors file, largest accuracy drop in points) (issue 18)."""
 MODEL_FILES = ("model.safetensors", "torchslim.json")
-STE_EPOCHS, STE_LR = 3, 1e-3
+STE_EPOCHS, STE_LR = int(BINARY_TRAIN_DEFAULTS["epochs"]), float(BINARY_TRAIN_DEFAULTS["lr"])
+"""The straight-through budget: the ``binarize`` / ``ternarize`` defaults."""
 
 _FRESH_LOADER = r"""
 import sys

@@ -194,3 +194,22 @@ def test_errors_name_the_problem():
         model.fc.weight[0, 0] = float("nan")
     with pytest.raises(Exception, match="fc"):
         binary_weights_handler(model, Binarize(train={"epochs": 0}), targets=None, context=_context())
+
+
+class _Mask(torch.nn.Module):
+    def __init__(self, keep: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("keep", keep)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w * self.keep
+
+
+def test_ternary_keeps_a_pruning_mask_and_binary_says_it_cannot():
+    model = make_cnn()
+    keep = (torch.rand(model.fc.weight.shape, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    torch.nn.utils.parametrize.register_parametrization(model.fc, "weight", _Mask(keep))
+    ternary = binary_weights_handler(model, CONFIGS["ternary"], targets=None, context=_context())
+    assert int(ternary.model.fc.weight_q[keep == 0].abs().sum()) == 0  # pruned weights stay zero
+    binary = binary_weights_handler(model, Binarize(train={"epochs": 0}), targets=None, context=_context())
+    assert any("pruning masks of ['fc']" in note for note in binary.info["notes"])

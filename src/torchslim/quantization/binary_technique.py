@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from torchslim.core.context import Context
 from torchslim.core.errors import ModelError, TargetError
@@ -171,6 +172,11 @@ def binary_weights_handler(
         quantizer = _weight_quantizer(choice.module, config, g)
         set_module(work, choice.name, binary_fake_quant_module(choice.module, choice.weight_spec, quantizer))
     info: dict[str, Any] = {"levels": _low_spec(config).levels, "method": _method(config)}
+    masked = [c.name for c in low if parametrize.is_parametrized(c.module, "weight")]
+    if masked and isinstance(config, Binarize):
+        info["notes"] = [
+            f"binary weights have no zero: the pruning masks of {masked} are not kept (ternarize keeps them)"
+        ]
     if trains:
         info["train"] = _train(work, config, context, loader)
     work.eval()
