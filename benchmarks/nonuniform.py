@@ -1,0 +1,644 @@
+"""Non-uniform, binary and ternary weights and Deep Compression (issue 18, "Must show"), next to the
+maintained PyTorch-side peers, on the same trained weights and data.
+
+    python benchmarks/nonuniform.py --quick      # smoke run: 2,048 training images, a few minutes
+    python benchmarks/nonuniform.py              # full run (Fashion-MNIST, 54,000 training images)
+    python benchmarks/nonuniform.py --only coreml,brevitas   # some sections; the others are kept
+
+Setting. Fashion-MNIST (torchslim.data.load_splits, seed 0: train 54,000 / test 10,000), models
+``lenet-300-100`` and ``fmnist-cnn`` trained once with fixed seeds (Adam, cosine) and cached as
+safetensors under ``benchmarks/.cache/nonuniform`` (gitignored). That file's size is the fp32
+reference of every "x smaller"; its sha256 is printed with every section, so every row is known to
+start from the same weights. Accuracy is test accuracy in PyTorch, 1 thread.
+
+Sections (each runs in its own process if you like: results are kept per section and the report is
+rebuilt from all of them):
+
+* ``baseline``: the two trained fp32 models: accuracy, safetensors bytes, digest.
+* ``coreml``: ``coremltools.optimize.torch`` ``PostTrainingPalettizer`` (k-means, per tensor) at 2, 3
+  and 4 bits on both models. Bytes: the ``.mlpackage`` coremltools writes (on Linux too) and a count
+  of fp32 codebooks + b-bit packed indices + fp32 biases.
+* ``dkm``: coremltools ``DKMPalettizer`` (training-time differentiable k-means) at 2, 3, 4 bits, trained
+  through torchslim's loop with the same budget as torchslim's k-means fine-tuning (``--ft-steps``).
+* ``kmeans``: torchslim ``kmeans_quant`` through ``ts.compress`` with a Recipe at 2, 3, 4 bits, post-
+  training and fine-tuned with the same budget; bytes of the saved artifact folder.
+* ``brevitas``: Brevitas binary / ternary weights on fmnist-cnn (first and last layers 8-bit), trained
+  with torchslim's binary budget; bytes of its state_dict file and the ideal packed size (computed).
+* ``binary``: torchslim ``binarize`` / ``ternarize`` on fmnist-cnn (benchmarks/_nonuniform_binary.py).
+* ``deep_compression``: torchslim recipe ``deep-compression`` on lenet-300-100
+  (benchmarks/_nonuniform_torchslim.py).
+
+Writes ``benchmarks/results/nonuniform[_quick].json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import functools
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent / "src"))
+sys.path.insert(0, str(ROOT))
+
+import _nonuniform_peers as peers  # noqa: E402
+from _harness import env_line, environment, log, md_table, run_sections, write_results  # noqa: E402
+
+MODELS = ("lenet-300-100", "fmnist-cnn")
+BITS = (2, 3, 4)
+BASELINE_TRAIN = {"lenet-300-100": {"epochs": 8, "lr": 1e-3}, "fmnist-cnn": {"epochs": 4, "lr": 1e-3}}
+# the budget of torchslim's straight-through training when part B's module does not say
+# (src/torchslim/quantization/binary_config.py BINARY_TRAIN_DEFAULTS)
+BINARY_BUDGET_FALLBACK = {"epochs": 3, "lr": 1e-3, "schedule": "cosine"}
+GOALS = {
+    "deep_compression": {"model": "lenet-300-100", "min_ratio": 50.0, "max_drop": 0.3},
+    "binary": {"model": "fmnist-cnn", "min_ratio": 25.0, "max_drop": 3.0},
+    "ternary": {"model": "fmnist-cnn", "min_ratio": 14.0, "max_drop": 1.5},
+}
+LEVEL_TOLERANCE = 0.1  # points of accuracy within which torchslim counts as level with a peer
+
+
+# ------------------------------------------------------------------------------------------------
+# the shared setting
+
+
+class Bench:
+    """The data and the trained fp32 models every section shares (loaded once per process)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.tag = "quick" if args.quick else "full"
+        self.cache = args.cache
+        self._baselines: dict[str, dict[str, Any]] = {}
+
+    @functools.cached_property
+    def splits(self) -> Any:
+        from torchslim.data import load_splits
+
+        if self.args.quick:
+            return load_splits(
+                "fashion-mnist", batch_size=128, train_samples=2048, eval_samples=1000, seed=self.args.seed
+            )
+        return load_splits("fashion-mnist", batch_size=128, seed=self.args.seed)
+
+    def baseline_file(self, name: str) -> Path:
+        return self.cache / f"{name}-{self.tag}-seed{self.args.seed}.safetensors"
+
+    def baseline(self, name: str) -> dict[str, Any]:
+        """The trained fp32 `name`: ``model``, ``accuracy``, ``bytes`` (its safetensors file), ``sha256``."""
+        if name not in self._baselines:
+            self._baselines[name] = self._load_or_train(name)
+        return self._baselines[name]
+
+    def fresh(self, name: str) -> nn.Module:
+        """A copy of the trained model (every row starts from these weights)."""
+        return copy.deepcopy(self.baseline(name)["model"]).eval()
+
+    def train_settings(self, name: str) -> dict[str, Any]:
+        settings = dict(BASELINE_TRAIN[name], schedule="cosine")
+        if self.args.quick:
+            settings["epochs"] = 2
+        return settings
+
+    def _load_or_train(self, name: str) -> dict[str, Any]:
+        from safetensors.torch import load_file
+
+        from torchslim.models import build_model
+        from torchslim.train import TrainConfig, train
+
+        path = self.baseline_file(name)
+        meta_path = path.with_suffix(".json")
+        key = {"model": name, "train": self.train_settings(name), "seed": self.args.seed, "data": self.tag}
+        model = build_model(name, seed=self.args.seed)
+        cached = path.is_file() and meta_path.is_file() and json.loads(meta_path.read_text()).get("key") == key
+        started = time.perf_counter()
+        if cached:
+            model.load_state_dict(load_file(str(path)))
+        else:
+            log(f"  training the fp32 {name} ({key['train']})")
+            train(model, self.splits.train, config=TrainConfig(**key["train"]), seed=self.args.seed, quiet=True)
+            peers.save_state(model.state_dict(), path)
+            meta_path.write_text(json.dumps({"key": key}, indent=1))
+        model.eval()
+        return {
+            "model": model,
+            "accuracy": accuracy(model, self.splits.test),
+            "bytes": path.stat().st_size,
+            "sha256": peers.state_sha256(model),
+            "params": sum(p.numel() for p in model.parameters()),
+            "cached": cached,
+            "train": key["train"],
+            "seconds": time.perf_counter() - started,
+        }
+
+    def reference(self, name: str) -> dict[str, Any]:
+        """What a row needs of its baseline: accuracy, bytes, digest."""
+        base = self.baseline(name)
+        return {k: base[k] for k in ("accuracy", "bytes", "sha256")}
+
+    def example(self) -> torch.Tensor:
+        return next(iter(self.splits.test))[0][:1]
+
+
+def accuracy(model: nn.Module, loader: Any) -> float:
+    from torchslim.measure import evaluate
+
+    return float(evaluate(model, loader).accuracy)
+
+
+def row(bench: Bench, name: str, model: nn.Module, nbytes: int | None, **extra: Any) -> dict[str, Any]:
+    """One result row: accuracy, drop in points against the fp32 model, bytes, x smaller than the fp32 file."""
+    ref = bench.reference(name)
+    acc = accuracy(model, bench.splits.test)
+    return {
+        "model": name,
+        "accuracy": acc,
+        "drop_points": round(100 * (ref["accuracy"] - acc), 3),
+        "bytes": nbytes,
+        "x_smaller": round(ref["bytes"] / nbytes, 2) if nbytes else None,
+        **extra,
+    }
+
+
+def finetune_config(bench: Bench) -> Any:
+    """The fine-tuning budget of both training-time k-means rows (torchslim and DKM)."""
+    from torchslim.train import TrainConfig
+
+    steps = 5 if bench.args.quick else bench.args.ft_steps
+    return TrainConfig(epochs=1, max_steps=steps, lr=bench.args.ft_lr, schedule="cosine")
+
+
+def binary_budget(bench: Bench) -> dict[str, Any]:
+    """torchslim's straight-through budget (its config's defaults), used for the Brevitas rows too."""
+    try:
+        from torchslim.quantization.binary_config import BINARY_TRAIN_DEFAULTS
+
+        budget = dict(BINARY_TRAIN_DEFAULTS)
+    except ImportError:
+        budget = dict(BINARY_BUDGET_FALLBACK)
+    if bench.args.quick:
+        budget["epochs"] = 1
+    return budget
+
+
+# ------------------------------------------------------------------------------------------------
+# sections
+
+
+def section_baseline(bench: Bench) -> dict[str, Any]:
+    out = {}
+    for name in MODELS:
+        base = bench.baseline(name)
+        out[name] = {k: v for k, v in base.items() if k != "model"}
+        log(f"  {name}: accuracy {base['accuracy']:.4f}, {base['bytes']:,} bytes, sha256 {base['sha256'][:12]}")
+    return {"models": out}
+
+
+def section_coreml(bench: Bench) -> dict[str, Any]:
+    rows = []
+    for name in MODELS:
+        for bits in BITS:
+            started = time.perf_counter()
+            model = peers.coreml_ptq(bench.fresh(name), bits)
+            seconds = time.perf_counter() - started
+            rows.append(coreml_row(bench, name, model, bits, method="coremltools PostTrainingPalettizer", s=seconds))
+    return {"rows": rows, "baselines": {n: bench.reference(n) for n in MODELS}}
+
+
+def coreml_row(bench: Bench, name: str, model: nn.Module, bits: int, *, method: str, s: float) -> dict[str, Any]:
+    counted = peers.coreml_counted_bytes(model, bits)
+    package, note = peers.coreml_package_bytes(model, bench.example())
+    sizes = peers.coreml_palette_sizes(model)
+    out = row(
+        bench,
+        name,
+        model,
+        package if package is not None else counted["total"],
+        bits=bits,
+        method=method,
+        bytes_kind="mlpackage" if package is not None else "counted",
+        counted_bytes=counted,
+        package_bytes=package,
+        package_note=note,
+        max_palette=max(sizes.values()) if sizes else None,
+        layers_palettized=len(sizes),
+        seconds=round(s, 1),
+    )
+    log(f"  {name} {bits}-bit {method}: {out['accuracy']:.4f}, {out['bytes']:,} bytes ({out['bytes_kind']})")
+    return out
+
+
+def section_dkm(bench: Bench) -> dict[str, Any]:
+    config = finetune_config(bench)
+    rows = []
+    for name in bench.args.dkm_models.split(","):
+        for bits in BITS:
+            started = time.perf_counter()
+            model = peers.coreml_dkm(bench.fresh(name), bits, bench.splits.train, train_config=config, seed=0)
+            seconds = time.perf_counter() - started
+            rows.append(coreml_row(bench, name, model, bits, method="coremltools DKMPalettizer", s=seconds))
+    return {"rows": rows, "budget": config.to_dict(), "baselines": {n: bench.reference(n) for n in MODELS}}
+
+
+def kmeans_recipe(bits: int, train: Any | None) -> Any:
+    """torchslim ``kmeans_quant`` at `bits` (post-training when `train` is None)."""
+    from torchslim.core import Recipe
+
+    config: dict[str, Any] = {"bits": bits}
+    if train is not None:
+        config["train"] = train.to_dict()
+    return Recipe.from_dict({"version": 1, "steps": [{"technique": "kmeans_quant", "config": config}]})
+
+
+def saved_bytes(model: nn.Module) -> dict[str, int]:
+    """Bytes of the torchslim artifact folder (``torchslim.io.save``), total and per file."""
+    from torchslim.io import save
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save(model, Path(tmp) / "artifact")
+        files = {str(p.relative_to(path)): p.stat().st_size for p in sorted(path.rglob("*")) if p.is_file()}
+    return {"total": sum(files.values()), **files}
+
+
+def section_kmeans(bench: Bench) -> dict[str, Any]:
+    import torchslim as ts
+
+    rows = []
+    for name in MODELS:
+        for bits in BITS:
+            for train in (None, finetune_config(bench)):
+                started = time.perf_counter()
+                result = ts.compress(
+                    bench.fresh(name),
+                    bench.splits,
+                    recipe=kmeans_recipe(bits, train),
+                    seed=0,
+                    threads=1,
+                    repeats=3,
+                    quiet=True,
+                    runtime="pytorch",
+                )
+                seconds = time.perf_counter() - started
+                files = saved_bytes(result.model)
+                method = "torchslim kmeans_quant" + (" + fine-tuning" if train else " (post-training)")
+                out = row(bench, name, result.model, files["total"], bits=bits, method=method, files=files)
+                out["seconds"] = round(seconds, 1)
+                rows.append(out)
+                log(f"  {name} {bits}-bit {method}: {out['accuracy']:.4f}, {out['bytes']:,} bytes")
+    return {"rows": rows, "budget": finetune_config(bench).to_dict()}
+
+
+def section_brevitas(bench: Bench) -> dict[str, Any]:
+    from torchslim.train import TrainConfig, train
+
+    budget = binary_budget(bench)
+    rows = []
+    for kind in ("binary", "ternary"):
+        for variant in bench.args.brevitas_variants.split(","):
+            started = time.perf_counter()
+            model = peers.brevitas_model(bench.fresh("fmnist-cnn"), kind, variant)
+            train(model, bench.splits.train, config=TrainConfig(**budget), seed=0, quiet=True)
+            model.eval()
+            with tempfile.TemporaryDirectory() as tmp:
+                state_bytes = peers.brevitas_state_file_bytes(model, Path(tmp) / "brevitas.safetensors")
+            ideal = peers.brevitas_ideal_bytes(model)
+            out = row(bench, "fmnist-cnn", model, ideal["total"], kind=kind, method=f"Brevitas {variant}")
+            out.update(
+                bytes_kind="ideal packed (computed)",
+                state_file_bytes=state_bytes,
+                ideal_bytes=ideal,
+                layers=peers.brevitas_layer_values(model),
+                seconds=round(time.perf_counter() - started, 1),
+            )
+            rows.append(out)
+            log(f"  brevitas {kind} {variant}: {out['accuracy']:.4f}, ideal {ideal['total']:,} / file {state_bytes:,}")
+    return {"rows": rows, "budget": budget, "baselines": {"fmnist-cnn": bench.reference("fmnist-cnn")}}
+
+
+def _pick(found: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if found.get(key) is not None:
+            return found[key]
+    return None
+
+
+def torchslim_row(bench: Bench, name: str, found: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A row from what part A / B's runner returned (accuracy and artifact bytes, whatever their keys)."""
+    ref = bench.reference(name)
+    acc = _pick(found, "accuracy", "test_accuracy", "acc")
+    nbytes = _pick(found, "artifact_bytes", "bytes", "file_bytes", "size_bytes", "disk_bytes")
+    return {
+        "model": name,
+        "accuracy": acc,
+        "drop_points": round(100 * (ref["accuracy"] - acc), 3) if acc is not None else None,
+        "bytes": nbytes,
+        "x_smaller": round(ref["bytes"] / nbytes, 2) if nbytes else None,
+        "reported": {k: v for k, v in found.items() if isinstance(v, (int, float, str, bool, list, dict, type(None)))},
+        **extra,
+    }
+
+
+def section_binary(bench: Bench) -> dict[str, Any]:
+    from _nonuniform_binary import run_binary  # part B of issue 18
+
+    rows = []
+    for kind in ("binary", "ternary"):
+        started = time.perf_counter()
+        found = run_binary(bench.fresh("fmnist-cnn"), bench.splits, seed=bench.args.seed, kind=kind)
+        out = torchslim_row(bench, "fmnist-cnn", found, kind=kind, method=f"torchslim {kind}")
+        out["seconds"] = round(time.perf_counter() - started, 1)
+        rows.append(out)
+        log(f"  torchslim {kind}: {out['accuracy']}, {out['bytes']} bytes")
+    return {"rows": rows, "budget": binary_budget(bench), "baselines": {"fmnist-cnn": bench.reference("fmnist-cnn")}}
+
+
+def section_deep_compression(bench: Bench) -> dict[str, Any]:
+    from _nonuniform_torchslim import run_deep_compression  # part A of issue 18
+
+    started = time.perf_counter()
+    found = run_deep_compression(bench.fresh("lenet-300-100"), bench.splits, seed=bench.args.seed)
+    out = torchslim_row(bench, "lenet-300-100", found, method="torchslim deep-compression")
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    log(f"  deep-compression: {out['accuracy']}, {out['bytes']} bytes, {out['x_smaller']}x")
+    return {"rows": [out], "baselines": {"lenet-300-100": bench.reference("lenet-300-100")}}
+
+
+SECTIONS: dict[str, Callable[[Bench], dict[str, Any]]] = {
+    "baseline": section_baseline,
+    "coreml": section_coreml,
+    "dkm": section_dkm,
+    "kmeans": section_kmeans,
+    "brevitas": section_brevitas,
+    "binary": section_binary,
+    "deep_compression": section_deep_compression,
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# verdicts
+
+
+def peer_bytes(peer: dict[str, Any]) -> int | None:
+    """A peer's smallest honest byte count (coremltools: .mlpackage or counted; Brevitas: ideal packed)."""
+    options = [peer.get("bytes"), (peer.get("counted_bytes") or {}).get("total")]
+    options = [b for b in options if b]
+    return min(options) if options else None
+
+
+def verdict(ours: dict[str, Any], peer: dict[str, Any] | None) -> tuple[bool | None, str]:
+    """Whether torchslim is level on accuracy (within LEVEL_TOLERANCE points) and smaller on disk than
+    `peer`, and why not."""
+    if peer is None or ours.get("accuracy") is None or peer.get("accuracy") is None:
+        return None, "no peer row to compare with" if peer is None else "a row has no accuracy"
+    why = []
+    gap = 100 * (peer["accuracy"] - ours["accuracy"])
+    if gap > LEVEL_TOLERANCE:
+        why.append(f"accuracy {gap:.2f} points below {peer['method']}")
+    theirs = peer_bytes(peer)
+    if ours.get("bytes") and theirs and ours["bytes"] >= theirs:
+        extra = ours["bytes"] - theirs
+        manifest = sum(v for k, v in (ours.get("files") or {}).items() if k.endswith(".json"))
+        why.append(
+            f"{extra:,} bytes larger than {peer['method']} ({theirs:,})"
+            + (f"; the artifact's JSON plan/manifest alone is {manifest:,} bytes" if manifest else "")
+        )
+    return not why, "; ".join(why) or "level or better on accuracy and smaller on disk"
+
+
+def find(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
+    for r in rows:
+        if all(r.get(k) == v for k, v in match.items()):
+            return r
+    return None
+
+
+def goal_checks(sections: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = list((sections.get("deep_compression") or {}).get("rows", []))
+    rows += (sections.get("binary") or {}).get("rows", [])
+    checks = []
+    for goal, spec in GOALS.items():
+        found = find(rows, method="torchslim deep-compression") if goal == "deep_compression" else find(rows, kind=goal)
+        claim = f"{spec['model']} {goal}: >= {spec['min_ratio']:g}x smaller, drop <= {spec['max_drop']:g} points"
+        if found is None or found.get("accuracy") is None or not found.get("x_smaller"):
+            checks.append({"claim": claim, "measured": "not run (torchslim side missing)", "ok": None})
+            continue
+        ok = found["x_smaller"] >= spec["min_ratio"] and found["drop_points"] <= spec["max_drop"]
+        measured = f"{found['x_smaller']}x, drop {found['drop_points']:.2f} points ({found['accuracy']:.4f})"
+        checks.append({"claim": claim, "measured": measured, "ok": ok})
+    return checks
+
+
+# ------------------------------------------------------------------------------------------------
+# markdown
+
+
+def fmt_bytes(n: Any) -> str:
+    return f"{n:,}" if isinstance(n, int) else "-"
+
+
+def fmt_acc(row: dict[str, Any]) -> str:
+    if row.get("accuracy") is None:
+        return "-"
+    return f"{100 * row['accuracy']:.2f} ({-row['drop_points']:+.2f})"
+
+
+def ok_text(ok: bool | None) -> str:
+    return {True: "yes", False: "NO", None: "-"}[ok]
+
+
+def kmeans_lines(sections: dict[str, Any]) -> list[str]:
+    ours = (sections.get("kmeans") or {}).get("rows", [])
+    ptq = (sections.get("coreml") or {}).get("rows", [])
+    dkm = (sections.get("dkm") or {}).get("rows", [])
+    lines = ["## k-means weight sharing: torchslim vs coremltools palettization", ""]
+    lines.append(
+        "Accuracy in % (change vs fp32 in points). Bytes: torchslim = the saved artifact folder "
+        "(safetensors + JSON plan); coremltools = the .mlpackage it writes (fp16 LUTs), with the counted "
+        "size (fp32 codebooks + packed indices + fp32 biases) beside it. Verdict against the peer of the "
+        "same kind (post-training vs PostTrainingPalettizer, fine-tuned vs DKMPalettizer)."
+    )
+    lines.append("")
+    headers = ["model", "bits", "method", "accuracy", "bytes on disk", "x smaller", "counted bytes", "verdict"]
+    table = []
+    for name in MODELS:
+        for bits in BITS:
+            peer_ptq = find(ptq, model=name, bits=bits)
+            peer_dkm = find(dkm, model=name, bits=bits)
+            for r in [find(ours, model=name, bits=bits, method=m) for m in KMEANS_METHODS] + [peer_ptq, peer_dkm]:
+                if r is None:
+                    continue
+                cell = "peer"
+                if r["method"].startswith("torchslim"):
+                    ok, why = verdict(r, peer_dkm if "fine-tuning" in r["method"] else peer_ptq)
+                    cell = f"{ok_text(ok)}: {why}"
+                counted = (r.get("counted_bytes") or {}).get("total")
+                table.append(
+                    [
+                        name,
+                        bits,
+                        r["method"],
+                        fmt_acc(r),
+                        fmt_bytes(r["bytes"]),
+                        r["x_smaller"],
+                        fmt_bytes(counted),
+                        cell,
+                    ]
+                )
+    return lines + (md_table(headers, table) if table else ["(no k-means rows yet)"]) + [""]
+
+
+KMEANS_METHODS = ("torchslim kmeans_quant (post-training)", "torchslim kmeans_quant + fine-tuning")
+
+
+def binary_lines(sections: dict[str, Any]) -> list[str]:
+    ours = (sections.get("binary") or {}).get("rows", [])
+    theirs = (sections.get("brevitas") or {}).get("rows", [])
+    budget = (sections.get("brevitas") or {}).get("budget")
+    lines = ["## Binary and ternary weights on fmnist-cnn: torchslim vs Brevitas", ""]
+    lines.append(
+        "First and last layers 8-bit in every row. Brevitas keeps float weights in its state_dict: its "
+        "bytes column is the ideal packed size (1 or 2 bits a weight, fp32 scales and biases, computed, "
+        f"not written), the file column its state_dict as safetensors. Brevitas training budget: {budget}."
+    )
+    lines.append("")
+    headers = ["kind", "method", "accuracy", "bytes", "x smaller", "file bytes", "verdict"]
+    table = []
+    for kind in ("binary", "ternary"):
+        peers_of_kind = [r for r in theirs if r.get("kind") == kind]
+        best = max(peers_of_kind, key=lambda r: r["accuracy"], default=None)
+        for r in [find(ours, kind=kind), *peers_of_kind]:
+            if r is None:
+                continue
+            cell = "peer"
+            if r["method"].startswith("torchslim"):
+                ok, why = verdict(r, best)
+                cell = f"{ok_text(ok)}: {why}"
+            file_bytes = r.get("state_file_bytes") or (r.get("reported") or {}).get("file_bytes")
+            table.append(
+                [kind, r["method"], fmt_acc(r), fmt_bytes(r["bytes"]), r["x_smaller"], fmt_bytes(file_bytes), cell]
+            )
+    return lines + (md_table(headers, table) if table else ["(no binary rows yet)"]) + [""]
+
+
+def baseline_lines(sections: dict[str, Any]) -> list[str]:
+    models = (sections.get("baseline") or {}).get("models", {})
+    table = [
+        [n, f"{m['params']:,}", m["train"], f"{100 * m['accuracy']:.2f}", fmt_bytes(m["bytes"]), m["sha256"][:12]]
+        for n, m in models.items()
+    ]
+    headers = ["model", "params", "training", "fp32 accuracy %", "fp32 safetensors bytes", "sha256"]
+    return ["## fp32 baselines (the reference of every row)", "", *md_table(headers, table), ""]
+
+
+def digest_lines(sections: dict[str, Any]) -> list[str]:
+    """Every section names the baseline digest it started from; say when they differ."""
+    seen: dict[str, set[str]] = {}
+    for section in sections.values():
+        for name, ref in (section.get("baselines") or {}).items():
+            seen.setdefault(name, set()).add(ref["sha256"][:12])
+    bad = {n: sorted(s) for n, s in seen.items() if len(s) > 1}
+    if bad:
+        return [f"**Warning: sections started from different weights: {bad}**", ""]
+    return [f"Every section started from the same weights: {', '.join(f'{n} {s.pop()}' for n, s in seen.items())}.", ""]
+
+
+def to_markdown(results: dict[str, Any]) -> str:
+    sections = results["sections"]
+    lines = ["# Non-uniform, binary and ternary weights, Deep Compression (issue 18)", ""]
+    lines += [env_line(results["env"]), "", f"Command: `{results['command']}`", ""]
+    runs = {name: s.get("run", {}).get("date") for name, s in sections.items()}
+    lines += [f"Sections and when they ran: {runs}.", ""]
+    lines += baseline_lines(sections) + digest_lines(sections)
+    checks = results.get("checks", [])
+    lines += [
+        "## Goals",
+        "",
+        *md_table(["claim", "measured", "met"], [[c["claim"], c["measured"], ok_text(c["ok"])] for c in checks]),
+        "",
+    ]
+    lines += kmeans_lines(sections) + binary_lines(sections)
+    dc = (sections.get("deep_compression") or {}).get("rows", [])
+    if dc:
+        lines += [
+            "## Deep Compression on lenet-300-100",
+            "",
+            "```",
+            json.dumps(dc[0], indent=1, default=str),
+            "```",
+            "",
+        ]
+    errors = {n: s["error"] for n, s in sections.items() if "error" in s}
+    if errors:
+        lines += ["## Sections that failed", "", *[f"- {n}: {e}" for n, e in errors.items()], ""]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# main
+
+
+def section_store(args: argparse.Namespace) -> Path:
+    return args.cache / "sections" / ("quick" if args.quick else "full")
+
+
+def store_section(args: argparse.Namespace, name: str, result: dict[str, Any]) -> None:
+    from torchslim.io.atomic import write_json
+
+    env = environment(threads=args.threads)
+    result["run"] = {"date": env["date"], "commit": env["versions"]["torchslim_commit"], "load": env["load_average"]}
+    path = section_store(args) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, json.loads(json.dumps(result, default=str)))
+
+
+def assemble(args: argparse.Namespace) -> dict[str, Any]:
+    """The results of every section run so far (this process's and earlier ones), in section order."""
+    store = section_store(args)
+    sections = {n: json.loads((store / f"{n}.json").read_text()) for n in SECTIONS if (store / f"{n}.json").is_file()}
+    command = "python benchmarks/nonuniform.py" + (" --quick" if args.quick else "")
+    results = {"quick": args.quick, "env": environment(threads=args.threads), "command": command, "sections": sections}
+    results["checks"] = goal_checks(sections)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2,048 training images, short budgets")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {list(SECTIONS)}")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "nonuniform")
+    parser.add_argument("--out", type=Path, default=ROOT / "results")
+    parser.add_argument("--ft-steps", type=int, default=100, help="fine-tuning steps of torchslim k-means and DKM")
+    parser.add_argument("--ft-lr", type=float, default=1e-4, help="their learning rate (Adam, cosine)")
+    parser.add_argument("--dkm-models", default=",".join(MODELS), help="models DKM trains on (it is slow on CPU)")
+    parser.add_argument("--brevitas-variants", default="per_channel,shipped", help="per_channel and/or shipped")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the results files from stored sections")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    torch.set_num_threads(args.threads)
+    if not args.report_only:
+        bench = Bench(args)
+        done = run_sections(args.only, SECTIONS, lambda fn: fn(bench), error=parser.error)
+        for name, result in done.items():
+            store_section(args, name, result)
+    results = assemble(args)
+    stem = "nonuniform_quick" if args.quick else "nonuniform"
+    write_results(args.out, stem, results, to_markdown(results))
+    log(f"wrote {args.out / stem}.json and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
