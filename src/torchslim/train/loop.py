@@ -141,6 +141,7 @@ def train(
     device: str | torch.device = "cpu",
     include_model_hooks: bool = True,
     teachers: Sequence[nn.Module] = (),
+    label: str = "train",
 ) -> TrainResult:
     # long: the public loop's documented signature; the body is 20 lines of composition
     """Train `model` in place on `loader` and return what was done.
@@ -164,6 +165,7 @@ def train(
         include_model_hooks: also run :func:`hooks_from_model` hooks.
         teachers: modules besides `model` that must be the same on every process of a data-parallel
             run (a hook's ``teacher`` attribute counts too); see :mod:`torchslim.train.distributed`.
+        label: what trains, as the progress bar names it ("fine-tune", "QAT", "distill", ...).
 
     Raises:
         ConfigError: bad config or hooks. DataError: malformed or empty data.
@@ -192,7 +194,14 @@ def train(
     quiet = True if parallel is not None and not parallel.world.is_main else quiet
     params = [p for p in model.parameters() if p.requires_grad]
     run = Run(
-        loader, state, meter, hook_list, loss_fn or default_loss, params, ProgressBar(state, quiet=quiet), snapshots
+        loader,
+        state,
+        meter,
+        hook_list,
+        loss_fn or default_loss,
+        params,
+        ProgressBar(state, quiet=quiet, label=label),
+        snapshots,
     )
     try:
         with torch.random.fork_rng(devices=rng_devices(state.device)):

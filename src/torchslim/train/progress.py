@@ -21,10 +21,11 @@ def is_quiet(quiet: bool | None) -> bool:
 
 
 class ProgressBar:
-    """``train epoch E/N  [bar]  step/total  time left  loss``; a context manager."""
+    """``LABEL epoch E/N  [bar]  step/total  time left  loss``; a context manager (LABEL: what trains)."""
 
-    def __init__(self, state: TrainState, *, quiet: bool | None) -> None:
+    def __init__(self, state: TrainState, *, quiet: bool | None, label: str = "train") -> None:
         self.state = state
+        self.label = label
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -47,7 +48,7 @@ class ProgressBar:
         self._progress.__exit__(kind, exc, tb)
 
     def _label(self, epoch: int) -> str:
-        return f"train epoch {epoch + 1}/{self.state.config.epochs}"
+        return f"{self.label} epoch {epoch + 1}/{self.state.config.epochs}"
 
     def epoch(self, epoch: int) -> None:
         """Show that epoch `epoch` (0-based) is running."""

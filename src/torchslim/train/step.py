@@ -28,6 +28,19 @@ CHECKPOINT_EVERY = 500
 """Steps between checkpoints of a technique's training when the context has a run directory."""
 
 
+TRAINING_LABELS = {"finetune": "fine-tune", "quantize": "QAT", "distill": "distill"}
+"""Technique name -> how the progress bar names what trains (other names are shown as they are)."""
+
+
+def training_label(technique: str) -> str:
+    """The progress label of `technique`'s training: ``"QAT"`` for ``"quantize"``, ``"<name> recovery"``
+    for a pruning technique's recovery, else the technique as it is named."""
+    name = technique.split("/")[0]
+    if "prun" in name:
+        return f"{name} recovery"
+    return TRAINING_LABELS.get(name, technique)
+
+
 def train_in_context(
     model: nn.Module,
     *,
@@ -69,6 +82,7 @@ def train_in_context(
             run_dir=run_dir,
             quiet=True if context.quiet else None,
             device=context.device,
+            label=training_label(technique),
         )
 
 
