@@ -15,6 +15,14 @@ def echo_json(obj: object) -> None:
     typer.echo(json.dumps(obj, indent=2, default=str))
 
 
+GridIntensityOpt = typer.Option(
+    None,
+    "--grid-intensity",
+    min=0.0,
+    help="gCO2e per kWh of the electricity, for the run's emissions (default 475: world average, IEA 2019).",
+)
+
+
 def run_dir_for(out: Path) -> Path:
     """The folder of resumable checkpoints of the run that writes `out` (deleted once `out` is saved)."""
     return out.parent / f".{out.name}.run"
@@ -22,7 +30,7 @@ def run_dir_for(out: Path) -> Path:
 
 def compress_and_save(
     model: str,
-    plan: Recipe,
+    plan: Recipe | None,
     *,
     data: str,
     weights: str | None,
@@ -41,8 +49,11 @@ def compress_and_save(
     preprocess: str | None = None,
     max_drop: float = 0.02,
     strict: bool = False,
+    grid_intensity: float | None = None,
+    target: str | None = None,
+    budget: str = "10m",
 ) -> None:
-    # long: one keyword per CLI option it passes on (17 of the 69 lines); the body is ~40 lines
+    # long: one keyword per CLI option it passes on (20 of the 76 lines); the body is ~40 lines
     """What `compress` and `distill` share: resolve MODEL and the data, run `plan`, save, print.
 
     `out` is checked before any work; the recipe's training steps checkpoint under
@@ -50,10 +61,14 @@ def compress_and_save(
     """
     from torchslim.api import compress as compress_model
     from torchslim.cli.resolve import ALLOW_NONFINITE, resolve_data, resolve_model
+    from torchslim.cli.search import plan_for_target
     from torchslim.io.outputs import check_output_dir, clean_leftovers
+    from torchslim.train.distributed import is_main_process
 
-    check_output_dir(out, overwrite=force)
-    clean_leftovers(out)
+    writes = is_main_process()  # under torchrun (--nproc) only rank 0 checks, writes and prints the artifact
+    if writes:
+        check_output_dir(out, overwrite=force)
+        clean_leftovers(out)
     net = resolve_model(model, weights=weights, num_classes=num_classes, seed=seed)
     splits = resolve_data(
         data,
@@ -64,8 +79,12 @@ def compress_and_save(
         root=data_root,
         model=net,
         preprocess=preprocess,
-        needs_train=recipe_trains(plan),
+        needs_train=plan is None or recipe_trains(plan),
     )
+    if plan is None:  # --target: the search chooses the recipe (torchslim.cli.search)
+        plan, max_drop = plan_for_target(
+            net, splits, target=str(target), budget=budget, max_drop=max_drop, out=out, seed=seed, quiet=quiet
+        )
     result = compress_model(
         net,
         splits,
@@ -78,7 +97,10 @@ def compress_and_save(
         run_dir=run_dir_for(out),
         max_drop=max_drop,
         allow_nonfinite=ALLOW_NONFINITE.get(),
+        grid_intensity=grid_intensity,
     )
+    if not writes:
+        return
     result.save(out)
     shutil.rmtree(run_dir_for(out), ignore_errors=True)
     if as_json:

@@ -50,6 +50,7 @@ def train_and_save(
     num_classes: int | None,
     checkpoint_every: int | None,
     quiet: bool,
+    grid_intensity: float | None = None,
 ) -> Any:
     # long: one keyword per CLI option, then the steps in the order the module docstring gives
     """Train MODEL on DATA and save the artifact at `out`; return the report."""
@@ -59,6 +60,8 @@ def train_and_save(
     from torchslim.io import save
     from torchslim.io.outputs import check_output_dir, clean_leftovers
     from torchslim.io.weights import check_finite
+    from torchslim.measure.payback import energy_section
+    from torchslim.measure.run_energy import RunEnergyMeter
     from torchslim.report import Report
     from torchslim.train import TrainConfig
     from torchslim.train import train as train_model
@@ -77,14 +80,15 @@ def train_and_save(
     )
     check_model_accepts_data(net, splits)
     every = checkpoint_every or _steps_per_epoch(splits.train)
-    result = train_model(
-        net,
-        splits.train,
-        config=TrainConfig(epochs=epochs, lr=lr, checkpoint_every=every),
-        seed=seed,
-        run_dir=run_dir_for(out),
-        quiet=quiet,
-    )
+    with RunEnergyMeter(grid_intensity=grid_intensity) as meter:
+        result = train_model(
+            net,
+            splits.train,
+            config=TrainConfig(epochs=epochs, lr=lr, checkpoint_every=every),
+            seed=seed,
+            run_dir=run_dir_for(out),
+            quiet=quiet,
+        )
     net.eval()
     check_finite(net.state_dict(), source=f"the model trained for {out}", allow=ALLOW_NONFINITE.get())
     stats = analyze_model(net, splits, threads=threads).to_dict()
@@ -94,6 +98,7 @@ def train_and_save(
         before=stats,
         dataset=data,
         notes=[f"trained {result.steps} steps, {epochs} epoch(s), final loss {loss}"],
+        energy=energy_section(meter.result, scope="training"),
     )
     save(
         net,

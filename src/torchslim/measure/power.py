@@ -259,8 +259,10 @@ def _idle_then_loop(
     idle_seconds: float,
     seconds: float,
     sample_interval_s: float,
+    min_calls: int = 1,
 ) -> tuple[float, float, float, float, int]:
-    """Warm up, read the counter over an idle period, then over a loop of `fn` calls.
+    """Warm up, read the counter over an idle period, then over a loop of `fn` calls (at least
+    `seconds` long and at least `min_calls` calls).
 
     Returns ``(idle_uj, idle_s, loop_uj, loop_s, calls)``; the counter is sampled every
     `sample_interval_s` so wrap-arounds are seen.
@@ -280,7 +282,7 @@ def _idle_then_loop(
     start_uj = counter.sample()
     t0 = last = time.perf_counter()
     calls = 0
-    while calls == 0 or time.perf_counter() - t0 < seconds:
+    while calls < max(1, min_calls) or time.perf_counter() - t0 < seconds:
         fn()
         sync()
         calls += 1
@@ -313,8 +315,15 @@ def measure_energy(
     warmup: int = 1,
     sample_interval_s: float = 0.25,
     powercap_root: str | Path = DEFAULT_POWERCAP_ROOT,
+    min_calls: int = 1,
+    counter: Any = None,
 ) -> EnergyMeasurement | NotMeasurable:
+    # long: the checks, the counter's lifetime and the two ways of ending ("not measurable" or a number)
     """Joules per inference of `fn` (one call = `items_per_call` inferences) from RAPL or NVML.
+
+    The timed loop lasts at least `seconds` and at least `min_calls` calls. `counter` is an already
+    opened counter (``sample() -> µJ since opened``, ``source``, ``domain_labels``, ``close()``; a
+    test's fake) used instead of opening RAPL/NVML for `device`; it is closed afterwards either way.
 
     Returns :class:`NotMeasurable` with the reason when no counter can be read (no powercap
     interface, permission denied, pynvml or NVML missing) or when the loop used no energy above
@@ -327,7 +336,7 @@ def measure_energy(
     idle_seconds = seconds if idle_seconds is None else idle_seconds
     sync = _device_sync(device)
     try:
-        counter = _open_counter(device, powercap_root)
+        counter = counter if counter is not None else _open_counter(device, powercap_root)
     except CounterUnavailable as exc:
         return NotMeasurable(str(exc))
     try:
@@ -339,6 +348,7 @@ def measure_energy(
             idle_seconds=idle_seconds,
             seconds=seconds,
             sample_interval_s=sample_interval_s,
+            min_calls=min_calls,
         )
     except CounterUnavailable as exc:
         return NotMeasurable(str(exc))
