@@ -23,7 +23,7 @@ def tiny_model(seed: int = 0) -> TinyMLP:
     return TinyMLP()
 
 
-def tiny_data(samples: int = 256, seed: int = 0) -> DataSplits:
+def tiny_data(samples: int = 128, seed: int = 0) -> DataSplits:
     """Labels from a fixed random linear teacher, so training really learns something."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(samples + 128, 1, 8, 8, generator=g)

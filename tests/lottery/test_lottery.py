@@ -136,12 +136,12 @@ def test_controls_have_the_ticket_sparsity_at_every_level(tmp_path):
 
 
 def test_a_killed_run_resumes_at_that_level_with_the_same_masks(tmp_path):
-    data, train = tiny_data(), {**TRAIN, "checkpoint_every": 2}
-    options = {"levels": 3, "rate": 0.4, "train": train}
+    data, train = tiny_data(), {**TRAIN, "checkpoint_every": 3}
+    options = {"levels": 3, "rate": 0.4, "train": train, "controls": ["random"]}
     ts.lottery(tiny_model(), data, out=tmp_path / "whole", hooks=[Kill(None)], **options)
-    # training run 6 is level 2's re-init control; it dies after a checkpoint at step 2
+    # training run 5 is level 2's random control; it dies at step 5, after a checkpoint at step 3
     with pytest.raises(SimulatedKill):
-        ts.lottery(tiny_model(), data, out=tmp_path / "killed", hooks=[Kill(6)], **options)
+        ts.lottery(tiny_model(), data, out=tmp_path / "killed", hooks=[Kill(5, at_step=5)], **options)
     assert (tmp_path / "killed" / "level_01" / "metrics.json").is_file()
     assert not (tmp_path / "killed" / "level_02" / "metrics.json").exists()
     resumed = ts.lottery(tiny_model(), data, out=tmp_path / "killed", hooks=[Kill(None)], **options)

@@ -68,8 +68,10 @@ def lottery_command(
     from torchslim.cli.resolve import resolve_data, resolve_model
     from torchslim.io.outputs import check_output_dir
     from torchslim.lottery import lottery
+    from torchslim.lottery.store import EXPERIMENT_FILE
 
-    check_output_dir(out)
+    if not (out / EXPERIMENT_FILE).is_file():  # a lottery run there is resumed (its settings are checked)
+        check_output_dir(out)
     if threads is not None:
         torch.set_num_threads(threads)
     net = resolve_model(model, weights=weights, num_classes=num_classes, seed=seed)
