@@ -14,6 +14,7 @@ import dataclasses
 from typing import Any, ClassVar, Literal
 
 from torchslim.core.config import TechniqueConfig
+from torchslim.core.errors import ConfigError
 from torchslim.quantization.binary import TWN_THRESHOLD
 from torchslim.quantization.functional import Granularity
 from torchslim.train.config import TrainConfig
@@ -38,8 +39,13 @@ class BinaryWeightsConfig(TechniqueConfig):
             weights (per channel; BNN and XNOR-Net keep them real-valued: they are small and the
             most sensitive). False binarizes them as well.
         edge_bits: bit-width of the kept first and last layers (2-8).
+        activations: ``float`` (the default) or ``binary``: the inputs of the binarized / ternarized
+            layers become ``beta * sign(x - tau)`` per channel (learned threshold and scale, Bi-Real's
+            ApproxSign gradient; :mod:`~torchslim.quantization.binary_activation`), initialised
+            from `report_samples` calibration (else training) inputs.
         train: the straight-through fine-tuning (``epochs: 0`` converts without training).
-        report_samples: calibration samples for the report's output agreement (0: none).
+        report_samples: calibration samples for the report's output agreement and for the binary
+            activations' initial thresholds (0: none).
     """
 
     granularity: Literal["per_channel", "per_tensor"] = "per_channel"
@@ -47,6 +53,7 @@ class BinaryWeightsConfig(TechniqueConfig):
     keep_first: bool = True
     keep_last: bool = True
     edge_bits: int = 8
+    activations: Literal["float", "binary"] = "float"
     train: TrainConfig = dataclasses.field(default_factory=_binary_train)
     report_samples: int = 256
 
@@ -55,6 +62,11 @@ class BinaryWeightsConfig(TechniqueConfig):
             self.check("clip", self.clip, low=0, low_inclusive=False)
         self.check("edge_bits", self.edge_bits, low=2, high=8)
         self.check("report_samples", self.report_samples, low=0)
+        if self.activations == "binary" and self.report_samples == 0:
+            raise ConfigError(
+                f"{type(self).__name__}.activations='binary' needs report_samples >= 1: the thresholds start "
+                "from the layers' inputs on that many samples."
+            )
 
     def weight_granularity(self) -> Granularity:
         return Granularity.per_channel(0) if self.granularity == "per_channel" else Granularity.per_tensor()

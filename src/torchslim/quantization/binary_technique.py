@@ -32,6 +32,14 @@ from torchslim.core.plans import append_plan_entry, register_plan_replay
 from torchslim.core.targets import Targets, find_head
 from torchslim.core.technique import TECHNIQUES, StepOutcome
 from torchslim.quantization.binary import BinaryLevels, TernaryLevels
+from torchslim.quantization.binary_activation import (
+    BINARY_INPUT_KEY,
+    SignActivation,
+    add_binary_input,
+    collect_inputs,
+    input_channels,
+    take_binarizer,
+)
 from torchslim.quantization.binary_config import Binarize, BinaryWeightsConfig, Ternarize
 from torchslim.quantization.binary_layer import (
     TTQ_LAYOUT_KEY,
@@ -150,9 +158,77 @@ def _report_batches(model: nn.Module, config: BinaryWeightsConfig, context: Cont
     if calibration is None or config.report_samples == 0:
         return [], []
     batches = take_calibration(calibration, config.report_samples)
+    return batches, _outputs(model, batches)
+
+
+def _outputs(model: nn.Module, batches: list[Any]) -> list[Tensor]:
     with eval_mode(model), torch.no_grad():
-        outputs = [output_tensor(call_model(model, b)).detach().float() for b in batches]
-    return batches, outputs
+        return [output_tensor(call_model(model, b)).detach().float() for b in batches]
+
+
+def _input_binarizers(
+    work: nn.Module, low: list[LayerChoice], config: BinaryWeightsConfig, context: Context, batches: list[Any]
+) -> dict[str, SignActivation]:
+    """Per low-bit layer, a sign activation started from its float inputs (``activations: binary``)."""
+    if config.activations != "binary":
+        return {}
+    if not batches:
+        train = context.require_data("train", technique=f"{config.name} (activations=binary)")
+        batches = take_calibration(train, config.report_samples, what="train")
+    names = [c.name for c in low]
+    with eval_mode(work):
+        seen = collect_inputs(work, names, batches, call_model)
+    binarizers = {}
+    for choice in low:
+        channels, dim = input_channels(choice.module)
+        binarizers[choice.name] = SignActivation(channels, dim=dim)
+        binarizers[choice.name].init_from(seen[choice.name])
+    return binarizers
+
+
+def _prepare(
+    work: nn.Module, low: list[LayerChoice], config: BinaryWeightsConfig, binarizers: dict[str, SignActivation]
+) -> None:
+    """Swap every low-bit layer of `work` for its fake-quantized training form (with binary inputs
+    where `binarizers` has one)."""
+    g = config.weight_granularity()
+    for choice in low:
+        fake: nn.Module = binary_fake_quant_module(
+            choice.module, choice.weight_spec, _weight_quantizer(choice.module, config, g)
+        )
+        if choice.name in binarizers:
+            fake = add_binary_input(fake, binarizers[choice.name])
+        set_module(work, choice.name, fake)
+
+
+def _convert(work: nn.Module, low: list[LayerChoice], kept: list[LayerChoice]) -> None:
+    """Replace the trained layers of `work` by their stored forms (packed codes), the edge layers by 8-bit ones."""
+    for choice in low:
+        fake = work.get_submodule(choice.name)
+        binarizer = take_binarizer(fake)
+        layer: nn.Module = convert_binary(fake)
+        set_module(work, choice.name, layer if binarizer is None else add_binary_input(layer, binarizer))
+    for choice in kept:
+        _quantize_edge(work, choice)
+
+
+def _notes(low: list[LayerChoice], config: BinaryWeightsConfig) -> list[str]:
+    masked = [c.name for c in low if parametrize.is_parametrized(c.module, "weight")]
+    if masked and isinstance(config, Binarize):
+        return [f"binary weights have no zero: the pruning masks of {masked} are not kept (ternarize keeps them)"]
+    return []
+
+
+def _report(
+    work: nn.Module, model: nn.Module, choices: list[LayerChoice], batches: list[Any], float_outputs: list[Tensor]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    originals = {c.name: model.get_submodule(c.name) for c in choices}
+    rows, agreement = report_layers(work, choices, originals, batches or None, float_outputs or None)
+    for row in rows:  # a TTQ layer also stores its negative scales
+        layer = work.get_submodule(row["layer"])
+        if isinstance(layer, TTQMixin):
+            row["weight_bytes"] += 4 * layer.weight_scale_negative.numel()
+    return rows, agreement
 
 
 @TECHNIQUES.handles(Binarize)
@@ -166,36 +242,25 @@ def binary_weights_handler(
     trains = config.train.epochs > 0 and config.train.max_steps != 0
     loader = context.require_data("train", technique=config.name) if trains else None
     batches, float_outputs = _report_batches(model, config, context)
+    binarizers = _input_binarizers(work, low, config, context, batches)
 
-    g = config.weight_granularity()
-    for choice in low:
-        quantizer = _weight_quantizer(choice.module, config, g)
-        set_module(work, choice.name, binary_fake_quant_module(choice.module, choice.weight_spec, quantizer))
+    _prepare(work, low, config, binarizers)
     info: dict[str, Any] = {"levels": _low_spec(config).levels, "method": _method(config)}
-    masked = [c.name for c in low if parametrize.is_parametrized(c.module, "weight")]
-    if masked and isinstance(config, Binarize):
-        info["notes"] = [
-            f"binary weights have no zero: the pruning masks of {masked} are not kept (ternarize keeps them)"
-        ]
+    if binarizers:
+        info["binary_inputs"] = sorted(binarizers)
+    notes = _notes(low, config)
+    if notes:
+        info["notes"] = notes
     if trains:
         info["train"] = _train(work, config, context, loader)
     work.eval()
-    for choice in low:
-        set_module(work, choice.name, convert_binary(work.get_submodule(choice.name)))
-    for choice in kept:
-        _quantize_edge(work, choice)
+    _convert(work, low, kept)
     info["kept_edge_layers"] = {c.name: c.weight_spec.bits for c in kept}
     order = {name: i for i, (name, _) in enumerate(work.named_modules())}
     choices = sorted(low + kept, key=lambda c: order.get(c.name, len(order)))
-    originals = {c.name: model.get_submodule(c.name) for c in choices}
-    rows, agreement = report_layers(work, choices, originals, batches or None, float_outputs or None)
-    for row in rows:  # a TTQ layer also stores its negative scales
-        layer = work.get_submodule(row["layer"])
-        if isinstance(layer, TTQMixin):
-            row["weight_bytes"] += 4 * layer.weight_scale_negative.numel()
+    rows, agreement = _report(work, model, choices, batches, float_outputs)
     info.update(agreement)
-    layers = {c.name: _stored(work, c.name).layout() for c in choices}
-    append_plan_entry(work, {"kind": PLAN_KIND, "layers": layers})
+    append_plan_entry(work, {"kind": PLAN_KIND, "layers": {c.name: _stored(work, c.name).layout() for c in choices}})
     return StepOutcome(model=work, layers=rows, skipped=skipped, info=info)
 
 
@@ -220,6 +285,9 @@ def replay_binary_weights(model: nn.Module, entry: dict[str, Any]) -> nn.Module:
         layer = empty_quantized(module, layout)
         if layout.get(TTQ_LAYOUT_KEY):
             layer = make_ttq(layer, torch.ones_like(layer.weight_scale))
+        binary_input = layout.get(BINARY_INPUT_KEY)
+        if binary_input:
+            add_binary_input(layer, SignActivation(int(binary_input["channels"]), dim=int(binary_input["dim"])))
         set_module(model, name, layer)
     return model
 
