@@ -34,6 +34,8 @@ VERSIONED = {
     "torch-pruning": "torch_pruning",
     "nncf": "nncf",
     "openvino": "openvino",
+    "coremltools": "coremltools",
+    "brevitas": "brevitas",
     "transformers": "transformers",
     "numpy": "numpy",
 }
