@@ -50,7 +50,7 @@ def lottery_command(
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Cap on the dense run's steps."),
     lr: float = typer.Option(1.2e-3, "--lr"),
     optimizer: str = typer.Option("adam", "--optimizer", help="adam, adamw or sgd."),
-    batch_size: int = typer.Option(128, "--batch-size", min=1),
+    train_batch_size: int = typer.Option(128, "--train-batch-size", min=1, help="Training (and evaluation) batch."),
     seed: int = typer.Option(0, "--seed"),
     data_root: str | None = DataRootOpt,
     weights: str | None = WeightsOpt,
@@ -77,7 +77,7 @@ def lottery_command(
     net = resolve_model(model, weights=weights, num_classes=num_classes, seed=seed)
     splits = resolve_data(
         data,
-        batch_size=batch_size,
+        batch_size=train_batch_size,
         train_samples=train_samples,
         eval_samples=eval_samples,
         seed=seed,
