@@ -76,6 +76,7 @@ def curve_png(records: Sequence[dict[str, Any]], *, title: str = "lottery ticket
     """Accuracy (%) against weights remaining (%, log scale, shrinking to the right) as PNG bytes."""
     try:
         import matplotlib
+        import matplotlib.ticker
 
         matplotlib.use("Agg", force=True)
         import matplotlib.pyplot as plt
@@ -91,6 +92,8 @@ def curve_png(records: Sequence[dict[str, Any]], *, title: str = "lottery ticket
     if data["dense"] is not None:
         ax.axhline(100 * data["dense"], color="gray", linewidth=0.8, linestyle="--", label="dense")
     ax.set_xscale("log")
+    ax.set_xticks([t for t in (100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1) if min(x) * 0.9 <= t <= 100])
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.invert_xaxis()
     ax.set_xlabel("weights remaining (%)")
     ax.set_ylabel("accuracy (%)")
