@@ -22,6 +22,7 @@ Writes ``benchmarks/results/nonuniform_binary[_quick].json`` and ``.md`` when ru
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -284,6 +285,7 @@ def main() -> None:
     parser.add_argument("--float-epochs", type=int, default=None, help="fp32 training epochs (default 3; quick 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "results")
+    parser.add_argument("--merge", action="store_true", help="keep the other kinds of an existing results file")
     default_cache = Path(os.environ.get("TORCHSLIM_CACHE") or "~/.cache/torchslim").expanduser() / "benchmarks"
     parser.add_argument("--cache", type=Path, default=default_cache)
     args = parser.parse_args()
@@ -312,6 +314,10 @@ def main() -> None:
             f"onnx {100 * r['onnx']['accuracy']:.2f}% max|diff| {r['onnx']['max_abs_diff']:.2g}, {r['seconds']:.0f}s"
         )
     stem = "nonuniform_binary" + ("_quick" if args.quick else "")
+    if args.merge and (args.out / f"{stem}.json").exists():
+        earlier = json.loads((args.out / f"{stem}.json").read_text(encoding="utf-8"))
+        results["sections"] = {**earlier.get("sections", {}), **results["sections"]}
+        results["command"] = "; ".join(dict.fromkeys([earlier.get("command", ""), results["command"]]))
     write_results(args.out, stem, results, markdown(results))
     log(f"wrote {args.out / stem}.json and .md")
 
