@@ -65,6 +65,8 @@ class SearchOptions:
         sensitivity_batches: validation batches per point of the sensitivity curves.
         sensitivity_drop: quality drop (points, without fine-tuning) that bounds the per-layer ranges;
             None: max(5, 3 x max_drop).
+        drop_margin: points kept below `max_drop` when a trial is judged on the validation split
+            (a guard against selecting on a finite sample); None: 0.3 x max_drop.
         seed: sampler and training seed.
         quiet: no progress bar.
     """
@@ -78,10 +80,11 @@ class SearchOptions:
     latency_batch: int = 1
     finetune_steps: tuple[int, ...] = (0, 100, 200)
     final_epochs: int = 1
-    final_share: float = 0.2
+    final_share: float = 0.25
     eval_batches: int | None = None
     sensitivity_batches: int | None = 4
     sensitivity_drop: float | None = None
+    drop_margin: float | None = None
     seed: int = 0
     quiet: bool = False
 
@@ -122,20 +125,16 @@ def search(
     url = storage_url(options.storage, out)
     name = options.study_name or _study_name(model, target)
     directions = ["maximize", "minimize"]
-    bounds = target.bounds()
-    sampler = make_sampler(
-        options.sampler,
-        seed=options.seed,
-        constraints=lambda t: t.user_attrs.get("record", {}).get("constraints") or [1.0] * (1 + len(bounds)),
-    )
+    sampler = make_sampler(options.sampler, seed=options.seed)
     study = open_study(url, name, directions=directions, sampler=sampler)
     if not study.trials:
         for point in space.seeds():
             study.enqueue_trial(point, skip_if_exists=True)
+    margin = options.drop_margin if options.drop_margin is not None else 0.3 * target.max_drop
     runner = TrialRunner(
         original=model,
         space=space,
-        target=target,
+        target=dataclasses.replace(target, max_drop=max(0.0, target.max_drop - margin)),
         meter=meter,
         context=context,
         quality=quality,
@@ -145,7 +144,7 @@ def search(
     seconds = None if options.minutes is None else options.minutes * 60 * (1 - options.final_share)
     budget = Budget(trials=options.trials, seconds=seconds, started=started)
     with SearchProgress(options.trials, budget, target, quiet=options.quiet) as progress:
-        saver = _BestSaver(out, runner, target.primary_metric, progress)
+        saver = BestSaver(out, runner, target.primary_metric, progress)
         interrupted = False
         try:
             run_worker(study, runner, budget=budget, on_trial_done=saver, url=url)
@@ -263,14 +262,14 @@ def _final_train(
         return train
     per_step = sum(r["recovery_seconds"] for r in timed) / sum(r["steps"] for r in timed)
     left = options.minutes * 60 - (time.monotonic() - started)
-    fit = int(0.7 * max(left, 0.0) / max(per_step, 1e-6))
+    fit = int(0.5 * max(left, 0.0) / max(per_step, 1e-6))  # half: compress also exports and measures
     wanted = options.final_epochs * steps_per_epoch
     if fit < wanted:
         train["max_steps"] = max(int(chosen.get("steps") or 0), fit, 1)
     return train
 
 
-class _BestSaver:
+class BestSaver:
     """After every trial: the best model so far, saved atomically to ``best/`` (with its record in
     ``best.json``) when this trial beats the one saved; a file lock orders workers sharing `out`."""
 

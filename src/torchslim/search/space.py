@@ -5,9 +5,10 @@ ordinary :class:`~torchslim.core.recipe.Recipe` (so any result reruns with ``com
 
 1. ``channel_pruning`` with a ratio per channel group (``ratio:<group>``, in ``[0, max]`` where
    ``max`` is the largest ratio the channel sensitivity curve of that group allows);
-2. when the weights stay float (level type ``float``), ``magnitude_pruning`` with a sparsity per
-   layer (``sparsity:<layer>``, ranges from the unstructured curves): zeros only save bytes in float
-   layers (quantized codes are stored packed and dense);
+2. ``magnitude_pruning`` with a sparsity per layer (``sparsity:<layer>``, ranges from the
+   unstructured curves), searched where zeros cost fewer bytes: float layers (sparse codecs), the
+   codebook / binary level techniques, and entropy-coded codes (``entropy_code``, when registered,
+   Deep Compression's last stage); plain packed uniform codes are dense, so it is not searched there;
 3. a short recovery: ``finetune`` or ``distill`` from the original (``distill``), ``steps`` optimizer
    steps (the chosen point gets the full budget);
 4. quantization: the level type (``uniform`` through ``quantize``, with ``bits:<layer>`` per layer from
@@ -53,6 +54,7 @@ class SearchSpace:
     finetune_steps: list[int]
     distill: list[bool] = dataclasses.field(default_factory=lambda: [False, True])
     activations: list[str] = dataclasses.field(default_factory=lambda: ["int8", "float"])
+    entropy_code: bool = False
     lr: float = 1e-3
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,20 +66,22 @@ class SearchSpace:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def suggest(self, trial: Any) -> dict[str, Any]:
-        """One point, sampled through an optuna trial (define-by-run: sparsities only for ``float``)."""
+        """One point, sampled through an optuna trial (define-by-run: sparsities only where zeros save bytes)."""
         params: dict[str, Any] = {}
         for group, high in self.channel_max.items():
             params[f"ratio:{group}"] = trial.suggest_float(f"ratio:{group}", 0.0, high, step=0.05)
         params["levels"] = trial.suggest_categorical("levels", self.level_types)
-        if params["levels"] == "float":
+        if self.entropy_code and params["levels"] != "float":
+            params["entropy_code"] = trial.suggest_categorical("entropy_code", [False, True])
+        if params["levels"] != "uniform" or params.get("entropy_code"):  # where zeros cost fewer bytes
             for layer, high in self.sparsity_max.items():
                 params[f"sparsity:{layer}"] = trial.suggest_float(f"sparsity:{layer}", 0.0, high, step=0.05)
-        elif params["levels"] == "uniform":
+        if params["levels"] == "uniform":
             for layer, choices in self.bit_choices.items():
                 if len(choices) > 1:
                     params[f"bits:{layer}"] = trial.suggest_categorical(f"bits:{layer}", choices)
             params["activations"] = trial.suggest_categorical("activations", self.activations)
-        elif "bits" in TECHNIQUES.config_type(params["levels"]).field_names():
+        elif params["levels"] != "float" and "bits" in TECHNIQUES.config_type(params["levels"]).field_names():
             name = f"bits:{params['levels']}"
             params[name] = trial.suggest_categorical(name, list(LEVEL_BITS))
         params["steps"] = trial.suggest_categorical("steps", self.finetune_steps)
@@ -97,9 +101,16 @@ class SearchSpace:
                 if len(choices) > 1:
                     point[f"bits:{layer}"] = min(choices) if fewest_bits else max(choices)
             point["activations"] = "int8"
+            point["entropy_code"] = False
             point["steps"] = max(self.finetune_steps)
             point["distill"] = False
             out.append(point)
+        half = {k: v for k, v in out[1].items() if k.startswith("ratio:")}
+        for levels in ("binarize", "kmeans_quant"):  # the registered level types, from the same half-pruned start
+            if levels in self.level_types:
+                point = {**half, "levels": levels, "bits:kmeans_quant": 4, "entropy_code": self.entropy_code}
+                point |= {f"sparsity:{layer}": 0.5 * high for layer, high in self.sparsity_max.items()}
+                out.insert(2, point | {"steps": max(self.finetune_steps), "distill": False})
         return out
 
     def recipe(self, params: Mapping[str, Any], *, train: Mapping[str, Any] | None = None) -> Recipe:
@@ -117,7 +128,7 @@ class SearchSpace:
                 )
             )
         levels = str(params.get("levels", "uniform"))
-        if levels == "float":
+        if levels != "uniform" or params.get("entropy_code"):
             sparsity = {k.split(":", 1)[1]: float(v) for k, v in params.items() if k.startswith("sparsity:") and v > 0}
             if sparsity:
                 config = {"sparsity": 0.0, "scope": "layer", "per_layer": sparsity}
@@ -125,9 +136,13 @@ class SearchSpace:
         recovery = self._recovery(params, train)
         if recovery is not None:
             steps.append(recovery)
-        quantize = self._quantize(params, levels)
+        quantize = self._quantize(params, levels, train)
         if quantize is not None:
             steps.append(quantize)
+            if params.get("entropy_code"):
+                steps.append(_step("entropy_code", {}, None))
+        if not steps:  # no pruning, no training, float: the original, as a one-step recipe
+            steps.append(_step("finetune", {"train": {"epochs": 0}}, None))
         return Recipe(steps)
 
     def _recovery(self, params: Mapping[str, Any], train: Mapping[str, Any] | None) -> Step | None:
@@ -141,11 +156,16 @@ class SearchSpace:
             )
         return _step("finetune", {"train": section}, None)
 
-    def _quantize(self, params: Mapping[str, Any], levels: str) -> Step | None:
+    def _quantize(self, params: Mapping[str, Any], levels: str, train: Mapping[str, Any] | None) -> Step | None:
         if levels == "float":
             return None
         if levels != "uniform":
-            own = {"bits": int(params[f"bits:{levels}"])} if f"bits:{levels}" in params else {}
+            own: dict[str, Any] = {"bits": int(params[f"bits:{levels}"])} if f"bits:{levels}" in params else {}
+            if "train" in TECHNIQUES.config_type(levels).field_names():  # its own training, within the trial's budget
+                own["train"] = (
+                    dict(train) if train is not None else {"epochs": 1, "max_steps": int(params.get("steps") or 0)}
+                )
+                own["train"] = own["train"] if own["train"].get("max_steps", 1) else {"epochs": 0}
             return _step(levels, own, Targets(exclude=("role:head",)))
         layer_bits = {layer: int(choices[0]) for layer, choices in self.bit_choices.items() if len(choices) == 1}
         layer_bits.update({k.split(":", 1)[1]: int(v) for k, v in params.items() if k.startswith("bits:")})
@@ -199,5 +219,6 @@ def build_space(
         bit_choices=bit_choices,
         sparsity_max=sparsity_max,
         level_types=registered_level_types(),
+        entropy_code="entropy_code" in TECHNIQUES,
         finetune_steps=sorted({int(s) for s in finetune_steps}),
     )

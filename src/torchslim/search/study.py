@@ -13,6 +13,7 @@ the storage; the next worker on the same host marks it FAIL when its process is 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import socket
 import time
@@ -34,25 +35,31 @@ def storage_url(storage: str | None, out_dir: str | Path) -> str:
     if storage:
         if "://" not in storage:
             raise ConfigError(f"--storage {storage!r} must be a database URL (sqlite:///path, postgresql://...).")
-        return storage
+        return driver_url(storage)
     path = Path(out_dir).resolve() / "study.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
 
 
-def make_sampler(name: str, *, seed: int, constraints: Callable[[FrozenTrial], Sequence[float]]) -> Any:
-    """TPE (the default: good with tens of trials), NSGA-II (needs hundreds) or random, all
-    constraint-aware (a trial's constraint values <= 0 mean feasible)."""
+def driver_url(url: str) -> str:
+    """`url` with the PostgreSQL driver that is installed: SQLAlchemy 2 reads a bare
+    ``postgresql://`` as psycopg 3, and psycopg2 is the one torchslim's extra installs."""
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+        return "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return url
+
+
+def make_sampler(name: str, *, seed: int) -> Any:
+    """TPE (the default: good with tens of trials), NSGA-II (needs hundreds) or random; TPE and
+    NSGA-II read the constraints each trial sets (``Trial.set_constraint``; <= 0 means feasible)."""
     if name == "tpe":
         return optuna.samplers.TPESampler(
             seed=seed,
             n_startup_trials=6,
             multivariate=True,
-            constraints_func=constraints,
-            warn_independent_sampling=False,
         )
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=16, constraints_func=constraints)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise ConfigError(f"sampler={name!r} must be one of {list(SAMPLERS)}.")
@@ -63,7 +70,7 @@ def open_study(url: str, name: str, *, directions: Sequence[str], sampler: Any, 
     if quiet:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
-        storage=url, study_name=name, directions=list(directions), sampler=sampler, load_if_exists=True
+        storage=driver_url(url), study_name=name, directions=list(directions), sampler=sampler, load_if_exists=True
     )
     if [d.name.lower() for d in study.directions] != [d.lower() for d in directions]:
         raise ConfigError(
@@ -99,7 +106,7 @@ def fail_dead_trials(study: optuna.Study, url: str) -> list[int]:
         owner_host, _, pid = owner.rpartition(":")
         if owner_host != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
             continue
-        storage = storage or optuna.storages.RDBStorage(url)
+        storage = storage or optuna.storages.RDBStorage(driver_url(url))
         trial_id = trial._trial_id  # noqa: SLF001 - FrozenTrial has no public id
         storage.set_trial_user_attr(trial_id, "failed_because", "its worker process died")
         storage.set_trial_state_values(trial_id, TrialState.FAIL)

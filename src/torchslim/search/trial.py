@@ -63,6 +63,8 @@ class TrialRunner:
         recipe = self.space.recipe(params)
         record = self.run(params, recipe)
         trial.set_user_attr("record", record)
+        for name, value in zip(["quality", *self.target.bounds()], record["constraints"], strict=True):
+            trial.set_constraint(name, float(value))  # <= 0: met; the samplers prefer feasible regions
         return [record["quality"], record["costs"][self.target.primary_metric]]
 
     def run(self, params: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
@@ -74,10 +76,10 @@ class TrialRunner:
         cut = next((i for i, s in enumerate(steps) if s.technique in RECOVERY), None)
         prefix = steps if cut is None else steps[:cut]
         suffix = [] if cut is None else steps[cut:]
-        tail = [s for s in suffix if s.technique not in RECOVERY]
         model = apply_steps(copy.deepcopy(self.original), prefix, self.context)
         config = {"recipe": recipe.to_dict()}
-        probe = apply_steps(copy.deepcopy(model), tail, self.context) if suffix else model
+        untrained = self.space.recipe({**params, "steps": 0}).steps[len(prefix) :]  # no training: cost only
+        probe = apply_steps(copy.deepcopy(model), untrained, self.context) if suffix else model
         costs = self.meter.measure(probe, config=config)
         probe_quality = self.quality(probe)
         cost_terms = constraints(self.target, probe_quality, self.baseline_quality, costs, self.metric)[1:]

@@ -1,0 +1,86 @@
+"""The search end to end on a small trained CNN (digits): compress(target=...), the files it leaves,
+a killed search that resumes, and the command line's errors."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import time
+
+import pytest
+
+import torchslim as ts
+from torchslim.cli.main import main
+from torchslim.core.recipe import Recipe
+from torchslim.search import SearchOptions, search
+
+FAST = {"finetune_steps": (0, 20), "quiet": True, "sensitivity_batches": 2}
+GOAL = ts.Target(size=3, max_drop=3.0)
+
+
+def run_cli(args, capsys):
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_compress_target_errors_name_the_parameter(capsys, tmp_path):
+    code, _, err = run_cli(["compress", "fmnist-cnn", "--data", "digits", "--out", str(tmp_path / "a")], capsys)
+    assert code == 2 and "--recipe" in err and "--target" in err
+    both = ["compress", "fmnist-cnn", "--data", "digits", "--recipe", "int8", "--target", "size=4x"]
+    code, _, err = run_cli([*both, "--out", str(tmp_path / "b")], capsys)
+    assert code == 2 and "exactly one" in err
+    code, _, err = run_cli(["search", "fmnist-cnn", "--data", "digits", "--target", "sise=4x", "--trials", "1"], capsys)
+    assert code == 2 and "sise" in err and "size" in err
+    code, _, err = run_cli(["search", "fmnist-cnn", "--data", "digits", "--target", "size=4x"], capsys)
+    assert code == 2 and "--trials" in err
+
+
+@pytest.mark.slow
+def test_compress_with_a_target_chooses_a_recipe_that_reruns(digits_cnn, tmp_path):
+    model, splits = digits_cnn
+    options = SearchOptions(trials=4, **FAST)
+    result = ts.compress(model, splits, target=ts.Target(size=3, max_drop=3.0), search=options, run_dir=tmp_path)
+    folder = tmp_path / "search"
+    summary = json.loads((folder / "search.json").read_text())
+    assert len(summary["trials"]) == 4 and summary["chosen"] is not None
+    for name in ("recipe.yaml", "search.md", "pareto-size.png", "best/torchslim.json", "study.db"):
+        assert (folder / name).exists(), name
+    rerun = Recipe.from_file(folder / "recipe.yaml")
+    assert rerun.to_dict() == result.recipe.to_dict()  # what compress ran is what recipe.yaml says
+    assert result.report.after["bytes"] < result.report.before["bytes"]
+
+
+def _search_process(model, splits, out, trials):
+    search(
+        model, splits, target=ts.Target(size=3, max_drop=3.0), out_dir=out, options=SearchOptions(trials=trials, **FAST)
+    )
+
+
+@pytest.mark.slow
+def test_a_killed_search_leaves_the_best_model_and_resumes(digits_cnn, tmp_path):
+    model, splits = digits_cnn
+    out = tmp_path / "search"
+    proc = multiprocessing.get_context("fork").Process(target=_search_process, args=(model, splits, out, 6))
+    proc.start()
+    deadline = time.monotonic() + 300
+    while not (out / "best.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    best = json.loads((out / "best.json").read_text())
+    saved = ts.load(out / "best")
+    assert saved is not None and best["recipe"]["steps"]
+    sensitivity_written = (out / "sensitivity.json").stat().st_mtime
+    result = search(
+        model, splits, target=ts.Target(size=3, max_drop=3.0), out_dir=out, options=SearchOptions(trials=6, **FAST)
+    )
+    assert (out / "sensitivity.json").stat().st_mtime == sensitivity_written  # resumed, not restarted
+    assert len(result.records) >= 6
+    assert result.chosen is not None

@@ -1,0 +1,93 @@
+"""Bit-width sensitivity, ranges from sensitivity, recipes from points (rerunnable YAML)."""
+
+from __future__ import annotations
+
+import copy
+
+import optuna
+import torch
+
+from torchslim.core.recipe import Recipe
+from torchslim.pruning import SensitivityResult
+from torchslim.search import BitSensitivity, bit_sensitivity, build_space
+from torchslim.search.bits import rtn_weight
+
+
+def test_rtn_weight_error_shrinks_with_bits():
+    w = torch.randn(16, 32, generator=torch.Generator().manual_seed(0))
+    errors = [float((rtn_weight(w, b) - w).pow(2).mean()) for b in (2, 4, 8)]
+    assert errors[0] > errors[1] > errors[2]
+    assert torch.unique(rtn_weight(w, 2)[0]).numel() <= 4  # 2 bits: at most 4 levels per channel
+
+
+def test_bit_sensitivity_curves_and_model_unchanged():
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    before = copy.deepcopy(model.state_dict())
+    x = torch.randn(64, 8, generator=torch.Generator().manual_seed(1))
+    reference = model(x).detach()
+
+    def quality(m):  # higher is better: minus the output error against the fp32 model
+        with torch.no_grad():
+            return -float((m(x) - reference).pow(2).mean())
+
+    result = bit_sensitivity(model, quality, bits=(2, 4, 8))
+    assert set(result.curves) == {"0", "2"} and result.bits == [2, 4, 8]
+    for curve in result.curves.values():
+        assert curve[0] < curve[2] <= result.baseline + 1e-12  # 2 bits hurts more than 8
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert BitSensitivity.from_dict(result.to_dict()) == result
+
+
+def _channels() -> SensitivityResult:
+    return SensitivityResult(
+        kind="channels",
+        criterion="l1",
+        sparsities=[0.25, 0.5, 0.9],
+        baseline=0.9,
+        curves={"conv1": [0.9, 0.89, 0.5], "conv2": [0.7, 0.6, 0.2]},
+        params={"conv1": 100, "conv2": 1000},
+        samples=100,
+    )
+
+
+def _bits() -> BitSensitivity:
+    return BitSensitivity(
+        bits=[2, 4, 8],
+        baseline=0.9,
+        curves={"conv1": [0.5, 0.9, 0.9], "fc": [0.9, 0.9, 0.9], "tiny": [0.1, 0.9, 0.9]},
+        params={"conv1": 1000, "fc": 10000, "tiny": 10},
+    )
+
+
+def test_sensitivity_sets_the_ranges_and_settles_choices():
+    space = build_space(channels=_channels(), sparsity=None, bits=_bits(), range_drop=0.05, finetune_steps=(0, 50))
+    assert space.channel_max == {"conv1": 0.5}  # conv2 loses 20 points at 25%: not pruned at all
+    assert space.bit_choices["fc"][0] == 2  # flat curve: down to 2 bits
+    assert min(space.bit_choices["conv1"]) == 4  # 2 bits costs 40 points
+    assert space.bit_choices["tiny"] == [8]  # 0.1% of the weights: settled, not searched
+    assert "uniform" in space.level_types and "float" in space.level_types
+
+
+def test_points_become_recipes_that_round_trip_yaml():
+    space = build_space(channels=_channels(), sparsity=None, bits=_bits(), range_drop=0.05, finetune_steps=(0, 50))
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for point in space.seeds():
+        study.enqueue_trial(point)
+    trial = study.ask()
+    params = space.suggest(trial)
+    assert params["ratio:conv1"] == 0.5 and params["bits:fc"] == 2 and params["steps"] == 50
+    recipe = space.recipe(params)
+    assert [s.technique for s in recipe.steps] == ["channel_pruning", "finetune", "quantize"]
+    assert recipe.steps[2].config.weights.layer_bits["fc"] == 2
+    again = Recipe.from_yaml(recipe.to_yaml())
+    assert again.to_dict() == recipe.to_dict()
+    final = space.recipe({**params, "distill": True}, train={"epochs": 3})
+    assert final.steps[1].technique == "distill" and final.steps[1].config.train.epochs == 3
+    assert final.steps[1].config.train.max_steps is None
+
+
+def test_float_levels_use_per_layer_sparsity_and_no_quantize():
+    space = build_space(channels=None, sparsity=_channels(), bits=None, range_drop=0.05, finetune_steps=(0,))
+    recipe = space.recipe({"levels": "float", "sparsity:conv1": 0.5, "steps": 0})
+    assert [s.technique for s in recipe.steps] == ["magnitude_pruning"]
+    assert recipe.steps[0].config.per_layer == {"conv1": 0.5}
