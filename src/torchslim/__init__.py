@@ -24,6 +24,7 @@ from torchslim.core import (
 )
 from torchslim.io import load, save
 from torchslim.lottery import lottery
+from torchslim.search import Target
 
 __version__ = "0.1.0"
 
@@ -34,6 +35,7 @@ __all__ = [
     "DataSplits",
     "Recipe",
     "Step",
+    "Target",
     "Targets",
     "TechniqueConfig",
     "TorchSlimError",
