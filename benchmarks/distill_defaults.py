@@ -231,10 +231,38 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge(parts: list[Path], out: Path, stem: str) -> int:
+    """One results file from parts run side by side (``--only-seed``): rows sorted, the slowest part's seconds."""
+    import json
+
+    loaded = [json.loads(path.read_text()) for path in parts]
+    results = dict(loaded[0])
+    results["rows"] = sorted(
+        (row for part in loaded for row in part["rows"]),
+        key=lambda r: (r["teacher_epochs"], r["seed"], r["recovery_epochs"]),
+    )
+    results["seconds"] = max(part["seconds"] for part in loaded)
+    results["summary"] = summary(results["rows"])
+    results["parts"] = [
+        {"file": path.name, "env": part["env"], "seconds": part["seconds"]}
+        for path, part in zip(parts, loaded, strict=True)
+    ]
+    results["notes"] = [
+        *results.get("notes", []),
+        f"{len(parts)} parts (one per seed) ran side by side, each on 1 thread; 'seconds' is the slowest part's.",
+    ]
+    report = markdown(results)
+    write_results(out, stem, results, report)
+    print(report)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2,500 images, teachers and budgets 1 and 3 epochs, 1 seed")
+    parser.add_argument("--quick", action="store_true", help="2,500 images; teachers, budgets 1 and 3 epochs")
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--only-seed", type=int, default=None, help="run this one seed (parts run side by side)")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, help="combine part JSON files, run nothing")
     parser.add_argument("--teacher-epochs", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--budgets", type=int, nargs="+", default=[1, 5], help="recovery epochs")
     parser.add_argument("--train-samples", type=int, default=5000)
@@ -250,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         args.seeds, args.teacher_epochs, args.budgets = 1, [1, 3], [1, 3]
         args.train_samples, args.val_samples, args.test_samples = 2500, 1000, 2000
     torch.set_num_threads(1)
+    stem = "distill_defaults_quick" if args.quick else "distill_defaults"
+    if args.merge:
+        return merge(args.merge, args.out, stem)
 
     import torchslim.distillation  # noqa: F401 - registers the technique
 
@@ -259,9 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     results.update(
         rows=[], validation_samples=len(data.validation.dataset), test_samples=len(data.test.dataset), notes=[]
     )
-    stem = "distill_defaults_quick" if args.quick else "distill_defaults"
+    if args.only_seed is not None:
+        stem += f"_seed{args.only_seed}"
     started = time.perf_counter()
-    for seed in range(args.seeds):
+    for seed in range(args.seeds) if args.only_seed is None else [args.only_seed]:
         for teacher_epochs in args.teacher_epochs:
             results["rows"] += run_cell(args, data, teacher_epochs, seed)
             results["seconds"] = time.perf_counter() - started

@@ -77,6 +77,14 @@ def make(seed: int = 0) -> nn.Module:
         return Student()
 
 
+def useless_teacher() -> nn.Module:
+    """A never-trained teacher with confident (x10 logits) random predictions: its soft targets mislead."""
+    teacher = make(3).eval()
+    with torch.no_grad():
+        teacher.classifier.weight.mul_(10.0)
+    return teacher
+
+
 def splits(*, validation=None, test=None) -> DataSplits:
     return DataSplits(
         train=quadrant_loader(640, seed=1, shuffle=True),
@@ -146,16 +154,16 @@ def test_the_probe_scores_on_validation_never_on_test_and_stays_in_budget(monkey
     monkeypatch.setattr(loop, "train", spy)
     validation = Counting(quadrant_loader(256, seed=2))
     teacher = make(3).eval()
-    config = Distill(train=TrainConfig(epochs=2, lr=1e-2))  # 80 steps: 16 for the probe
+    config = Distill(train=TrainConfig(epochs=4, lr=1e-2))  # 160 steps: 32 for the probe
     outcome = run_step(config, splits(validation=validation, test=NeverRead()), teacher=teacher)
     settings = outcome.info["settings"]
     probe = settings["probe"]
-    assert settings["source"] == "probe" and probe["budget_steps"] == 80
-    assert len(probe["scores"]) == 16 // MIN_PROBE_STEPS and probe["steps_each"] == MIN_PROBE_STEPS
-    assert probe["steps_total"] <= 0.2 * 80 and probe["validation_samples"] == 256
+    assert settings["source"] == "probe" and probe["budget_steps"] == 160
+    assert len(probe["scores"]) == 32 // MIN_PROBE_STEPS and probe["steps_each"] == 32 // len(probe["scores"])
+    assert probe["steps_total"] <= 0.2 * 160 and probe["validation_samples"] == 256
     assert validation.reads == len(probe["scores"])  # one scoring pass per candidate, nothing else
-    assert [c.max_steps for c in configs] == [MIN_PROBE_STEPS] * len(probe["scores"]) + [None]
-    assert outcome.info["steps"] == 80  # the full budget after the probe
+    assert [c.max_steps for c in configs] == [probe["steps_each"]] * len(probe["scores"]) + [None]
+    assert outcome.info["steps"] == 160  # the full budget after the probe
 
 
 def test_explicit_settings_skip_the_probe(monkeypatch):
@@ -175,8 +183,7 @@ def test_explicit_settings_skip_the_probe(monkeypatch):
 
 def test_a_useless_teacher_falls_back_to_plain_fine_tuning_deterministically():
     def once():
-        random_teacher = make(3).eval()  # never trained: its soft targets are noise
-        return run_step(Distill(train=TrainConfig(epochs=2, lr=1e-2)), splits(), teacher=random_teacher)
+        return run_step(Distill(train=TrainConfig(epochs=4, lr=3e-3)), splits(), teacher=useless_teacher())
 
     outcome = once()
     settings = outcome.info["settings"]
@@ -194,10 +201,11 @@ def test_a_useless_teacher_falls_back_to_plain_fine_tuning_deterministically():
 
 
 def test_the_plain_fallback_equals_plain_fine_tuning():
-    outcome = run_step(Distill(train=TrainConfig(epochs=2, lr=1e-2)), splits(), teacher=make(3).eval(), seed=5)
+    outcome = run_step(Distill(train=TrainConfig(epochs=4, lr=3e-3)), splits(), teacher=useless_teacher(), seed=5)
+    assert outcome.info["settings"]["source"] == "probe"
     assert outcome.info["alpha"] == 0.0
     plain = make(7)
-    train(plain, splits().train, config=TrainConfig(epochs=2, lr=1e-2), seed=5, quiet=True)
+    train(plain, splits().train, config=TrainConfig(epochs=4, lr=3e-3), seed=5, quiet=True)
     for (name, a), b in zip(outcome.model.state_dict().items(), plain.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
 
@@ -210,7 +218,7 @@ def test_a_good_teacher_can_win_the_probe():
 
     def train_candidate(candidate, model, short):  # fakes the training: a KD setting that is clearly better
         calls.append((candidate, short.max_steps))
-        if not candidate.is_plain and candidate.temperature == 1.0:
+        if not candidate.is_plain and candidate.temperature == 2.0:
             model.load_state_dict(teacher.state_dict())
 
     choice = choose_settings(
@@ -218,14 +226,14 @@ def test_a_good_teacher_can_win_the_probe():
         alpha=None,
         student=student,
         train_candidate=train_candidate,
-        config=TrainConfig(epochs=2),
+        config=TrainConfig(epochs=4),
         loader=quadrant_loader(640, seed=1),
         validation=quadrant_loader(256, seed=2),
         probe_fraction=0.2,
     )
-    assert (choice.temperature, choice.alpha, choice.source) == (1.0, 0.5, "probe")
+    assert (choice.temperature, choice.alpha, choice.source) == (2.0, 0.5, "probe")
     assert "ahead by more than two standard errors" in choice.reason
-    assert [c for c, _ in calls] == candidates_for(None, None)[:4] and {s for _, s in calls} == {4}
+    assert [c for c, _ in calls] == candidates_for(None, None)[:2] and {s for _, s in calls} == {16}
     untouched = make(7).state_dict().values()
     assert all(torch.equal(a, b) for a, b in zip(student.state_dict().values(), untouched, strict=True))
 
@@ -263,7 +271,7 @@ def test_compress_reports_the_choice():
         validation=quadrant_loader(256, seed=2),
         test=quadrant_loader(128, seed=3),
     )
-    recipe = Recipe([Step(Distill(train=TrainConfig(epochs=2, lr=1e-2)))])
+    recipe = Recipe([Step(Distill(train=TrainConfig(epochs=4, lr=1e-2)))])
     original = copy.deepcopy(model.state_dict())
     result = compress(model, data, recipe=recipe, repeats=1, quiet=True, runtime="pytorch")
     step = result.report.steps[0]["info"]
