@@ -98,6 +98,9 @@ def test_binary_straight_through_gradient_is_clipped():
     expected = torch.tensor([[a, a, 0.0, 0.0]])
     assert torch.allclose(w.grad, expected)
     assert torch.allclose(binary_fake_quantize(w, PER_CHANNEL).detach(), a * torch.tensor([[1.0, -1, 1, -1]]))
+    w.grad = None
+    binary_fake_quantize(w, PER_CHANNEL, clip=None).sum().backward()  # no clipping: plain straight-through
+    assert torch.allclose(w.grad, torch.full_like(w, float(a)))
 
 
 def test_twn_training_weight_equals_the_stored_weight():
