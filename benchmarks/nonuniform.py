@@ -206,6 +206,8 @@ def binary_budget(bench: Bench) -> dict[str, Any]:
         budget = dict(BINARY_BUDGET_FALLBACK)
     if bench.args.quick:
         budget["epochs"] = 1
+    if bench.args.binary_epochs is not None:
+        budget["epochs"] = bench.args.binary_epochs
     return budget
 
 
@@ -703,6 +705,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ft-lr", type=float, default=1e-4, help="their learning rate (Adam, cosine)")
     parser.add_argument(
         "--models", default=None, help="models of coreml/dkm/kmeans (default both; dkm --quick: lenet-300-100)"
+    )
+    parser.add_argument(
+        "--binary-epochs", type=int, default=None, help="STE epochs of torchslim and Brevitas (default: torchslim's)"
     )
     parser.add_argument("--kinds", default=None, help=f"kinds of binary/brevitas (default {BINARY_KINDS})")
     parser.add_argument("--brevitas-variants", default=BREVITAS_VARIANTS, help="per_channel and/or shipped")
