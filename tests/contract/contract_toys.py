@@ -25,6 +25,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "magnitude_pruning": {"sparsity": 0.5, "train": {"epochs": 0}},
     "channel_pruning": {"ratio": 0.25, "train": {"epochs": 0}},
     "quantize": {"calibration_samples": 32},
+    "kmeans_quant": {"bits": 3, "train": {"epochs": 1, "max_steps": 2}},
     "lottery": {"levels": 1, "controls": ["random"], "train": {"max_steps": 2}},
 }
 """Per technique, the options that keep it fast; a technique not listed that trains gets

@@ -9,6 +9,7 @@ tied weights (one tensor read by several layers: an embedding and its LM head).
 from __future__ import annotations
 
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from torchslim.graph.surgery import set_module
 
@@ -48,11 +49,21 @@ def replace_conv1d(model: nn.Module, names: list[str] | None = None) -> list[str
 
 
 def tied_groups(named: list[tuple[str, nn.Module]]) -> list[list[str]]:
-    """Groups (of two or more) of the given layers whose ``weight`` is the same tensor."""
+    """Groups (of two or more) of the given layers whose ``weight`` is the same tensor.
+
+    A parametrized weight (a pruning mask) is computed anew at each access, so its stored
+    ``original`` is compared instead; the tensors are held while comparing, so no id is reused.
+    """
     groups: dict[int, list[str]] = {}
+    held: list[Tensor] = []
     for name, module in named:
-        weight = getattr(module, "weight", None)
+        if parametrize.is_parametrized(module, "weight"):
+            container = getattr(module, "parametrizations", {})
+            weight = getattr(container["weight"], "original", None)
+        else:
+            weight = getattr(module, "weight", None)
         if isinstance(weight, Tensor):
+            held.append(weight)
             groups.setdefault(id(weight), []).append(name)
     return [g for g in groups.values() if len(g) > 1]
 

@@ -254,7 +254,7 @@ def kmeans_quant_handler(
 ) -> StepOutcome:
     """k-means weight sharing of the selected layers, then centroid fine-tuning when asked."""
     spec = config.spec()
-    fine_tune = config.train.epochs > 0 or bool(config.train.max_steps)
+    fine_tune = config.train.epochs > 0
     if fine_tune:
         context.require_data("train", technique=f"{KMeansQuant.name} (train.epochs > 0)")
     work, choices, originals, skipped = quantize_with_levels(

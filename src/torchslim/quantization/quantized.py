@@ -202,7 +202,7 @@ class QuantizedMixin(nn.Module):
         weights stay float in the graph: smaller on disk, not faster in the runtime."""
         export_form.set_export_form(self, enabled)
         spec = self.act_spec
-        details = {
+        details: dict[str, Any] = {
             "weight_bits": self.weight_spec.bits,
             "granularity": self.weight_spec.granularity.kind,
             "activation": spec.to_dict() if spec else None,

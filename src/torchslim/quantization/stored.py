@@ -69,7 +69,8 @@ def stored_state(layer: QuantizedMixin, prefix: str) -> tuple[dict[str, Tensor],
     for key, value in layer.state_dict().items():
         if key not in OWN_KEYS:
             tensors[prefix + key] = value.detach().clone()
-    meta = {"packed": CODEC, "bits": bits, "numel": wq.numel(), **layer.layout()}
+    # the plan entry holds the full layout; the shape and bit-width here check the stored codes against it
+    meta = {"packed": CODEC, "bits": bits, "numel": wq.numel(), "weight_shape": list(layer.weight_q.shape)}
     if entropy is not None:
         meta["entropy"] = entropy
     return tensors, meta
