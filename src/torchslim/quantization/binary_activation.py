@@ -1,11 +1,14 @@
 """Binary activations for binarized layers (optional: ``Binarize(activations="binary")``).
 
-The input of a binarized layer becomes ``x_b = beta * sign((x - tau) / beta)`` per input channel:
+The input of a binarized layer becomes ``x_b = beta * sign((x - tau) / beta)``:
 
-* ``sign`` with a learnable threshold ``tau`` (ReActNet's RSign, Liu et al. 2020): after a ReLU every
-  input is >= 0, so a plain ``sign(x)`` (BNN, Hubara et al. 2016) would be +1 everywhere;
-* a per-channel scale ``beta`` (XNOR-Net's ``K``, Rastegari et al. 2016: the mean of ``|x - tau|``
-  is the L2-optimal scale of a sign), both initialised from calibration inputs and then trained;
+* ``sign`` with a learnable threshold ``tau`` per input channel (ReActNet's RSign, Liu et al. 2020):
+  after a ReLU every input is >= 0, so a plain ``sign(x)`` (BNN, Hubara et al. 2016) would be +1
+  everywhere;
+* one scale ``beta`` per layer (XNOR-Net's ``K``, Rastegari et al. 2016: the mean of ``|x - tau|``
+  is the L2-optimal scale of a sign). One per layer, not per channel, so that it factors out of the
+  dot product ``sum_i w_i x_i`` and the layer stays an XNOR-popcount times ``a * beta``;
+* both initialised from calibration inputs and then trained;
 * backward through Bi-Real's ApproxSign (Liu et al. 2018, eq. 4): ``F(v) = 2v + v^2`` for
   ``-1 <= v < 0``, ``2v - v^2`` for ``0 <= v < 1``, ``sign(v)`` elsewhere, so the gradient is
   ``2 - 2|v|`` inside ``|v| < 1`` and 0 outside.
@@ -45,13 +48,13 @@ def approx_sign(v: Tensor) -> Tensor:
 
 
 class SignActivation(nn.Module):
-    """``beta * sign((x - tau) / beta)`` per channel along `dim` (see the module docstring)."""
+    """``beta * sign((x - tau) / beta)``: a threshold per channel along `dim`, one scale (see the module docstring)."""
 
     def __init__(self, channels: int, *, dim: int) -> None:
         super().__init__()
         self.dim = int(dim)
         self.threshold = nn.Parameter(torch.zeros(channels))
-        self.scale = nn.Parameter(torch.ones(channels))
+        self.scale = nn.Parameter(torch.ones(()))
 
     def _view(self, p: Tensor, x: Tensor) -> Tensor:
         shape = [1] * x.dim()
@@ -64,7 +67,7 @@ class SignActivation(nn.Module):
                 f"binary activation: input has {x.shape[self.dim]} channels along dim {self.dim}, "
                 f"expected {self.threshold.numel()}."
             )
-        beta = self._view(self.scale.abs().clamp(min=EPS), x)
+        beta = self.scale.abs().clamp(min=EPS).to(x.dtype)
         v = (x - self._view(self.threshold, x)) / beta
         if self.training and torch.is_grad_enabled():
             return beta * approx_sign(v)
@@ -72,11 +75,11 @@ class SignActivation(nn.Module):
 
     @torch.no_grad()
     def init_from(self, inputs: list[Tensor]) -> None:
-        """``tau`` = the per-channel mean of `inputs`, ``beta`` = the mean ``|x - tau|``."""
+        """``tau`` = the per-channel mean of `inputs`, ``beta`` = the mean of ``|x - tau|`` over all of them."""
         flat = torch.cat([x.detach().float().movedim(self.dim, -1).reshape(-1, x.shape[self.dim]) for x in inputs])
         tau = flat.mean(dim=0)
         self.threshold.copy_(tau)
-        self.scale.copy_((flat - tau).abs().mean(dim=0).clamp(min=EPS))
+        self.scale.copy_((flat - tau).abs().mean().clamp(min=EPS))
 
     @torch.no_grad()
     def clamp_(self) -> None:
