@@ -111,3 +111,18 @@ def test_compress_report_shows_run_energy_saving_and_payback_count() -> None:
         assert "measured (RAPL)" not in text and "measured (NVML)" not in text
     page = render_html(report)
     assert 'id="energy"' in page and f"{estimated['inferences']:,} inferences" in page
+
+
+@pytest.mark.slow
+def test_demo_report_shows_the_three_figures(tmp_path) -> None:
+    from torchslim.demo import run_demo
+
+    report = run_demo(out=tmp_path, train_samples=512, eval_samples=256, epochs=1, distill_epochs=1, quiet=True)
+    run = RunEnergy.from_dict(report.energy["run"])
+    (estimated, *_) = report.energy["payback"]
+    text = report.render()
+    assert "energy of the run (compression: the recipe's steps)" in text and run.label in text
+    assert f"{estimated['saving_uj']:,.3f} uJ" in text
+    assert isinstance(estimated["inferences"], int) and f"{estimated['inferences']:,} inferences" in text
+    assert "training energy" in report.notes[0]  # the baseline was trained in this run
+    assert 'id="energy"' in (tmp_path / "report.html").read_text()
