@@ -225,6 +225,7 @@ def section_baseline(bench: Bench) -> dict[str, Any]:
 
 
 def section_coreml(bench: Bench) -> dict[str, Any]:
+    peers.quiet_coremltools()  # imports coremltools outside the timed calls
     rows = []
     for name in bench.models():
         for bits in BITS:
@@ -587,6 +588,43 @@ def binary_lines(sections: dict[str, Any]) -> list[str]:
     return lines + (md_table(headers, table) if table else ["(no binary rows yet)"]) + [""]
 
 
+def deep_compression_lines(sections: dict[str, Any]) -> list[str]:
+    rows = (sections.get("deep_compression") or {}).get("rows", [])
+    if not rows:
+        return ["## Deep Compression on lenet-300-100", "", "(not run: the torchslim side is missing)", ""]
+    r = rows[0]
+    rep = r.get("reported", {})
+    headers = ["recipe", "accuracy", "artifact bytes (files)", "x smaller", "fresh-process reload", "ONNX parity"]
+    onnx = rep.get("onnx") or {}
+    table = [
+        [
+            " -> ".join(rep.get("recipe") or ["deep-compression"]),
+            fmt_acc(r),
+            f"{fmt_bytes(r['bytes'])} {rep.get('artifact_files', '')}",
+            r["x_smaller"],
+            rep.get("fresh_process_identical"),
+            f"{onnx.get('parity_rtol_1e-3')} (max abs diff {onnx.get('max_abs_diff')})" if onnx else "-",
+        ]
+    ]
+    lines = ["## Deep Compression on lenet-300-100 (recipe `deep-compression`)", "", *md_table(headers, table), ""]
+    if rep.get("note"):
+        lines += [f"Runtime: {rep['note']}.", ""]
+    return lines
+
+
+def torchslim_fact_lines(sections: dict[str, Any]) -> list[str]:
+    """What part B's rows measured beyond accuracy and bytes (reload, ONNX, values per channel)."""
+    lines = []
+    for r in (sections.get("binary") or {}).get("rows", []):
+        rep = r.get("reported", {})
+        lines.append(
+            f"- torchslim {r.get('kind')}: fresh-process reload identical {rep.get('reload_identical')}; "
+            f"ONNX {rep.get('onnx')}; most distinct stored values in an output channel "
+            f"{rep.get('levels_per_channel')}; STE training {(rep.get('config') or {}).get('train')}"
+        )
+    return ["## torchslim binary / ternary: further facts", "", *lines, ""] if lines else []
+
+
 def baseline_lines(sections: dict[str, Any]) -> list[str]:
     models = (sections.get("baseline") or {}).get("models", {})
     table = [
@@ -612,9 +650,17 @@ def digest_lines(sections: dict[str, Any]) -> list[str]:
 def to_markdown(results: dict[str, Any]) -> str:
     sections = results["sections"]
     lines = ["# Non-uniform, binary and ternary weights, Deep Compression (issue 18)", ""]
-    lines += [env_line(results["env"]), "", f"Command: `{results['command']}`", ""]
-    runs = {name: s.get("run", {}).get("date") for name, s in sections.items()}
-    lines += [f"Sections and when they ran: {runs}.", ""]
+    lines += [env_line(results["env"]), "", f"All sections in one process: `{results['command']}`.", ""]
+    lines += [
+        "Sections (run as separate processes on the same cached weights; a section's later part replaces",
+        "its earlier rows):",
+        "",
+    ]
+    for name, section in sections.items():
+        run = section.get("run", {})
+        commands = run.get("commands") or [run.get("command", "(command not recorded)")]
+        lines.append(f"- `{name}`: {run.get('dates') or run.get('date')}; {'; '.join(f'`{c}`' for c in commands)}")
+    lines.append("")
     lines += baseline_lines(sections) + digest_lines(sections)
     checks = results.get("checks", [])
     lines += [
@@ -624,16 +670,7 @@ def to_markdown(results: dict[str, Any]) -> str:
         "",
     ]
     lines += kmeans_lines(sections) + binary_lines(sections)
-    dc = (sections.get("deep_compression") or {}).get("rows", [])
-    if dc:
-        lines += [
-            "## Deep Compression on lenet-300-100",
-            "",
-            "```",
-            json.dumps(dc[0], indent=1, default=str),
-            "```",
-            "",
-        ]
+    lines += deep_compression_lines(sections) + torchslim_fact_lines(sections)
     errors = {n: s["error"] for n, s in sections.items() if "error" in s}
     if errors:
         lines += ["## Sections that failed", "", *[f"- {n}: {e}" for n, e in errors.items()], ""]
@@ -652,7 +689,12 @@ def store_section(args: argparse.Namespace, name: str, result: dict[str, Any]) -
     from torchslim.io.atomic import write_json
 
     env = environment(threads=args.threads)
-    result["run"] = {"date": env["date"], "commit": env["versions"]["torchslim_commit"], "load": env["load_average"]}
+    result["run"] = {
+        "date": env["date"],
+        "commit": env["versions"]["torchslim_commit"],
+        "load": env["load_average"],
+        "command": " ".join(["python benchmarks/nonuniform.py", *sys.argv[1:]]),
+    }
     part = "+".join(str(v) for v in (args.models, args.kinds) if v) or "all"
     if name == "brevitas" and args.brevitas_variants != BREVITAS_VARIANTS:
         part += "+" + args.brevitas_variants
@@ -689,7 +731,11 @@ def merge_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
     if rows:
         merged["rows"] = list(rows.values())
     if len(parts) > 1:
-        merged["run"] = {"dates": [p.get("run", {}).get("date") for p in parts], **merged.get("run", {})}
+        merged["run"] = {
+            **merged.get("run", {}),
+            "dates": [p.get("run", {}).get("date") for p in parts],
+            "commands": [p.get("run", {}).get("command", "(command not recorded)") for p in parts],
+        }
     return merged
 
 
