@@ -63,6 +63,8 @@ def _check_device(device: str) -> dict[str, Any]:
 
 def _models(ratio: float, batch: int, fp16: bool) -> dict[str, Any]:
     """The fp32 original and its compressed versions, on the CPU (measure_inference_energy copies them)."""
+    import torch
+
     from torchslim.api import run_recipe
     from torchslim.core.context import Context
     from torchslim.core.recipe import Recipe
@@ -70,6 +72,7 @@ def _models(ratio: float, batch: int, fp16: bool) -> dict[str, Any]:
 
     original = build_model("efficientnet-lite0")
     example = example_input(original, batch_size=batch)
+    assert isinstance(example, torch.Tensor)  # an image model
     recipe = Recipe.from_dict(
         {
             "steps": [
