@@ -19,6 +19,7 @@ from torchslim.core.errors import ConfigError, DataError, TorchSlimError, did_yo
 from torchslim.core.progress import phase
 from torchslim.core.recipe import Recipe
 from torchslim.core.technique import TECHNIQUES, StepOutcome
+from torchslim.io.artifact import saved_bytes
 from torchslim.io.weights import check_finite_model
 from torchslim.measure.payback import energy_section
 from torchslim.measure.run_energy import RunEnergyMeter
@@ -103,16 +104,6 @@ def check_model_accepts_data(model: nn.Module, splits: DataSplits | None) -> Non
             for module, flag in flags:
                 module.training = flag
         return
-
-
-def artifact_bytes(model: nn.Module, *, config: dict[str, Any] | None = None) -> int:
-    """Bytes on disk of the model files (weights and manifest) `torchslim.io.save` writes for `model`
-    with `config` in its manifest (the recipe, for a compressed model: what `CompressionResult.save` writes)."""
-    from torchslim.io import save
-    from torchslim.measure import directory_bytes
-
-    with tempfile.TemporaryDirectory(prefix="torchslim-size-") as tmp:
-        return directory_bytes(save(model, Path(tmp) / "artifact", config=config))
 
 
 RUNTIMES = ("auto", "pytorch", "onnxruntime")
@@ -216,7 +207,7 @@ def _measure(
         repeats=repeats,
         profile=profile,
     )
-    return dataclasses.replace(stats, bytes=artifact_bytes(model, config=artifact_config))
+    return dataclasses.replace(stats, bytes=saved_bytes(model, config=artifact_config))
 
 
 def _deploy_both(
@@ -411,8 +402,15 @@ def compress(
 
 
 def _labelled_splits(splits: DataSplits | None, model: nn.Module, notes: list[str]) -> DataSplits | None:
-    """`splits` as given, or, for unlabelled data with a train split, that split labelled with the
-    original model's predictions (said in `notes`)."""
+    """`splits` as given; marked unlabelled when `model` has no head for the labels (decided before
+    any step runs); unlabelled with a train split: that split labelled by `model` (said in `notes`)."""
+    from torchslim.measure import head_mismatch
+
+    if splits is not None and _labelled(splits):
+        reason = head_mismatch(model, resolve_example_input(model, splits=splits), splits.num_classes)
+        if reason is not None:
+            notes.append(f"accuracy not measured: {reason}; judged by agreement with the original model")
+            splits = dataclasses.replace(splits, labelled=False)
     if splits is None or _labelled(splits) or splits.train is None:
         return splits
     from torchslim.data import with_pseudo_labels

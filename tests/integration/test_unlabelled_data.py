@@ -54,3 +54,35 @@ def test_the_compressed_result_deploys_next_to_its_original(loose_images):
     facts = selection.facts("onnxruntime")
     assert facts.latency is not None and facts.latency.median_ms > 0
     assert facts.baseline_latency is not None  # the original model was timed in the same rounds
+
+
+@pytest.fixture
+def labelled_images(tmp_path):
+    rng = np.random.default_rng(1)
+    for k in range(3):
+        folder = tmp_path / "labelled" / f"class{k}"
+        folder.mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 255, size=(16, 16), dtype=np.uint8)).save(folder / f"{i}.png")
+    return tmp_path / "labelled"
+
+
+def test_a_model_without_a_head_for_the_labels_is_judged_by_agreement(labelled_images):
+    """4 outputs, 3 classes: argmax accuracy would mean nothing, decided before the recipe runs."""
+    model = _tiny_cnn()
+    preprocess = ts.data.ImagePreprocess.parse("size=16,mean=0,std=255,channels=1")
+    splits = ts.data.load_splits(labelled_images, batch_size=4, preprocess=preprocess)
+    assert ts.data.is_labelled(splits) and splits.num_classes == 3
+    result = ts.compress(model, splits, recipe="int8", repeats=1, quiet=True, runtime="pytorch")
+    assert result.report.before["accuracy"] is None and result.report.after["accuracy"] is None
+    assert result.report.after["agreement"]["samples"] > 0
+    assert any("not one logit per class of the data's 3 classes" in note for note in result.report.notes)
+
+
+def test_head_mismatch_rule():
+    import torch
+
+    model, x = _tiny_cnn(), torch.zeros(2, 1, 16, 16)
+    assert ts.measure.head_mismatch(model, x, 4) is None
+    assert ts.measure.head_mismatch(model, x, None) is None
+    assert "4 per sample" in ts.measure.head_mismatch(model, x, 3)

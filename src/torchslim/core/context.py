@@ -23,6 +23,9 @@ class DataSplits:
     test: Iterable[Any] | None = None
     name: str = "custom"
     num_classes: int | None = None
+    labelled: bool | None = None
+    """False: judge by agreement with the original model even where batches carry labels (the model has
+    no head for them); None: as the data says (``torchslim.data.is_labelled``)."""
 
 
 @dataclasses.dataclass(frozen=True)

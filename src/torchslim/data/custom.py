@@ -219,7 +219,10 @@ def split_samples(
             num_workers=num_workers,
         )
     return DataSplits(
-        **loaders, name=name or Path(samples.source).name or samples.kind, num_classes=samples.num_classes
+        **loaders,
+        name=name or Path(samples.source).name or samples.kind,
+        num_classes=samples.num_classes,
+        labelled=None,  # decided from the samples by is_labelled
     )
 
 
@@ -235,7 +238,10 @@ def split_sizes(splits: DataSplits) -> dict[str, int]:
 
 
 def is_labelled(splits: DataSplits) -> bool:
-    """False for splits read from unlabelled data (labels are all `UNLABELLED`): use agreement."""
+    """False for splits read from unlabelled data (labels are all `UNLABELLED`), or marked
+    ``labelled=False`` (a model without a head for the labels): use agreement."""
+    if splits.labelled is not None:
+        return splits.labelled
     for split in SPLITS:
         dataset = getattr(getattr(splits, split), "dataset", None)
         base = dataset.dataset if isinstance(dataset, Subset) else dataset

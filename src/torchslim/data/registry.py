@@ -240,4 +240,4 @@ def _load_builtin(
             num_workers=num_workers,
             **options,
         )
-    return DataSplits(**loaders, name=info.name, num_classes=info.num_classes)
+    return DataSplits(**loaders, name=info.name, num_classes=info.num_classes, labelled=None)

@@ -205,6 +205,14 @@ def save(
     return directory
 
 
+def saved_bytes(model: nn.Module, *, config: dict[str, Any] | None = None) -> int:
+    """Bytes on disk of the files (weights and manifest) :func:`save` writes for `model` with `config`
+    in its manifest: the size a user gets, counted from real files, never from parameter counts."""
+    with tempfile.TemporaryDirectory(prefix="torchslim-size-") as tmp, torch.no_grad():
+        folder = save(model, Path(tmp) / "artifact", config=config)
+        return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
 def read_manifest(directory: str | Path) -> dict[str, Any]:
     """The manifest of the artifact `directory`, parsed and checked against its schema (:mod:`.manifest`)."""
     directory = Path(directory)

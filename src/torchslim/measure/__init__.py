@@ -20,7 +20,7 @@ adds and leaves parameters and buffers untouched. Results are dataclasses.
 """
 
 from torchslim.measure._util import num_threads
-from torchslim.measure.accuracy import EvalStats, evaluate
+from torchslim.measure.accuracy import EvalStats, evaluate, head_mismatch
 from torchslim.measure.agreement import Agreement, compare_models, cosine, kl_divergence, sqnr_db
 from torchslim.measure.analyze import analyze
 from torchslim.measure.energy import (
@@ -96,6 +96,7 @@ __all__ = [
     "estimate_energy",
     "estimate_from_layers",
     "evaluate",
+    "head_mismatch",
     "kl_divergence",
     "layer_costs",
     "load_profile",

@@ -86,3 +86,21 @@ def evaluate(
     if samples == 0:
         raise DataError("evaluate() read no samples: the loader is empty.")
     return EvalStats(accuracy=correct / samples, loss=loss_sum / samples, samples=samples)
+
+
+def head_mismatch(model: nn.Module, example_input: Any, num_classes: int | None) -> str | None:
+    """Why top-1 accuracy against `num_classes` labels would mean nothing for `model`, or None.
+
+    Accuracy compares ``argmax`` of the output with the label, so it needs a classification head with
+    exactly one logit per class: a ``[batch, num_classes]`` output. An embedding model (MiniLM's 384
+    features), an ImageNet head (1000 logits) on a 3-class folder, or a sequence output is judged by
+    agreement with the original model instead. Unknown `num_classes` is not a mismatch.
+    """
+    if num_classes is None:
+        return None
+    with torch.no_grad(), eval_mode(model):
+        out = logits_of(call_model(model, to_device(example_input, model_device(model))))
+    if out.dim() != 2 or int(out.shape[-1]) != int(num_classes):
+        shape = "x".join(str(d) for d in out.shape[1:])
+        return f"the model's output ({shape} per sample) is not one logit per class of the data's {num_classes} classes"
+    return None
