@@ -174,6 +174,7 @@ def run_deep_compression(model: nn.Module, splits: Any, *, seed: int, recipe: An
         "fp32_safetensors_bytes": fp32,
         "artifact_bytes": total,
         "artifact_files": files,
+        "files": files,
         "result_save_model_bytes": sum(with_report.values()),
         "size_ratio": fp32 / total,
         "dense_accuracy": dense_acc,

@@ -19,8 +19,8 @@ import torchslim as ts
 from torchslim.core import ArtifactError, Context, Recipe, Step
 from torchslim.core.errors import ManifestError
 from torchslim.core.technique import TECHNIQUES
+from torchslim.io.entropy import decode_symbols, encode_symbols, escape_gaps, unescape_gaps
 from torchslim.quantization import EntropyCode, KMeansQuant, PowerOfTwoQuant, Quantize
-from torchslim.quantization.entropy import decode_symbols, encode_symbols, escape_gaps, unescape_gaps
 
 MODEL_FILES = ("model.safetensors", "torchslim.json")
 
@@ -50,7 +50,7 @@ def _bytes(directory: Path) -> int:
     return sum((directory / name).stat().st_size for name in MODEL_FILES)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     data=st.data(),
     alphabet=st.sampled_from([2, 4, 8, 16, 256]),

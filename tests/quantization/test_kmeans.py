@@ -10,7 +10,6 @@ import onnxruntime as ort
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -24,27 +23,30 @@ from torchslim.quantization.nonuniform import CentroidFineTuneHook
 from torchslim.quantization.packing import packed_nbytes
 
 
-def _digits_splits() -> DataSplits:
-    x, y = load_digits(return_X_y=True)
-    xt = torch.tensor(x, dtype=torch.float32) / 16.0
-    yt = torch.tensor(y, dtype=torch.int64)
-    train = DataLoader(TensorDataset(xt[:1400], yt[:1400]), batch_size=64, shuffle=False)
-    test = DataLoader(TensorDataset(xt[1400:], yt[1400:]), batch_size=128)
-    return DataSplits(train=train, calibration=test, validation=test, test=test, name="digits", num_classes=10)
+def _blob_splits() -> DataSplits:
+    """Ten overlapping Gaussian classes in 64 dimensions (a task the MLP learns in a few epochs)."""
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(10, 64, generator=g)
+    y = torch.randint(0, 10, (1800,), generator=g)
+    x = centers[y] + 2.0 * torch.randn(1800, 64, generator=g)
+    train = DataLoader(TensorDataset(x[:1400], y[:1400]), batch_size=64, shuffle=False)
+    test = DataLoader(TensorDataset(x[1400:], y[1400:]), batch_size=128)
+    return DataSplits(train=train, calibration=test, validation=test, test=test, name="blobs", num_classes=10)
 
 
 @pytest.fixture(scope="module")
 def trained():
-    """A 64-128-10 MLP trained on sklearn digits for 4 epochs (real, trained weights; ~1 s)."""
+    """A 64-128-10 MLP trained for 4 epochs (real, trained weights)."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
-    splits = _digits_splits()
+    splits = _blob_splits()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(4):
         for x, y in splits.train:
             opt.zero_grad()
             nn.functional.cross_entropy(model(x), y).backward()
             opt.step()
+    assert _accuracy(model.eval(), splits.test) > 0.6, "the fixture model learned its task"
     return model.eval(), splits
 
 

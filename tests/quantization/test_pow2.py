@@ -28,7 +28,7 @@ def _is_power_of_two(value: float) -> bool:
     return mantissa == 0.5
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     weights=arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 24)), elements=finite),
     bits=st.integers(2, 6),
@@ -50,7 +50,7 @@ def test_pow2_weights_are_exactly_zero_or_a_signed_power_of_two_times_the_scale(
     assert torch.all(torch.sign(w_hat) * torch.sign(w) >= 0), "no sign flips"
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(weights=arrays(np.float32, st.integers(1, 64), elements=finite), bits=st.integers(2, 6))
 def test_pow2_rounds_to_the_nearest_level(weights, bits):
     w = torch.from_numpy(weights)

@@ -11,7 +11,7 @@ Layers of the package (each usable on its own):
   (:mod:`~torchslim.quantization.gradients`, registry ``GRADIENTS``: STE, clipped STE, LSQ).
 * non-uniform levels and their techniques: :mod:`~torchslim.quantization.kmeans` (k-means codebook),
   :mod:`~torchslim.quantization.pow2` (power-of-two, APoT), :mod:`~torchslim.quantization.nonuniform`
-  (techniques ``kmeans_quant`` and ``pow2_quant``), :mod:`~torchslim.quantization.entropy` and
+  (techniques ``kmeans_quant`` and ``pow2_quant``), :mod:`torchslim.io.entropy` and
   :mod:`~torchslim.quantization.entropy_code` (technique ``entropy_code``: ANS-coded stored codes).
 * :mod:`~torchslim.quantization.observers` - activation range observers.
 * layers: :mod:`~torchslim.quantization.quantized` (``Quantized<Layer>``, a

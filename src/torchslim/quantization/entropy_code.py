@@ -2,7 +2,7 @@
 
 The last stage of Deep Compression (Han et al. 2016, section 4: Huffman coding of the indices and of
 the sparse-index gaps), with constriction's ANS coder instead of Huffman
-(:mod:`~torchslim.quantization.entropy`): every quantized layer of the model (``kmeans_quant``,
+(:mod:`torchslim.io.entropy`): every quantized layer of the model (``kmeans_quant``,
 ``pow2_quant``, ``quantize``) is marked, and from then on its stored state holds the codes as an
 entropy-coded stream, the smallest of a dense or a sparse (gaps + symbols) form, or the packed
 codes when those are smaller. The model computes exactly as before; only the artifact changes,

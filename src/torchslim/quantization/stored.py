@@ -5,7 +5,7 @@ Weight codes are stored **packed** (``bits`` per code, e.g. two 4-bit codes per 
 scales always, zero points only for asymmetric weights, then the bias, the input / output
 quantization parameters and any other state of the layer's children. A layer marked by the
 ``entropy_code`` step (:mod:`~torchslim.quantization.entropy_code`) stores its codes entropy coded
-instead (``weight_entropy``, :mod:`~torchslim.quantization.entropy`) when that is smaller.
+instead (``weight_entropy``, :mod:`torchslim.io.entropy`) when that is smaller.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from torchslim.core.errors import ArtifactError
-from torchslim.quantization.entropy import decode_symbols, encode_symbols
+from torchslim.io.entropy import decode_symbols, encode_symbols
 from torchslim.quantization.outliers import split_multipliers
 from torchslim.quantization.packing import pack_codes, packed_nbytes, signed_codes, unpack_codes, unsigned_codes
 from torchslim.quantization.specs import OWN_KEYS

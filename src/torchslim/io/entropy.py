@@ -18,6 +18,9 @@ entropy coding with asymmetric numeral systems (ANS)"): a maintained, exactly in
 implementation, near the entropy for i.i.d. symbols. The histograms are stored as ``uint16``
 counts (scaled to fit, a non-zero count never rounds to zero) in front of the ``uint32`` words,
 all in one ``uint8`` tensor; the JSON meta says how to split it.
+
+Pure functions on numpy arrays (no torchslim imports): a quantized layer's stored state
+(:mod:`torchslim.quantization.stored`) calls them when the ``entropy_code`` step marked it.
 """
 
 from __future__ import annotations
