@@ -93,7 +93,7 @@ def run_target(args: argparse.Namespace, target: Any, minutes: float, name: str,
     splits, model = state["splits"], state["model"]
     out = args.work / name
     t0 = time.monotonic()
-    options = SearchOptions(minutes=minutes, latency_batch=args.latency_batch, eval_batches=None, quiet=True)
+    options = SearchOptions(minutes=minutes, latency_batch=args.latency_batch, eval_batches=20, quiet=True)
     final = ts.compress(model, splits, target=target, search=options, run_dir=out, quiet=True, runtime="onnxruntime")
     seconds = time.monotonic() - t0
     res = measure_final(model, final, splits, args)

@@ -10,6 +10,7 @@ import signal
 import time
 
 import pytest
+from search_toys import DigitsCNN  # this folder is on sys.path (conftest.py)
 
 import torchslim as ts
 from torchslim.cli.main import main
@@ -75,8 +76,9 @@ def test_a_killed_search_leaves_the_best_model_and_resumes(digits_cnn, tmp_path)
     os.kill(proc.pid, signal.SIGKILL)
     proc.join()
     best = json.loads((out / "best.json").read_text())
-    saved = ts.load(out / "best")
-    assert saved is not None and best["recipe"]["steps"]
+    saved = ts.load(out / "best", model=DigitsCNN())  # the plan (pruned channels, codes) is replayed
+    images = next(iter(splits.test))[0]
+    assert saved(images).shape == (images.shape[0], 10) and best["recipe"]["steps"]
     sensitivity_written = (out / "sensitivity.json").stat().st_mtime
     result = search(
         model, splits, target=ts.Target(size=3, max_drop=3.0), out_dir=out, options=SearchOptions(trials=6, **FAST)

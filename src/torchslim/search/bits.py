@@ -77,7 +77,7 @@ class BitSensitivity:
 
 def quantizable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The Linear and convolution layers with a floating-point weight of at least 2 dimensions."""
-    out = []
+    out: list[tuple[str, nn.Module]] = []
     for name, module in model.named_modules():
         weight = getattr(module, "weight", None)
         if not isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):

@@ -115,8 +115,9 @@ class CostMeter:
         self.base_deployment: Deployment = deployment
         self.base_latency_ms = deployment.time(batch_size=latency_batch, repeats=repeats, threads=1).median_ms
 
-    def measure(self, model: nn.Module, *, config: dict[str, Any] | None = None) -> Costs:
-        """The candidate's costs as fractions of the original's; an export failure is a ModelError."""
+    def measure(self, model: nn.Module, *, config: dict[str, Any] | None = None, precise: bool = True) -> Costs:
+        """The candidate's costs as fractions of the original's; an export failure is a ModelError.
+        `precise=False` times latency in 2 rounds of 5 calls (a trial whose target does not bound it)."""
         model.eval()
         size_bytes = artifact_bytes(model, config=config)
         energy = float(estimate_energy(model, self.example_input).total_uj)
@@ -125,7 +126,7 @@ class CostMeter:
             deployment, reason = deploy_for_timing(model, self.example_input, tmp, backend=self.runtime)
             if deployment is None:
                 raise ModelError(f"The candidate does not export to {self.runtime}: {reason}")
-            latency = self.latency_ratio(deployment)
+            latency = self.latency_ratio(deployment, rounds=None if precise else 2, repeats=None if precise else 5)
         return Costs(
             size=size_bytes / self.base_bytes,
             latency=latency,
@@ -134,14 +135,13 @@ class CostMeter:
             bytes=size_bytes,
         )
 
-    def latency_ratio(self, candidate: Deployment) -> float:
+    def latency_ratio(self, candidate: Deployment, *, rounds: int | None = None, repeats: int | None = None) -> float:
         """Median over rounds of candidate / original median latency; the order alternates per round."""
         ratios = []
-        for r in range(self.rounds):
+        repeats = repeats or self.repeats
+        for r in range(rounds or self.rounds):
             pair = (self.base_deployment, candidate) if r % 2 == 0 else (candidate, self.base_deployment)
-            times = {
-                id(d): d.time(batch_size=self.latency_batch, repeats=self.repeats, threads=1).median_ms for d in pair
-            }
+            times = {id(d): d.time(batch_size=self.latency_batch, repeats=repeats, threads=1).median_ms for d in pair}
             ratios.append(times[id(candidate)] / max(times[id(self.base_deployment)], 1e-9))
         return float(statistics.median(ratios))
 

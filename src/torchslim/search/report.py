@@ -38,13 +38,34 @@ class SearchResult:
     seconds: float
     interrupted: bool = False
     failed: int = 0
+    promotions: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    drop_margin: float = 0.0
 
     @property
     def feasible(self) -> bool:
         return bool(self.chosen and self.chosen.get("feasible"))
 
     def why(self) -> str:
-        return explain(self.chosen, self.records, self.target)
+        text = explain(self.chosen, self.records, self.target)
+        verified = [p for p in self.promotions if p["passed"]]
+        for p in self.promotions:
+            if not p["passed"]:
+                text += (
+                    f" Trial {p['number']} was promoted too, but after the full fine-tune it lost "
+                    f"{p['drop_points']:.2f} points, over the budget."
+                )
+        if verified:
+            text += (
+                f" Verified after the full fine-tune: {verified[0]['drop_points']:.2f} points lost on the "
+                "validation split "
+                f"(budget {self.target.max_drop:g} less a {self.drop_margin:.2f}-point selection margin)."
+            )
+        elif self.chosen is not None:
+            text += (
+                " No candidate could be verified with the full fine-tune in the time left; chosen on its "
+                "short fine-tune."
+            )
+        return text
 
     def front(self, metric: str) -> list[dict[str, Any]]:
         return pareto_front(self.records, metric)
@@ -63,6 +84,8 @@ class SearchResult:
             "seconds": self.seconds,
             "interrupted": self.interrupted,
             "failed_trials": self.failed,
+            "promotions": self.promotions,
+            "drop_margin": self.drop_margin,
             "trials": self.records,
         }
 

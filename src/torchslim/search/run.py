@@ -24,7 +24,7 @@ import hashlib
 import json
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,8 @@ from torchslim.pruning import SensitivityResult, sensitivity
 from torchslim.search.bits import bit_sensitivity
 from torchslim.search.evaluate import CostMeter, quality_fn
 from torchslim.search.progress import SearchProgress
-from torchslim.search.report import SearchResult, choose, write_report
+from torchslim.search.promote import promote
+from torchslim.search.report import SearchResult, write_report
 from torchslim.search.space import SearchSpace, build_space
 from torchslim.search.study import Budget, make_sampler, open_study, run_worker, storage_url
 from torchslim.search.target import Target, parse_target
@@ -60,7 +61,10 @@ class SearchOptions:
         latency_batch: the batch size latency is measured at.
         finetune_steps: the short recovery budgets a trial chooses from (optimizer steps).
         final_epochs: the chosen point's full fine-tune (capped by the time left).
-        final_share: share of `minutes` kept for that fine-tune.
+        final_share: share of `minutes` kept for promoting candidates to that fine-tune and for
+            compress's rerun of the chosen recipe (:mod:`.promote`).
+        promote_slack: points past the drop budget (after a trial's short fine-tune) a candidate
+            may be for promotion; None: max_drop.
         eval_batches: validation batches per quality measurement (None: the whole split).
         sensitivity_batches: validation batches per point of the sensitivity curves.
         sensitivity_drop: quality drop (points, without fine-tuning) that bounds the per-layer ranges;
@@ -79,8 +83,9 @@ class SearchOptions:
     runtime: str = "onnxruntime"
     latency_batch: int = 1
     finetune_steps: tuple[int, ...] = (0, 100, 200)
-    final_epochs: int = 1
-    final_share: float = 0.25
+    final_epochs: int = 2
+    final_share: float = 0.35
+    promote_slack: float | None = None
     eval_batches: int | None = None
     sensitivity_batches: int | None = 4
     sensitivity_drop: float | None = None
@@ -151,8 +156,20 @@ def search(
         except KeyboardInterrupt:
             interrupted = True
     records = [t.user_attrs["record"] | {"number": t.number} for t in study.trials if "record" in t.user_attrs]
-    chosen = choose(records, target)
-    final_train = _final_train(records, chosen, data, options, started)
+    final_train, seconds_each = _final_train(records, data, options, started)
+    end = float("inf") if options.minutes is None else started + 60 * options.minutes - seconds_each
+    chosen, promotions = promote(
+        runner,
+        space,
+        records,
+        target=target,
+        train=final_train,
+        seconds_each=seconds_each,
+        deadline=end,  # the rerun of the chosen recipe (compress) still fits after the last promotion
+        margin=margin,
+        slack=options.promote_slack if options.promote_slack is not None else target.max_drop,
+        out=out,
+    )
     result = SearchResult(
         target=target,
         baseline=baseline.to_dict(),
@@ -166,6 +183,8 @@ def search(
         seconds=time.monotonic() - started,
         interrupted=interrupted,
         failed=sum(1 for t in study.trials if t.state.name == "FAIL"),
+        promotions=promotions,
+        drop_margin=margin,
     )
     write_report(result)
     return result
@@ -243,30 +262,25 @@ def _try_sensitivity(model: nn.Module, loader: Any, **kwargs: Any) -> Sensitivit
 
 
 def _final_train(
-    records: Sequence[dict[str, Any]],
-    chosen: dict[str, Any] | None,
-    data: DataSplits,
-    options: SearchOptions,
-    started: float,
-) -> dict[str, Any] | None:
-    """The chosen point's full fine-tune: `final_epochs`, capped by the steps the time left allows
-    (seconds per step measured in the trials)."""
-    if chosen is None:
-        return None
-    steps_per_epoch = len(data.train) if data.train is not None and hasattr(data.train, "__len__") else None
+    records: Sequence[dict[str, Any]], data: DataSplits, options: SearchOptions, started: float
+) -> tuple[dict[str, Any], float]:
+    """The chosen point's full fine-tune (`final_epochs`, capped by what 40% of the time left allows at
+    the seconds per step the trials measured) and the expected seconds of one such run."""
     train: dict[str, Any] = {"epochs": options.final_epochs}
-    if options.minutes is None or steps_per_epoch is None:
-        return train
+    steps_per_epoch = len(data.train) if isinstance(data.train, Sized) else None
     timed = [r for r in records if r.get("steps") and r.get("recovery_seconds")]
-    if not timed:
-        return train
+    if steps_per_epoch is None or not timed:
+        return train, max((r.get("seconds", 0.0) for r in records), default=0.0)
     per_step = sum(r["recovery_seconds"] for r in timed) / sum(r["steps"] for r in timed)
-    left = options.minutes * 60 - (time.monotonic() - started)
-    fit = int(0.5 * max(left, 0.0) / max(per_step, 1e-6))  # half: compress also exports and measures
-    wanted = options.final_epochs * steps_per_epoch
-    if fit < wanted:
-        train["max_steps"] = max(int(chosen.get("steps") or 0), fit, 1)
-    return train
+    steps = options.final_epochs * steps_per_epoch
+    if options.minutes is not None:
+        left = options.minutes * 60 - (time.monotonic() - started)
+        fit = int(0.4 * max(left, 0.0) / max(per_step, 1e-6))
+        if fit < steps:
+            steps = max(max(r["steps"] for r in timed), fit, 1)
+            train["max_steps"] = steps
+    overhead = max(r.get("seconds", 0.0) - r.get("recovery_seconds", 0.0) for r in timed)
+    return train, steps * per_step + overhead
 
 
 class BestSaver:

@@ -146,7 +146,9 @@ class SearchSpace:
         return Recipe(steps)
 
     def _recovery(self, params: Mapping[str, Any], train: Mapping[str, Any] | None) -> Step | None:
-        section = dict(train) if train is not None else {"epochs": 1, "max_steps": int(params.get("steps", 0))}
+        section: dict[str, Any] = (
+            dict(train) if train is not None else {"epochs": 1, "max_steps": int(params.get("steps", 0))}
+        )
         if train is None and not section["max_steps"]:
             return None
         section.setdefault("lr", self.lr)

@@ -19,7 +19,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -70,7 +70,11 @@ def open_study(url: str, name: str, *, directions: Sequence[str], sampler: Any, 
     if quiet:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
-        storage=driver_url(url), study_name=name, directions=list(directions), sampler=sampler, load_if_exists=True
+        storage=driver_url(url),
+        study_name=name,
+        directions=[cast(Literal["minimize", "maximize"], d) for d in directions],
+        sampler=sampler,
+        load_if_exists=True,
     )
     if [d.name.lower() for d in study.directions] != [d.lower() for d in directions]:
         raise ConfigError(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import nn
@@ -22,7 +22,7 @@ from torchslim.search.target import METRICS, Target
 RECOVERY = ("finetune", "distill")
 
 
-def apply_steps(model: nn.Module, steps: list[Step], context: Context) -> nn.Module:
+def apply_steps(model: nn.Module, steps: Sequence[Step], context: Context) -> nn.Module:
     """Run `steps` on `model` in order through their registered handlers (the model is changed)."""
     for step in steps:
         model = TECHNIQUES.handler_for(step.config)(model, step.config, targets=step.targets, context=context).model
@@ -80,15 +80,15 @@ class TrialRunner:
         config = {"recipe": recipe.to_dict()}
         untrained = self.space.recipe({**params, "steps": 0}).steps[len(prefix) :]  # no training: cost only
         probe = apply_steps(copy.deepcopy(model), untrained, self.context) if suffix else model
-        costs = self.meter.measure(probe, config=config)
-        probe_quality = self.quality(probe)
-        cost_terms = constraints(self.target, probe_quality, self.baseline_quality, costs, self.metric)[1:]
+        precise = "latency" in self.target.bounds() or self.target.primary_metric == "latency"
+        costs = self.meter.measure(probe, config=config, precise=precise)
+        cost_terms = constraints(self.target, 0.0, self.baseline_quality, costs, self.metric)[1:]
         record: dict[str, Any] = {"params": params, "recipe": recipe.to_dict(), "stopped_early": None}
         recovery_seconds = 0.0
         if any(v > 0 for v in cost_terms):
             names = [m for m, v in zip(self.target.bounds(), cost_terms, strict=True) if v > 0]
             record["stopped_early"] = "misses the " + ", ".join(names) + " bound before fine-tuning"
-            quality = probe_quality
+            quality = self.quality(probe)
         elif suffix:
             t0 = time.monotonic()
             model = apply_steps(model, suffix, self.context)
@@ -97,12 +97,11 @@ class TrialRunner:
             costs = dataclasses.replace(costs, **_size_of(self.meter, model, config))
             self.last_model = model
         else:
-            quality = probe_quality
+            quality = self.quality(probe)
             self.last_model = model
         values = constraints(self.target, quality, self.baseline_quality, costs, self.metric)
         record.update(
             quality=quality,
-            probe_quality=probe_quality,
             drop_points=(self.baseline_quality - quality) * 100.0,
             costs=costs.to_dict(),
             constraints=values,
