@@ -182,3 +182,33 @@ def test_recipe_shows_changed_settings_and_folds_defaults():
     page = render_html(Report(model="m", before=sample_report().before, recipe=recipe))
     assert '<pre class="changed-settings">calibration_samples: 64</pre>' in page
     assert f"<summary>{len(step['defaults'])} setting(s) at their defaults</summary>" in page
+
+
+def test_per_layer_table_shows_channels_kept_by_structured_pruning():
+    from torchslim.report.details import layer_rows
+
+    def conv(name, width, params):
+        return {
+            "name": name,
+            "type": "Conv2d",
+            "params": params,
+            "macs": params * 10,
+            "weight_bits": 32,
+            "width": width,
+        }
+
+    before = {"layers": [conv("conv1", 16, 144), conv("conv2", 32, 4608)]}
+    after = {"layers": [conv("conv1", 8, 72), conv("conv2", 16, 1152)]}
+    columns, rows = layer_rows(before, after)
+    assert columns[0] == "channels / features"
+    assert [row["cells"][0] for row in rows] == ["16 → 8", "32 → 16"]
+
+
+def test_measured_layers_carry_their_width():
+    import torch
+
+    from torchslim.measure import analyze
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 6, 3), torch.nn.Flatten(), torch.nn.Linear(6 * 4 * 4, 5))
+    stats = analyze(model, example_input=torch.zeros(1, 1, 6, 6), repeats=1, warmup=0, energy_seconds=0.0)
+    assert [layer.width for layer in stats.layers if layer.params] == [6, 5]

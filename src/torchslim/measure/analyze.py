@@ -63,9 +63,19 @@ def _layer_stats(
                 weight_bits=bits,
                 sparsity=counted.sparsity if counted else 0.0,
                 energy_uj=energy_by_layer.get(name),
+                width=_width(module),
             )
         )
     return layers
+
+
+def _width(module: nn.Module) -> int | None:
+    """Output channels / features of a conv or linear layer (compressed forms keep the attribute), else None."""
+    for attribute in ("out_channels", "out_features", "nf"):  # nf: transformers' Conv1D
+        value = getattr(module, attribute, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 def analyze(

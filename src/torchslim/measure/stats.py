@@ -31,6 +31,8 @@ class LayerStats:
     weight_bits: int | None
     sparsity: float
     energy_uj: float | None = None
+    width: int | None = None
+    """Output channels (convolutions) or output features (linear layers): what structured pruning cuts."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -21,6 +21,7 @@ def _bytes_at_bits(row: dict[str, Any]) -> int | None:
 
 
 LAYER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("width", "channels / features"),
     ("params", "params"),
     ("macs", "MACs"),
     ("weight_bits", "bits"),
