@@ -182,8 +182,8 @@ def section_quantize(args: argparse.Namespace) -> dict[str, Any]:
 def _cli(out: Path, args: argparse.Namespace) -> list[str]:
     return [
         sys.executable, "-m", "torchslim", "lottery", "lenet-300-100", "--data", "fashion-mnist",
-        "--levels", "3", "--rate", "0.4", "--rewind", "50it", "--train-samples", str(args.resume_samples),
-        "--eval-samples", "1000", "--epochs", "1", "--train-batch-size", "60", "--threads", "1", "--quiet",
+        "--levels", "3", "--rate", "0.4", "--rewind", "10it", "--train-samples", str(args.resume_samples),
+        "--eval-samples", "1000", "--epochs", "2", "--train-batch-size", "60", "--threads", "1", "--quiet",
         "--out", str(out),
     ]  # fmt: skip
 
@@ -310,7 +310,7 @@ def main() -> None:
     args.lenet_levels = 6  # 0.6^6 of the hidden layers, 0.8^6 of the output layer: 4.75% of the weights
     args.conv_levels = 3 if quick else 5  # global: 0.6^5 of the pool, about 8% of the weights
     args.conv_rewind = "20it" if quick else "200it"
-    args.resume_samples = 1200 if quick else 3000
+    args.resume_samples = 1200
     args.kill_delay = 0.5
     cache = Path(os.environ.get("TORCHSLIM_CACHE") or "~/.cache/torchslim").expanduser()
     args.work = args.work or str(cache / "benchmarks" / args.stem)
