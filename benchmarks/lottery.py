@@ -315,11 +315,12 @@ def main() -> None:
     cache = Path(os.environ.get("TORCHSLIM_CACHE") or "~/.cache/torchslim").expanduser()
     args.work = args.work or str(cache / "benchmarks" / args.stem)
     path = RESULTS / f"{args.stem}.json"
-    results = json.loads(path.read_text()) if path.is_file() else {}
     fresh = new_results(quick=quick, threads=1)
     fresh["command"] = "python benchmarks/lottery.py" + (" --quick" if quick else "") + f" --only {args.only}"
-    fresh["sections"] = results.get("sections", {})
-    fresh["sections"].update(run_sections(args.only, SECTIONS, lambda fn: fn(args), error=parser.error))
+    done = run_sections(args.only, SECTIONS, lambda fn: fn(args), error=parser.error)
+    # sections run by other invocations (read now: they may have finished meanwhile) are kept
+    fresh["sections"] = json.loads(path.read_text()).get("sections", {}) if path.is_file() else {}
+    fresh["sections"].update(done)
     write_results(RESULTS, args.stem, fresh, markdown(fresh))
     log(f"wrote {RESULTS / args.stem}.json / .md")
 
