@@ -18,11 +18,14 @@ Sections:
 * ``resume``: ``torchslim lottery`` in a subprocess killed with SIGKILL during level 2, rerun with
   the same command; its masks of every level against an uninterrupted run with the same seed.
 
-Compute budget: the machine has 2 cores shared by about 8 processes, so each level trains on a
-seeded subset of the Fashion-MNIST train split for a few epochs (``--train-samples``,
-``--epochs``; the paper trains 50k iterations), with a rate of 0.4 per level instead of the paper's
-0.2 (fewer levels to the same sparsity); every number is test accuracy on the full 10,000-image
-test set, one torch thread. Writes ``benchmarks/results/lottery[_quick].json`` / ``.md`` and the
+Compute budget: the machine has 2 cores shared by about 8 processes, so the dense run and every
+level train only 2 epochs (Adam, lr 1.2e-3, batch 60) on the 54,000-image train split (the paper
+trains 50k iterations; ``--quick``: 4,000 samples, 1 epoch, one seed), with a rate of 0.4 per level
+instead of the paper's 0.2 (fewer levels to the same sparsity); LeNet-5 rewinds to step 200 (of
+1,800). Every number is test accuracy on the full 10,000-image test set, one torch thread. The
+run directories (``--work``) keep every level, so an interrupted benchmark resumes and sections
+can run in parallel processes (``--only lenet --seeds 1``); each invocation merges its sections
+into the results file. Writes ``benchmarks/results/lottery[_quick].json`` / ``.md`` and the
 curves ``lottery[_quick]_<section>.png``.
 """
 
