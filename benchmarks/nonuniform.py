@@ -638,6 +638,8 @@ def baseline_lines(sections: dict[str, Any]) -> list[str]:
 def digest_lines(sections: dict[str, Any]) -> list[str]:
     """Every section names the baseline digest it started from; say when they differ."""
     seen: dict[str, set[str]] = {}
+    for name, model in ((sections.get("baseline") or {}).get("models") or {}).items():
+        seen.setdefault(name, set()).add(model["sha256"][:12])
     for section in sections.values():
         for name, ref in (section.get("baselines") or {}).items():
             seen.setdefault(name, set()).add(ref["sha256"][:12])
