@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
+from torchslim.measure import power
 from torchslim.measure.inference_energy import measure_inference_energy
 from torchslim.measure.power import EnergyMeasurement, NotMeasurable, measure_energy
+
+
+class VirtualClock:
+    """Stands in for the ``time`` module of torchslim.measure.power: time passes only by sleep() and
+    by the work a test's call says it took, so windows and energies are exact on a busy machine."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
 
 
 class PowerModelCounter:
@@ -18,42 +34,63 @@ class PowerModelCounter:
     source = "nvml"
     domain_labels = ("gpu0",)
 
-    def __init__(self, idle_watts: float) -> None:
+    def __init__(self, idle_watts: float, clock: Any = time) -> None:
+        self.clock = clock
         self.idle_watts = idle_watts
         self.dynamic_joules = 0.0
         self.floor_joules = 0.0  # idle energy up to `since`
-        self.since = time.perf_counter()
+        self.since = clock.perf_counter()
         self.closed = False
 
     def set_idle_watts(self, watts: float) -> None:
-        now = time.perf_counter()
+        now = self.clock.perf_counter()
         self.floor_joules += self.idle_watts * (now - self.since)
         self.idle_watts, self.since = watts, now
 
     def sample(self) -> float:
-        idle = self.floor_joules + self.idle_watts * (time.perf_counter() - self.since)
+        idle = self.floor_joules + self.idle_watts * (self.clock.perf_counter() - self.since)
         return (idle + self.dynamic_joules) * 1e6  # µJ since opened
 
     def close(self) -> None:
         self.closed = True
 
 
-def test_idle_power_is_measured_subtracted_and_reported() -> None:
-    counter = PowerModelCounter(idle_watts=50.0)
+def test_idle_power_is_measured_subtracted_and_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = VirtualClock()
+    monkeypatch.setattr(power, "time", clock)
+    counter = PowerModelCounter(idle_watts=100.0, clock=clock)
 
-    def call() -> None:
-        counter.dynamic_joules += 5.0  # one call of 4 inferences: 1.25 J each above idle
+    def call() -> None:  # one batch of 4 inferences: 10 ms and 0.5 J above idle
+        clock.now += 0.010
+        counter.dynamic_joules += 0.5
 
     result = measure_energy(
-        call, seconds=0.05, idle_seconds=0.2, items_per_call=4, warmup=0, min_calls=200, counter=counter
+        call, seconds=1.0, idle_seconds=2.0, items_per_call=4, warmup=3, min_calls=200, counter=counter
     )
     assert isinstance(result, EnergyMeasurement)
-    assert result.joules_per_inference == pytest.approx(1.25, rel=1e-3)
-    assert result.idle_watts == pytest.approx(50.0, rel=2e-2)  # timer jitter on a busy machine
-    assert result.inferences >= 800  # the window covers at least min_calls calls
-    assert result.inferences % 4 == 0
-    assert result.loop_joules > result.inferences * 1.25  # idle energy was in the loop, then removed
-    assert result.label == "measured (nvml)" and counter.closed
+    assert result.idle_watts == pytest.approx(100.0)
+    assert result.inferences == 800  # 200 calls (min_calls) outlast the 1 s window: 2 s of batches
+    assert result.seconds == pytest.approx(2.0)
+    assert result.loop_joules == pytest.approx(200 * 0.5 + 100.0 * 2.0)  # idle energy is in the window
+    assert result.joules_per_inference == pytest.approx(0.125)  # and subtracted: 0.5 J / 4
+    assert result.uj_per_inference == pytest.approx(125_000.0)
+    assert result.label == "measured (nvml)" and result.domains == ("gpu0",) and counter.closed
+
+
+def test_the_window_is_at_least_the_asked_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = VirtualClock()
+    monkeypatch.setattr(power, "time", clock)
+    counter = PowerModelCounter(idle_watts=10.0, clock=clock)
+
+    def call() -> None:
+        clock.now += 0.010
+        counter.dynamic_joules += 0.2
+
+    result = measure_energy(call, seconds=3.0, idle_seconds=1.0, warmup=0, min_calls=5, counter=counter)
+    assert isinstance(result, EnergyMeasurement)
+    assert 3.0 <= result.seconds < 3.0 + 0.011  # float steps of 10 ms may need one more call
+    assert result.inferences == round(result.seconds / 0.010)
+    assert result.joules_per_inference == pytest.approx(0.2)
 
 
 def test_a_loop_below_idle_power_is_not_measurable_rather_than_negative() -> None:
