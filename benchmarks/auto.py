@@ -16,7 +16,7 @@ Sections (``--only size,latency,energy``):
 Every ratio of the chosen model is measured again after its full fine-tune, in the same run, by the
 search's own meter: bytes of the saved artifact, latency as the median of alternating rounds
 (original and candidate timed in turn), energy, MACs; accuracy on the test split (the search selects
-on the validation split, 5,000 images; the test split has 10,000). The machine has 2 cores shared
+on 2,560 images of the validation split; the test split has 10,000). The machine has 2 cores shared
 by ~8 processes: timings are ratios of alternating rounds, never absolute milliseconds compared
 across runs.
 

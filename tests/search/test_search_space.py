@@ -91,3 +91,15 @@ def test_float_levels_use_per_layer_sparsity_and_no_quantize():
     recipe = space.recipe({"levels": "float", "sparsity:conv1": 0.5, "steps": 0})
     assert [s.technique for s in recipe.steps] == ["magnitude_pruning"]
     assert recipe.steps[0].config.per_layer == {"conv1": 0.5}
+
+
+def test_sparsity_only_where_zeros_save_bytes():
+    space = build_space(channels=None, sparsity=_channels(), bits=_bits(), range_drop=0.05, finetune_steps=(0,))
+    point = {"sparsity:conv1": 0.5, "steps": 0}
+    uniform = [s.technique for s in space.recipe({**point, "levels": "uniform"}).steps]
+    coded = [s.technique for s in space.recipe({**point, "levels": "uniform", "entropy_code": True}).steps]
+    assert "magnitude_pruning" not in uniform  # packed codes are dense: zeros would only cost accuracy
+    assert coded == ["magnitude_pruning", "quantize", "entropy_code"]
+    if "binarize" in space.level_types:  # registered by the binary level technique
+        binary = [s.technique for s in space.recipe({**point, "levels": "binarize"}).steps]
+        assert binary == ["binarize"]

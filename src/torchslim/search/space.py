@@ -7,8 +7,9 @@ ordinary :class:`~torchslim.core.recipe.Recipe` (so any result reruns with ``com
    ``max`` is the largest ratio the channel sensitivity curve of that group allows);
 2. ``magnitude_pruning`` with a sparsity per layer (``sparsity:<layer>``, ranges from the
    unstructured curves), searched where zeros cost fewer bytes: float layers (sparse codecs), the
-   codebook / binary level techniques, and entropy-coded codes (``entropy_code``, when registered,
-   Deep Compression's last stage); plain packed uniform codes are dense, so it is not searched there;
+   k-means codebook (a pinned 0.0 centroid) and entropy-coded uniform codes (``entropy_code``, when
+   registered: Deep Compression's last stage); packed uniform codes are dense and binary /
+   power-of-two levels have no zero, so it is not searched there;
 3. a short recovery: ``finetune`` or ``distill`` from the original (``distill``), ``steps`` optimizer
    steps (the chosen point gets the full budget);
 4. quantization: the level type (``uniform`` through ``quantize``, with ``bits:<layer>`` per layer from
@@ -73,7 +74,7 @@ class SearchSpace:
         params["levels"] = trial.suggest_categorical("levels", self.level_types)
         if self.entropy_code and params["levels"] != "float":
             params["entropy_code"] = trial.suggest_categorical("entropy_code", [False, True])
-        if params["levels"] != "uniform" or params.get("entropy_code"):  # where zeros cost fewer bytes
+        if _zeros_save_bytes(params):
             for layer, high in self.sparsity_max.items():
                 params[f"sparsity:{layer}"] = trial.suggest_float(f"sparsity:{layer}", 0.0, high, step=0.05)
         if params["levels"] == "uniform":
@@ -109,7 +110,8 @@ class SearchSpace:
         for levels in ("binarize", "kmeans_quant"):  # the registered level types, from the same half-pruned start
             if levels in self.level_types:
                 point = {**half, "levels": levels, "bits:kmeans_quant": 4, "entropy_code": self.entropy_code}
-                point |= {f"sparsity:{layer}": 0.5 * high for layer, high in self.sparsity_max.items()}
+                if levels in SPARSE_LEVELS:
+                    point |= {f"sparsity:{layer}": 0.5 * high for layer, high in self.sparsity_max.items()}
                 out.insert(2, point | {"steps": max(self.finetune_steps), "distill": False})
         return out
 
@@ -128,7 +130,7 @@ class SearchSpace:
                 )
             )
         levels = str(params.get("levels", "uniform"))
-        if levels != "uniform" or params.get("entropy_code"):
+        if _zeros_save_bytes(params):
             sparsity = {k.split(":", 1)[1]: float(v) for k, v in params.items() if k.startswith("sparsity:") and v > 0}
             if sparsity:
                 config = {"sparsity": 0.0, "scope": "layer", "per_layer": sparsity}
@@ -175,6 +177,18 @@ class SearchSpace:
         activations = {"mode": "auto"} if params.get("activations", "int8") == "int8" else None
         config = {"mode": "ptq", "weights": {"bits": 8, "layer_bits": layer_bits}, "activations": activations}
         return _step("quantize", config, None)
+
+
+SPARSE_LEVELS = ("float", "kmeans_quant")
+"""Level types whose storage keeps zeros cheap (sparse codecs; a codebook with a pinned 0.0 centroid).
+Binary and power-of-two levels have no zero, so pruning masks would only cost accuracy there."""
+
+
+def _zeros_save_bytes(params: Mapping[str, Any]) -> bool:
+    """Per-layer sparsity is searched where zeros cost fewer bytes: sparse float layers, a codebook
+    with a zero centroid, and uniform codes that are entropy-coded."""
+    levels = params.get("levels", "uniform")
+    return levels in SPARSE_LEVELS or (levels == "uniform" and bool(params.get("entropy_code")))
 
 
 def _step(technique: str, config: Mapping[str, Any], targets: Targets | None) -> Step:
