@@ -280,3 +280,12 @@ def test_compress_reports_the_choice():
     }
     assert (step["temperature"], step["alpha"]) == (step["settings"]["temperature"], step["settings"]["alpha"])
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in original.items())
+
+
+def test_the_cli_recipe_leaves_unset_settings_to_the_probe():
+    from torchslim.distillation.cli import distill_recipe
+
+    unset = distill_recipe(student="depth:2").steps[0].config
+    assert unset.temperature is None and unset.alpha is None
+    explicit = distill_recipe(student="depth:2", temperature=2.0, alpha=0.5).steps[0].config
+    assert (explicit.temperature, explicit.alpha) == (2.0, 0.5)
