@@ -234,11 +234,18 @@ def markdown(results: dict[str, Any]) -> str:
             ],
         ],
     )
+    control = row.get("dense_control_accuracy")
+    control_note = (
+        f"{control:.4f}, so against the control the drop is {100 * (control - row['accuracy']):+.2f} points"
+        if isinstance(control, float)
+        else "not run"
+    )
     lines += [
         "",
-        f"Artifact files: {row['artifact_files']}; with the recipe in the manifest (result.save): "
-        f"{row['result_save_model_bytes']:,} bytes. Dense control trained for the same extra epochs: "
-        f"{row.get('dense_control_accuracy', 'not run')}.",
+        f"Baseline: {results.get('baseline_epochs', '?')} epochs (Adam, lr 1e-3, 1 thread). Artifact files: "
+        f"{row['artifact_files']}; with the recipe in the manifest (result.save): "
+        f"{row['result_save_model_bytes']:,} bytes. Dense control (the baseline trained on for the epochs the "
+        f"recipe fine-tunes, lr 5e-4): {control_note}.",
         f"ONNX: {row['onnx']}. {row['note']}.",
         "",
         "## Checks",
@@ -265,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     epochs = 1 if args.quick else args.epochs
     cache = None if args.quick else args.cache / f"lenet-300-100-e{epochs}-s{args.seed}"
     model = train_baseline(splits, seed=args.seed, epochs=epochs, cache=cache)
-    results = new_results(quick=args.quick, threads=1)
+    results = new_results(quick=args.quick, threads=1, baseline_epochs=epochs)
     started = time.perf_counter()
     row = run_deep_compression(model, splits, seed=args.seed)
     if not args.no_control:
@@ -276,7 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     results["sections"]["deep_compression"] = row
     log(f"deep-compression: {row['size_ratio']:.1f}x, drop {row['drop_points']:+.2f} points")
     report = markdown(results)
-    write_results(args.out, "nonuniform_torchslim_quick" if args.quick else "nonuniform_torchslim", results, report)
+    stem = (
+        "nonuniform_torchslim"
+        + ("_quick" if args.quick else "")
+        + ("" if args.quick or epochs == 10 else f"_e{epochs}")
+    )
+    write_results(args.out, stem, results, report)
     print(report)
     return 0
 
