@@ -104,21 +104,25 @@ def test_a_loop_below_idle_power_is_not_measurable_rather_than_negative() -> Non
     assert isinstance(result, NotMeasurable) and "no energy above idle" in result.reason
 
 
-def test_model_energy_is_measured_per_inference_next_to_the_estimate() -> None:
-    counter = PowerModelCounter(idle_watts=20.0)
+def test_model_energy_is_measured_per_inference_next_to_the_estimate(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = VirtualClock()
+    monkeypatch.setattr(power, "time", clock)
+    counter = PowerModelCounter(idle_watts=20.0, clock=clock)
     model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4))
 
-    def add_energy(*_: object) -> None:
-        counter.dynamic_joules += 8.0  # one batch of 8
+    def add_energy(*_: object) -> None:  # one batch of 8: 10 ms, 8 J above idle
+        clock.now += 0.010
+        counter.dynamic_joules += 8.0
 
     model.register_forward_hook(add_energy)
     result = measure_inference_energy(
-        model, torch.randn(8, 16), device="cpu", seconds=0.02, idle_seconds=0.1, min_batches=20, counter=counter
+        model, torch.randn(8, 16), device="cpu", seconds=0.5, idle_seconds=1.0, min_batches=20, counter=counter
     )
     assert result.batch_size == 8
-    assert result.measured_uj == pytest.approx(1e6, rel=1e-2)  # 8 J / 8 inferences
+    assert result.measured_uj == pytest.approx(1e6)  # 8 J / 8 inferences, idle removed
     assert result.estimate_uj > 0 and result.estimate_source.startswith("estimate")
-    assert result.to_dict()["measured"]["idle_watts"] == pytest.approx(20.0, rel=5e-2)
+    assert result.to_dict()["measured"]["idle_watts"] == pytest.approx(20.0)
+    assert result.to_dict()["measured"]["inferences"] >= 8 * 50  # a window of many batches
     assert next(model.parameters()).device.type == "cpu"  # the caller's model stays where it was
 
 
