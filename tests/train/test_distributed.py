@@ -113,6 +113,16 @@ def test_any_iterable_of_batches_is_sliced_the_same_way():
     assert ranks[0][1][0] == ["a", "b"] and ranks[1][1][0] == ["c"]
 
 
+def test_a_stream_is_sliced_after_loading_so_ranks_never_share_samples():
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter([(torch.tensor([float(i)]), i) for i in range(10)])
+
+    loader = torch.utils.data.DataLoader(Stream(), batch_size=4)
+    ranks = [[y.tolist() for _, y in shard_loader(loader, World(r, 2))] for r in range(2)]
+    assert ranks == [[[0, 1], [4, 5], [8]], [[2, 3], [6, 7], [9]]]
+
+
 def test_a_batch_smaller_than_the_world_is_a_clear_error():
     batches = [(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long))]
     with pytest.raises(DataError, match="cannot be split over 2 processes"):

@@ -86,19 +86,39 @@ class LazyCheckpoint:
         """Tensor names under `prefix` (a module path ending in ``.``, or an exact name)."""
         return sorted(n for n in self.weight_map if n.startswith(prefix) or n == prefix.rstrip("."))
 
-    def read(self, names: list[str]) -> dict[str, Tensor]:
-        """Copy the named tensors into memory, opening each shard that holds some of them once."""
+    def _by_file(self, names: list[str]) -> dict[str, list[str]]:
         by_file: dict[str, list[str]] = {}
         for name in names:
             if name not in self.weight_map:
                 raise ArtifactError(f"Tensor {name!r} is not in the checkpoint {str(self.directory)!r}.")
             by_file.setdefault(self.weight_map[name], []).append(name)
+        return by_file
+
+    def read(self, names: list[str]) -> dict[str, Tensor]:
+        """Copy the named tensors into memory, opening each shard that holds some of them once."""
         out: dict[str, Tensor] = {}
-        for file, wanted in by_file.items():
+        for file, wanted in self._by_file(names).items():
             with safe_open(str(self.directory / file), framework="pt") as handle:
                 for name in wanted:
                     out[name] = handle.get_tensor(name)
         return out
+
+    def read_into(self, targets: dict[str, Tensor]) -> None:
+        """Copy each named stored tensor into its target (``copy_``: converts the dtype), one tensor in
+        memory at a time; every name is checked before anything is read."""
+        for file, wanted in self._by_file(list(targets)).items():
+            with safe_open(str(self.directory / file), framework="pt") as handle:
+                for name in wanted:
+                    target = targets[name]
+                    stored = handle.get_tensor(name)
+                    if tuple(stored.shape) != tuple(target.shape):
+                        raise ArtifactError(
+                            f"Tensor {name!r} in {file!r} has shape {tuple(stored.shape)}, the model expects "
+                            f"{tuple(target.shape)}."
+                        )
+                    with torch.no_grad():
+                        target.copy_(stored)
+                    del stored
 
 
 class ShardWriter:
@@ -115,7 +135,7 @@ class ShardWriter:
         size = tensor.numel() * tensor.element_size()
         if self.pending and self.pending_bytes + size > self.max_bytes:
             self.flush()
-        self.pending[name] = tensor.detach().contiguous().clone()
+        self.pending[name] = tensor.detach().contiguous()  # callers pass tensors nobody changes afterwards
         self.pending_bytes += size
 
     def flush(self) -> None:
@@ -222,27 +242,40 @@ def decoder_parts(model: nn.Module) -> DecoderParts:
 def materialized(module: nn.Module, prefix: str, source: LazyCheckpoint, **rename: str) -> Iterator[nn.Module]:
     """Give the meta-device `module` real storage, load its tensors (``prefix + name``, or a `rename`d
     name) from `source`, yield it, and send it back to ``meta`` (freeing the memory) afterwards."""
-    own = list(module.state_dict().keys())
-    keys = {key: rename.get(key, prefix + key) for key in own}
-    try:
-        tensors = source.read(list(keys.values()))
-    except ArtifactError as exc:
-        raise ModelError(f"Cannot load {prefix.rstrip('.') or type(module).__name__}: {exc}") from None
     module.to_empty(device="cpu")
-    with torch.no_grad():  # copy_ converts the stored dtype (bf16, fp16) into the module's float32
-        module.load_state_dict({key: tensors[name] for key, name in keys.items()}, strict=True)
-    del tensors
+    targets = {rename.get(key, prefix + key): value for key, value in module.state_dict(keep_vars=True).items()}
+    try:
+        source.read_into(targets)  # one stored tensor at a time, straight into the module's float32 storage
+    except ArtifactError as exc:
+        module.to("meta")
+        raise ModelError(f"Cannot load {prefix.rstrip('.') or type(module).__name__}: {exc}") from None
+    del targets
     try:
         yield module
     finally:
         module.to("meta")
 
 
-def _per_row(weight: Tensor, bits: int) -> tuple[Tensor, Tensor, Tensor]:
-    """(int8 codes, float32 scale per row, dequantized weight) of a 2-D weight, symmetric round-to-nearest."""
+CHUNK_ELEMENTS = 1 << 22
+"""Rows are quantized in chunks of about this many elements, so temporaries stay ~16 MB per chunk."""
+
+
+def quantize_rows_(weight: Tensor, bits: int) -> tuple[Tensor, Tensor]:
+    """Int8 codes and float32 per-row scales of a 2-D float weight (symmetric round-to-nearest); the
+    weight is overwritten, in place, by its dequantized values. Chunks of rows give the same result
+    as the whole matrix at once (every row has its own scale)."""
     g = as_granularity("per_channel", axis=0)
-    codes, scale, zero = quantize_tensor(weight.detach().float(), bits=bits, symmetric=True, granularity=g)
-    return codes, scale.reshape(-1), dequantize(codes, scale, zero, granularity=g)
+    rows = max(1, CHUNK_ELEMENTS // max(1, weight.shape[1]))
+    codes = torch.empty(weight.shape, dtype=torch.int8)
+    scales = torch.empty(weight.shape[0], dtype=torch.float32)
+    with torch.no_grad():
+        for start in range(0, weight.shape[0], rows):
+            part = weight[start : start + rows]
+            q, scale, zero = quantize_tensor(part.detach().float(), bits=bits, symmetric=True, granularity=g)
+            codes[start : start + rows] = q
+            scales[start : start + rows] = scale.reshape(-1)
+            part.copy_(dequantize(q, scale, zero, granularity=g))
+    return codes, scales
 
 
 def _observe_inputs(layers: dict[str, nn.Linear]) -> tuple[dict[str, float], list[Any]]:
@@ -288,8 +321,7 @@ def _quantize_block(block: nn.Module, prefix: str, run: _Run, bits: int) -> None
             handle.remove()
         scales = {name: max(value, 1e-8) / 127.0 for name, value in ranges.items()}
         for name, layer in linears.items():
-            codes, scale, dequantized = _per_row(layer.weight, bits)
-            layer.weight.copy_(dequantized)
+            codes, scale = quantize_rows_(layer.weight, bits)
             run.writer.add(f"{prefix}{name}.weight_q", codes)
             run.writer.add(f"{prefix}{name}.weight_scale", scale)
             run.writer.add(f"{prefix}{name}.input_scale", torch.tensor(scales[name], dtype=torch.float32))
@@ -313,11 +345,11 @@ def _embed(parts: DecoderParts, ids: Tensor, run: _Run, bits: int) -> None:
     """The embedding stage: both chains start from the token embeddings (the quantized one dequantized)."""
     embed = parts.embed
     with materialized(embed, "model.embed_tokens.", run.source):
-        codes, scale, dequantized = _per_row(embed.weight, bits)
+        run.float_chain = embed(ids).float()
+        codes, scale = quantize_rows_(embed.weight, bits)
         run.writer.add("model.embed_tokens.weight_q", codes)
         run.writer.add("model.embed_tokens.weight_scale", scale)
-        run.float_chain = embed(ids).float()
-        run.quant_chain = nn.functional.embedding(ids, dequantized)
+        run.quant_chain = embed(ids).float()
         run.parameters += embed.weight.numel()
     rotary = type(parts.rotary)(config=parts.config)  # small, and its buffers are not in the checkpoint
     positions = torch.arange(ids.shape[1]).unsqueeze(0)
@@ -338,12 +370,11 @@ def _head(parts: DecoderParts, run: _Run, bits: int) -> tuple[float, float]:
         float_logits = head(float_hidden)
         input_scale = max(float(quant_hidden.abs().max()), 1e-8) / 127.0
         run.writer.add("lm_head.input_scale", torch.tensor(input_scale, dtype=torch.float32))
-        codes, scale, dequantized = _per_row(head.weight, bits)
+        codes, scale = quantize_rows_(head.weight, bits)
         if not tied:  # a tied head computes with the int8 embedding, which is stored already
             run.writer.add("lm_head.weight_q", codes)
             run.writer.add("lm_head.weight_scale", scale)
             run.parameters += head.weight.numel()
-        head.weight.copy_(dequantized)
         if run.static_activations:
             quant_hidden = torch.clamp(torch.round(quant_hidden / input_scale), -128, 127) * input_scale
         quant_logits = head(quant_hidden)
@@ -397,13 +428,14 @@ def quantize_checkpoint(
     parts = decoder_parts(skeleton_from(source_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     run = _Run(checkpoint, ShardWriter(out_dir, max_shard_bytes), static_activations, calibration, calibration)
-    _embed(parts, calibration, run, bits)
-    for i, block in enumerate(parts.layers):
-        with materialized(block, f"model.layers.{i}.", checkpoint):
-            _quantize_block(block, f"model.layers.{i}.", run, bits)
-        if on_block is not None:
-            on_block(run.blocks[-1])
-    logits_sqnr, agreement = _head(parts, run, bits)
+    with torch.no_grad():
+        _embed(parts, calibration, run, bits)
+        for i, block in enumerate(parts.layers):
+            with materialized(block, f"model.layers.{i}.", checkpoint):
+                _quantize_block(block, f"model.layers.{i}.", run, bits)
+            if on_block is not None:
+                on_block(run.blocks[-1])
+        logits_sqnr, agreement = _head(parts, run, bits)
     run.writer.close({"format": FORMAT, "bits": str(bits), "weights": "symmetric per-output-channel int8"})
     (out_dir / "config.json").write_text((source_dir / "config.json").read_text(encoding="utf-8"), encoding="utf-8")
     return StreamingResult(

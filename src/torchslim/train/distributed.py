@@ -48,7 +48,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from torchslim.core.errors import ConfigError, DataError, ModelError
 
@@ -215,10 +215,14 @@ class ShardedBatches:
 
 
 def shard_loader(loader: Iterable[Any], world: World) -> Iterable[Any]:
-    """This rank's view of `loader`: a DataLoader over the same dataset whose batch sampler keeps this
-    rank's slice of every global batch (only this rank's samples are loaded), or, for other
-    iterables, the same batches sliced after loading."""
-    if isinstance(loader, DataLoader) and loader.batch_sampler is not None:
+    """This rank's view of `loader`: a DataLoader over the same map-style dataset whose batch sampler
+    keeps this rank's slice of every global batch (only this rank's samples are loaded), or, for other
+    iterables (an IterableDataset's loader included), the same batches sliced after loading."""
+    if (
+        isinstance(loader, DataLoader)
+        and loader.batch_sampler is not None
+        and not isinstance(loader.dataset, IterableDataset)
+    ):
         extra: dict[str, Any] = {}
         if loader.num_workers > 0:
             extra = {"prefetch_factor": loader.prefetch_factor, "persistent_workers": loader.persistent_workers}
