@@ -46,7 +46,7 @@ def promote(
     *,
     target: Target,
     train: dict[str, Any] | None,
-    seconds_each: float,
+    final_steps: int | None,
     deadline: float,
     margin: float,
     slack: float,
@@ -54,12 +54,14 @@ def promote(
     max_candidates: int = 3,
     clock: Callable[[], float] = time.monotonic,
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """(the chosen record, the promotions tried); see the module docstring. `seconds_each` is the
-    expected time of one promotion; none starts unless it fits before `deadline`."""
+    """(the chosen record, the promotions tried); see the module docstring. A candidate is promoted
+    only when twice its expected time (its trial's seconds scaled to `final_steps`: the promotion,
+    then compress's rerun of the chosen recipe) fits before `deadline`."""
     tried: list[dict[str, Any]] = []
     for record in candidates(records, target, slack)[:max_candidates]:
-        if clock() + seconds_each > deadline:
-            break
+        scale = max(1.0, (final_steps or 0) / max(int(record.get("steps") or 0), 1))
+        if clock() + 2 * scale * float(record.get("seconds", 0.0)) > deadline:
+            continue
         started = clock()
         recipe = space.recipe(record["params"], train=train)
         model = apply_steps(copy.deepcopy(runner.original), recipe.steps, runner.context)

@@ -156,16 +156,15 @@ def search(
         except KeyboardInterrupt:
             interrupted = True
     records = [t.user_attrs["record"] | {"number": t.number} for t in study.trials if "record" in t.user_attrs]
-    final_train, seconds_each = _final_train(records, data, options, started)
-    end = float("inf") if options.minutes is None else started + 60 * options.minutes - seconds_each
+    final_train, final_steps = _final_train(records, data, options, started)
     chosen, promotions = promote(
         runner,
         space,
         records,
         target=target,
         train=final_train,
-        seconds_each=seconds_each,
-        deadline=end,  # the rerun of the chosen recipe (compress) still fits after the last promotion
+        final_steps=final_steps,
+        deadline=float("inf") if options.minutes is None else started + 60 * options.minutes,
         margin=margin,
         slack=options.promote_slack if options.promote_slack is not None else target.max_drop,
         out=out,
@@ -263,14 +262,14 @@ def _try_sensitivity(model: nn.Module, loader: Any, **kwargs: Any) -> Sensitivit
 
 def _final_train(
     records: Sequence[dict[str, Any]], data: DataSplits, options: SearchOptions, started: float
-) -> tuple[dict[str, Any], float]:
+) -> tuple[dict[str, Any], int | None]:
     """The chosen point's full fine-tune (`final_epochs`, capped by what 40% of the time left allows at
-    the seconds per step the trials measured) and the expected seconds of one such run."""
+    the seconds per step the trials measured) and its optimizer steps (None: unknown)."""
     train: dict[str, Any] = {"epochs": options.final_epochs}
     steps_per_epoch = len(data.train) if isinstance(data.train, Sized) else None
     timed = [r for r in records if r.get("steps") and r.get("recovery_seconds")]
     if steps_per_epoch is None or not timed:
-        return train, max((r.get("seconds", 0.0) for r in records), default=0.0)
+        return train, None
     per_step = sum(r["recovery_seconds"] for r in timed) / sum(r["steps"] for r in timed)
     steps = options.final_epochs * steps_per_epoch
     if options.minutes is not None:
@@ -279,8 +278,7 @@ def _final_train(
         if fit < steps:
             steps = max(max(r["steps"] for r in timed), fit, 1)
             train["max_steps"] = steps
-    overhead = max(r.get("seconds", 0.0) - r.get("recovery_seconds", 0.0) for r in timed)
-    return train, steps * per_step + overhead
+    return train, steps
 
 
 class BestSaver:

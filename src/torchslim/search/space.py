@@ -13,7 +13,8 @@ ordinary :class:`~torchslim.core.recipe.Recipe` (so any result reruns with ``com
 3. a short recovery: ``finetune`` or ``distill`` from the original (``distill``), ``steps`` optimizer
    steps (the chosen point gets the full budget);
 4. quantization: the level type (``uniform`` through ``quantize``, with ``bits:<layer>`` per layer from
-   the bit-width curves, and ``activations`` int8 or float; or a level technique registered in
+   the bit-width curves, ``activations`` int8 or float, post-training or ``qat`` with the recovery's
+   budget; or a level technique registered in
    ``core.technique.TECHNIQUES`` at run time, e.g. ``kmeans_quant``, ``pow2_quant``, ``binarize``,
    ``ternarize``), or none (``float``).
 
@@ -82,6 +83,7 @@ class SearchSpace:
                 if len(choices) > 1:
                     params[f"bits:{layer}"] = trial.suggest_categorical(f"bits:{layer}", choices)
             params["activations"] = trial.suggest_categorical("activations", self.activations)
+            params["qat"] = trial.suggest_categorical("qat", [False, True])
         elif params["levels"] != "float" and "bits" in TECHNIQUES.config_type(params["levels"]).field_names():
             name = f"bits:{params['levels']}"
             params[name] = trial.suggest_categorical(name, list(LEVEL_BITS))
@@ -93,7 +95,7 @@ class SearchSpace:
         """Starting points read off the sensitivity curves: every range at its safe maximum, at half
         of it, and int8 without pruning; enqueued before the sampler takes over."""
         out = []
-        for fraction, fewest_bits in ((1.0, True), (0.5, True), (0.0, False)):
+        for fraction, fewest_bits, qat in ((1.0, True, True), (0.5, True, False), (0.0, False, False)):
             point: dict[str, Any] = {
                 f"ratio:{g}": round(round(fraction * high / 0.05) * 0.05, 2) for g, high in self.channel_max.items()
             }
@@ -103,6 +105,7 @@ class SearchSpace:
                     point[f"bits:{layer}"] = min(choices) if fewest_bits else max(choices)
             point["activations"] = "int8"
             point["entropy_code"] = False
+            point["qat"] = qat
             point["steps"] = max(self.finetune_steps)
             point["distill"] = False
             out.append(point)
@@ -175,8 +178,14 @@ class SearchSpace:
         layer_bits.update({k.split(":", 1)[1]: int(v) for k, v in params.items() if k.startswith("bits:")})
         layer_bits = {k: v for k, v in layer_bits.items() if v != 8}
         activations = {"mode": "auto"} if params.get("activations", "int8") == "int8" else None
-        config = {"mode": "ptq", "weights": {"bits": 8, "layer_bits": layer_bits}, "activations": activations}
-        return _step("quantize", config, None)
+        config: dict[str, Any] = {"mode": "ptq", "weights": {"bits": 8, "layer_bits": layer_bits}}
+        if params.get("qat"):  # quantization-aware training, same budget as the recovery (QAT's own lr)
+            steps = int(params.get("steps") or 0)
+            config["mode"] = "qat"
+            config["train"] = (
+                dict(train) if train is not None else {"epochs": 1 if steps else 0, "max_steps": steps or None}
+            )
+        return _step("quantize", config | {"activations": activations}, None)
 
 
 SPARSE_LEVELS = ("float", "kmeans_quant")
