@@ -103,3 +103,17 @@ def test_sparsity_only_where_zeros_save_bytes():
     if "binarize" in space.level_types:  # registered by the binary level technique
         binary = [s.technique for s in space.recipe({**point, "levels": "binarize"}).steps]
         assert binary == ["binarize"]
+
+
+def test_promotion_candidates_meet_the_cost_bounds_smallest_first():
+    from torchslim.search.promote import candidates
+    from torchslim.search.target import Target
+
+    def record(number, size, drop):
+        cost_term = size - 1 / 15
+        return {"number": number, "costs": {"size": size}, "drop_points": drop, "constraints": [drop - 1, cost_term]}
+
+    rows = [record(0, 0.02, 1.8), record(1, 0.05, 0.2), record(2, 0.01, 3.5), record(3, 0.2, 0.0), record(4, 0.03, 0.9)]
+    rows.append({**record(5, 0.01, 0.0), "stopped_early": "misses the size bound before fine-tuning"})
+    picked = [r["number"] for r in candidates(rows, Target(size=15, max_drop=1.0), slack=1.0)]
+    assert picked == [0, 4, 1]  # 2: 2.5 points past the budget; 3: not 15x smaller; 5: never fine-tuned
