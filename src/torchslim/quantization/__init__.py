@@ -78,6 +78,7 @@ from torchslim.quantization.ranges import (
     make_range,
 )
 from torchslim.quantization.specs import ActivationSpec, WeightSpec
+from torchslim.quantization.streaming import quantize_checkpoint
 from torchslim.quantization.technique import quantize_handler, register_plan_replays
 
 
@@ -140,6 +141,7 @@ __all__ = [
     "packed_nbytes",
     "qrange",
     "quantize",
+    "quantize_checkpoint",
     "quantize_handler",
     "quantize_module",
     "quantize_tensor",
