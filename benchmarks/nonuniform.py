@@ -103,6 +103,10 @@ class Bench:
             raise ValueError(f"--models: {sorted(unknown)} not in {MODELS}")
         return chosen
 
+    def bits(self) -> list[int]:
+        """The k-means bit widths a section runs (``--bits``; default 2, 3, 4)."""
+        return [int(b) for b in self.args.bits.split(",")] if self.args.bits else list(BITS)
+
     def kinds(self) -> list[str]:
         """The binary kinds a section runs (``--kinds``; default all)."""
         return self.args.kinds.split(",") if self.args.kinds else list(BINARY_KINDS)
@@ -228,7 +232,7 @@ def section_coreml(bench: Bench) -> dict[str, Any]:
     peers.quiet_coremltools()  # imports coremltools outside the timed calls
     rows = []
     for name in bench.models():
-        for bits in BITS:
+        for bits in bench.bits():
             started = time.perf_counter()
             model = peers.coreml_ptq(bench.fresh(name), bits)
             seconds = time.perf_counter() - started
@@ -263,7 +267,7 @@ def section_dkm(bench: Bench) -> dict[str, Any]:
     config = finetune_config(bench)
     rows = []
     for name in bench.models(quick_default=MODELS[:1]):  # DKM is slow on CPU
-        for bits in BITS:
+        for bits in bench.bits():
             started = time.perf_counter()
             model = peers.coreml_dkm(bench.fresh(name), bits, bench.splits.train, train_config=config, seed=0)
             seconds = time.perf_counter() - started
@@ -297,7 +301,7 @@ def section_kmeans(bench: Bench) -> dict[str, Any]:
 
     rows = []
     for name in bench.models():
-        for bits in BITS:
+        for bits in bench.bits():
             for train in (None, finetune_config(bench)):
                 started = time.perf_counter()
                 result = ts.compress(
@@ -697,7 +701,7 @@ def store_section(args: argparse.Namespace, name: str, result: dict[str, Any]) -
         "load": env["load_average"],
         "command": " ".join(["python benchmarks/nonuniform.py", *sys.argv[1:]]),
     }
-    part = "+".join(str(v) for v in (args.models, args.kinds) if v) or "all"
+    part = "+".join(str(v) for v in (args.models, args.kinds, args.bits and f"{args.bits}bit") if v) or "all"
     if name == "brevitas" and args.brevitas_variants != BREVITAS_VARIANTS:
         part += "+" + args.brevitas_variants
     path = section_store(args) / f"{name}@{part}.json"
@@ -757,6 +761,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--binary-epochs", type=int, default=None, help="STE epochs of torchslim and Brevitas (default: torchslim's)"
     )
+    parser.add_argument("--bits", default=None, help="k-means bit widths of coreml/dkm/kmeans (default 2,3,4)")
     parser.add_argument("--kinds", default=None, help=f"kinds of binary/brevitas (default {BINARY_KINDS})")
     parser.add_argument("--brevitas-variants", default=BREVITAS_VARIANTS, help="per_channel and/or shipped")
     parser.add_argument("--report-only", action="store_true", help="rebuild the results files from stored sections")
