@@ -245,7 +245,7 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def merge(parts: list[Path], out: Path, stem: str) -> int:
+def merge(parts: list[Path], out: Path, stem: str, *, notes: list[str]) -> int:
     """One results file from parts run side by side (``--only-seed``): rows sorted, the slowest part's seconds."""
     import json
 
@@ -265,6 +265,7 @@ def merge(parts: list[Path], out: Path, stem: str) -> int:
         *results.get("notes", []),
         f"{len(parts)} parts (split by seed, teacher and budget) ran side by side, each on 1 thread; 'seconds' is "
         "the slowest part's.",
+        *notes,
     ]
     report = markdown(results)
     write_results(out, stem, results, report)
@@ -278,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--only-seed", type=int, default=None, help="run this one seed (parts run side by side)")
     parser.add_argument("--part", default="", help="suffix of this part's results file (parts run side by side)")
+    parser.add_argument("--note", action="append", default=[], help="a note for the merged results (repeatable)")
     parser.add_argument("--merge", type=Path, nargs="+", default=None, help="combine part JSON files, run nothing")
     parser.add_argument("--teacher-epochs", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--budgets", type=int, nargs="+", default=[1, 5], help="recovery epochs")
@@ -298,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     stem = "distill_defaults_quick" if args.quick else "distill_defaults"
     if args.merge:
-        return merge(args.merge, args.out, stem)
+        return merge(args.merge, args.out, stem, notes=args.note)
 
     import torchslim.distillation  # noqa: F401 - registers the technique
 
