@@ -24,6 +24,12 @@ also wins by chance more often than one), and by the measurements above KD that 
 ahead early tends to fall behind on a short budget. Without plain among the
 candidates (the user set alpha > 0), the best score wins. Without a probe, plain fine-tuning is
 used (or, when the user set alpha > 0, the first listed temperature).
+
+Limitation (measured, benchmarks/results/distill_defaults.md). A probe of 10% of the budget per
+candidate measures early learning speed, and an early lead can reverse: with a 10-epoch teacher
+and 5 epochs of recovery, T = 2, alpha = 0.5 led plain fine-tuning by 4.2 points after 20 steps
+and ended 1.9 points below it after 200. In the other 7 of 8 measured cells the step chose plain
+fine-tuning and matched it exactly.
 """
 
 from __future__ import annotations
