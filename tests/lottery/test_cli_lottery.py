@@ -40,6 +40,7 @@ def run(args, capsys):
     return code, out.out, out.err
 
 
+@pytest.mark.slow  # real Fashion-MNIST data and two CLI runs: ~10 s on a quiet machine
 def test_cli_lottery_writes_curves_and_ticket_and_resumes(capsys, tmp_path):
     out = tmp_path / "run"
     code, text, err = run([*ARGS, "--out", str(out)], capsys)
