@@ -200,14 +200,19 @@ def finetune_config(bench: Bench) -> Any:
     return TrainConfig(epochs=1, max_steps=steps, lr=bench.args.ft_lr, schedule="cosine")
 
 
-def binary_budget(bench: Bench) -> dict[str, Any]:
-    """torchslim's straight-through budget (its config's defaults), used for the Brevitas rows too."""
+def binary_defaults() -> dict[str, Any]:
+    """torchslim's straight-through budget: the ``binarize`` / ``ternarize`` config defaults."""
     try:
         from torchslim.quantization.binary_config import BINARY_TRAIN_DEFAULTS
 
-        budget = dict(BINARY_TRAIN_DEFAULTS)
+        return dict(BINARY_TRAIN_DEFAULTS)
     except ImportError:
-        budget = dict(BINARY_BUDGET_FALLBACK)
+        return dict(BINARY_BUDGET_FALLBACK)
+
+
+def binary_budget(bench: Bench) -> dict[str, Any]:
+    """torchslim's straight-through budget (its config's defaults), used for the Brevitas rows too."""
+    budget = binary_defaults()
     if bench.args.quick:
         budget["epochs"] = 1
     if bench.args.binary_epochs is not None:
@@ -442,6 +447,11 @@ def verdict(ours: dict[str, Any], peer: dict[str, Any] | None) -> tuple[bool | N
             f" (but {ours['bytes'] - counted:,} bytes above the peer's counted payload {counted:,}, "
             f"which has no container; the JSON plan is {manifest:,})"
         )
+    if peer.get("state_file_bytes") and ours.get("bytes"):
+        note += (
+            f" (the peer's bytes are computed: the file Brevitas writes, its state_dict, is "
+            f"{peer['state_file_bytes']:,} bytes, {peer['state_file_bytes'] / ours['bytes']:.1f}x torchslim's file)"
+        )
     return not why, ("; ".join(why) or "level or better on accuracy and smaller on disk") + note
 
 
@@ -561,7 +571,8 @@ def binary_lines(sections: dict[str, Any]) -> list[str]:
     lines.append(
         "First and last layers 8-bit in every row. Brevitas keeps float weights in its state_dict: its "
         "bytes column is the ideal packed size (1 or 2 bits a weight, fp32 scales and biases, computed, "
-        f"not written), the file column its state_dict as safetensors. Brevitas training budget: {budget}."
+        f"not written), the file column its state_dict as safetensors. Training budget of both sides: {budget} "
+        f"(torchslim's recipe default: {binary_defaults()})."
     )
     lines.append("")
     headers = ["kind", "method", "accuracy", "bytes", "x smaller", "file bytes", "seconds", "verdict"]
@@ -589,7 +600,21 @@ def binary_lines(sections: dict[str, Any]) -> list[str]:
                     cell,
                 ]
             )
-    return lines + (md_table(headers, table) if table else ["(no binary rows yet)"]) + [""]
+    return lines + (md_table(headers, table) if table else ["(no binary rows yet)"]) + ["", *BINARY_NOTES, ""]
+
+
+BINARY_NOTES = (
+    "Why rows differ. Same trained fmnist-cnn, same loop (torchslim.train.train), optimizer, learning "
+    "rate, schedule, epochs, seed and data order on both sides; one seed, so a gap of a few tenths of a "
+    "point is 10-40 of the 10,000 test images. The methods differ: torchslim binary is BinaryConnect/BNN "
+    "(sign, straight-through gradient clipped at |w| <= 1, latent weights clipped) with the XNOR-Net scale "
+    "a = mean|w| per output channel recomputed from the weights; ternary is TWN (threshold 0.7 mean|w|, "
+    "a = mean of the kept |w|). Brevitas per_channel learns its per-channel scale as a parameter "
+    "(initialised from mean|w|) and rounds w/scale to {-1, +1} or {-1, 0, +1}; its shipped quantizers use "
+    "a constant per-tensor scale of 0.1, meant for training from scratch. On disk, torchslim's bytes are "
+    "its real artifact (model.safetensors + torchslim.json: header and JSON plan included); Brevitas has "
+    "no packed format, so its bytes are the ideal payload with no container at all.",
+)
 
 
 def deep_compression_lines(sections: dict[str, Any]) -> list[str]:
