@@ -25,7 +25,7 @@ class VirtualClock:
         return self.now
 
     def sleep(self, seconds: float) -> None:
-        self.now += seconds
+        self.now += max(seconds, 1e-6)  # like a real sleep, never shorter than a microsecond
 
 
 class PowerModelCounter:
