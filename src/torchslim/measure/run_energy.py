@@ -29,6 +29,15 @@ figure (``--grid-intensity``).
 How a figure was obtained is an :class:`EnergyMethod` (an enum), and its label is derived from it:
 a part built from CPU time cannot carry a "measured" label, and a measured part cannot carry the
 estimate's parameters (:class:`EnergyPart` checks both when built, also when read back from JSON).
+
+Usage (what :func:`torchslim.compress` does around its recipe's steps; a lottery level or a search
+trial does the same around its own work)::
+
+    with RunEnergyMeter(grid_intensity=grid_intensity) as meter:
+        ...  # the run
+    report.energy = energy_section(meter.result, report.before, report.after, scope="compression")
+
+(:func:`torchslim.measure.payback.energy_section` adds the payback counts from the before/after stats.)
 """
 
 from __future__ import annotations
@@ -328,8 +337,11 @@ class RunEnergyMeter:
         if self._given_gpu is not None:
             counters.extend((f"gpu{i}", c) for i, c in enumerate(self._given_gpu))
             return counters
-        wanted = self._gpu if self._gpu is not None else _cuda_device_count() > 0
-        for index in range(_cuda_device_count() if wanted else 0):
+        devices = _cuda_device_count()
+        if self._gpu and devices == 0:
+            self._notes.append("gpu=True but CUDA is not available: no GPU energy counted")
+        wanted = self._gpu if self._gpu is not None else devices > 0
+        for index in range(devices if wanted else 0):
             try:
                 counters.append((f"gpu{index}", NvmlCounter(index)))
             except CounterUnavailable as exc:
