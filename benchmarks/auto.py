@@ -226,6 +226,40 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rerender(args: argparse.Namespace) -> int:
+    """The results file again, each section's reason re-explained from its search's own files (the
+    numbers are not touched): for a wording fix after a long run."""
+    import json
+
+    from torchslim.search.report import SearchResult
+    from torchslim.search.target import Target
+
+    stem = "auto_quick" if args.quick else "auto"
+    results = json.loads((args.out / f"{stem}.json").read_text())
+    for name, section in results["sections"].items():
+        path = args.work / name / "search" / "search.json"
+        if "why" not in section or not path.is_file():
+            continue
+        d = json.loads(path.read_text())
+        found = SearchResult(
+            target=Target.from_dict(d["target"]),  # type: ignore[arg-type]  # from_dict returns the class
+            baseline=d["baseline"],
+            records=d["trials"],
+            chosen=d["chosen"],
+            recipe=None,
+            space=d["space"],
+            out_dir=path.parent,
+            storage="",
+            study_name=d["study_name"],
+            seconds=d["seconds"],
+            promotions=d.get("promotions", []),
+            drop_margin=d.get("drop_margin", 0.0),
+        )
+        section["why"] = found.why()
+    write_results(args.out, stem, results, markdown(results))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -236,7 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     default_cache = Path(os.environ.get("TORCHSLIM_CACHE") or "~/.cache/torchslim").expanduser() / "benchmarks"
     parser.add_argument("--cache", type=Path, default=default_cache)
     parser.add_argument("--no-cache", action="store_true")
+    parser.add_argument(
+        "--rerender", action="store_true", help="rewrite the results' 'why' from the searches in --work and the .md"
+    )
     args = parser.parse_args(argv)
+    if args.rerender:
+        return rerender(args)
     args.size_minutes = 10.0
     args.other_minutes = 4.0 if args.quick else 10.0
     torch.set_num_threads(1)

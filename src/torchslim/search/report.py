@@ -119,12 +119,18 @@ def explain(chosen: dict[str, Any] | None, records: Sequence[dict[str, Any]], ta
     primary = target.primary_metric
     feasible = [r for r in records if r.get("feasible")]
     costs = chosen["costs"]
-    head = (
-        f"Trial {chosen.get('number')} meets the target ({target.describe()}) with the smallest {primary} "
-        f"among the {len(feasible)} trial(s) that meet it"
-        if chosen.get("feasible")
-        else f"No trial met the target ({target.describe()}); trial {chosen.get('number')} is the closest"
-    )
+    if chosen.get("promoted"):
+        head = (
+            f"Trial {chosen.get('number')} is the one with the smallest {primary} whose cost meets the target "
+            f"({target.describe()}) and whose accuracy was verified after the full fine-tune (below)"
+        )
+    elif chosen.get("feasible"):
+        head = (
+            f"Trial {chosen.get('number')} meets the target ({target.describe()}) with the smallest {primary} "
+            f"among the {len(feasible)} trial(s) that meet it"
+        )
+    else:
+        head = f"No trial met the target ({target.describe()}); trial {chosen.get('number')} is the closest"
     return (
         f"{head}: {1 / costs['size']:.1f}x smaller on disk, latency {costs['latency']:.3f}x, energy "
         f"{costs['energy']:.3f}x, MACs {costs['macs']:.3f}x of fp32, quality drop {chosen['drop_points']:.2f} points "
