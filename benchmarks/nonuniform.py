@@ -373,9 +373,7 @@ def section_kmeans_sqnr(bench: Bench) -> dict[str, Any]:
             out["torchslim_sqnr_db"] = weight_sqnr_db(original, ours)
             out["coremltools_sqnr_db"] = weight_sqnr_db(original, theirs)
             rows.append(out)
-            log(
-                f"  {name} {bits}-bit weight SQNR: torchslim {out['torchslim_sqnr_db']} dB, coremltools {out['coremltools_sqnr_db']} dB"
-            )
+            log(f"  {name} {bits}-bit weight SQNR dB: {out}")
     return {"rows": rows, "baselines": {n: bench.reference(n) for n in bench.models()}}
 
 
