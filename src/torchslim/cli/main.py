@@ -181,8 +181,12 @@ def distill(
     lr: float = typer.Option(1e-3, "--lr"),
     optimizer: str = typer.Option("adam", "--optimizer", help="adam, adamw or sgd."),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1),
-    temperature: float = typer.Option(4.0, "--temperature", help="Softmax temperature T > 0."),
-    alpha: float = typer.Option(0.9, "--alpha", help="Weight of the soft targets in [0, 1]."),
+    temperature: float | None = typer.Option(
+        None, "--temperature", help="Softmax temperature T > 0 (unset: chosen by a probe on the validation split)."
+    ),
+    alpha: float | None = typer.Option(
+        None, "--alpha", help="Weight of the soft targets in [0, 1] (unset: chosen by a probe on the validation split)."
+    ),
     features: list[str] = FeaturesOpt,
     feature_loss: str = typer.Option(
         "hint", "--feature-loss", help="hint, attention, hidden_mse, attention_map or cosine."
