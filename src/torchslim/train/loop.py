@@ -143,7 +143,7 @@ def train(
     teachers: Sequence[nn.Module] = (),
     label: str = "train",
 ) -> TrainResult:
-    # long: the public loop's documented signature; the body is 20 lines of composition
+    # long: the public loop's documented signature; the body is ~25 lines of composition
     """Train `model` in place on `loader` and return what was done.
 
     Args:
