@@ -187,3 +187,11 @@ def test_recipe_runs_lottery_then_quantize():
     assert result.report.after["nonzero_params"] < result.report.before["nonzero_params"]
     assert result.report.after["bytes"] < result.report.before["bytes"]
     assert Recipe.from_yaml(recipe.to_yaml()) == recipe
+
+
+def test_the_run_records_its_energy_labelled(tmp_path):
+    result = ts.lottery(tiny_model(), tiny_data(), levels=1, rate=0.4, train=TRAIN, grid_intensity=100.0)
+    energy = result.energy
+    assert energy is not None and energy["joules"] > 0 and energy["grid_intensity"] == 100.0
+    assert energy["label"].startswith("measured") == energy["measured"]
+    assert "energy of this run" in result.render() and result.to_dict()["energy"] == energy

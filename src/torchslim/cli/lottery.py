@@ -23,7 +23,7 @@ from torchslim.cli.options import (
     TrainSamplesOpt,
     WeightsOpt,
 )
-from torchslim.cli.run import echo_json
+from torchslim.cli.run import GridIntensityOpt, echo_json
 
 LotteryOutOpt = typer.Option(..., "--out", help="Run directory: levels, curves, plot, report.html, ticket/.")
 ControlsOpt = typer.Option(
@@ -60,6 +60,7 @@ def lottery_command(
     threads: int | None = ThreadsOpt,
     as_json: bool = typer.Option(False, "--json", help="Print lottery.json."),
     quiet: bool = typer.Option(False, "--quiet"),
+    grid_intensity: float | None = GridIntensityOpt,
 ) -> None:
     # long: one parameter line per CLI option (typer reads the options from the signature)
     """Iterative magnitude pruning with rewinding: the ticket and its controls per level, the ticket saved."""
@@ -110,6 +111,7 @@ def lottery_command(
         out=out,
         threads=threads,
         on_level=progress,
+        grid_intensity=grid_intensity,
     )
     if as_json:
         echo_json(result.to_dict())

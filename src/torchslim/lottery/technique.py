@@ -30,6 +30,7 @@ from torchslim.io.atomic import write_bytes, write_json, write_text
 from torchslim.lottery.config import NAME, LotteryConfig
 from torchslim.lottery.curves import curve_data, curve_html, curve_png, render_table
 from torchslim.lottery.experiment import LevelCallback, LotteryOutcome, run_lottery
+from torchslim.measure.run_energy import RunEnergyMeter
 from torchslim.train.config import TrainConfig
 from torchslim.train.hooks import TrainHook
 
@@ -45,6 +46,8 @@ class LotteryResult:
     directory: Path | None
     loaded_levels: list[int]
     computed_levels: list[int]
+    energy: dict[str, Any] | None = None
+    """What this run (the levels it computed) used: ``RunEnergy.to_dict()``, measured or estimated, labelled."""
 
     @property
     def dense_accuracy(self) -> float:
@@ -63,8 +66,12 @@ class LotteryResult:
         return curve_data(self.records)
 
     def render(self) -> str:
-        """The terminal table (rich), as text."""
-        return render_table(self.records, title=self.title)
+        """The terminal table (rich), as text, and the energy this run used."""
+        text = render_table(self.records, title=self.title)
+        if self.energy is not None:
+            e = self.energy
+            text += f"\nenergy of this run: {e['joules']:,.1f} J ({e['grams_co2e']:.3g} gCO2e), {e['label']}\n"
+        return text
 
     @property
     def title(self) -> str:
@@ -82,6 +89,7 @@ class LotteryResult:
             "levels": self.records,
             "loaded_levels": self.loaded_levels,
             "computed_levels": self.computed_levels,
+            "energy": self.energy,
         }
 
     def save(self, directory: str | Path) -> dict[str, Path]:
@@ -138,6 +146,7 @@ def lottery(
     batch_size: int = 128,
     hooks: Sequence[TrainHook] = (),
     on_level: LevelCallback | None = None,
+    grid_intensity: float | None = None,
 ) -> LotteryResult:
     # long: the keyword-only options of LotteryConfig, one a line, and where the run goes
     """Find a lottery ticket in `model` by iterative magnitude pruning with rewinding (see :class:`LotteryConfig`).
@@ -145,7 +154,9 @@ def lottery(
     `data`: DataSplits (train for training, test / validation for the curves) or a built-in dataset
     name. With `out`, every level is written there as it completes, a rerun with the same
     arguments resumes at the first unfinished level, and the curves, plot, ``report.html`` and the
-    ticket artifact (``out/ticket``) are written at the end. `hooks` join every training run.
+    ticket artifact (``out/ticket``) are written at the end. `hooks` join every training run. The
+    run's energy (measured where a counter exists, else estimated; at `grid_intensity` gCO2e/kWh) is
+    in ``result.energy`` (:class:`torchslim.measure.run_energy.RunEnergyMeter`).
     `model` is not modified; its weights are ``θ_0`` (``init="random"`` draws fresh ones from `seed`).
     """
     options: dict[str, Any] = {
@@ -165,10 +176,12 @@ def lottery(
     splits = _splits(data, seed=seed, batch_size=batch_size)
     context = Context(data=splits, device=device, seed=seed, threads=threads, quiet=True)
     directory = Path(out) if out is not None else None
-    outcome = run_lottery(
-        model, config, context=context, targets=targets, directory=directory, hooks=hooks, on_level=on_level
-    )
+    with RunEnergyMeter(grid_intensity=grid_intensity) as meter:
+        outcome = run_lottery(
+            model, config, context=context, targets=targets, directory=directory, hooks=hooks, on_level=on_level
+        )
     result = _outcome_result(outcome, config, directory)
+    result.energy = meter.result.to_dict()
     if directory is not None:
         result.save(directory)
     return result
