@@ -212,3 +212,16 @@ def test_measured_layers_carry_their_width():
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 6, 3), torch.nn.Flatten(), torch.nn.Linear(6 * 4 * 4, 5))
     stats = analyze(model, example_input=torch.zeros(1, 1, 6, 6), repeats=1, warmup=0, energy_seconds=0.0)
     assert [layer.width for layer in stats.layers if layer.params] == [6, 5]
+
+
+def test_step_line_says_which_settings_a_step_chose_and_why():
+    from torchslim.report.table import step_line
+
+    step = {
+        "index": 1,
+        "technique": "distill",
+        "seconds": 2.0,
+        "info": {"settings": {"chosen": "plain fine-tuning", "reason": "no KD setting beat plain on validation"}},
+    }
+    assert step_line(step).endswith("settings: plain fine-tuning (no KD setting beat plain on validation)")
+    assert "settings" not in step_line({"index": 0, "technique": "quantize", "seconds": 1.0})

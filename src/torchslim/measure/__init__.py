@@ -49,6 +49,7 @@ from torchslim.measure.latency import (
 )
 from torchslim.measure.macs import MacCount, count_macs
 from torchslim.measure.params import LayerParams, count_layer_parameters, count_nonzero, count_parameters
+from torchslim.measure.payback import energy_section
 from torchslim.measure.power import (
     EnergyMeasurement,
     NotMeasurable,
@@ -57,10 +58,14 @@ from torchslim.measure.power import (
     rapl_delta_uj,
     rapl_domains,
 )
+from torchslim.measure.run_energy import RunEnergy, RunEnergyMeter
 from torchslim.measure.size import directory_bytes, state_dict_bytes
 from torchslim.measure.stats import LayerStats, ModelStats
 
 __all__ = [
+    "RunEnergy",
+    "RunEnergyMeter",
+    "energy_section",
     "Agreement",
     "COMPUTE_CLASSES",
     "DEFAULT_PROFILE",

@@ -135,7 +135,8 @@ def skipped_layers(step: dict[str, Any]) -> dict[str, str]:
 
 
 def step_line(step: dict[str, Any]) -> str:
-    """One line per step: technique, time, BatchNorm folded, layers skipped (with reasons)."""
+    """One line per step: technique, time, BatchNorm folded, layers skipped (with reasons), and the
+    settings a step chose itself (distillation's probe: what and why)."""
     line = f"step {step.get('index')}: {step.get('technique')} ({step.get('seconds', 0):.1f} s)"
     folded = len(step.get("skipped") or {}) - len(skipped_layers(step))
     if folded:
@@ -145,4 +146,7 @@ def step_line(step: dict[str, Any]) -> str:
         line += f"; left {len(skipped)} layer(s) as they were: " + ", ".join(
             f"{k} ({v})" for k, v in list(skipped.items())[:5]
         )
+    settings = (step.get("info") or {}).get("settings")
+    if isinstance(settings, dict) and settings.get("chosen"):
+        line += f"; settings: {settings['chosen']} ({settings.get('reason', 'no reason given')})"
     return line
