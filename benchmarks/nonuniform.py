@@ -548,6 +548,7 @@ def kmeans_lines(sections: dict[str, Any]) -> list[str]:
     ours = (sections.get("kmeans") or {}).get("rows", [])
     ptq = (sections.get("coreml") or {}).get("rows", [])
     dkm = (sections.get("dkm") or {}).get("rows", [])
+    sqnr = (sections.get("kmeans_sqnr") or {}).get("rows", [])
     lines = ["## k-means weight sharing: torchslim vs coremltools palettization", ""]
     lines.append(
         "Accuracy in % (change vs fp32 in points). Bytes: torchslim = the saved artifact folder "
@@ -579,6 +580,12 @@ def kmeans_lines(sections: dict[str, Any]) -> list[str]:
                 if r["method"].startswith("torchslim"):
                     ok, why = verdict(r, peer_dkm if "fine-tuning" in r["method"] else peer_ptq)
                     cell = f"{ok_text(ok)}: {why}"
+                    fit = find(sqnr, model=name, bits=bits)
+                    if fit and "fine-tuning" not in r["method"]:
+                        cell += (
+                            f"; weight SQNR {fit['torchslim_sqnr_db']} dB vs coremltools "
+                            f"{fit['coremltools_sqnr_db']} dB (the k-means fit)"
+                        )
                 counted = (r.get("counted_bytes") or {}).get("total")
                 table.append(
                     [
@@ -594,7 +601,6 @@ def kmeans_lines(sections: dict[str, Any]) -> list[str]:
                     ]
                 )
     lines += md_table(headers, table) if table else ["(no k-means rows yet)"]
-    sqnr = (sections.get("kmeans_sqnr") or {}).get("rows", [])
     if sqnr:
         lines += [
             "",
