@@ -22,11 +22,16 @@ rebuilt from all of them):
   through torchslim's loop with the same budget as torchslim's k-means fine-tuning (``--ft-steps``).
 * ``kmeans``: torchslim ``kmeans_quant`` through ``ts.compress`` with a Recipe at 2, 3, 4 bits, post-
   training and fine-tuned with the same budget; bytes of the saved artifact folder.
+* ``kmeans_sqnr``: the weight SQNR of both post-training k-means fits on the same weights.
 * ``brevitas``: Brevitas binary / ternary weights on fmnist-cnn (first and last layers 8-bit), trained
   with torchslim's binary budget; bytes of its state_dict file and the ideal packed size (computed).
 * ``binary``: torchslim ``binarize`` / ``ternarize`` on fmnist-cnn (benchmarks/_nonuniform_binary.py).
 * ``deep_compression``: torchslim recipe ``deep-compression`` on lenet-300-100
   (benchmarks/_nonuniform_torchslim.py).
+
+``--models``, ``--bits`` and ``--kinds`` run part of a section; parts are stored separately under
+``benchmarks/.cache/nonuniform/sections`` and merged, so parts can run as parallel processes (each at 1
+thread), e.g. ``--only dkm --models fmnist-cnn --bits 3``. ``--report-only`` rebuilds the results.
 
 Writes ``benchmarks/results/nonuniform[_quick].json`` and ``.md``.
 """
