@@ -32,6 +32,7 @@ Importing this package registers the technique and the plan replay.
 from torch import nn
 
 from torchslim.quantization import binary_technique  # noqa: F401  (registers the binarize and ternarize techniques)
+from torchslim.quantization.binary_config import Binarize, Ternarize
 from torchslim.quantization.build import convert_fake_quant, dequantize_module, fake_quant_module, quantize_module
 from torchslim.quantization.calibration import take_calibration
 from torchslim.quantization.config import ActivationQuant, Quantize, Uniform, WeightQuant
@@ -88,6 +89,8 @@ def is_quantized(model: nn.Module) -> bool:
 
 
 __all__ = [
+    "Binarize",
+    "Ternarize",
     "APoTLevels",
     "EntropyCode",
     "KMeansLevels",

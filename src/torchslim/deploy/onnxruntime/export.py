@@ -309,12 +309,14 @@ def export_onnx(
 
 
 def _notes(traced: _Traced, *, opset: int) -> list[str]:
-    """What the report should say about this export (eager attention, float per-group weights)."""
+    """What the report should say about this export (eager attention, weights exported as float)."""
     notes = [EAGER_ATTENTION_NOTE] if traced.eager_attention else []
     if traced.float_weight_layers:
         notes.append(
-            f"{len(traced.float_weight_layers)} per-group layer(s) are stored as dequantized float32 weights (opset "
-            f"{opset} has no block-wise DequantizeLinear); onnxruntime may re-quantize such weights per tensor "
-            "when it fuses an integer kernel, so check_parity is the judge of these layers."
+            f"{len(traced.float_weight_layers)} per-group or non-integer-level (k-means, power-of-two, TTQ) "
+            f"layer(s) are stored as dequantized float32 weights (opset {opset} has no block-wise or codebook "
+            "DequantizeLinear): smaller on disk as a torchslim artifact, not in this ONNX file, and run on float "
+            "kernels; onnxruntime may re-quantize such weights per tensor when it fuses an integer kernel, so "
+            "check_parity is the judge of these layers."
         )
     return notes
