@@ -767,8 +767,20 @@ def to_markdown(results: dict[str, Any]) -> str:
         commands = run.get("commands") or [run.get("command", "(command not recorded)")]
         lines.append(f"- `{name}`: {run.get('dates') or run.get('date')}; {'; '.join(f'`{c}`' for c in commands)}")
     lines.append("")
+    lines += [
+        "Seconds columns are wall time on a 2-core machine shared with other jobs (load average 12-25 "
+        "during these runs): for orientation only, not a speed measurement. The first coremltools "
+        "palettization in a process took 150-200 s, later ones 1-2 s.",
+        "",
+    ]
     lines += baseline_lines(sections) + digest_lines(sections)
     checks = results.get("checks", [])
+    if results.get("quick"):
+        lines += [
+            "**--quick: 2,048 training images, under-trained baselines and short budgets: a smoke run of "
+            "every section. The goals below are judged on the full run (benchmarks/results/nonuniform.md).**",
+            "",
+        ]
     lines += [
         "## Goals",
         "",
