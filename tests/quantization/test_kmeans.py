@@ -218,3 +218,36 @@ def test_bad_configs_are_refused_naming_the_field():
         KMeansQuant.from_dict({"init": "random"})
     with pytest.raises(ts.core.ConfigError, match="kmeans_quant"):
         ts.quantization.Quantize.from_dict({"weights": {"levels": "kmeans"}})
+
+
+def test_optimal_init_is_the_exact_1d_kmeans():
+    """Brute force over contiguous partitions of the sorted values (1-D optimal clusters are contiguous)."""
+    import itertools
+
+    from torchslim.quantization.kmeans import fit_codebook
+
+    values = torch.tensor([[-1.3, -0.2, -0.1, 0.05, 0.3, 0.35, 0.9, 2.4, 2.5]], dtype=torch.float64)
+    k = 3
+
+    def sse(groups):
+        return sum(float(((g - g.mean()) ** 2).sum()) for g in groups)
+
+    ordered = values[0].sort().values
+    best = min(
+        sse([ordered[a:b] for a, b in zip((0, *cuts), (*cuts, len(ordered)), strict=True)])
+        for cuts in itertools.combinations(range(1, len(ordered)), k - 1)
+    )
+    codebook, _ = fit_codebook(values, k, init="optimal", keep_zero=False)
+    fitted = ((values[0][:, None] - codebook[0][None, :].double()) ** 2).min(dim=1).values.sum()
+    assert float(fitted) == pytest.approx(best, rel=1e-5)
+
+
+def test_optimal_init_fits_heavy_tailed_weights_at_least_as_well_as_lloyd():
+    from torchslim.quantization.kmeans import fit_codebook
+
+    weights = torch.distributions.StudentT(3.0).sample((1, 4000)).double() * 0.05
+    errors = {}
+    for init in ("linear", "optimal"):
+        codebook, _ = fit_codebook(weights, 8, init=init, keep_zero=False)
+        errors[init] = float(((weights[0][:, None] - codebook[0][None, :].double()) ** 2).min(dim=1).values.sum())
+    assert errors["optimal"] <= errors["linear"] * (1 + 1e-9)

@@ -14,7 +14,11 @@ centroids are
   few large weights, which matter most, on a centroid of their own);
 * ``density``: the ``(j + 1/2) / k`` quantiles of the weights (equal mass per centroid);
 * ``kmeans++``: the first centroid uniformly at random, each next one drawn with probability
-  proportional to the squared distance to the nearest chosen one (Arthur & Vassilvitskii 2007).
+  proportional to the squared distance to the nearest chosen one (Arthur & Vassilvitskii 2007);
+* ``optimal``: no local optimum at all: the globally optimal 1-D k-means of each row, by dynamic
+  programming over the sorted weights with SMAWK row minima (Gronlund et al. 2017, "Fast exact
+  k-means, k-medians and Bregman divergence clustering in 1D"), through the maintained ``kmeans1d``
+  library (the one coremltools' palettization uses); Lloyd's iterations then have nothing to move.
 
 Pruned weights (exact zeros, from an earlier pruning step) are not clustered: a row with zeros
 keeps centroid 0 pinned at exactly 0.0 for them, and its other ``k - 1`` centroids are fitted to
@@ -40,8 +44,8 @@ from torchslim.core.errors import ConfigError
 from torchslim.quantization.functional import Granularity, check_bits, qrange
 from torchslim.quantization.levels import register_levels
 
-KMeansInit = Literal["linear", "density", "kmeans++"]
-INITS: tuple[str, ...] = ("linear", "density", "kmeans++")
+KMeansInit = Literal["linear", "density", "kmeans++", "optimal"]
+INITS: tuple[str, ...] = ("linear", "density", "kmeans++", "optimal")
 ROW_CHUNK_ELEMENTS = 2**22
 """Distance matrices are built for at most this many ``weight x centroid`` pairs at a time."""
 
@@ -91,6 +95,24 @@ def kmeanspp_init(rows: Tensor, valid: Tensor, k: int, *, generator: torch.Gener
         nearest = torch.minimum(nearest, (rows - centroids[-1]) ** 2)
     out = torch.cat(centroids, dim=1)
     return torch.where(has_any.expand(g, k), out, torch.zeros_like(out))
+
+
+def optimal_init(rows: Tensor, valid: Tensor, k: int) -> Tensor:
+    """The globally optimal ``k`` centroids of each row's valid weights (exact 1-D k-means, ``kmeans1d``)."""
+    import kmeans1d
+
+    out = torch.zeros(rows.shape[0], k, dtype=rows.dtype)
+    for g in range(rows.shape[0]):
+        values = rows[g][valid[g]].tolist()
+        if not values:
+            continue
+        if len(set(values)) <= k:  # no more distinct values than centroids: each value its own centroid
+            distinct = sorted(set(values))
+            out[g] = torch.tensor(distinct + [distinct[-1]] * (k - len(distinct)), dtype=rows.dtype)
+            continue
+        _, centroids = kmeans1d.cluster(values, k)
+        out[g] = torch.tensor(sorted(centroids), dtype=rows.dtype)
+    return out
 
 
 def assign(rows: Tensor, codebook: Tensor, *, pinned_zero: Tensor | None = None) -> Tensor:
@@ -147,15 +169,22 @@ def fit_codebook(
         valid = torch.where(pinned[:, None], rows != 0, valid)
     free = k - 1 if bool(pinned.any()) else k
     generator = torch.Generator().manual_seed(int(seed))
-    if init == "linear":
-        start = linear_init(rows, valid, free)
-    elif init == "density":
-        start = density_init(rows, valid, free)
+    if init == "optimal":
+        fitted = optimal_init(rows, valid, free)
     else:
-        start = kmeanspp_init(rows, valid, free, generator=generator)
-    fitted = lloyd(rows, valid, start, iterations=iterations)
+        if init == "linear":
+            start = linear_init(rows, valid, free)
+        elif init == "density":
+            start = density_init(rows, valid, free)
+        else:
+            start = kmeanspp_init(rows, valid, free, generator=generator)
+        fitted = lloyd(rows, valid, start, iterations=iterations)
     if free < k:  # rows without zeros use all k centroids: fit them apart
-        full = lloyd(rows, torch.ones_like(valid), _widen(start, rows, valid), iterations=iterations)
+        everything = torch.ones_like(valid)
+        if init == "optimal":
+            full = optimal_init(rows, everything, k)
+        else:
+            full = lloyd(rows, everything, _widen(start, rows, valid), iterations=iterations)
         zero = torch.zeros(rows.shape[0], 1, dtype=rows.dtype)
         fitted = torch.where(pinned[:, None], torch.cat([zero, fitted], dim=1), full)
     return fitted.float(), pinned
@@ -174,7 +203,7 @@ class KMeansLevels:
     affine: ClassVar[bool] = False
 
     def __init__(
-        self, *, bits: int, symmetric: bool = True, init: str = "linear", iterations: int = 30, seed: int = 0
+        self, *, bits: int, symmetric: bool = True, init: str = "optimal", iterations: int = 30, seed: int = 0
     ) -> None:
         self.bits = check_bits(bits)
         if self.bits < 2:
