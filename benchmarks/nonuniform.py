@@ -702,7 +702,8 @@ def deep_compression_lines(sections: dict[str, Any]) -> list[str]:
     onnx = rep.get("onnx") or {}
     table = [
         [
-            " -> ".join(rep.get("recipe") or ["deep-compression"]),
+            " -> ".join(rep.get("recipe") or ["deep-compression"])
+            + f" (k-means bits {sorted({layer.get('weight_bits') for layer in rep.get('kmeans_layers') or []})})",
             fmt_acc(r),
             f"{fmt_bytes(r['bytes'])} {rep.get('artifact_files', '')}",
             r["x_smaller"],
