@@ -51,6 +51,9 @@ def test_compress_with_a_target_chooses_a_recipe_that_reruns(digits_cnn, tmp_pat
     folder = tmp_path / "search"
     summary = json.loads((folder / "search.json").read_text())
     assert len(summary["trials"]) == 4 and summary["chosen"] is not None
+    energy = summary["energy"]  # what the search itself used, labelled measured or estimated
+    assert energy["joules"] > 0 and energy["label"].startswith("measured") == energy["measured"]
+    assert "Energy of this search" in (folder / "search.md").read_text()
     for name in ("recipe.yaml", "search.md", "pareto-size.png", "best/torchslim.json", "study.db"):
         assert (folder / name).exists(), name
     rerun = Recipe.from_file(folder / "recipe.yaml")

@@ -40,6 +40,8 @@ class SearchResult:
     failed: int = 0
     promotions: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     drop_margin: float = 0.0
+    energy: dict[str, Any] | None = None
+    """What the search itself used (``RunEnergy.to_dict()``: measured where a counter exists, else estimated)."""
 
     @property
     def feasible(self) -> bool:
@@ -87,6 +89,7 @@ class SearchResult:
             "promotions": self.promotions,
             "drop_margin": self.drop_margin,
             "trials": self.records,
+            "energy": self.energy,
         }
 
 
@@ -196,6 +199,9 @@ def plot_front(result: SearchResult, metric: str, path: Path) -> Path | None:
 def markdown(result: SearchResult) -> str:
     """``search.md``: the target, why the chosen point, the size front."""
     lines = [f"# Search: {result.target.describe()}", "", result.why(), ""]
+    if result.energy is not None:
+        e = result.energy
+        lines += [f"Energy of this search: {e['joules']:,.1f} J ({e['grams_co2e']:.3g} gCO2e), {e['label']}.", ""]
     lines += ["| trial | quality | drop (pts) | size (x smaller) | latency | energy | MACs | steps | distill |"]
     lines += ["|---|---|---|---|---|---|---|---|---|"]
     for r in result.front(result.target.primary_metric):

@@ -35,6 +35,7 @@ from torchslim.core.context import Context, DataSplits
 from torchslim.core.errors import ConfigError, DataError
 from torchslim.io import save
 from torchslim.io.atomic import write_json, write_text
+from torchslim.measure.run_energy import RunEnergyMeter
 from torchslim.pruning import SensitivityResult, sensitivity
 from torchslim.search.bits import bit_sensitivity
 from torchslim.search.evaluate import CostMeter, quality_fn
@@ -109,8 +110,27 @@ def search(
     options: SearchOptions | None = None,
     example_input: Any = None,
 ) -> SearchResult:
+    """Search recipes for `model` that meet `target` (see the module docstring); `model` is not changed.
+
+    ``result.energy`` is what the search itself used (:class:`~torchslim.measure.run_energy.RunEnergyMeter`:
+    measured where a counter exists, else estimated from CPU time, labelled either way)."""
+    with RunEnergyMeter() as energy:
+        result = _search(model, data, target=target, out_dir=out_dir, options=options, example_input=example_input)
+    result.energy = energy.result.to_dict()
+    write_report(result)
+    return result
+
+
+def _search(
+    model: nn.Module,
+    data: DataSplits,
+    *,
+    target: Target,
+    out_dir: str | Path | None,
+    options: SearchOptions | None,
+    example_input: Any,
+) -> SearchResult:
     # long: the four phases in order, each a call; resuming reads each phase's file back
-    """Search recipes for `model` that meet `target` (see the module docstring); `model` is not changed."""
     options = options or SearchOptions(trials=20)
     started = time.monotonic()
     out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="torchslim-search-"))
@@ -185,7 +205,6 @@ def search(
         promotions=promotions,
         drop_margin=margin,
     )
-    write_report(result)
     return result
 
 
