@@ -6,7 +6,6 @@ import pytest
 import torch
 
 import torchslim as ts
-from torchslim.cli.main import main
 
 ARGS = [
     "lottery",
@@ -30,20 +29,10 @@ ARGS = [
 ]
 
 
-def run(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 @pytest.mark.slow  # real Fashion-MNIST data and two CLI runs: ~10 s on a quiet machine
-def test_cli_lottery_writes_curves_and_ticket_and_resumes(capsys, tmp_path):
+def test_cli_lottery_writes_curves_and_ticket_and_resumes(cli, tmp_path):
     out = tmp_path / "run"
-    code, text, err = run([*ARGS, "--out", str(out)], capsys)
+    code, text, err = cli([*ARGS, "--out", str(out)])
     assert code == 0, err
     assert "weights left" in text and "ticket artifact" in text
     data = json.loads((out / "lottery.json").read_text())
@@ -53,12 +42,12 @@ def test_cli_lottery_writes_curves_and_ticket_and_resumes(capsys, tmp_path):
     ticket = ts.load(out / "ticket")
     kept = sum(int(torch.count_nonzero(ticket.get_submodule(n).weight)) for n in ("fc1", "fc2", "classifier"))
     assert kept == data["levels"][-1]["weights_kept"]
-    code, text, err = run([*ARGS, "--out", str(out)], capsys)
+    code, text, err = cli([*ARGS, "--out", str(out)])
     assert code == 0, err
     assert "resumed: levels [0, 1]" in text
 
 
-def test_cli_lottery_bad_rewind_is_one_clear_line(capsys, tmp_path):
-    code, _, err = run([*ARGS[:-6], "--rewind", "3", "--out", str(tmp_path / "x")], capsys)
+def test_cli_lottery_bad_rewind_is_one_clear_line(cli, tmp_path):
+    code, _, err = cli([*ARGS[:-6], "--rewind", "3", "--out", str(tmp_path / "x")])
     assert code == 2
     assert "rewind" in err and "Traceback" not in err

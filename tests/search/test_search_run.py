@@ -13,7 +13,6 @@ import pytest
 from search_toys import DigitsCNN  # this folder is on sys.path (conftest.py)
 
 import torchslim as ts
-from torchslim.cli.main import main
 from torchslim.core.recipe import Recipe
 from torchslim.search import SearchOptions, search
 
@@ -21,25 +20,15 @@ FAST = {"finetune_steps": (0, 20), "quiet": True, "sensitivity_batches": 2}
 GOAL = ts.Target(size=3, max_drop=3.0)
 
 
-def run_cli(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_compress_target_errors_name_the_parameter(capsys, tmp_path):
-    code, _, err = run_cli(["compress", "fmnist-cnn", "--data", "digits", "--out", str(tmp_path / "a")], capsys)
+def test_compress_target_errors_name_the_parameter(cli, tmp_path):
+    code, _, err = cli(["compress", "fmnist-cnn", "--data", "digits", "--out", str(tmp_path / "a")])
     assert code == 2 and "--recipe" in err and "--target" in err
     both = ["compress", "fmnist-cnn", "--data", "digits", "--recipe", "int8", "--target", "size=4x"]
-    code, _, err = run_cli([*both, "--out", str(tmp_path / "b")], capsys)
+    code, _, err = cli([*both, "--out", str(tmp_path / "b")])
     assert code == 2 and "exactly one" in err
-    code, _, err = run_cli(["search", "fmnist-cnn", "--data", "digits", "--target", "sise=4x", "--trials", "1"], capsys)
+    code, _, err = cli(["search", "fmnist-cnn", "--data", "digits", "--target", "sise=4x", "--trials", "1"])
     assert code == 2 and "sise" in err and "size" in err
-    code, _, err = run_cli(["search", "fmnist-cnn", "--data", "digits", "--target", "size=4x"], capsys)
+    code, _, err = cli(["search", "fmnist-cnn", "--data", "digits", "--target", "size=4x"])
     assert code == 2 and "--trials" in err
 
 
