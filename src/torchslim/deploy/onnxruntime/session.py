@@ -15,7 +15,7 @@ from torchslim.core.errors import ArtifactError, ConfigError
 from torchslim.deploy.onnxruntime.inputs import onnx_feeds, repeat_first_sample
 from torchslim.measure.latency import LatencyStats, check_counts, stats_from_times, time_calls
 
-INTEGER_OPS = frozenset(
+INTEGER_MAC_OPS = frozenset(
     {
         "QLinearConv",
         "QGemm",
@@ -24,6 +24,13 @@ INTEGER_OPS = frozenset(
         "ConvInteger",
         "DynamicQuantizeMatMul",
         "MatMulIntegerToFloat",
+        "QAttention",
+    }
+)
+"""The integer kernels that do a layer's multiply-accumulates (one per quantized conv / linear)."""
+
+INTEGER_OPS = INTEGER_MAC_OPS | frozenset(
+    {
         "QLinearAdd",
         "QLinearMul",
         "QLinearAveragePool",
@@ -31,11 +38,11 @@ INTEGER_OPS = frozenset(
         "QLinearSigmoid",
         "QLinearLeakyRelu",
         "QLinearConcat",
-        "QAttention",
         "DynamicQuantizeLSTM",
     }
 )
 """onnxruntime kernels that compute on integers."""
+
 FLOAT_COMPUTE_OPS = frozenset({"Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul", "Attention"})
 """onnxruntime kernels that compute MACs in float."""
 
@@ -127,21 +134,6 @@ def measure_latency_onnx(
     actual_batch = int(first.shape[0]) if first.ndim > 0 else None
     times = time_calls(lambda: session.run(None, arrays), warmup=warmup, repeats=repeats, sync=lambda: None)
     return stats_from_times(times, batch_size=actual_batch, threads=used_threads, runtime="onnxruntime")
-
-
-INTEGER_MAC_OPS = frozenset(
-    {
-        "QLinearConv",
-        "QGemm",
-        "QLinearMatMul",
-        "MatMulInteger",
-        "ConvInteger",
-        "DynamicQuantizeMatMul",
-        "MatMulIntegerToFloat",
-        "QAttention",
-    }
-)
-"""The integer kernels that do a layer's multiply-accumulates (one per quantized conv / linear)."""
 
 
 def kernel_census(model: torch.nn.Module, path: str | Path) -> dict[str, Any]:
