@@ -73,3 +73,20 @@ def test_max_drop_option_and_budget():
 def test_describe_says_what_is_minimised():
     text = ts.Target(energy=0.1, max_drop=1.0).describe()
     assert "energy <= 0.1x" in text and "minimise energy" in text
+
+
+def test_a_text_models_example_is_tokenized_from_the_data():
+    import torch
+    from torch import nn
+
+    from torchslim.core import DataSplits
+    from torchslim.search.run import _example
+
+    class TextModel(nn.Module):
+        def tokenize(self, texts):
+            return {"input_ids": torch.tensor([[len(t)] for t in texts])}
+
+    data = DataSplits(calibration=[(["a tweet", "another"], torch.tensor([0, 1]))])
+    assert _example(data, TextModel())["input_ids"].tolist() == [[7]]
+    images = DataSplits(calibration=[(torch.zeros(4, 1, 8, 8), torch.zeros(4))])
+    assert _example(images, nn.Identity()).shape == (1, 1, 8, 8)

@@ -137,7 +137,7 @@ def _search(
     out.mkdir(parents=True, exist_ok=True)
     held_out, metric = _held_out(data, target)
     if example_input is None:
-        example_input = _example(data)
+        example_input = _example(data, model)
     model = model.eval()
     quality = quality_fn(held_out, metric=metric, reference=model, max_batches=options.eval_batches)
     context = Context(data=data, seed=options.seed, quiet=True, example_input=example_input, teacher=model)
@@ -215,12 +215,18 @@ def _held_out(data: DataSplits, target: Target) -> tuple[Any, str]:
     return loader, "cosine" if target.min_cosine is not None else "accuracy"
 
 
-def _example(data: DataSplits) -> Any:
+def _example(data: DataSplits, model: nn.Module) -> Any:
+    """One sample of the data as the model takes it (text models tokenize their raw strings)."""
     for loader in (data.calibration, data.train, data.validation, data.test):
         if loader is not None:
             for batch in loader:
                 inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
-                return inputs[:1] if isinstance(inputs, torch.Tensor) else inputs
+                if isinstance(inputs, torch.Tensor):
+                    return inputs[:1]
+                tokenize = getattr(model, "tokenize", None)
+                if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], str) and callable(tokenize):
+                    return dict(tokenize(list(inputs[:1])))
+                return inputs
     raise DataError("search: the data has no batches.")
 
 
