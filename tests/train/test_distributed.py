@@ -1,7 +1,7 @@
 """Data-parallel training (torchrun + DDP over gloo): the same global batches, one state, global checkpoints.
 
 The multi-process tests launch ``torchrun --standalone`` (it picks a free port) on
-``test_distributed_worker.py`` and compare with the same worker run in this process (one process, no
+``distributed_worker.py`` and compare with the same worker run in this process (one process, no
 process group, the ordinary loop). Without dropout, fine-tuning, distillation and AGP pruning in two
 processes end within float rounding of one process; QAT's learned step sizes under Adam amplify the
 rounding, so it is compared by accuracy.
@@ -35,7 +35,7 @@ from torchslim.train.distributed import (
     without_nproc,
 )
 
-WORKER = Path(__file__).with_name("test_distributed_worker.py")
+WORKER = Path(__file__).with_name("distributed_worker.py")
 
 
 def _worker_module() -> Any:
