@@ -64,8 +64,7 @@ def lottery_command(
 ) -> None:
     # long: one parameter line per CLI option (typer reads the options from the signature)
     """Iterative magnitude pruning with rewinding: the ticket and its controls per level, the ticket saved."""
-    import torch
-
+    from torchslim.cli.inspect import set_threads
     from torchslim.cli.resolve import resolve_data, resolve_model
     from torchslim.io.outputs import check_output_dir
     from torchslim.lottery import lottery
@@ -73,8 +72,7 @@ def lottery_command(
 
     if not (out / EXPERIMENT_FILE).is_file():  # a lottery run there is resumed (its settings are checked)
         check_output_dir(out)
-    if threads is not None:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     net = resolve_model(model, weights=weights, num_classes=num_classes, seed=seed)
     splits = resolve_data(
         data,

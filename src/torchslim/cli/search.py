@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from torchslim.cli.inspect import set_threads
 from torchslim.cli.options import (
     DataRequiredOpt,
     DataRootOpt,
@@ -123,10 +124,7 @@ def search_command(
     goal = parse_target(target, max_drop=drop_points_from_cli(max_drop))
     if trials is None and minutes is None:
         raise ConfigError("torchslim search needs a budget: --trials N and/or --minutes M.")
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+    set_threads(threads)
     net = resolve_model(model, weights=weights, num_classes=num_classes, seed=seed)
     common: dict[str, Any] = {"train_samples": train_samples, "eval_samples": eval_samples, "seed": seed}
     splits = resolve_data(data, batch_size=128, root=data_root, model=net, needs_train=True, **common)
