@@ -21,13 +21,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from torchslim.core.errors import ModelError
 from torchslim.deploy import Deployment, deploy_for_timing
-from torchslim.io import save
-from torchslim.measure import count_macs, directory_bytes, estimate_energy, evaluate
+from torchslim.io import saved_bytes
+from torchslim.measure import count_macs, estimate_energy, evaluate
 from torchslim.measure.agreement import compare_models
 
 
@@ -106,7 +105,7 @@ class CostMeter:
         self.latency_batch = latency_batch
         self.rounds = rounds
         self.repeats = repeats
-        self.base_bytes = artifact_bytes(original, config=None)
+        self.base_bytes = saved_bytes(original, config=None)
         self.base_energy = float(estimate_energy(original, example_input).total_uj)
         self.base_macs = int(count_macs(original, example_input).total)
         deployment, reason = deploy_for_timing(original, example_input, self.workdir, backend=runtime)
@@ -119,7 +118,7 @@ class CostMeter:
         """The candidate's costs as fractions of the original's; an export failure is a ModelError.
         `precise=False` times latency in 2 rounds of 5 calls (a trial whose target does not bound it)."""
         model.eval()
-        size_bytes = artifact_bytes(model, config=config)
+        size_bytes = saved_bytes(model, config=config)
         energy = float(estimate_energy(model, self.example_input).total_uj)
         macs = int(count_macs(model, self.example_input).total)
         with tempfile.TemporaryDirectory(dir=self.workdir, prefix="candidate-") as tmp:
@@ -154,9 +153,3 @@ class CostMeter:
             latency_ms=self.base_latency_ms,
             metric=metric,
         )
-
-
-def artifact_bytes(model: nn.Module, *, config: dict[str, Any] | None) -> int:
-    """Bytes on disk of the artifact :func:`torchslim.io.save` writes for `model` (with `config`)."""
-    with tempfile.TemporaryDirectory(prefix="torchslim-search-size-") as tmp, torch.no_grad():
-        return directory_bytes(save(model, Path(tmp) / "artifact", config=config))

@@ -15,7 +15,8 @@ from torch import nn
 from torchslim.core.context import Context
 from torchslim.core.recipe import Recipe, Step
 from torchslim.core.technique import TECHNIQUES
-from torchslim.search.evaluate import CostMeter, Costs, artifact_bytes
+from torchslim.io.artifact import saved_bytes
+from torchslim.search.evaluate import CostMeter, Costs
 from torchslim.search.space import SearchSpace
 from torchslim.search.target import METRICS, Target
 
@@ -116,7 +117,7 @@ class TrialRunner:
 
 def _size_of(meter: CostMeter, model: nn.Module, config: dict[str, Any]) -> dict[str, Any]:
     """Bytes after fine-tuning (masks and codes are fixed before it, so this is a check, not a guess)."""
-    size_bytes = artifact_bytes(model, config=config)
+    size_bytes = saved_bytes(model, config=config)
     return {"bytes": size_bytes, "size": size_bytes / meter.base_bytes}
 
 
