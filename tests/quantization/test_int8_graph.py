@@ -187,3 +187,73 @@ def test_symmetric_activations_keep_the_earlier_residual_outputs(symmetric):
     batches = _batches()
     out = _quantize(randomize_bn(SmallResNet()), batches, activations=ActivationQuant(symmetric=symmetric))
     assert "int8_points" not in out.info and out.info["int8_outputs"]
+
+
+class PaddedUntraceable(nn.Module):
+    """TensorFlow-style "same" padding computed from the input's shape (``int(x.shape[-1])``: torch.fx
+    cannot trace it, like Hugging Face's MobileNet / EfficientNet), ReLU6, and a residual Add."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.stem = nn.Conv2d(3, 8, 3)
+        self.expand = nn.Conv2d(8, 16, 1)
+        self.depthwise = nn.Conv2d(16, 16, 3, groups=16)
+        self.reduce = nn.Conv2d(16, 8, 1)
+        self.act = nn.ReLU6()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 4)
+
+    @staticmethod
+    def same_pad(x: torch.Tensor) -> torch.Tensor:
+        size = int(x.shape[-1])
+        return nn.functional.pad(x, (1, 1, 1, 1)) if size > 1 else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.stem(self.same_pad(x)))
+        y = self.act(self.expand(h))
+        y = self.act(self.depthwise(self.same_pad(y)))
+        h = h + self.reduce(y)
+        out: torch.Tensor = self.fc(torch.flatten(self.pool(h), 1))
+        return out
+
+
+def test_untraceable_model_gets_integer_convolutions_through_padding_and_relu6(tmp_path):
+    import torch.fx
+
+    model = PaddedUntraceable().eval()
+    with pytest.raises(Exception):  # noqa: B017 - any tracing error: the point of this model
+        torch.fx.symbolic_trace(model)
+    batches = _batches()
+    out = _quantize(model, batches)
+    # the autograd walk: padding and ReLU6 pass the value on to the next quantized layer; the two
+    # layers that feed the residual Add need an int8 output of their own
+    assert out.info["int8_outputs"] == ["reduce", "stem"]
+    export_onnx(out.model, tmp_path / "q.onnx", batches[0][0][:1])
+    counts = optimized_op_counts(tmp_path / "q.onnx")
+    assert counts["QLinearConv"] == 4 and counts["Conv"] == 0
+    x = torch.cat([b[0] for b in _batches(seed=5)])
+    assert check_parity(out.model, tmp_path / "q.onnx", x, steps=2.0).ok
+
+
+def test_export_detaches_a_cache_that_requires_grad(tmp_path):
+    """A module caching a tensor computed from its parameters with gradients on (LeViT's attention
+    biases) is exported with the cache as a constant, and keeps its cache."""
+
+    class Cached(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bias = nn.Parameter(torch.randn(4))
+            self.cache: dict[str, torch.Tensor] = {}
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if "b" not in self.cache:
+                self.cache["b"] = self.bias * 2
+            return x + self.cache["b"]
+
+    model = Cached().eval()
+    model(torch.randn(2, 4))  # gradients on: the cache requires grad
+    assert model.cache["b"].requires_grad
+    export_onnx(model, tmp_path / "c.onnx", torch.randn(2, 4))
+    assert check_parity(model, tmp_path / "c.onnx", torch.randn(3, 4)).ok
+    assert model.cache["b"].requires_grad  # restored

@@ -356,5 +356,6 @@ def test_residual_output_analysis_leaves_plain_chains_alone_and_notes_untraceabl
                 h = h * 2
             return self.conv2(h) + h
 
+    # torch.fx cannot trace it: the same walk runs over the autograd graph of a calibration batch
     untraceable = run(Branchy(), Quantize(weights=WeightQuant(bits=8), quantize_single_channel_convs=True), cnn_context)
-    assert any("torch.fx cannot trace" in n for n in untraceable.info.get("notes", []))
+    assert untraceable.info["int8_outputs"] == ["conv", "conv2"]  # both reach the Add

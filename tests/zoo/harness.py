@@ -27,6 +27,7 @@ from torchslim.core import Context, DataSplits
 from torchslim.core.errors import TorchSlimError
 from torchslim.graph import call_with, flat_tensors, tied_parameters
 from torchslim.measure import count_macs
+from torchslim.quantization.plan import SINGLE_CHANNEL_REASON
 
 TIME_LIMIT_S = int(os.environ.get("ZOO_TIME_LIMIT", "120"))
 """Seconds one technique may take on one architecture before the cell counts as a hang (env ZOO_TIME_LIMIT)."""
@@ -149,7 +150,13 @@ def quantize(model: nn.Module, example: Any) -> tuple[nn.Module, dict[str, Any]]
     config = Quantize()
     handler = TECHNIQUES.handler_for(config)
     outcome = handler(model, config, targets=None, context=Context(data=data, example_input=example))
-    return outcome.model, {"layers": len(outcome.layers)}
+    modules = dict(model.named_modules())
+    by_choice = [
+        name
+        for name, why in outcome.skipped.items()
+        if why == SINGLE_CHANNEL_REASON and isinstance(modules.get(name), nn.Conv2d)
+    ]
+    return outcome.model, {"layers": len(outcome.layers), "float_convs_by_choice": len(by_choice)}
 
 
 def export(model: nn.Module, example: Any, *, kernels: bool = False) -> dict[str, Any]:

@@ -42,3 +42,32 @@ def test_prune50_is_ok_or_a_typed_refusal(name: str, hidden: bool) -> None:
     else:  # a typed refusal naming the layer or coupling (never a name the user did not type)
         assert "'" in cell.detail and "Did you mean" not in cell.detail, cell.detail
         assert "exclude" in cell.detail or "nothing was changed" in cell.detail, cell.detail
+
+
+INT8_FAST = ("resnet-hf", "fmnist-resnet", "mobilenet-v2")
+"""Architectures whose int8 kernel count runs in the fast suite: one traced by ``torch.fx``, two
+found through the autograd graph (Hugging Face models fx cannot trace; TF-style padding)."""
+CONV_ARCHS = [
+    pytest.param(name, marks=() if name in INT8_FAST else SLOW)
+    for name, arch in ARCHS.items()
+    if arch.family in ("cnn", "hybrid-vision", "segmentation", "hand-made", "torchslim built-in")
+]
+
+
+@pytest.mark.parametrize("name", CONV_ARCHS)
+def test_int8_convolutions_run_as_integer_kernels(name: str) -> None:
+    """Static int8 by layer type: >= 90% of the convolutions torchslim quantized are QLinearConv /
+    ConvInteger in onnxruntime's optimized graph, and the export matches PyTorch (parity)."""
+    import copy
+
+    from tests.zoo.harness import export, quantize
+    from tests.zoo.run import integer_share
+
+    model, example = ARCHS[name].build()
+    quantized, facts = quantize(copy.deepcopy(model), example)
+    cell = run_cell(lambda: {**export(quantized, example, kernels=True), **facts}, limit=120)
+    assert cell.status == "ok", f"{name}: {cell.status}: {cell.detail}"
+    share = integer_share(cell)
+    if share is None:
+        pytest.skip(f"{name} has no quantized convolution")
+    assert share >= 0.9, f"{name}: {cell.facts['integer_convs']} integer of {cell.facts['conv_layers']} convolutions"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,22 +41,27 @@ SINGLE_CHANNEL_REASON = (
 )
 
 
-def unquantized_outputs(model: nn.Module, choices: list[LayerChoice]) -> set[str] | None:
+def unquantized_outputs(model: nn.Module, choices: list[LayerChoice], example_input: Any = None) -> set[str] | None:
     """Names of static-input ``Conv2d`` layers whose output reaches something other than a
     static-input quantized layer (a residual ``Add``, a ``cat``, the model output).
 
     An int8 runtime cannot run these as integer kernels unless their output is quantized too
-    (onnxruntime fuses ``DQ -> Conv -> Q`` only). Only ReLU, max-pooling, flatten, reshape-like calls
-    and identity / dropout are followed (max and ReLU commute with quantization; see
-    :func:`torchslim.graph.flow.outputs_reaching_others`). None when ``torch.fx`` cannot trace `model`.
+    (onnxruntime fuses ``DQ -> Conv -> Q`` only). Only ReLU, ReLU6 / clamp, zero padding,
+    max-pooling, flatten, reshape-like calls and identity / dropout are followed (they commute with
+    quantization; see :func:`torchslim.graph.flow.outputs_reaching_others`). When ``torch.fx``
+    cannot trace `model`, the same walk runs over the autograd graph of one forward pass on
+    `example_input`; None when there is no example either.
     """
-    from torchslim.graph.flow import outputs_reaching_others
+    from torchslim.graph.flow import outputs_reaching_others, outputs_reaching_others_autograd
 
     static = {c.name for c in choices if c.act_spec is not None and c.act_spec.mode == "static"}
     convs = {c.name for c in choices if c.name in static and isinstance(c.module, nn.Conv2d)}
     if not convs:
         return set()
-    return outputs_reaching_others(model, convs, static)
+    found = outputs_reaching_others(model, convs, static)
+    if found is None and example_input is not None:
+        found = outputs_reaching_others_autograd(model, example_input, convs, static)
+    return found
 
 
 def name_matches(pattern: str, name: str) -> bool:

@@ -117,12 +117,12 @@ def _plan(
     return [c for c in choices if c.name not in tied], skipped
 
 
-def _mark_residual_outputs(work: nn.Module, choices: list[LayerChoice], info: dict[str, Any]) -> None:
-    residual = unquantized_outputs(work, choices)
+def _mark_residual_outputs(work: nn.Module, choices: list[LayerChoice], info: dict[str, Any], example: Any) -> None:
+    residual = unquantized_outputs(work, choices, example)
     if residual is None:
         info.setdefault("notes", []).append(
-            "residual outputs not quantized: torch.fx cannot trace this model, so layers feeding an Add may run "
-            "as float convolutions in onnxruntime"
+            "residual outputs not quantized: torch.fx cannot trace this model and there is no example input, so "
+            "layers feeding an Add may run as float convolutions in onnxruntime"
         )
         return
     for choice in choices:
@@ -157,7 +157,12 @@ def _plan_int8_graph(
 
 
 def _mark_outputs(
-    work: nn.Module, choices: list[LayerChoice], act_spec: ActivationSpec | None, config: Quantize, info: dict[str, Any]
+    work: nn.Module,
+    choices: list[LayerChoice],
+    act_spec: ActivationSpec | None,
+    config: Quantize,
+    info: dict[str, Any],
+    example: Any,
 ) -> PointPlan | None:
     """Static PTQ: the integer graph's points, else int8 outputs on the residual branches only."""
     if act_spec is not None and not act_spec.static:  # auto: static convolutions in a dynamic model
@@ -166,7 +171,7 @@ def _mark_outputs(
         return None
     points = _plan_int8_graph(work, choices, act_spec, info) if config.integer_graph else None
     if points is None:
-        _mark_residual_outputs(work, choices, info)
+        _mark_residual_outputs(work, choices, info, example)
     return points
 
 
@@ -279,8 +284,8 @@ def quantize_handler(model: nn.Module, config: Quantize, *, targets: Targets | N
     }
     if converted:
         info["conv1d_as_linear"] = converted
+    example = context.example_input if context.example_input is not None else (batches[0] if batches else None)
     if config.fold_batchnorm and _has_batchnorm(work):
-        example = context.example_input if context.example_input is not None else (batches[0] if batches else None)
         work = _fold_step(work, example, info, skipped)
     choices, float_layers = _plan(
         work,
@@ -299,7 +304,7 @@ def quantize_handler(model: nn.Module, config: Quantize, *, targets: Targets | N
         )
     for name, reason in float_layers.items():
         skipped.setdefault(name, reason)
-    points = _mark_outputs(work, choices, act_spec, config, info)
+    points = _mark_outputs(work, choices, act_spec, config, info, example)
     if batches is not None:
         info["calibration_samples"] = sum(batch_size_of(b) for b in batches)
 

@@ -197,6 +197,33 @@ class _Traced:
     eager_attention: bool
 
 
+def _detach_caches(model: nn.Module) -> list[tuple[nn.Module, str, Any]]:
+    """Detach the tensors modules hold outside their parameters and buffers (caches such as LeViT's
+    attention biases, filled by an earlier forward pass with gradients on), which the exporter
+    refuses to bake in as constants while they require grad; returns what to restore."""
+
+    def detached(value: Any) -> Any:
+        if isinstance(value, Tensor):
+            return value.detach()
+        if isinstance(value, dict):
+            return {k: detached(v) for k, v in value.items()}
+        return value
+
+    def needs(value: Any) -> bool:
+        if isinstance(value, Tensor):
+            return value.requires_grad
+        return isinstance(value, dict) and any(needs(v) for v in value.values())
+
+    saved = []
+    for module in model.modules():
+        for key, value in list(vars(module).items()):
+            if not key.startswith("_"):
+                if needs(value):
+                    saved.append((module, key, value))
+                    setattr(module, key, detached(value))
+    return saved
+
+
 def _trace(
     model: nn.Module,
     args: tuple[Tensor, ...],
@@ -214,6 +241,7 @@ def _trace(
     float_weight_layers: list[str] = []
     switched: list[tuple[Any, str]] = []
     entered: list[CompressedLayer] = []
+    caches = _detach_caches(model)
     try:
         model.eval()
         switched = _eager_attention(model) if eager_attention else []
@@ -247,6 +275,8 @@ def _trace(
             layer.onnx_form(False)
         for module, flag in flags:
             module.training = flag
+        for module, key, value in caches:
+            setattr(module, key, value)
     return _Traced(proto, integer_layers, float_weight_layers, bool(switched))
 
 

@@ -30,8 +30,12 @@ from typing import Any
 
 import numpy as np
 
-TRANSPARENT_OPS = frozenset({"Relu", "MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity"})
-"""Ops a quantizer commutes with: a QDQ pair after them may also be placed before them."""
+TRANSPARENT_OPS = frozenset(
+    {"Relu", "Clip", "MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity"}
+)
+"""Ops a quantizer commutes with: a QDQ pair after them may also be placed before them (``Clip``:
+``q(clip(dq(q(x)))) = q(clip(x))`` for a monotone round-to-nearest ``q``; ``Pad`` with a constant
+zero too, see :func:`_transparent`)."""
 COMPUTE_OPS = frozenset({"Conv", "Gemm", "MatMul"})
 """Ops onnxruntime fuses into integer kernels when their inputs and output are quantized."""
 INT8_POOL_OPS = frozenset({"GlobalAveragePool", "AveragePool"})
@@ -250,7 +254,7 @@ def _insert_points(
         p = producer.get(cur)
         if p is None:
             break
-        if p.op_type in TRANSPARENT_OPS:
+        if _transparent(graph, p):
             chain.append(p)
             cur = p.input[0]
             continue
@@ -258,10 +262,28 @@ def _insert_points(
             head = p  # an integer kernel once fused; a float one keeps its float output
         elif p.op_type in INT8_POOL_OPS and getattr(producer.get(p.input[0]), "op_type", None) == "DequantizeLinear":
             head = p  # int8 pooling once fused (the QuantizeLinear must follow it directly)
+        elif p.op_type == "Add" and dequantized_inputs(p, producer):
+            head = p  # QLinearAdd once fused (both inputs int8 already)
         break
     if head is None or not chain:
         return []
     return [cur] + [n.output[0] for n in reversed(chain[1:])]
+
+
+def _transparent(graph: Any, node: Any) -> bool:
+    """True for an op of :data:`TRANSPARENT_OPS`, or a ``Pad`` that pads with constant zeros (0 is a
+    grid value of every asymmetric quantizer, so ``q(pad(x, 0)) = pad(q(x), zero point)``)."""
+    if node.op_type in TRANSPARENT_OPS:
+        return True
+    if node.op_type != "Pad":
+        return False
+    mode = next((a.s for a in node.attribute if a.name == "mode"), b"constant")
+    if mode != b"constant":
+        return False
+    if len(node.input) < 3 or not node.input[2]:
+        return True
+    value = constant_value(graph, node.input[2])
+    return value is not None and value.size == 1 and float(value.reshape(())) == 0.0
 
 
 def _zero_point_is_lowest(zp_value: np.ndarray | None) -> bool:
