@@ -117,3 +117,47 @@ def test_promotion_candidates_meet_the_cost_bounds_smallest_first():
     rows.append({**record(5, 0.01, 0.0), "stopped_early": "misses the size bound before fine-tuning"})
     picked = [r["number"] for r in candidates(rows, Target(size=15, max_drop=1.0), slack=1.0)]
     assert picked == [0, 4, 1]  # 2: 2.5 points past the budget; 3: not 15x smaller; 5: never fine-tuned
+
+
+def test_bit_sensitivity_stops_at_its_deadline_and_the_space_keeps_every_choice_for_the_rest():
+    import time
+
+    from torchslim.search.space import BIT_CHOICES, layers_with_choices
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4))
+    x = torch.randn(32, 8, generator=torch.Generator().manual_seed(1))
+    reference = model(x).detach()
+    calls = []
+
+    def quality(m):
+        calls.append(1)
+        if len(calls) == 2:  # the deadline passes while the first (largest) layer is measured
+            time.sleep(0.05)
+        with torch.no_grad():
+            return -float((m(x) - reference).pow(2).mean())
+
+    result = bit_sensitivity(model, quality, bits=(2, 8), deadline=time.monotonic() + 0.02)
+    assert list(result.curves) == ["0"] == layers_with_choices(result.params, min_share=0.0)[:1]  # largest first
+    assert result.unmeasured == ["2"] and set(result.params) == {"0", "2"}
+    space = build_space(channels=None, sparsity=None, bits=result, range_drop=1e-9, finetune_steps=(0,))
+    assert space.bit_choices["2"] == list(BIT_CHOICES)  # not measured: not settled
+
+
+def test_layers_with_choices_are_the_largest_holding_a_share():
+    from torchslim.search.space import layers_with_choices
+
+    params = {"a": 10, "b": 1000, "c": 500, "d": 5}
+    assert layers_with_choices(params, max_layers=2) == ["b", "c"]
+    assert layers_with_choices(params, max_layers=8, min_share=0.01) == ["b", "c"]
+
+
+def test_entropy_coding_is_not_searched_when_it_only_saves_bytes():
+    space = build_space(channels=None, sparsity=None, bits=_bits(), range_drop=0.05, finetune_steps=(0, 100))
+    space.entropy_code = True
+    space.entropy_code_always = True
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(12):
+        params = space.suggest(study.ask())
+        if params["levels"] != "float":
+            assert params["entropy_code"] is True
+    assert all(seed["entropy_code"] for seed in space.seeds())

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,22 +40,25 @@ class BitSensitivity:
     Attributes:
         bits: the x axis (ascending).
         baseline: quality of the fp32 model.
-        curves: ``{layer: [quality at each bit-width]}``.
-        params: ``{layer: weights in that layer}``.
+        curves: ``{layer: [quality at each bit-width]}`` for the layers measured.
+        params: ``{layer: weights in that layer}`` for every Linear / convolution.
+        unmeasured: layers asked for but not measured before the deadline.
     """
 
     bits: list[int]
     baseline: float
     curves: dict[str, list[float]]
     params: dict[str, int]
+    unmeasured: list[str] = dataclasses.field(default_factory=list)
 
     def drops(self) -> dict[str, list[float]]:
         """``{layer: [baseline - quality at each bit-width]}``."""
         return {k: [self.baseline - q for q in v] for k, v in self.curves.items()}
 
     def min_bits(self, max_drop: float) -> dict[str, int]:
-        """Per layer, the fewest analysed bits whose drop is at most `max_drop` (scanning down from
-        the widest, stopping at the first that exceeds it); the widest analysed when none qualifies."""
+        """Per measured layer, the fewest analysed bits whose drop is at most `max_drop` (scanning
+        down from the widest, stopping at the first that exceeds it); the widest analysed when none
+        qualifies."""
         out: dict[str, int] = {}
         order = sorted(range(len(self.bits)), key=lambda i: -self.bits[i])
         for layer, values in self.curves.items():
@@ -87,6 +91,16 @@ def quantizable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return out
 
 
+def weight_counts(model: nn.Module) -> dict[str, int]:
+    """``{layer: weights}`` of every Linear / convolution of `model` (:func:`quantizable_layers`)."""
+    counts = {}
+    for name, module in quantizable_layers(model):
+        weight = module.weight
+        assert isinstance(weight, torch.Tensor)
+        counts[name] = weight.numel()
+    return counts
+
+
 def rtn_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
     """Round-to-nearest per-output-channel symmetric quantization of `weight` at `bits` (dequantized)."""
     granularity = Granularity.per_channel(0)
@@ -104,10 +118,14 @@ def bit_sensitivity(
     *,
     bits: Sequence[int] = DEFAULT_BITS,
     layers: Sequence[str] | None = None,
+    deadline: float | None = None,
 ) -> BitSensitivity:
     """Quality (by `quality`) with each layer's weights alone quantized at each of `bits`.
 
-    `layers` limits the analysis to those names (default: every Linear / convolution).
+    `layers` limits the analysis to those names (default: every Linear / convolution); they are
+    measured largest first. At `deadline` (a ``time.monotonic()`` value) the analysis stops after
+    the layer it is on: the layers not reached have no curve (``unmeasured``), and a search offers
+    them every bit-width instead of a range the curves settled. ``params`` covers every layer.
     """
     values = sorted({int(b) for b in bits})
     if not values or any(not 1 <= b <= 8 for b in values):
@@ -118,14 +136,18 @@ def bit_sensitivity(
     for name in names:
         if name not in available:
             raise ConfigError(f"bit_sensitivity: layer {name!r} is not a Linear/convolution layer of the model.")
+    params = weight_counts(work)
+    names.sort(key=lambda name: -params[name])
     baseline = float(quality(work))
     curves: dict[str, list[float]] = {}
-    params: dict[str, int] = {}
+    unmeasured: list[str] = []
     for name in names:
+        if deadline is not None and time.monotonic() >= deadline:
+            unmeasured.append(name)
+            continue
         weight = available[name].weight
         assert isinstance(weight, torch.Tensor)
         original = weight.detach().clone()
-        params[name] = original.numel()
         scores = []
         try:
             for b in values:
@@ -136,4 +158,4 @@ def bit_sensitivity(
             with torch.no_grad():
                 weight.copy_(original)
         curves[name] = scores
-    return BitSensitivity(bits=values, baseline=baseline, curves=curves, params=params)
+    return BitSensitivity(bits=values, baseline=baseline, curves=curves, params=params, unmeasured=unmeasured)

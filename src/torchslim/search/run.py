@@ -37,12 +37,12 @@ from torchslim.io import save
 from torchslim.io.atomic import write_json, write_text
 from torchslim.measure.run_energy import RunEnergyMeter
 from torchslim.pruning import SensitivityResult, sensitivity
-from torchslim.search.bits import bit_sensitivity
+from torchslim.search.bits import bit_sensitivity, weight_counts
 from torchslim.search.evaluate import CostMeter, quality_fn
 from torchslim.search.progress import SearchProgress
 from torchslim.search.promote import promote
 from torchslim.search.report import SearchResult, write_report
-from torchslim.search.space import SearchSpace, build_space
+from torchslim.search.space import SearchSpace, build_space, layers_with_choices
 from torchslim.search.study import Budget, make_sampler, open_study, run_worker, storage_url
 from torchslim.search.target import Target, parse_target
 from torchslim.search.trial import TrialRunner, row_key
@@ -68,6 +68,8 @@ class SearchOptions:
             may be for promotion; None: max_drop.
         eval_batches: validation batches per quality measurement (None: the whole split).
         sensitivity_batches: validation batches per point of the sensitivity curves.
+        sensitivity_share: share of `minutes` the sensitivity analysis may take; the layers its
+            bit-width curves did not reach keep every bit-width choice.
         sensitivity_drop: quality drop (points, without fine-tuning) that bounds the per-layer ranges;
             None: max(5, 3 x max_drop).
         drop_margin: points kept below `max_drop` when a trial is judged on the validation split
@@ -89,6 +91,7 @@ class SearchOptions:
     promote_slack: float | None = None
     eval_batches: int | None = None
     sensitivity_batches: int | None = 4
+    sensitivity_share: float = 0.15
     sensitivity_drop: float | None = None
     drop_margin: float | None = None
     seed: int = 0
@@ -97,6 +100,8 @@ class SearchOptions:
     def __post_init__(self) -> None:
         if self.trials is None and self.minutes is None:
             raise ConfigError("search needs a budget: trials=N and/or minutes=M.")
+        if not 0.0 < self.sensitivity_share < 1.0:
+            raise ConfigError(f"sensitivity_share={self.sensitivity_share!r} must be in (0, 1).")
         if not 0.0 <= self.final_share < 1.0:
             raise ConfigError(f"final_share={self.final_share!r} must be in [0, 1).")
 
@@ -146,7 +151,8 @@ def _search(
     )
     baseline = meter.baseline(float(quality(model)), metric)
     write_json(out / "baseline.json", baseline.to_dict())
-    space = _space(model, out, held_out, target, options, metric, example_input)
+    deadline = None if options.minutes is None else started + 60 * options.minutes * options.sensitivity_share
+    space = _space(model, out, held_out, target, options, metric, example_input, deadline=deadline)
     url = storage_url(options.storage, out)
     name = options.study_name or _study_name(model, target)
     directions = ["maximize", "minimize"]
@@ -246,8 +252,11 @@ def _space(
     options: SearchOptions,
     metric: str,
     example_input: Any,
+    *,
+    deadline: float | None,
 ) -> SearchSpace:
-    """The space of this study: read back when resuming, else built from fresh sensitivity curves."""
+    """The space of this study: read back when resuming, else built from fresh sensitivity curves
+    (the bit-width curves of the layers that get choices, largest first, until `deadline`)."""
     space_file = out / "space.json"
     if space_file.is_file():
         return SearchSpace.from_dict(json.loads(space_file.read_text()))
@@ -258,7 +267,7 @@ def _space(
         channels = _try_sensitivity(model, held_out, kind="channels", example_input=example_input, **common)
         sparsity = _try_sensitivity(model, held_out, kind="unstructured", **common)
     quick = quality_fn(held_out, metric=metric, reference=model, max_batches=options.sensitivity_batches)
-    bits = bit_sensitivity(model, quick)
+    bits = bit_sensitivity(model, quick, layers=layers_with_choices(weight_counts(model)), deadline=deadline)
     write_json(
         out / "sensitivity.json",
         {
@@ -274,6 +283,8 @@ def _space(
         range_drop=drop / 100.0,
         finetune_steps=options.finetune_steps,
     )
+    # entropy coding is lossless: when size is bounded or minimised, every quantized point gets it
+    space.entropy_code_always = space.entropy_code and ("size" in target.bounds() or target.primary_metric == "size")
     write_json(space_file, space.to_dict())
     return space
 

@@ -19,7 +19,9 @@ ordinary :class:`~torchslim.core.recipe.Recipe` (so any result reruns with ``com
    ``ternarize``), or none (``float``).
 
 Choices that sensitivity settles are not searched: a range of one value is fixed, and layers below
-`min_share` of the weights keep 8 bits (they cannot change the size).
+`min_share` of the weights keep 8 bits (they cannot change the size). Nor is ``entropy_code`` when
+the target bounds or minimises size (``entropy_code_always``): it is lossless, so a point without it
+is the same model in more bytes.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class SearchSpace:
     distill: list[bool] = dataclasses.field(default_factory=lambda: [False, True])
     activations: list[str] = dataclasses.field(default_factory=lambda: ["int8", "float"])
     entropy_code: bool = False
+    entropy_code_always: bool = False
     lr: float = 1e-3
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,7 +77,10 @@ class SearchSpace:
             params[f"ratio:{group}"] = trial.suggest_float(f"ratio:{group}", 0.0, high, step=0.05)
         params["levels"] = trial.suggest_categorical("levels", self.level_types)
         if self.entropy_code and params["levels"] != "float":
-            params["entropy_code"] = trial.suggest_categorical("entropy_code", [False, True])
+            if self.entropy_code_always:  # lossless: it only makes the artifact smaller
+                params["entropy_code"] = True
+            else:
+                params["entropy_code"] = trial.suggest_categorical("entropy_code", [False, True])
         if _zeros_save_bytes(params):
             for layer, high in self.sparsity_max.items():
                 params[f"sparsity:{layer}"] = trial.suggest_float(f"sparsity:{layer}", 0.0, high, step=0.05)
@@ -104,7 +110,7 @@ class SearchSpace:
                 if len(choices) > 1:
                     point[f"bits:{layer}"] = min(choices) if fewest_bits else max(choices)
             point["activations"] = "int8"
-            point["entropy_code"] = False
+            point["entropy_code"] = self.entropy_code_always
             point["qat"] = qat
             point["steps"] = max(self.finetune_steps)
             point["distill"] = False
@@ -209,6 +215,14 @@ def registered_level_types() -> list[str]:
     return ["uniform", *[name for name in LEVEL_TECHNIQUES if name in TECHNIQUES], "float"]
 
 
+def layers_with_choices(params: dict[str, int], *, max_layers: int = 8, min_share: float = 0.02) -> list[str]:
+    """The layers a search gives their own choices: the `max_layers` largest (by weights in `params`)
+    that hold at least `min_share` of all the weights; the rest keep 8 bits and their weights."""
+    total = sum(params.values()) or 1
+    largest = sorted(params, key=lambda k: -params[k])[:max_layers]
+    return [k for k in largest if params[k] / total >= min_share]
+
+
 def build_space(
     *,
     channels: SensitivityResult | None,
@@ -221,19 +235,19 @@ def build_space(
 ) -> SearchSpace:
     """Ranges from the sensitivity curves: a group or layer gets the largest ratio / sparsity, or the
     fewest bits, whose drop without fine-tuning stays within `range_drop` (quality units); only the
-    `max_layers` largest layers get their own bit-width and sparsity choices."""
+    `max_layers` largest layers get their own bit-width and sparsity choices
+    (:func:`layers_with_choices`)."""
     channel_max = {g: r for g, r in (channels.max_sparsity(range_drop) if channels else {}).items() if r > 0}
     bit_choices: dict[str, list[int]] = {}
     sparsity_max: dict[str, float] = {}
     if bits is not None:
-        total = sum(bits.params.values()) or 1
-        largest = sorted(bits.params, key=lambda k: -bits.params[k])[:max_layers]
+        chosen = set(layers_with_choices(bits.params, max_layers=max_layers, min_share=min_share))
         fewest = bits.min_bits(range_drop)
         for layer in bits.params:
-            if layer in largest and bits.params[layer] / total >= min_share:
-                bit_choices[layer] = [b for b in BIT_CHOICES if b >= fewest[layer]] or [8]
-            else:
+            if layer not in chosen:
                 bit_choices[layer] = [8]
+            else:  # a layer without a curve (its analysis ran out of time) keeps every choice
+                bit_choices[layer] = [b for b in BIT_CHOICES if b >= fewest.get(layer, min(BIT_CHOICES))] or [8]
     if sparsity is not None:
         total = sum(sparsity.params.values()) or 1
         safe = sparsity.max_sparsity(range_drop)
