@@ -161,3 +161,27 @@ def test_entropy_coding_is_not_searched_when_it_only_saves_bytes():
         if params["levels"] != "float":
             assert params["entropy_code"] is True
     assert all(seed["entropy_code"] for seed in space.seeds())
+
+
+def test_fit_to_a_latency_target_and_a_headless_model_drops_what_cannot_help():
+    space = build_space(channels=_channels(), sparsity=None, bits=_bits(), range_drop=0.05, finetune_steps=(0, 100))
+    assert any(len(c) > 1 for c in space.bit_choices.values())
+    space.fit_to(bounded={"latency"}, metric="cosine")
+    assert all(c == [8] for c in space.bit_choices.values())  # fewer bits run on the same int8 kernels
+    assert set(space.level_types) <= {"uniform", "float"}
+    assert space.finetune_steps == [0] and space.qat == [False] and space.distill == [False]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(8):
+        params = space.suggest(study.ask())
+        # no label-based training for a model whose output the labels do not fit, even for the final point
+        recipe = space.recipe(params, train={"epochs": 2})
+        assert {s.technique for s in recipe.steps} <= {"channel_pruning", "quantize", "finetune"}
+        assert all(s.technique != "finetune" or s.config.train.epochs == 0 for s in recipe.steps)
+        assert not params.get("qat")
+
+
+def test_fit_to_a_size_target_keeps_the_bit_choices():
+    space = build_space(channels=None, sparsity=None, bits=_bits(), range_drop=0.05, finetune_steps=(0, 100))
+    before = dict(space.bit_choices)
+    space.fit_to(bounded={"size", "latency"}, metric="accuracy")
+    assert space.bit_choices == before and space.finetune_steps == [0, 100]

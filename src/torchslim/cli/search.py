@@ -135,6 +135,7 @@ def search_command(
         study_name=study_name,
         sampler=sampler,
         latency_batch=latency_batch,
+        latency_threads=threads or 1,
         seed=seed,
         quiet=quiet,
     )

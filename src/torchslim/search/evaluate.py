@@ -97,8 +97,10 @@ class CostMeter:
         latency_batch: int = 1,
         rounds: int = 5,
         repeats: int = 10,
+        threads: int = 1,
     ) -> None:
         self.example_input = example_input
+        self.threads = threads
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.runtime = runtime
@@ -112,7 +114,7 @@ class CostMeter:
         if deployment is None:
             raise ModelError(f"The original model does not export to {runtime}: {reason}")
         self.base_deployment: Deployment = deployment
-        self.base_latency_ms = deployment.time(batch_size=latency_batch, repeats=repeats, threads=1).median_ms
+        self.base_latency_ms = deployment.time(batch_size=latency_batch, repeats=repeats, threads=threads).median_ms
 
     def measure(self, model: nn.Module, *, config: dict[str, Any] | None = None, precise: bool = True) -> Costs:
         """The candidate's costs as fractions of the original's; an export failure is a ModelError.
@@ -140,7 +142,10 @@ class CostMeter:
         repeats = repeats or self.repeats
         for r in range(rounds or self.rounds):
             pair = (self.base_deployment, candidate) if r % 2 == 0 else (candidate, self.base_deployment)
-            times = {id(d): d.time(batch_size=self.latency_batch, repeats=repeats, threads=1).median_ms for d in pair}
+            times = {
+                id(d): d.time(batch_size=self.latency_batch, repeats=repeats, threads=self.threads).median_ms
+                for d in pair
+            }
             ratios.append(times[id(candidate)] / max(times[id(self.base_deployment)], 1e-9))
         return float(statistics.median(ratios))
 

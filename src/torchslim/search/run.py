@@ -60,6 +60,8 @@ class SearchOptions:
         sampler: ``tpe`` (default), ``nsga2`` or ``random``.
         runtime: the deployment runtime latency is measured on.
         latency_batch: the batch size latency is measured at.
+        latency_threads: the threads the runtime uses while latency is measured (1: one core, the
+            steadiest measurement on a shared machine and a phone-like deployment).
         finetune_steps: the short recovery budgets a trial chooses from (optimizer steps).
         final_epochs: the chosen point's full fine-tune (capped by the time left).
         final_share: share of `minutes` kept for promoting candidates to that fine-tune and for
@@ -85,6 +87,7 @@ class SearchOptions:
     sampler: str = "tpe"
     runtime: str = "onnxruntime"
     latency_batch: int = 1
+    latency_threads: int = 1
     finetune_steps: tuple[int, ...] = (0, 100, 200)
     final_epochs: int = 2
     final_share: float = 0.35
@@ -147,7 +150,12 @@ def _search(
     quality = quality_fn(held_out, metric=metric, reference=model, max_batches=options.eval_batches)
     context = Context(data=data, seed=options.seed, quiet=True, example_input=example_input, teacher=model)
     meter = CostMeter(
-        model, example_input, workdir=out / "deploy", runtime=options.runtime, latency_batch=options.latency_batch
+        model,
+        example_input,
+        workdir=out / "deploy",
+        runtime=options.runtime,
+        latency_batch=options.latency_batch,
+        threads=options.latency_threads,
     )
     baseline = meter.baseline(float(quality(model)), metric)
     write_json(out / "baseline.json", baseline.to_dict())

@@ -58,6 +58,7 @@ class SearchSpace:
     finetune_steps: list[int]
     distill: list[bool] = dataclasses.field(default_factory=lambda: [False, True])
     activations: list[str] = dataclasses.field(default_factory=lambda: ["int8", "float"])
+    qat: list[bool] = dataclasses.field(default_factory=lambda: [False, True])
     entropy_code: bool = False
     entropy_code_always: bool = False
     lr: float = 1e-3
@@ -89,7 +90,7 @@ class SearchSpace:
                 if len(choices) > 1:
                     params[f"bits:{layer}"] = trial.suggest_categorical(f"bits:{layer}", choices)
             params["activations"] = trial.suggest_categorical("activations", self.activations)
-            params["qat"] = trial.suggest_categorical("qat", [False, True])
+            params["qat"] = trial.suggest_categorical("qat", self.qat)
         elif params["levels"] != "float" and "bits" in TECHNIQUES.config_type(params["levels"]).field_names():
             name = f"bits:{params['levels']}"
             params[name] = trial.suggest_categorical(name, list(LEVEL_BITS))
@@ -111,11 +112,12 @@ class SearchSpace:
                     point[f"bits:{layer}"] = min(choices) if fewest_bits else max(choices)
             point["activations"] = "int8"
             point["entropy_code"] = self.entropy_code_always
-            point["qat"] = qat
+            point["qat"] = qat and True in self.qat
             point["steps"] = max(self.finetune_steps)
             point["distill"] = False
-            out.append(point)
-        half = {k: v for k, v in out[1].items() if k.startswith("ratio:")}
+            if point not in out:
+                out.append(point)
+        half = {k: v for k, v in out[min(1, len(out) - 1)].items() if k.startswith("ratio:")}
         for levels in ("binarize", "kmeans_quant"):  # the registered level types, from the same half-pruned start
             if levels in self.level_types:
                 point = {**half, "levels": levels, "bits:kmeans_quant": 4, "entropy_code": self.entropy_code}
@@ -123,6 +125,31 @@ class SearchSpace:
                     point |= {f"sparsity:{layer}": 0.5 * high for layer, high in self.sparsity_max.items()}
                 out.insert(2, point | {"steps": max(self.finetune_steps), "distill": False})
         return out
+
+    @property
+    def trains(self) -> bool:
+        """Whether points train at all (recovery, QAT, a level technique's own training)."""
+        return max(self.finetune_steps, default=0) > 0
+
+    def fit_to(self, *, bounded: set[str], metric: str) -> None:
+        """Drop the choices this target and quality metric settle, in place.
+
+        * Size unbounded: no entropy coding (it only changes the bytes on disk).
+        * Size and energy unbounded (latency or MACs only): every layer keeps 8 bits and the level
+          types are uniform or float (fewer bits and codebooks run on the same int8 or float kernels,
+          so they can only cost accuracy).
+        * Quality by cosine (a model without a classification head): no training in the trials, since
+          the data's labels do not fit the model's output; post-training quantization only.
+        """
+        if "size" not in bounded:  # decoded when loaded: it changes nothing else
+            self.entropy_code = False
+        if not bounded & {"size", "energy"}:
+            self.bit_choices = {layer: [8] for layer in self.bit_choices}
+            self.level_types = [t for t in self.level_types if t in ("uniform", "float")]
+        if metric == "cosine":
+            self.finetune_steps = [0]
+            self.qat = [False]
+            self.distill = [False]
 
     def recipe(self, params: Mapping[str, Any], *, train: Mapping[str, Any] | None = None) -> Recipe:
         """The recipe of `params`; `train` replaces the recovery's ``train:`` section (the chosen
@@ -157,6 +184,8 @@ class SearchSpace:
         return Recipe(steps)
 
     def _recovery(self, params: Mapping[str, Any], train: Mapping[str, Any] | None) -> Step | None:
+        if not self.trains:
+            return None
         section: dict[str, Any] = (
             dict(train) if train is not None else {"epochs": 1, "max_steps": int(params.get("steps", 0))}
         )
@@ -174,7 +203,9 @@ class SearchSpace:
             return None
         if levels != "uniform":
             own: dict[str, Any] = {"bits": int(params[f"bits:{levels}"])} if f"bits:{levels}" in params else {}
-            if "train" in TECHNIQUES.config_type(levels).field_names():  # its own training, within the trial's budget
+            if "train" in TECHNIQUES.config_type(levels).field_names() and not self.trains:
+                own["train"] = {"epochs": 0}
+            elif "train" in TECHNIQUES.config_type(levels).field_names():  # its own training, within the trial's budget
                 own["train"] = (
                     dict(train) if train is not None else {"epochs": 1, "max_steps": int(params.get("steps") or 0)}
                 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -58,6 +59,8 @@ class TrialRunner:
     baseline_quality: float
     metric: str
     last_model: nn.Module | None = None
+    missed: dict[str, tuple[Costs, float, str]] = dataclasses.field(default_factory=dict)
+    """Untrained recipes (JSON) whose cost missed a bound: their costs, probe quality and reason."""
 
     def __call__(self, trial: Any) -> list[float]:
         params = self.space.suggest(trial)
@@ -73,6 +76,11 @@ class TrialRunner:
         """Apply `recipe` to a copy of the original and measure it; returns the trial's record."""
         started = time.monotonic()
         self.last_model = None
+        untrained_recipe = self.space.recipe({**params, "steps": 0, "qat": False, "distill": False})
+        key = json.dumps(untrained_recipe.to_dict(), sort_keys=True, default=str)
+        if key in self.missed:  # the same model before training as a trial that missed: same costs
+            costs, quality, why = self.missed[key]
+            return self._record(params, recipe, costs, quality, why + " (as an earlier trial)", started, 0.0)
         steps = list(recipe.steps)
         cut = next((i for i, s in enumerate(steps) if s.technique in RECOVERY), None)
         prefix = steps if cut is None else steps[:cut]
@@ -84,12 +92,13 @@ class TrialRunner:
         precise = "latency" in self.target.bounds() or self.target.primary_metric == "latency"
         costs = self.meter.measure(probe, config=config, precise=precise)
         cost_terms = constraints(self.target, 0.0, self.baseline_quality, costs, self.metric)[1:]
-        record: dict[str, Any] = {"params": params, "recipe": recipe.to_dict(), "stopped_early": None}
         recovery_seconds = 0.0
+        stopped_early = None
         if any(v > 0 for v in cost_terms):
             names = [m for m, v in zip(self.target.bounds(), cost_terms, strict=True) if v > 0]
-            record["stopped_early"] = "misses the " + ", ".join(names) + " bound before fine-tuning"
+            stopped_early = "misses the " + ", ".join(names) + " bound before fine-tuning"
             quality = self.quality(probe)
+            self.missed[key] = (costs, quality, stopped_early)
         elif suffix:
             t0 = time.monotonic()
             model = apply_steps(model, suffix, self.context)
@@ -100,19 +109,34 @@ class TrialRunner:
         else:
             quality = self.quality(probe)
             self.last_model = model
+        return self._record(params, recipe, costs, quality, stopped_early, started, recovery_seconds)
+
+    def _record(
+        self,
+        params: dict[str, Any],
+        recipe: Recipe,
+        costs: Costs,
+        quality: float,
+        stopped_early: str | None,
+        started: float,
+        recovery_seconds: float,
+    ) -> dict[str, Any]:
+        """The trial's record (what the report, the saver and the chosen point read)."""
         values = constraints(self.target, quality, self.baseline_quality, costs, self.metric)
-        record.update(
-            quality=quality,
-            drop_points=(self.baseline_quality - quality) * 100.0,
-            costs=costs.to_dict(),
-            constraints=values,
-            feasible=all(v <= 0 for v in values) and record["stopped_early"] is None,
-            violation=violation(values, self.target.bounds()),
-            seconds=time.monotonic() - started,
-            recovery_seconds=recovery_seconds,
-            steps=int(params.get("steps", 0)),
-        )
-        return record
+        return {
+            "params": params,
+            "recipe": recipe.to_dict(),
+            "stopped_early": stopped_early,
+            "quality": quality,
+            "drop_points": (self.baseline_quality - quality) * 100.0,
+            "costs": costs.to_dict(),
+            "constraints": values,
+            "feasible": all(v <= 0 for v in values) and stopped_early is None,
+            "violation": violation(values, self.target.bounds()),
+            "seconds": time.monotonic() - started,
+            "recovery_seconds": recovery_seconds,
+            "steps": int(params.get("steps", 0)),
+        }
 
 
 def _size_of(meter: CostMeter, model: nn.Module, config: dict[str, Any]) -> dict[str, Any]:
