@@ -48,6 +48,22 @@ def test_compress_with_a_target_chooses_a_recipe_that_reruns(digits_cnn, tmp_pat
     rerun = Recipe.from_file(folder / "recipe.yaml")
     assert rerun.to_dict() == result.recipe.to_dict()  # what compress ran is what recipe.yaml says
     assert result.report.after["bytes"] < result.report.before["bytes"]
+    space = json.loads((folder / "space.json").read_text())
+    assert space["entropy_code"] and space["entropy_code_always"]  # size bounded: lossless coding always on
+
+
+def test_a_latency_target_searches_no_bit_widths(digits_cnn, tmp_path):
+    model, splits = digits_cnn
+    search(
+        model,
+        splits,
+        target=ts.Target(latency=0.95, max_drop=3.0),
+        out_dir=tmp_path,
+        options=SearchOptions(trials=1, **FAST),
+    )
+    space = json.loads((tmp_path / "space.json").read_text())
+    assert space["bit_choices"] and all(c == [8] for c in space["bit_choices"].values())
+    assert not space["entropy_code"] and set(space["level_types"]) <= {"uniform", "float"}
 
 
 def _search_process(model, splits, out, trials):

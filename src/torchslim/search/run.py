@@ -291,8 +291,10 @@ def _space(
         range_drop=drop / 100.0,
         finetune_steps=options.finetune_steps,
     )
+    bounded = {*target.bounds(), target.primary_metric}
+    space.fit_to(bounded=bounded, metric=metric)
     # entropy coding is lossless: when size is bounded or minimised, every quantized point gets it
-    space.entropy_code_always = space.entropy_code and ("size" in target.bounds() or target.primary_metric == "size")
+    space.entropy_code_always = space.entropy_code and "size" in bounded
     write_json(space_file, space.to_dict())
     return space
 
