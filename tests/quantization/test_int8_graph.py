@@ -257,3 +257,26 @@ def test_export_detaches_a_cache_that_requires_grad(tmp_path):
     export_onnx(model, tmp_path / "c.onnx", torch.randn(2, 4))
     assert check_parity(model, tmp_path / "c.onnx", torch.randn(3, 4)).ok
     assert model.cache["b"].requires_grad  # restored
+
+
+def test_flatten_before_the_classifier_runs_channels_last(tmp_path):
+    """fmnist-cnn's int8 export: the classifier's columns are permuted to (h, w, c) order behind a
+    Transpose that onnxruntime cancels against its own, so no transpose is left before the Flatten;
+    the outputs are the same numbers."""
+    from torchslim.deploy.onnxruntime.layout_passes import flatten_channels_last
+    from torchslim.models import build_model
+
+    model = build_model("fmnist-cnn", seed=0).eval()
+    gen = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(16, 1, 28, 28, generator=gen), torch.zeros(16, dtype=torch.long))]
+    q = _quantize(model, batches).model
+    export_onnx(q, tmp_path / "q.onnx", batches[0][0][:1])
+    proto = onnx.load(tmp_path / "q.onnx")
+    transposes = [n for n in proto.graph.node if n.op_type == "Transpose"]
+    assert len(transposes) == 1 and list(transposes[0].attribute[0].ints) == [0, 2, 3, 1]
+    assert flatten_channels_last(proto) == 0  # applied once: the Flatten now reads the transposed value
+    assert optimized_op_counts(tmp_path / "q.onnx").get("Transpose", 0) == 1  # only the one into conv2
+    x = torch.randn(8, 1, 28, 28, generator=gen)
+    assert check_parity(q, tmp_path / "q.onnx", x).ok
+    export_onnx(model, tmp_path / "f.onnx", x[:1])  # float: nothing runs NHWC, nothing changes
+    assert flatten_channels_last(onnx.load(tmp_path / "f.onnx")) == 0

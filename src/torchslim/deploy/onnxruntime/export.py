@@ -13,7 +13,8 @@ torchslim computed (nothing is re-calibrated):
   ``DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul -> Add`` (fused into ``DynamicQuantizeMatMul``).
 
 The graph passes of :mod:`torchslim.deploy.onnxruntime.graph_passes` then make the integer fusion
-reliable; :func:`torchslim.deploy.onnxruntime.session.optimized_op_counts` lists the operators
+reliable, and :mod:`~torchslim.deploy.onnxruntime.layout_passes` flattens int8 convolution outputs in
+onnxruntime's NHWC order before the classifier; :func:`torchslim.deploy.onnxruntime.session.optimized_op_counts` lists the operators
 onnxruntime actually runs and :func:`torchslim.deploy.onnxruntime.parity.check_parity` compares its
 output with torchslim's simulated output.
 """
@@ -45,6 +46,7 @@ from torchslim.deploy.onnxruntime.inputs import (
     output_tensor,
     with_decoder_inputs,
 )
+from torchslim.deploy.onnxruntime.layout_passes import flatten_channels_last
 from torchslim.io.atomic import atomic_path
 
 DEFAULT_OPSET = 17
@@ -318,6 +320,7 @@ def export_onnx(
         pool_before_float_relu(traced.proto)
         inserted, removed = propagate_output_qdq(traced.proto)
         drop_repeated_qdq(traced.proto)
+        flatten_channels_last(traced.proto)
         float_weights_where_unfused(traced.proto)
     onnx.checker.check_model(traced.proto)
     path = Path(path)
