@@ -90,3 +90,17 @@ def test_a_text_models_example_is_tokenized_from_the_data():
     assert _example(data, TextModel())["input_ids"].tolist() == [[7]]
     images = DataSplits(calibration=[(torch.zeros(4, 1, 8, 8), torch.zeros(4))])
     assert _example(images, nn.Identity()).shape == (1, 1, 8, 8)
+
+
+def test_explain_says_when_every_trial_missed_a_cost_bound():
+    from torchslim.search.report import explain
+    from torchslim.search.target import Target
+
+    target = Target(latency=0.4, min_cosine=0.99)
+    records = [
+        {"stopped_early": "misses the latency bound before fine-tuning", "violation": 1.5, "costs": {"latency": 0.547}},
+        {"stopped_early": "misses the latency bound before fine-tuning", "violation": 2.0, "costs": {"latency": 0.6}},
+    ]
+    why = explain(None, records, target)
+    assert "Every trial (2) missed a cost bound" in why and "latency 0.547x (bound 0.4x)" in why
+    assert "needs more time" in explain(None, [], target)

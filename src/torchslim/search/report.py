@@ -118,6 +118,16 @@ def pareto_front(records: Sequence[dict[str, Any]], metric: str) -> list[dict[st
 def explain(chosen: dict[str, Any] | None, records: Sequence[dict[str, Any]], target: Target) -> str:
     """Why the chosen trial was chosen, in one paragraph."""
     if chosen is None:
+        missed = [r for r in records if r.get("stopped_early")]
+        if records and len(missed) == len(records):
+            bounds = target.bounds()
+            closest = min(missed, key=lambda r: r.get("violation", float("inf")))
+            costs = ", ".join(f"{m} {closest['costs'][m]:.3f}x (bound {b:g}x)" for m, b in bounds.items())
+            return (
+                f"Every trial ({len(records)}) missed a cost bound before fine-tuning, so nothing could be chosen; "
+                f"the closest: {costs}. The space cannot reach {target.describe()} on this runtime; "
+                "loosen the bound, or allow what the space left out (pruning needs a labelled task)."
+            )
         return "No trial finished its fine-tuning, so nothing could be chosen; the search needs more time or trials."
     primary = target.primary_metric
     feasible = [r for r in records if r.get("feasible")]
