@@ -47,3 +47,16 @@ def test_a_point_that_only_differs_in_training_reuses_the_missed_costs():
     assert first["stopped_early"] == "misses the latency bound before fine-tuning"
     assert second["stopped_early"].startswith(first["stopped_early"]) and "earlier trial" in second["stopped_early"]
     assert second["costs"] == first["costs"] and not second["feasible"]
+
+
+def test_latency_can_be_a_fraction_of_the_pytorch_eager_model(tmp_path):
+    from torchslim.search.evaluate import CostMeter, EagerBaseline
+
+    model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 4)).eval()
+    meter = CostMeter(
+        model, torch.randn(1, 16), workdir=tmp_path, baseline_runtime="pytorch-eager", rounds=2, repeats=3
+    )
+    assert isinstance(meter.base_deployment, EagerBaseline) and meter.base_latency_ms > 0
+    assert meter.baseline(0.5, "accuracy").latency_runtime == "pytorch-eager"
+    costs = meter.measure(model, precise=False)  # the same model on onnxruntime, timed against eager
+    assert costs.latency > 0 and costs.size == 1.0

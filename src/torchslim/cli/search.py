@@ -99,6 +99,11 @@ def search_command(
     study_name: str | None = typer.Option(None, "--study-name", help="Name of the study in the storage."),
     sampler: str = typer.Option("tpe", "--sampler", help="tpe, nsga2 or random."),
     latency_batch: int = typer.Option(1, "--latency-batch", min=1, help="Batch size latency is measured at."),
+    latency_baseline: str = typer.Option(
+        "runtime",
+        "--latency-baseline",
+        help="What a latency target is a fraction of: runtime (fp32 on the same runtime) or pytorch-eager.",
+    ),
     final: bool = typer.Option(True, "--final/--no-final", help="Run the chosen recipe with its full fine-tune."),
     weights: str | None = WeightsOpt,
     data_root: str | None = DataRootOpt,
@@ -136,6 +141,7 @@ def search_command(
         sampler=sampler,
         latency_batch=latency_batch,
         latency_threads=threads or 1,
+        latency_baseline=latency_baseline,
         seed=seed,
         quiet=quiet,
     )

@@ -28,6 +28,7 @@ from torchslim.deploy import Deployment, deploy_for_timing
 from torchslim.io import saved_bytes
 from torchslim.measure import count_macs, estimate_energy, evaluate
 from torchslim.measure.agreement import compare_models
+from torchslim.measure.latency import LatencyStats, measure_latency
 
 
 @dataclasses.dataclass
@@ -54,6 +55,7 @@ class Baseline:
     macs: int
     latency_ms: float | None
     metric: str
+    latency_runtime: str = "onnxruntime"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -81,10 +83,25 @@ def quality_fn(
     raise ModelError(f"quality metric {metric!r} must be 'accuracy' or 'cosine'.")
 
 
+class EagerBaseline:
+    """The original timed in PyTorch eager (fp32, what the user runs today), with the
+    :meth:`Deployment.time` signature the meter's rounds call."""
+
+    def __init__(self, model: nn.Module, example_input: Any) -> None:
+        self.model = model
+        self.example_input = example_input
+
+    def time(self, *, batch_size: int | None = None, repeats: int = 20, threads: int | None = None) -> LatencyStats:
+        return measure_latency(self.model, self.example_input, batch_size=batch_size, repeats=repeats, threads=threads)
+
+
 class CostMeter:
     """Measures candidates against the original on one runtime (see the module docstring).
 
-    `workdir` holds the exported files (the original's is kept for every comparison).
+    `workdir` holds the exported files (the original's is kept for every comparison). With
+    `baseline_runtime="pytorch-eager"` the original is timed in PyTorch eager instead of on `runtime`,
+    so latency is a fraction of what the user's fp32 model takes today (candidates still run on
+    `runtime`, where they are deployed).
     """
 
     def __init__(
@@ -98,6 +115,7 @@ class CostMeter:
         rounds: int = 5,
         repeats: int = 10,
         threads: int = 1,
+        baseline_runtime: str | None = None,
     ) -> None:
         self.example_input = example_input
         self.threads = threads
@@ -110,11 +128,19 @@ class CostMeter:
         self.base_bytes = saved_bytes(original, config=None)
         self.base_energy = float(estimate_energy(original, example_input).total_uj)
         self.base_macs = int(count_macs(original, example_input).total)
-        deployment, reason = deploy_for_timing(original, example_input, self.workdir, backend=runtime)
-        if deployment is None:
-            raise ModelError(f"The original model does not export to {runtime}: {reason}")
-        self.base_deployment: Deployment = deployment
-        self.base_latency_ms = deployment.time(batch_size=latency_batch, repeats=repeats, threads=threads).median_ms
+        self.baseline_runtime = baseline_runtime or runtime
+        self.base_deployment: Deployment | EagerBaseline
+        if self.baseline_runtime == "pytorch-eager":
+            self.base_deployment = EagerBaseline(original, example_input)
+        elif self.baseline_runtime != runtime:
+            raise ModelError(f"baseline_runtime={baseline_runtime!r} must be {runtime!r} or 'pytorch-eager'.")
+        else:
+            deployment, reason = deploy_for_timing(original, example_input, self.workdir, backend=runtime)
+            if deployment is None:
+                raise ModelError(f"The original model does not export to {runtime}: {reason}")
+            self.base_deployment = deployment
+        base = self.base_deployment.time(batch_size=latency_batch, repeats=repeats, threads=threads)
+        self.base_latency_ms = base.median_ms
 
     def measure(self, model: nn.Module, *, config: dict[str, Any] | None = None, precise: bool = True) -> Costs:
         """The candidate's costs as fractions of the original's; an export failure is a ModelError.
@@ -157,4 +183,5 @@ class CostMeter:
             macs=self.base_macs,
             latency_ms=self.base_latency_ms,
             metric=metric,
+            latency_runtime=self.baseline_runtime,
         )

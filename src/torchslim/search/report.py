@@ -209,6 +209,12 @@ def plot_front(result: SearchResult, metric: str, path: Path) -> Path | None:
 def markdown(result: SearchResult) -> str:
     """``search.md``: the target, why the chosen point, the size front."""
     lines = [f"# Search: {result.target.describe()}", "", result.why(), ""]
+    runtime = result.baseline.get("latency_runtime")
+    if runtime and result.baseline.get("latency_ms") is not None:
+        lines += [
+            f"Latency is a fraction of the fp32 model's on {runtime}: {result.baseline['latency_ms']:.2f} ms.",
+            "",
+        ]
     if result.energy is not None:
         e = result.energy
         lines += [f"Energy of this search: {e['joules']:,.1f} J ({e['grams_co2e']:.3g} gCO2e), {e['label']}.", ""]

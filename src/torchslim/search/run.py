@@ -62,6 +62,8 @@ class SearchOptions:
         latency_batch: the batch size latency is measured at.
         latency_threads: the threads the runtime uses while latency is measured (1: one core, the
             steadiest measurement on a shared machine and a phone-like deployment).
+        latency_baseline: what a latency target is a fraction of: ``runtime`` (the fp32 model on the
+            same runtime, the default) or ``pytorch-eager`` (the fp32 model as the user runs it today).
         finetune_steps: the short recovery budgets a trial chooses from (optimizer steps).
         final_epochs: the chosen point's full fine-tune (capped by the time left).
         final_share: share of `minutes` kept for promoting candidates to that fine-tune and for
@@ -88,6 +90,7 @@ class SearchOptions:
     runtime: str = "onnxruntime"
     latency_batch: int = 1
     latency_threads: int = 1
+    latency_baseline: str = "runtime"
     finetune_steps: tuple[int, ...] = (0, 100, 200)
     final_epochs: int = 2
     final_share: float = 0.35
@@ -103,6 +106,8 @@ class SearchOptions:
     def __post_init__(self) -> None:
         if self.trials is None and self.minutes is None:
             raise ConfigError("search needs a budget: trials=N and/or minutes=M.")
+        if self.latency_baseline not in ("runtime", "pytorch-eager"):
+            raise ConfigError(f"latency_baseline={self.latency_baseline!r} must be 'runtime' or 'pytorch-eager'.")
         if not 0.0 < self.sensitivity_share < 1.0:
             raise ConfigError(f"sensitivity_share={self.sensitivity_share!r} must be in (0, 1).")
         if not 0.0 <= self.final_share < 1.0:
@@ -156,6 +161,7 @@ def _search(
         runtime=options.runtime,
         latency_batch=options.latency_batch,
         threads=options.latency_threads,
+        baseline_runtime=None if options.latency_baseline == "runtime" else options.latency_baseline,
     )
     baseline = meter.baseline(float(quality(model)), metric)
     write_json(out / "baseline.json", baseline.to_dict())

@@ -14,9 +14,10 @@ torchslim computed (nothing is re-calibrated):
 
 The graph passes of :mod:`torchslim.deploy.onnxruntime.graph_passes` then make the integer fusion
 reliable, and :mod:`~torchslim.deploy.onnxruntime.layout_passes` flattens int8 convolution outputs in
-onnxruntime's NHWC order before the classifier; :func:`torchslim.deploy.onnxruntime.session.optimized_op_counts` lists the operators
-onnxruntime actually runs and :func:`torchslim.deploy.onnxruntime.parity.check_parity` compares its
-output with torchslim's simulated output.
+onnxruntime's NHWC order before the classifier;
+:func:`torchslim.deploy.onnxruntime.session.optimized_op_counts` lists the operators onnxruntime
+actually runs and :func:`torchslim.deploy.onnxruntime.parity.check_parity` compares its output with
+torchslim's simulated output.
 """
 
 from __future__ import annotations

@@ -66,6 +66,20 @@ def _classifier_weight(graph: Any, flat: str, producer: dict[str, Any], consumer
     return gemm, init
 
 
+def _flattened_chw(
+    node: Any, shapes: dict[str, list[int | None]], graph_outputs: set[str]
+) -> tuple[int, int, int] | None:
+    """``(C, H, W)`` when `node` is a ``Flatten(axis=1)`` of a 4-D tensor with static C, H, W."""
+    if node.op_type != "Flatten" or node.output[0] in graph_outputs:
+        return None
+    shape = shapes.get(node.input[0])
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+    if shape is None or len(shape) != 4 or axis != 1:
+        return None
+    c, h, w = shape[1:]
+    return (c, h, w) if c and h and w else None
+
+
 def flatten_channels_last(proto: Any) -> int:
     """The rewrite of the module docstring, in place; returns how many Flatten nodes it changed."""
     import onnx
@@ -80,25 +94,16 @@ def flatten_channels_last(proto: Any) -> int:
     changed = 0
     new_nodes = []
     for node in nodes:
-        shape = shapes.get(node.input[0]) if node.op_type == "Flatten" else None
-        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        chw = _flattened_chw(node, shapes, graph_outputs)
         found = None
-        if (
-            shape is not None
-            and len(shape) == 4
-            and axis == 1
-            and all(shape[1:])
-            and node.output[0] not in graph_outputs
-        ):
-            if _from_int8_conv(producer, node.input[0]):
-                found = _classifier_weight(graph, node.output[0], producer, consumers)
-        if found is not None:
-            _, init = found
-            c, h, w = shape[1:]
-            codes = numpy_helper.to_array(init)
+        if chw is not None and _from_int8_conv(producer, node.input[0]):
+            found = _classifier_weight(graph, node.output[0], producer, consumers)
+        if chw is not None and found is not None:
+            c, h, w = chw
+            codes = numpy_helper.to_array(found[1])
             if codes.ndim == 2 and codes.shape[1] == c * h * w:
                 permuted = codes.reshape(codes.shape[0], c, h, w).transpose(0, 2, 3, 1).reshape(codes.shape[0], -1)
-                init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(permuted), init.name))
+                found[1].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(permuted), found[1].name))
                 moved = f"{node.input[0]}__channels_last"
                 new_nodes.append(helper.make_node("Transpose", [node.input[0]], [moved], perm=[0, 2, 3, 1]))
                 node.input[0] = moved
