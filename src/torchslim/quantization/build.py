@@ -264,6 +264,7 @@ def convert_fake_quant(module: nn.Module) -> QuantizedMixin:
     weight = module.masked_weight_float().detach()
     codes = quantize(weight, scale, zp, bits=spec.bits, granularity=spec.granularity)
     shell = _float_shell(module, weight)
+    shell._buffers.pop("weight_keep", None)  # the mask's zeros are in the codes now; storing it cost dense bytes
     input_scale = input_zp = None
     if module.act_spec is not None and module.act_spec.mode == "static":
         iq = module.input_quantizer
