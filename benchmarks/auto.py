@@ -138,18 +138,18 @@ def run_target(args: argparse.Namespace, target: Any, minutes: float, name: str,
 def shipped(args: argparse.Namespace, state: dict) -> list[dict[str, Any]]:
     """Every shipped recipe on the same data: test accuracy drop and artifact bytes."""
     import torchslim as ts
+    from torchslim.io import saved_bytes
     from torchslim.measure import evaluate
     from torchslim.recipes import shipped_recipe_names
-    from torchslim.search.evaluate import artifact_bytes
 
     splits, model = state["splits"], state["model"]
     acc0 = evaluate(model, splits.test).accuracy
-    base = artifact_bytes(model, config=None)
+    base = saved_bytes(model, config=None)
     rows = []
     for name in shipped_recipe_names():
         try:
             result = ts.compress(model, splits, recipe=name, quiet=True, runtime="pytorch", repeats=2)
-            size = artifact_bytes(result.model, config={"recipe": result.recipe.to_dict()})
+            size = saved_bytes(result.model, config={"recipe": result.recipe.to_dict()})
             drop = 100 * (acc0 - evaluate(result.model, splits.test).accuracy)
             rows.append({"recipe": name, "bytes": size, "times_smaller": base / size, "drop_points": drop})
             log(f"  shipped {name}: {base / size:.1f}x smaller, drop {drop:.2f} pts")
