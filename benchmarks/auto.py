@@ -290,7 +290,8 @@ def _closest(out: Path, target: Any, minutes: float, seconds: float, error: str)
 def markdown(results: dict[str, Any]) -> str:
     lines = ["# Automated compression (issue 20)", "", env_line(results["env"]), ""]
     lines += [
-        "The machine has 2 cores shared by ~8 processes: latency is a ratio of alternating rounds "
+        "The machine has 2 cores, shared with other jobs (load average above): latency is a ratio of alternating "
+        "rounds "
         f"(onnxruntime, batch {results['latency_batch']}, 1 thread), never absolute times across runs.",
         "",
     ]
