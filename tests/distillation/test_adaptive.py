@@ -138,19 +138,6 @@ def test_pick_prefers_plain_unless_kd_is_clearly_ahead():
     assert pick(no_plain, 1000)[0].candidate == Candidate(4.0, 0.9)
 
 
-def test_pick_refuses_a_kd_lead_that_shrinks_after_half_way():
-    """Measured (benchmarks/results/distill_defaults.md): a KD lead after a short probe reversed over
-    the full budget; a lead smaller at the end of the probe than half-way is one that fades."""
-    plain, kd = Candidate(1.0, 0.0), Candidate(2.0, 0.5)
-    gain = required_gain(0.30, 2000)
-    fading = [ProbeScore(plain, 0.30, 1.5, mid_accuracy=0.15), ProbeScore(kd, 0.30 + 2 * gain, 1.4, mid_accuracy=0.25)]
-    winner, reason = pick(fading, 2000)
-    assert winner.candidate == plain and "an early lead that fades" in reason
-    growing = [ProbeScore(plain, 0.30, 1.5, mid_accuracy=0.20), ProbeScore(kd, 0.30 + 2 * gain, 1.4, mid_accuracy=0.21)]
-    winner, reason = pick(growing, 2000)
-    assert winner.candidate == kd and "did not shrink" in reason
-
-
 # -- the step ----------------------------------------------------------------------------------------
 
 
@@ -174,8 +161,7 @@ def test_the_probe_scores_on_validation_never_on_test_and_stays_in_budget(monkey
     assert settings["source"] == "probe" and probe["budget_steps"] == 160
     assert len(probe["scores"]) == 32 // MIN_PROBE_STEPS and probe["steps_each"] == 32 // len(probe["scores"])
     assert probe["steps_total"] <= 0.2 * 160 and probe["validation_samples"] == 256
-    assert validation.reads == 2 * len(probe["scores"])  # half-way and at the end, per candidate, nothing else
-    assert all(s["mid_accuracy"] is not None for s in probe["scores"])
+    assert validation.reads == len(probe["scores"])  # one scoring pass per candidate, nothing else
     assert [c.max_steps for c in configs] == [probe["steps_each"]] * len(probe["scores"]) + [None]
     assert outcome.info["steps"] == 160  # the full budget after the probe
 
@@ -230,7 +216,7 @@ def test_a_good_teacher_can_win_the_probe():
     student = make(7)
     calls = []
 
-    def train_candidate(candidate, model, short, hooks=()):  # fakes the training: a KD setting that is clearly better
+    def train_candidate(candidate, model, short):  # fakes the training: a KD setting that is clearly better
         calls.append((candidate, short.max_steps))
         if not candidate.is_plain and candidate.temperature == 2.0:
             model.load_state_dict(teacher.state_dict())

@@ -21,17 +21,15 @@ Choice. A KD setting replaces plain fine-tuning only when its validation accurac
 by more than two standard errors of plain's accuracy, ``2 sqrt(p (1 - p) / n)`` (at least
 ``2/n``) for ``n`` validation samples: a short probe is noisy (the best of up to six KD settings
 also wins by chance more often than one), and by the measurements above KD that is not clearly
-ahead early tends to fall behind on a short budget. Every candidate is also scored half-way
-through its probe: a KD lead smaller at the end than half-way is one that fades (plain catches up),
-and plain fine-tuning is kept. Without plain among the candidates (the user set alpha > 0), the best
-score wins. Without a probe, plain fine-tuning is
+ahead early tends to fall behind on a short budget. Without plain among the
+candidates (the user set alpha > 0), the best score wins. Without a probe, plain fine-tuning is
 used (or, when the user set alpha > 0, the first listed temperature).
 
 Limitation (measured, benchmarks/results/distill_defaults.md). A probe of 10% of the budget per
 candidate measures early learning speed, and an early lead can reverse: with a 10-epoch teacher
 and 5 epochs of recovery, T = 2, alpha = 0.5 led plain fine-tuning by 4.2 points after 20 steps
-and ended 1.9 points below it after 200 (before the half-way check; in the other 7 of 8 measured
-cells the step chose plain fine-tuning and matched it exactly).
+and ended 1.9 points below it after 200. In the other 7 of 8 measured cells the step chose plain
+fine-tuning and matched it exactly.
 """
 
 from __future__ import annotations
@@ -47,7 +45,6 @@ from torch import nn
 
 from torchslim.measure.accuracy import evaluate
 from torchslim.train.config import TrainConfig
-from torchslim.train.hooks import TrainHook, TrainState
 from torchslim.train.optim import planned_steps
 
 MARGIN_STANDARD_ERRORS = 2.0
@@ -88,13 +85,9 @@ class ProbeScore:
     candidate: Candidate
     accuracy: float
     loss: float
-    mid_accuracy: float | None = None  # at half of the probe's steps
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"setting": self.candidate.label, **dataclasses.asdict(self.candidate), "accuracy": self.accuracy}
-        if self.mid_accuracy is not None:
-            out["mid_accuracy"] = self.mid_accuracy
-        return out
+        return {"setting": self.candidate.label, **dataclasses.asdict(self.candidate), "accuracy": self.accuracy}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,20 +176,10 @@ def _pick(scores: list[ProbeScore], samples: int) -> tuple[ProbeScore, str]:
     if plain is None:
         return best, f"best validation accuracy of the probe ({best.accuracy:.2%})"
     gain = required_gain(plain.accuracy, samples)
-    lead = best.accuracy - plain.accuracy
-    if best is not plain and lead > gain:
-        if best.mid_accuracy is not None and plain.mid_accuracy is not None:
-            mid_lead = best.mid_accuracy - plain.mid_accuracy
-            if lead < mid_lead:
-                return plain, (
-                    f"{best.candidate.label} led plain fine-tuning by {lead:.2%} at the end of the probe but by "
-                    f"{mid_lead:.2%} half-way: an early lead that fades (plain catches up), falling back to plain "
-                    "fine-tuning"
-                )
+    if best is not plain and best.accuracy > plain.accuracy + gain:
         return best, (
             f"{best.candidate.label} reached {best.accuracy:.2%} validation accuracy in the probe, plain fine-tuning "
             f"{plain.accuracy:.2%}: ahead by more than two standard errors ({gain:.2%})"
-            + ("" if best.mid_accuracy is None else ", and its lead did not shrink since half-way")
         )
     return plain, (
         f"no KD setting beat plain fine-tuning ({plain.accuracy:.2%} validation accuracy in the probe) by more than "
@@ -210,7 +193,7 @@ def choose_settings(
     temperature: float | None,
     alpha: float | None,
     student: nn.Module,
-    train_candidate: Callable[..., Any],
+    train_candidate: Callable[[Candidate, nn.Module, TrainConfig], Any],
     config: TrainConfig,
     loader: Iterable[Any],
     validation: Iterable[Any] | None,
@@ -220,9 +203,8 @@ def choose_settings(
     # long: the five ways to end (user set both, no validation, validation is test, no budget, probe) in a row
     """Return the settings of a step: the user's when both are set, else the probe's choice.
 
-    `train_candidate(candidate, model, config, hooks=[...])` trains `model` (a copy of `student`) in
-    place with `candidate` under `config` (the step's training config cut to the probe's steps),
-    running the training hooks given (the probe's half-way score). `loader` is
+    `train_candidate(candidate, model, config)` trains `model` (a copy of `student`) in place with
+    `candidate` under `config` (the step's training config cut to the probe's steps). `loader` is
     the training data (only its length is read here); `validation` scores the candidates; `test`
     is only compared with `validation`, so that a validation split that *is* the test split is
     never used to choose. `student` is not modified.
@@ -268,42 +250,25 @@ def choose_settings(
     )
 
 
-class _HalfWay(TrainHook):
-    """Scores the model on `validation` once, after optimizer step `step` (then training goes on)."""
-
-    def __init__(self, validation: Iterable[Any], step: int) -> None:
-        self.validation = validation
-        self.step = step
-        self.accuracy: float | None = None
-
-    def on_step_end(self, state: TrainState) -> None:
-        if state.step == self.step and self.accuracy is None:
-            was_training = state.model.training
-            self.accuracy = float(evaluate(state.model, self.validation).accuracy)
-            state.model.train(was_training)
-
-
 def _run_probe(
     candidates: list[Candidate],
     student: nn.Module,
-    train_candidate: Callable[..., Any],
+    train_candidate: Callable[[Candidate, nn.Module, TrainConfig], Any],
     config: TrainConfig,
     validation: Iterable[Any],
     steps_each: int,
 ) -> tuple[list[ProbeScore], int]:
-    """Train a copy of `student` per candidate for `steps_each` steps; score each on `validation`
-    half-way and at the end."""
+    """Train a copy of `student` per candidate for `steps_each` steps; score each on `validation`."""
     short = config.replace(max_steps=steps_each, early_stop_patience=None)
     assert isinstance(short, TrainConfig)
     scores: list[ProbeScore] = []
     samples = 0
     for candidate in candidates:
         model = copy.deepcopy(student)
-        half = _HalfWay(validation, max(1, steps_each // 2))
-        train_candidate(candidate, model, short, hooks=[half])
+        train_candidate(candidate, model, short)
         stats = evaluate(model, validation)
         samples = stats.samples
-        scores.append(ProbeScore(candidate, stats.accuracy, stats.loss, mid_accuracy=half.accuracy))
+        scores.append(ProbeScore(candidate=candidate, accuracy=stats.accuracy, loss=stats.loss))
         del model
     return scores, samples
 

@@ -259,9 +259,7 @@ def choose_step_settings(
     checkpoint. `student` is not modified."""
     probe_context = context.replace(quiet=True, run_dir=None)
 
-    def train_candidate(
-        candidate: Candidate, model: nn.Module, short: TrainConfig, hooks: Sequence[TrainHook] = ()
-    ) -> None:
+    def train_candidate(candidate: Candidate, model: nn.Module, short: TrainConfig) -> None:
         distill(
             teacher,
             model,
@@ -273,7 +271,6 @@ def choose_step_settings(
             context=probe_context,
             targets=targets,
             example_input=example,
-            hooks=hooks,
         )
 
     data = context.data
