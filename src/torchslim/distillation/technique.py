@@ -284,6 +284,7 @@ def choose_step_settings(
         validation=data.validation if data is not None else None,
         test=data.test if data is not None else None,
         probe_fraction=config.probe_fraction,
+        teacher=teacher,
     )
 
 
