@@ -168,7 +168,7 @@ def test_fit_to_a_latency_target_and_a_headless_model_drops_what_cannot_help():
     assert any(len(c) > 1 for c in space.bit_choices.values())
     space.fit_to(bounded={"latency"}, metric="cosine")
     assert all(c == [8] for c in space.bit_choices.values())  # fewer bits run on the same int8 kernels
-    assert set(space.level_types) <= {"uniform", "float"}
+    assert set(space.level_types) == {"uniform", "float"}  # channel ranges exist: float + pruning is a point
     assert space.finetune_steps == [0] and space.qat == [False] and space.distill == [False]
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(8):
@@ -185,3 +185,9 @@ def test_fit_to_a_size_target_keeps_the_bit_choices():
     before = dict(space.bit_choices)
     space.fit_to(bounded={"size", "latency"}, metric="accuracy")
     assert space.bit_choices == before and space.finetune_steps == [0, 100]
+
+
+def test_fit_to_drops_the_float_level_when_nothing_can_be_pruned():
+    space = build_space(channels=None, sparsity=None, bits=_bits(), range_drop=0.05, finetune_steps=(0,))
+    space.fit_to(bounded={"latency"}, metric="cosine")
+    assert space.level_types == ["uniform"]  # an unpruned float point is the original model

@@ -140,6 +140,8 @@ class SearchSpace:
           so they can only cost accuracy).
         * Quality by cosine (a model without a classification head): no training in the trials, since
           the data's labels do not fit the model's output; post-training quantization only.
+        * Nothing to prune (no channel or sparsity range): no ``float`` level, which would be the
+          original model.
         """
         if "size" not in bounded:  # decoded when loaded: it changes nothing else
             self.entropy_code = False
@@ -150,6 +152,8 @@ class SearchSpace:
             self.finetune_steps = [0]
             self.qat = [False]
             self.distill = [False]
+        if not self.channel_max and not self.sparsity_max and len(self.level_types) > 1:
+            self.level_types = [t for t in self.level_types if t != "float"]  # float unpruned: the original
 
     def recipe(self, params: Mapping[str, Any], *, train: Mapping[str, Any] | None = None) -> Recipe:
         """The recipe of `params`; `train` replaces the recovery's ``train:`` section (the chosen
