@@ -191,3 +191,13 @@ def test_fit_to_drops_the_float_level_when_nothing_can_be_pruned():
     space = build_space(channels=None, sparsity=None, bits=_bits(), range_drop=0.05, finetune_steps=(0,))
     space.fit_to(bounded={"latency"}, metric="cosine")
     assert space.level_types == ["uniform"]  # an unpruned float point is the original model
+
+
+def test_outlier_splitting_is_a_choice_with_a_seed_each_way():
+    space = build_space(channels=None, sparsity=None, bits=_bits(), range_drop=0.05, finetune_steps=(0,))
+    space.fit_to(bounded={"latency"}, metric="cosine")
+    space.outlier_channels = [8, 0]
+    seeds = space.seeds()
+    assert [s["outliers"] for s in seeds if s["levels"] == "uniform"] == [8, 0]
+    configs = [space.recipe(s).steps[-1].config for s in seeds if s["levels"] == "uniform"]
+    assert [c.outlier_channels for c in configs] == [8, 0]

@@ -37,6 +37,7 @@ from torchslim.io import save
 from torchslim.io.atomic import write_json, write_text
 from torchslim.measure.run_energy import RunEnergyMeter
 from torchslim.pruning import SensitivityResult, sensitivity
+from torchslim.quantization import Quantize
 from torchslim.search.bits import bit_sensitivity, weight_counts
 from torchslim.search.evaluate import CostMeter, quality_fn
 from torchslim.search.progress import SearchProgress
@@ -299,10 +300,19 @@ def _space(
     )
     bounded = {*target.bounds(), target.primary_metric}
     space.fit_to(bounded=bounded, metric=metric)
+    if _dynamic_activations(model):  # splitting outlier channels costs latency for accuracy: a choice
+        space.outlier_channels = [Quantize().outlier_channels, 0]
     # entropy coding is lossless: when size is bounded or minimised, every quantized point gets it
     space.entropy_code_always = space.entropy_code and "size" in bounded
     write_json(space_file, space.to_dict())
     return space
+
+
+def _dynamic_activations(model: nn.Module) -> bool:
+    """Whether ``quantize``'s defaults give `model` dynamic int8 activations (a transformer's Linears),
+    where outlier channel splitting applies."""
+    spec = Quantize().activation_spec(model)
+    return spec is not None and spec.mode == "dynamic"
 
 
 def _try_sensitivity(model: nn.Module, loader: Any, **kwargs: Any) -> SensitivityResult | None:

@@ -59,6 +59,7 @@ class SearchSpace:
     distill: list[bool] = dataclasses.field(default_factory=lambda: [False, True])
     activations: list[str] = dataclasses.field(default_factory=lambda: ["int8", "float"])
     qat: list[bool] = dataclasses.field(default_factory=lambda: [False, True])
+    outlier_channels: list[int] = dataclasses.field(default_factory=lambda: [8])
     entropy_code: bool = False
     entropy_code_always: bool = False
     lr: float = 1e-3
@@ -90,6 +91,8 @@ class SearchSpace:
                 if len(choices) > 1:
                     params[f"bits:{layer}"] = trial.suggest_categorical(f"bits:{layer}", choices)
             params["activations"] = trial.suggest_categorical("activations", self.activations)
+            if params["activations"] == "int8" and len(self.outlier_channels) > 1:
+                params["outliers"] = trial.suggest_categorical("outliers", self.outlier_channels)
             params["qat"] = trial.suggest_categorical("qat", self.qat)
         elif params["levels"] != "float" and "bits" in TECHNIQUES.config_type(params["levels"]).field_names():
             name = f"bits:{params['levels']}"
@@ -117,6 +120,12 @@ class SearchSpace:
             point["distill"] = False
             if point not in out:
                 out.append(point)
+        if len(self.outlier_channels) > 1:  # the cheaper int8 variant too (no outlier channels split)
+            for point in list(out):
+                point["outliers"] = self.outlier_channels[0]
+                unsplit = point | {"outliers": min(self.outlier_channels)}
+                if unsplit not in out:
+                    out.insert(out.index(point) + 1, unsplit)
         half = {k: v for k, v in out[min(1, len(out) - 1)].items() if k.startswith("ratio:")}
         for levels in ("binarize", "kmeans_quant"):  # the registered level types, from the same half-pruned start
             if levels in self.level_types:
@@ -220,6 +229,8 @@ class SearchSpace:
         layer_bits = {k: v for k, v in layer_bits.items() if v != 8}
         activations = {"mode": "auto"} if params.get("activations", "int8") == "int8" else None
         config: dict[str, Any] = {"mode": "ptq", "weights": {"bits": 8, "layer_bits": layer_bits}}
+        if "outliers" in params:
+            config["outlier_channels"] = int(params["outliers"])
         if params.get("qat"):  # quantization-aware training, same budget as the recovery (QAT's own lr)
             steps = int(params.get("steps") or 0)
             config["mode"] = "qat"
