@@ -17,15 +17,6 @@ def _restore_threads():
 @pytest.fixture
 def cli(capsys):
     """The command line in-process: ``cli([...]) -> (exit code, stdout, stderr)``."""
-    from torchslim.cli.main import main
+    from tests.cli_helpers import run_cli
 
-    def run(args):
-        try:
-            main(args)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
+    return lambda args: run_cli(args, capsys)

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from torchslim.cli.main import main
 from torchslim.io import save
 from torchslim.models import build_model
 
@@ -37,17 +36,6 @@ def artifact(base_artifact: Path, tmp_path: Path) -> Path:
     target = tmp_path / "art"
     shutil.copytree(base_artifact, target)
     return target
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the command line in-process; return (exit code, stdout, stderr)."""
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def snapshot(root: Path) -> set[str]:

@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-from tests.safety.conftest import assert_clean_failure, run_cli, snapshot
+from tests.cli_helpers import run_cli
+from tests.safety.conftest import assert_clean_failure, snapshot
 
 from torchslim.cli.main import main
 from torchslim.core.errors import ConfigError, DataError, OutputError, UnknownNameError, UsageError

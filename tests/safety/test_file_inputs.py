@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from tests.safety.conftest import assert_clean_failure, run_cli, snapshot
+from tests.cli_helpers import run_cli
+from tests.safety.conftest import assert_clean_failure, snapshot
 
 from torchslim.cli.main import main
 from torchslim.core.errors import (

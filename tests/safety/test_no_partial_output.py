@@ -11,7 +11,8 @@ from unittest import mock
 import pytest
 import torch
 from safetensors.torch import save_file
-from tests.safety.conftest import assert_clean_failure, run_cli, snapshot
+from tests.cli_helpers import run_cli
+from tests.safety.conftest import assert_clean_failure, snapshot
 
 from torchslim.io import load, save
 from torchslim.io.outputs import clean_leftovers, restore_swap
