@@ -27,6 +27,7 @@ from torch import nn
 from torchslim.core.context import Context, DataSplits
 from torchslim.core.technique import TECHNIQUES
 from torchslim.distillation import Distill
+from torchslim.measure import evaluate
 from torchslim.pruning.masks import masked_layers
 from torchslim.pruning.unstructured import MagnitudePruning
 from torchslim.quantization import Quantize
@@ -79,16 +80,6 @@ def splits(batch: int) -> DataSplits:
     return DataSplits(train=train, calibration=calibration, validation=test, test=test, num_classes=3)
 
 
-def accuracy(model: nn.Module, loader: Any) -> float:
-    model.eval()
-    right = total = 0
-    with torch.no_grad():
-        for x, y in loader:
-            right += int((model(x).argmax(1) == y).sum())
-            total += len(y)
-    return right / total
-
-
 def config_for(technique: str, train: TrainConfig) -> Any:
     if technique == "finetune":
         return FineTune(train=train)
@@ -136,7 +127,7 @@ def run(spec: dict[str, Any], technique: str, rank: int) -> None:
     out = Path(spec["out"]) / technique
     out.mkdir(parents=True, exist_ok=True)
     info = {
-        "accuracy": accuracy(final, data.test),
+        "accuracy": evaluate(final, data.test).accuracy,
         "digests": state_digests(final),
         "masks": masks,
         "sparsity": mask_sparsity(final),
