@@ -86,6 +86,8 @@ def flatten_channels_last(proto: Any) -> int:
     from onnx import helper, numpy_helper
 
     graph = proto.graph
+    if not any(node.op_type == "Flatten" for node in graph.node):
+        return 0  # nothing to rewrite: skip the whole-graph shape inference (a transformer's export)
     shapes = {
         v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
         for v in onnx.shape_inference.infer_shapes(proto).graph.value_info
