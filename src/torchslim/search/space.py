@@ -216,13 +216,12 @@ class SearchSpace:
             return None
         if levels != "uniform":
             own: dict[str, Any] = {"bits": int(params[f"bits:{levels}"])} if f"bits:{levels}" in params else {}
-            if "train" in TECHNIQUES.config_type(levels).field_names() and not self.trains:
-                own["train"] = {"epochs": 0}
-            elif "train" in TECHNIQUES.config_type(levels).field_names():  # its own training, within the trial's budget
+            if "train" in TECHNIQUES.config_type(levels).field_names():  # its own training, within the trial's budget
                 own["train"] = (
                     dict(train) if train is not None else {"epochs": 1, "max_steps": int(params.get("steps") or 0)}
                 )
-                own["train"] = own["train"] if own["train"].get("max_steps", 1) else {"epochs": 0}
+                trains = self.trains and own["train"].get("max_steps", 1)
+                own["train"] = own["train"] if trains else {"epochs": 0}
             return _step(levels, own, Targets(exclude=("role:head",)))
         layer_bits = {layer: int(choices[0]) for layer, choices in self.bit_choices.items() if len(choices) == 1}
         layer_bits.update({k.split(":", 1)[1]: int(v) for k, v in params.items() if k.startswith("bits:")})
@@ -295,10 +294,9 @@ def build_space(
             else:  # a layer without a curve (its analysis ran out of time) keeps every choice
                 bit_choices[layer] = [b for b in BIT_CHOICES if b >= fewest.get(layer, min(BIT_CHOICES))] or [8]
     if sparsity is not None:
-        total = sum(sparsity.params.values()) or 1
         safe = sparsity.max_sparsity(range_drop)
-        largest = sorted(sparsity.params, key=lambda k: -sparsity.params[k])[:max_layers]
-        sparsity_max = {k: safe[k] for k in largest if safe.get(k, 0) > 0 and sparsity.params[k] / total >= min_share}
+        prunable = layers_with_choices(sparsity.params, max_layers=max_layers, min_share=min_share)
+        sparsity_max = {k: safe[k] for k in prunable if safe.get(k, 0) > 0}
     return SearchSpace(
         channel_max=channel_max,
         bit_choices=bit_choices,
