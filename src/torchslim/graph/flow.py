@@ -124,17 +124,6 @@ PASS_THROUGH_GRADS = frozenset(
 (``pad(q(x), zero point) = q(pad(x, 0))`` exactly: 0 is a grid value of every asymmetric quantizer)."""
 
 
-def _tensors(value: Any) -> list[torch.Tensor]:
-    """The tensors in a model output: a tensor, a mapping / ``ModelOutput``, or nested tuples and lists."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, Mapping):
-        return [t for v in value.values() for t in _tensors(v)]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in _tensors(v)]
-    return []
-
-
 def _readers(roots: list[Any]) -> dict[Any, list[Any]]:
     """``{autograd node: nodes that take its output}`` over the graph behind `roots`."""
     readers: dict[Any, list[Any]] = {}
@@ -223,6 +212,7 @@ def outputs_reaching_others_autograd(
     inputs (token ids) runs as a copy whose parameters require grad.
     """
     from torchslim.core.batches import call_model
+    from torchslim.graph.adapters import tensor_outputs
 
     inputs, needs_parameters = _with_grad(example_input)
     if needs_parameters:  # gradients must start at the parameters: work on a copy
@@ -235,7 +225,7 @@ def outputs_reaching_others_autograd(
         for p in flags:
             p.requires_grad_(needs_parameters)
         with torch.enable_grad():
-            outputs = _tensors(call_model(model, inputs))
+            outputs = tensor_outputs(call_model(model, inputs))
             readers = _readers([t.grad_fn for t in outputs if t.grad_fn is not None])
             entries: dict[Any, list[set[Any]]] = {}
             for name in consumers:
