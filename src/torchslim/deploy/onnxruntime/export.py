@@ -220,10 +220,9 @@ def _detach_caches(model: nn.Module) -> list[tuple[nn.Module, str, Any]]:
     saved = []
     for module in model.modules():
         for key, value in list(vars(module).items()):
-            if not key.startswith("_"):
-                if needs(value):
-                    saved.append((module, key, value))
-                    setattr(module, key, detached(value))
+            if not key.startswith("_") and needs(value):
+                saved.append((module, key, value))
+                setattr(module, key, detached(value))
     return saved
 
 
