@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from torchslim.core.errors import ConfigError, ModelError
+from torchslim.core.errors import ConfigError
 from torchslim.deploy import RuntimeBackend, backend_names, get_backend, unavailable_reason
 
 
@@ -75,7 +75,51 @@ def test_float_cnn_exports_to_a_pte_with_parity(tmp_path: Path) -> None:
         backend.time(facts.path, x, batch_size=8, warmup=0, repeats=1, threads=1)
 
 
-def test_torchslim_compressed_models_are_refused_with_the_reason(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="not supported yet.*quantized_decomposed.*features.conv2"):
-        executorch_backend().export(int8_toy_cnn(), tmp_path / "q.pte", torch.rand(4, 1, 28, 28))
-    assert not (tmp_path / "q.pte").exists()
+@pytest.mark.slow
+def test_int8_cnn_runs_as_one_xnnpack_int8_program_with_parity(tmp_path: Path) -> None:
+    pytest.importorskip("executorch")
+    backend = executorch_backend()
+    model, x = int8_toy_cnn(), torch.rand(4, 1, 28, 28)
+    facts = backend.export(model, tmp_path / "q.pte", x)
+    # every op delegated: no dequantize / quantize left to ExecuTorch's portable kernels
+    assert facts.quantized and facts.delegated_calls == 1 and facts.portable_ops == {}
+    assert any("output quantizers copied" in note for note in facts.notes)
+    parity = backend.check_parity(model, facts.path, x)
+    assert parity.ok, parity
+
+
+class _Residual(nn.Module):
+    """conv -> ReLU -> conv + shortcut -> ReLU -> pooling -> classifier: a residual Add in int8."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv1 = nn.Conv2d(8, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.relu1, self.relu2, self.relu3 = nn.ReLU(), nn.ReLU(), nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu1(self.stem(x))
+        y = self.conv2(self.relu2(self.conv1(x)))
+        return self.fc(torch.flatten(self.pool(self.relu3(x + y)), 1))
+
+
+@pytest.mark.slow
+def test_int8_residual_model_exports_with_parity(tmp_path: Path) -> None:
+    pytest.importorskip("executorch")
+    from torchslim.core import Context, DataSplits
+    from torchslim.quantization import Quantize, quantize_handler
+
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    batches = [(torch.rand(8, 3, 16, 16, generator=gen), torch.zeros(8, dtype=torch.long)) for _ in range(2)]
+    context = Context(data=DataSplits(train=None, calibration=batches, validation=batches, test=batches))
+    model = quantize_handler(_Residual().eval(), Quantize(), targets=None, context=context).model.eval()
+    backend = executorch_backend()
+    facts = backend.export(model, tmp_path / "r.pte", batches[0][0][:2])
+    assert facts.quantized and facts.delegated_calls >= 1
+    assert not any("quantize" in op for op in facts.portable_ops), facts.portable_ops
+    parity = backend.check_parity(model, facts.path, batches[0][0][:2])
+    assert parity.ok, parity

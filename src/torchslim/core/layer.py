@@ -78,8 +78,10 @@ class CompressedLayer(Protocol):
         """The JSON that rebuilds an empty layer of this structure (its plan replay reads it)."""
         ...
 
-    def onnx_form(self, enabled: bool) -> OnnxForm:
-        """Switch to (``enabled=True``) or back from the form traced by an ONNX export."""
+    def onnx_form(self, enabled: bool, *, dialect: str = "onnx") -> OnnxForm:
+        """Switch to (``enabled=True``) or back from the form traced by an export: ``dialect="onnx"``
+        for the ONNX exporter, ``"pt2e"`` for ``torch.export`` (PyTorch's ``quantized_decomposed``
+        operators, which ExecuTorch's XNNPACK delegate runs as integer kernels)."""
         ...
 
 

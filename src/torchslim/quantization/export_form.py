@@ -19,12 +19,19 @@ import torch
 from torch import Tensor, nn
 
 from torchslim.core.errors import ModelError
+from torchslim.quantization import pt2e_ops
+from torchslim.quantization.functional import qrange
 from torchslim.quantization.onnx_ops import DQExport, DynamicLinearExport
 
 if TYPE_CHECKING:
     from torchslim.quantization.quantized import QuantizedMixin
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+EXPORT_DIALECTS = ("onnx", "pt2e")
+"""``onnx``: ONNX ``QuantizeLinear`` / ``DequantizeLinear`` (the ONNX exporter's symbolic functions);
+``pt2e``: PyTorch's ``quantized_decomposed`` operators, recorded by ``torch.export`` (ExecuTorch)."""
+PT2E_BUFFERS = ("_pt2e_weight_scale", "_pt2e_weight_zp", "_pt2e_bias")
+PT2E_QPARAMS = ("_pt2e_input", "_pt2e_output")
 EXPORT_BUFFERS = (
     "_onnx_bias_q",
     "_onnx_bias_scale",
@@ -172,13 +179,22 @@ def _dynamic_buffers(layer: QuantizedMixin, buffers: dict[str, Tensor | None]) -
         buffers["_onnx_split_gather"] = split.long().clone()
 
 
-def set_export_form(layer: QuantizedMixin, enabled: bool) -> None:
-    """Enable (precompute the export-only buffers) or disable (remove them) the export form."""
+def set_export_form(layer: QuantizedMixin, enabled: bool, *, dialect: str = "onnx") -> None:
+    """Enable (precompute the export-only buffers) or disable (remove them) the export form of
+    `dialect` (:data:`EXPORT_DIALECTS`)."""
+    if dialect not in EXPORT_DIALECTS:
+        raise ModelError(f"export dialect must be one of {EXPORT_DIALECTS}, not {dialect!r}.")
     buffers = layer._buffers
-    for key in EXPORT_BUFFERS:
+    for key in (*EXPORT_BUFFERS, *PT2E_BUFFERS):
         buffers.pop(key, None)
+    for key in PT2E_QPARAMS:
+        layer.__dict__.pop(key, None)
     layer.__dict__["_onnx_export"] = bool(enabled)
+    layer.__dict__["_pt2e_export"] = bool(enabled) and dialect == "pt2e"
     if not enabled:
+        return
+    if dialect == "pt2e":
+        _pt2e_constants(layer)
         return
     with torch.no_grad():
         b = layer._parameters.get("bias_float")
@@ -194,8 +210,53 @@ def set_export_form(layer: QuantizedMixin, enabled: bool) -> None:
             _dynamic_buffers(layer, buffers)
 
 
+def _activation_qparams(scale: Tensor, zero_point: Tensor, bits: int) -> tuple[float, int, int, int]:
+    qmin, qmax = qrange(bits)
+    return float(scale.reshape(())), int(zero_point.reshape(())), qmin, qmax
+
+
+def _pt2e_constants(layer: QuantizedMixin) -> None:
+    """The ``pt2e`` form's constants: activation quantization parameters as Python numbers (constants
+    of the exported program), per-channel weight scales and zero points as buffers, and the bias
+    rounded to the int32 grid of ``s_in * s_w`` (what the integer kernel adds)."""
+    buffers, spec = layer._buffers, layer.act_spec
+    if spec is not None and spec.mode == "static":
+        layer.__dict__["_pt2e_input"] = _activation_qparams(layer.input_scale, layer.input_zero_point, spec.bits)
+    if "output_scale" in buffers:
+        layer.__dict__["_pt2e_output"] = _activation_qparams(layer.output_scale, layer.output_zero_point, 8)
+    with torch.no_grad():
+        if layer.weight_spec.granularity.kind != "per_tensor":
+            buffers["_pt2e_weight_scale"] = layer.weight_scale.reshape(-1).float().clone()
+            buffers["_pt2e_weight_zp"] = layer.weight_zero_point.reshape(-1).to(torch.int64).clone()
+        b = layer._parameters.get("bias_float")
+        bias_scale = layer.bias_scale()
+        if b is not None:
+            rounded = b if bias_scale is None else torch.round(b / bias_scale) * bias_scale
+            buffers["_pt2e_bias"] = rounded.detach().clone()
+
+
+def pt2e_weight(layer: QuantizedMixin) -> Tensor:
+    """The ``pt2e`` form of an integer weight: ``dequantize_per_channel`` (or per tensor) on its codes."""
+    g = layer.weight_spec.granularity
+    qmin, qmax = qrange(layer.weight_spec.bits)
+    if g.kind == "per_tensor":
+        return pt2e_ops.dequantize_weight(layer.weight_q, layer.weight_scale, layer.weight_zero_point, -1, qmin, qmax)
+    scale, zero_point = layer._pt2e_weight_scale, layer._pt2e_weight_zp
+    return pt2e_ops.dequantize_weight(layer.weight_q, scale, zero_point, g.check(layer.weight_q.shape), qmin, qmax)
+
+
+def pt2e_activation(layer: QuantizedMixin, x: Tensor, which: str) -> Tensor | None:
+    """The ``pt2e`` form of the layer's `which` (``"input"`` / ``"output"``) quantizer on `x`, or
+    None where that quantizer is not static."""
+    qparams = layer.__dict__.get(f"_pt2e_{which}")
+    return None if qparams is None else pt2e_ops.qdq_per_tensor(x, *qparams)
+
+
 __all__ = [
     "EXPORT_BUFFERS",
+    "EXPORT_DIALECTS",
+    "pt2e_activation",
+    "pt2e_weight",
     "dynamic_linear_export",
     "embedding_export",
     "set_export_form",

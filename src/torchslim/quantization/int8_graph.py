@@ -38,11 +38,13 @@ import torch
 from torch import Tensor, nn
 
 from torchslim.graph.flow import PASS_THROUGH_CALLS, PASS_THROUGH_MODULES, trace_layers
+from torchslim.quantization import pt2e_ops
 from torchslim.quantization.functional import fake_quantize
 from torchslim.quantization.onnx_ops import QDQExport
 
 POINT_SCALE = "torchslim_point_scale"
 POINT_ZERO_POINT = "torchslim_point_zero_point"
+PT2E_POINT = "_torchslim_point_pt2e"
 _ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
 _IDENTITY_MODULES = (nn.Identity, nn.Dropout)
 _INT8_POOLS = (nn.AdaptiveAvgPool2d, nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveMaxPool2d)
@@ -191,6 +193,10 @@ def _point_hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
     """Forward hook of a point: fake-quantize the module's output (QDQ while exporting to ONNX)."""
     if not isinstance(output, Tensor) or not output.is_floating_point():
         return output
+    if torch.compiler.is_exporting():
+        # torch.export (ExecuTorch): the quantized_decomposed operators, with the scale and zero
+        # point as Python numbers (buffers are fake tensors while torch.export traces)
+        return pt2e_ops.qdq_per_tensor(output, *module.__dict__[PT2E_POINT])
     scale, zero_point = getattr(module, POINT_SCALE), getattr(module, POINT_ZERO_POINT)
     if torch.onnx.is_in_onnx_export():
         return QDQExport.apply(output, scale, zero_point, 8)
@@ -204,6 +210,7 @@ def install_point(module: nn.Module, scale: float | Tensor, zero_point: int | Te
     first = not hasattr(module, POINT_SCALE)
     module.register_buffer(POINT_SCALE, s.clone(), persistent=False)
     module.register_buffer(POINT_ZERO_POINT, z.clone(), persistent=False)
+    module.__dict__[PT2E_POINT] = (float(s), int(z), -128, 127)
     if first:
         module.register_forward_hook(_point_hook)
 

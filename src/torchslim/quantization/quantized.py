@@ -22,7 +22,7 @@ EfficientNet's same-padding convolutions) into an instance of a generated subcla
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -59,6 +59,8 @@ class QuantizedMixin(nn.Module):
     _onnx_bias_q: Tensor
     _onnx_bias_scale: Tensor
     _onnx_split_gather: Tensor
+    _pt2e_weight_scale: Tensor
+    _pt2e_weight_zp: Tensor
 
     # -- weights -----------------------------------------------------------------------------
     def _dequantize(self, wq: Tensor, scale: Tensor, zp: Tensor) -> Tensor:
@@ -105,6 +107,8 @@ class QuantizedMixin(nn.Module):
 
     @property
     def weight(self) -> Tensor:
+        if self.__dict__.get("_pt2e_export") and self.integer_export():
+            return export_form.pt2e_weight(self)
         if self.__dict__.get("_onnx_export") and self.integer_export():
             g = self.weight_spec.granularity
             axis = -1 if g.kind == "per_tensor" else g.check(self.weight_q.shape)
@@ -131,6 +135,8 @@ class QuantizedMixin(nn.Module):
         b = self._parameters.get("bias_float")
         if b is None:
             return None
+        if "_pt2e_bias" in self._buffers:
+            return self._buffers["_pt2e_bias"]
         bias_scale = self.bias_scale()
         if bias_scale is None:
             return b
@@ -147,6 +153,8 @@ class QuantizedMixin(nn.Module):
             return x
         if spec.mode == "dynamic":
             return dynamic_fake_quantize(x, spec.granularity == "per_token")
+        if self.__dict__.get("_pt2e_export"):
+            return cast(Tensor, export_form.pt2e_activation(self, x, "input"))
         if self.__dict__.get("_onnx_export"):
             return QDQExport.apply(x, self.input_scale, self.input_zero_point, spec.bits)
         return fake_quantize(x, self.input_scale, self.input_zero_point.to(torch.int32), bits=spec.bits)
@@ -163,6 +171,8 @@ class QuantizedMixin(nn.Module):
         if "output_scale" in self._buffers and isinstance(out, Tensor):
             # an int8 output (the layer feeds no quantized input, e.g. a residual Add): exported as
             # QuantizeLinear -> DequantizeLinear after the layer, so onnxruntime fuses an integer kernel
+            if self.__dict__.get("_pt2e_export"):
+                return cast(Tensor, export_form.pt2e_activation(self, out, "output"))
             if self.__dict__.get("_onnx_export"):
                 return QDQExport.apply(out, self.output_scale, self.output_zero_point, 8)
             return fake_quantize(out, self.output_scale, self.output_zero_point.to(torch.int32), bits=8)
@@ -197,10 +207,11 @@ class QuantizedMixin(nn.Module):
         return self.float_forward(self.quantize_input(input), *args, **kwargs)
 
     # -- the rest of the layer contract (torchslim.core.layer.CompressedLayer) ---------------
-    def onnx_form(self, enabled: bool) -> OnnxForm:
-        """Switch to (or back from) the export form; per-group and non-affine (k-means, power-of-two)
-        weights stay float in the graph: smaller on disk, not faster in the runtime."""
-        export_form.set_export_form(self, enabled)
+    def onnx_form(self, enabled: bool, *, dialect: str = "onnx") -> OnnxForm:
+        """Switch to (or back from) the export form of `dialect` (``"onnx"``, or ``"pt2e"`` for
+        ``torch.export`` / ExecuTorch); per-group and non-affine (k-means, power-of-two) weights stay
+        float in the graph: smaller on disk, not faster in the runtime."""
+        export_form.set_export_form(self, enabled, dialect=dialect)
         spec = self.act_spec
         details: dict[str, Any] = {
             "weight_bits": self.weight_spec.bits,

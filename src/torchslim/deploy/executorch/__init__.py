@@ -3,6 +3,7 @@ ExecuTorch's Python runtime.
 
 ==================  ===========================================================================
 ``export``          :func:`export_executorch`, :class:`ExecuTorchExport`
+``qdq_passes``      output quantizers and float weights where XNNPACK's int8 kernels need them
 ``session``         loading and running a program, XNNPACK threads, timing
 ==================  ===========================================================================
 
@@ -20,7 +21,7 @@ import numpy as np
 from torch import nn
 
 from torchslim.deploy.backend import OptionalRuntimeBackend, register_backend
-from torchslim.deploy.executorch.export import COMPRESSED_REFUSAL, ExecuTorchExport, export_executorch
+from torchslim.deploy.executorch.export import ExecuTorchExport, export_executorch
 from torchslim.deploy.executorch.session import (
     load_method,
     measure_latency_executorch,
@@ -68,7 +69,6 @@ EXECUTORCH = register_backend(ExecuTorchBackend())
 
 __all__ = [
     "EXECUTORCH",
-    "COMPRESSED_REFUSAL",
     "ExecuTorchBackend",
     "ExecuTorchExport",
     "export_executorch",
