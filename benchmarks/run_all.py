@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-SCRIPTS = ("deploy_speed.py", "quantization.py", "pruning.py", "int8_breakdown.py", "distillation.py")
+SCRIPTS = ("deploy_speed.py", "backends.py", "quantization.py", "pruning.py", "int8_breakdown.py", "distillation.py")
 
 
 def main() -> int:

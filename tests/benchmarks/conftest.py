@@ -34,3 +34,8 @@ def deploy_report(harness: ModuleType) -> ModuleType:
 @pytest.fixture(scope="session")
 def readme_tables() -> ModuleType:
     return _load("readme_tables", ROOT / "scripts" / "readme_tables.py")
+
+
+@pytest.fixture(scope="session")
+def backends_bench(harness: ModuleType) -> ModuleType:
+    return _load("backends_bench", ROOT / "benchmarks" / "backends.py")

@@ -135,3 +135,48 @@ def test_readme_tables_renders_a_table_from_a_small_json(harness, readme_tables,
 def test_md_table_escapes_pipes_and_newlines(harness):
     lines = harness.md_table(["a", "b"], [["x|y", None], ["error:\n  node", 1]])
     assert lines == ["| a | b |", "|---|---|", "| x/y |  |", "| error: node | 1 |"]
+
+
+def _backend(name, ms, *, parity=True, base=None):
+    return {
+        "name": name,
+        "available": True,
+        "usable": parity,
+        "parity_ok": parity,
+        "latency": {"median_ms": ms},
+        "baseline_latency": {"median_ms": base} if base else None,
+    }
+
+
+def test_backends_picks_the_fastest_backend_with_parity_and_the_table_says_which_failed(harness, backends_bench):
+    backends = backends_bench
+    row = [_backend("onnxruntime", 2.0, base=4.0), _backend("openvino", 1.0, parity=False), _backend("executorch", 1.5)]
+    assert backends.picked_backend(row) == "executorch"
+    assert backends.picked_backend([_backend("openvino", 1.0, parity=False)]) is None
+    results = {
+        "quick": True,
+        "env": harness.environment(threads=2),
+        "sections": {
+            "m": {
+                "settings": [
+                    {
+                        "batch": 32,
+                        "threads": 2,
+                        "picked": "executorch",
+                        "best": "openvino",
+                        "margin": 1.2,
+                        "backends": row,
+                    }
+                ],
+                "held_out_parity": {
+                    "onnxruntime": {"max_steps": 0.5, "p99_steps": 0.1, "cosine": 0.99999, "top1_agreement": 1.0},
+                    "executorch": {"error": "boom"},
+                },
+            }
+        },
+    }
+    text = backends.markdown(results)
+    line = next(x for x in text.splitlines() if x.startswith("| m | 32 | 2 |"))
+    assert "2.000 / 4.000 (2.00x)" in line and "1.000 parity failed" in line
+    assert line.endswith("| executorch | openvino |")  # picked (no margin: not the overall best), fastest
+    assert "| m | executorch | boom |" in text and "| m | onnxruntime | 0.50 | 0.10 | 0.99999 | 1.000 |" in text
