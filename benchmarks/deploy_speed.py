@@ -140,8 +140,18 @@ def build_variants(model: torch.nn.Module, calib: list[torch.Tensor], args: argp
             ort_quantize_static(fp32, tmp / file, feeds, activations="uint8")
         return onnx_variant(who, group, tmp / file, threads)
 
+    built: dict[str, torch.nn.Module] = {}  # each torchslim model once, for both of its runtimes
+
+    def compressed(configs: list[Any], file: str) -> torch.nn.Module:
+        if file not in built:
+            built[file] = dm.torchslim_recipe(model, configs, labelled)
+        return built[file]
+
     def recipe(configs: list[Any], file: str, group: str) -> Variant:
-        return onnx("torchslim", group, dm.torchslim_recipe(model, configs, labelled), file)
+        return onnx("torchslim", group, compressed(configs, file), file)
+
+    def on_executorch(configs: list[Any], file: str, group: str) -> Variant:
+        return executorch_variant(group, compressed(configs, file), tmp / file.replace(".onnx", ""), threads)
 
     tp = dm.torch_pruning_50(model, example)
     ts_pruned = dm.torchslim_recipe(model, [ChannelPruning(ratio=0.5)], labelled)
@@ -150,10 +160,16 @@ def build_variants(model: torch.nn.Module, calib: list[torch.Tensor], args: argp
     add("onnxruntime fp32", lambda: onnx("peer", "fp32", model, "fp32.onnx"), params=dense)
     add("onnxruntime quantize_static", lambda: onnx("peer", "int8", model, "ort_q.onnx", static=True), params=dense)
     add("torchslim int8", lambda: recipe([Quantize()], "ts_int8.onnx", "int8"), params=dense)
+    add("torchslim int8 (ExecuTorch)", lambda: on_executorch([Quantize()], "ts_int8.onnx", "int8"), params=dense)
     add("torchslim 50% channels (fp32)", lambda: onnx("torchslim", "pruned", ts_pruned, "ts_50.onnx"), params=half)
     add(
         "torchslim 50% channels + int8",
         lambda: recipe([ChannelPruning(ratio=0.5), Quantize()], "ts_50_int8.onnx", "pruned"),
+        params=dm.params(ts_pruned),
+    )
+    add(
+        "torchslim 50% channels + int8 (ExecuTorch)",
+        lambda: on_executorch([ChannelPruning(ratio=0.5), Quantize()], "ts_50_int8.onnx", "pruned"),
         params=dm.params(ts_pruned),
     )
     add("Torch-Pruning 50% (eager)", lambda: torch_variant("peer", "pruned", tp), params=half, quick=False)
@@ -198,6 +214,31 @@ def build_variants(model: torch.nn.Module, calib: list[torch.Tensor], args: argp
         "macs": {"torchslim": dm.macs(ts_pruned, example), "Torch-Pruning": dm.macs(tp, example)},
     }
     return out
+
+
+def executorch_variant(group: str, model: torch.nn.Module, directory: Path, threads: int) -> Variant:
+    """torchslim's model on ExecuTorch (XNNPACK): a program per batch shape (static shapes), exported
+    when the shape is first bound. XNNPACK's thread pool is sized once, before any program loads."""
+    from torchslim.deploy.executorch import export_executorch, load_method, set_xnnpack_threads
+
+    set_xnnpack_threads(threads)
+    directory.mkdir(parents=True, exist_ok=True)
+    methods: dict[tuple[int, ...], Any] = {}
+    v = Variant("torchslim", group, "ExecuTorch", lambda x: lambda: None)
+
+    def bind(x: torch.Tensor) -> Callable[[], Any]:
+        shape = tuple(x.shape)
+        if shape not in methods:
+            path = directory / f"b{shape[0]}.pte"
+            facts = export_executorch(model, path, x)
+            v.facts["bytes"] = facts.bytes
+            v.facts["graph"] = {"XNNPACK calls": facts.delegated_calls, **facts.portable_ops}
+            methods[shape] = load_method(path)
+        method, inputs = methods[shape], [x.contiguous()]
+        return lambda: method.execute(inputs)
+
+    v.bind = bind
+    return v
 
 
 def openvino_variant(
@@ -251,6 +292,8 @@ def section_cnn(name: str, args: argparse.Namespace) -> dict[str, Any]:
         log(f"  timing {len(fns)} variants at batch {batch}, {rounds} rounds")
         for k, lat in rotating_latency(fns, BASELINE, rounds=rounds, threads=args.threads).items():
             rows[k][f"b{batch}"] = {"ms": lat["ms"], "speedup": lat["speedup"]}
+    for k, v in variants.items():
+        rows[k].update(v.facts)  # facts known only once bound (an ExecuTorch program per batch)
     behind_column(rows, args.batches)
     return {
         "model": {"params": dm.params(model), "macs": dm.macs(model, test), "input": [3, 32, 32]},
