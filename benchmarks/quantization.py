@@ -226,6 +226,36 @@ def ao_dynamic(model: nn.Module) -> nn.Module:
 # fmnist-cnn
 
 
+ET_FP32, ET_INT8 = "ExecuTorch fp32 (XNNPACK)", "torchslim int8 on ExecuTorch (XNNPACK)"
+
+
+def executorch_fns(
+    models: dict[str, nn.Module], x: torch.Tensor, directory: Path, threads: int
+) -> dict[str, Callable[[], Any]]:
+    """Each model as an ExecuTorch program (XNNPACK) at `x`'s shape, timed as ``method.execute``.
+    A program is exported once per batch shape; XNNPACK's pool is sized before any is loaded (drop
+    the returned callables before asking for another thread count)."""
+    from torchslim.deploy.executorch import export_executorch, load_method, set_xnnpack_threads
+
+    set_xnnpack_threads(threads)
+    fns: dict[str, Callable[[], Any]] = {}
+    inputs = [x.contiguous()]
+    for i, (name, model) in enumerate(models.items()):
+        path = directory / f"et{i}_b{len(x)}.pte"
+        if not path.exists():
+            export_executorch(model, path, x)
+        method = load_method(path)
+        fns[name] = lambda method=method: method.execute(inputs)
+    return fns
+
+
+def best_backend_ratio(lat: dict[str, Any], int8: list[str], fp32: list[str]) -> tuple[float, str, str]:
+    """The fastest int8 row's median over the fastest fp32 row's (each model on its best backend)."""
+    fastest_int8 = min((n for n in int8 if n in lat), key=lambda n: lat[n]["ms"])
+    fastest_fp32 = min((n for n in fp32 if n in lat), key=lambda n: lat[n]["ms"])
+    return lat[fastest_int8]["ms"] / lat[fastest_fp32]["ms"], fastest_int8, fastest_fp32
+
+
 def trained_fmnist_cnn(
     args: argparse.Namespace, splits: DataSplits, *, name: str = "fmnist-cnn", epochs: int = 3
 ) -> nn.Module:
@@ -356,9 +386,9 @@ def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
             variants[name][f"ms_b{batch}"] = row["ms"]
             variants[name][f"vs_ort_fp32_b{batch}"] = row["ratio"]
             variants[name][f"speedup_vs_eager_b{batch}"] = round(eager / row["ms"], 2)
-    # onnxruntime sessions alone (no PyTorch calls, whose idle OpenMP threads spin between turns and
-    # slow the next small onnxruntime call), at the benchmark's thread count and at one thread (a
-    # small device, or a shared core); the "vs ORT fp32" columns come from here
+    # runtime sessions alone (onnxruntime and ExecuTorch; no PyTorch calls, whose idle OpenMP threads
+    # spin between turns and slow the next small runtime call), at the benchmark's thread count and
+    # at one thread (a small device, or a shared core); the "vs ORT fp32" columns come from here
     ort_files = {
         "onnxruntime fp32": "fp32.onnx",
         "onnxruntime quantize_static (QDQ, per-channel)": "ort_static.onnx",
@@ -369,12 +399,16 @@ def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
         for batch in (64, 1):
             feeds = {"input": test_x[:batch].numpy()}
             fns = {name: ort_fn(ort_session(tmp / file, n_threads), feeds) for name, file in ort_files.items()}
+            fns.update(executorch_fns({ET_FP32: model, ET_INT8: q8}, test_x[:batch], tmp, n_threads))
             lat = rotating_latency(
                 fns, "onnxruntime fp32", rounds=args.rounds * (2 if batch > 1 else 10), threads=n_threads
             )
+            del fns  # ExecuTorch programs released before XNNPACK's pool is resized
             ort_only[f"batch {batch}, {n_threads} thread{'s' if n_threads > 1 else ''}"] = lat
             if n_threads == threads:
                 for name, row in lat.items():
+                    if name not in variants:
+                        continue  # the ExecuTorch rows are in the "sessions alone" lines
                     variants[name][f"ms_b{batch}"] = row["ms"]
                     variants[name][f"vs_ort_fp32_b{batch}"] = row["ratio"]
     out["ort_only"] = ort_only
@@ -401,6 +435,16 @@ def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
             f"{ratio:.3f}x (onnxruntime quantize_static: "
             f"{lat['onnxruntime quantize_static (QDQ, per-channel)']['ratio']:.3f}x)",
             ratio <= 0.5,
+        )
+        best, on_int8, on_fp32 = best_backend_ratio(
+            lat, ["torchslim int8 deployed (onnxruntime QDQ)", ET_INT8], ["onnxruntime fp32", ET_FP32]
+        )
+        check(
+            results,
+            f"fmnist-cnn int8 on its best backend vs fp32 on its best backend, {label}",
+            "<= 0.5x",
+            f"{best:.3f}x ({on_int8} / {on_fp32})",
+            best <= 0.5,
         )
     ratio_bytes = variants["torchslim int8 simulated (PyTorch)"]["bytes"] / variants["PyTorch fp32 eager"]["bytes"]
     check(
@@ -543,9 +587,11 @@ def section_resnet(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
     for n_threads in sorted({args.threads, 1}, reverse=True):
         feeds = {"input": test_x[:64].numpy()}
         fns = {name: ort_fn(ort_session(tmp / f, n_threads), feeds) for name, f in files.items()}
+        fns.update(executorch_fns({ET_FP32: model, ET_INT8: step.model}, test_x[:64], tmp, n_threads))
         latency[f"batch 64, {n_threads} thread{'s' if n_threads > 1 else ''}"] = rotating_latency(
             fns, "onnxruntime fp32", rounds=args.rounds, threads=n_threads
         )
+        del fns  # ExecuTorch programs released before XNNPACK's pool is resized
     parity = check_parity(step.model, tmp / "ts_int8.onnx", test_x[:256], steps=2.0)
     out = {
         "float_acc": float_acc,
@@ -571,6 +617,16 @@ def section_resnet(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
             "<= quantize_static (5% noise margin)",
             f"{ours:.3f}x vs {peer:.3f}x",
             ours <= 1.05 * peer,
+        )
+        best, on_int8, on_fp32 = best_backend_ratio(
+            lat, ["torchslim int8 deployed (onnxruntime QDQ)", ET_INT8], ["onnxruntime fp32", ET_FP32]
+        )
+        check(
+            results,
+            f"fmnist-resnet int8 on its best backend vs fp32 on its best backend, {label}",
+            "<= 0.6x",
+            f"{best:.3f}x ({on_int8} / {on_fp32})",
+            best <= 0.6,
         )
     drop = (float_acc - rows["torchslim int8 deployed (onnxruntime QDQ)"]["acc"]) * 100
     check(results, "fmnist-resnet int8: accuracy drop, deployed", "reported", f"{drop:.2f} points", None)
@@ -1000,13 +1056,14 @@ def to_markdown(results: dict[str, Any]) -> str:
         lines += [
             "",
             "ms and ratios of onnxruntime fp32, onnxruntime quantize_static and torchslim deployed come from "
-            "rounds of these onnxruntime sessions alone; the other rows (and the speed-ups vs eager) from rounds "
-            "of all variants, PyTorch included.",
+            "rounds of these runtime sessions alone (onnxruntime, and ExecuTorch with XNNPACK: its fp32 and "
+            "torchslim's int8 programs); the other rows (and the speed-ups vs eager) from rounds of all variants, "
+            "PyTorch included.",
             "",
             f"- onnxruntime ops of torchslim's int8 model: {fm.get('torchslim_onnx_ops')}",
             f"- ONNX vs simulated output: {fm.get('onnx_parity')}",
             *[
-                f"- onnxruntime sessions alone, {label}: "
+                f"- runtime sessions alone, {label}: "
                 + ", ".join(f"{name} {row['ms']} ms ({row['ratio']:.3f}x)" for name, row in lat.items())
                 for label, lat in fm.get("ort_only", {}).items()
             ],
@@ -1048,7 +1105,7 @@ def to_markdown(results: dict[str, Any]) -> str:
         for label, lat in rn["latency"].items():
             lines += [
                 "",
-                f"Latency, {label}, onnxruntime sessions alone (ratio = variant / onnxruntime fp32):",
+                f"Latency, {label}, runtime sessions alone (onnxruntime, ExecuTorch; ratio = variant / ORT fp32):",
                 "",
                 "| variant | ms | ratio |",
                 "|---|---|---|",

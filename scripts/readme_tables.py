@@ -157,6 +157,41 @@ def pruning(data: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _backend_cell(facts: Mapping[str, Any]) -> str:
+    lat, base = facts.get("latency"), facts.get("baseline_latency")
+    if not lat:
+        return "not run" if facts.get("available") else "not installed"
+    text = f"{lat['median_ms']:.3f} ms"
+    if base:
+        text += f" ({base['median_ms'] / lat['median_ms']:.2f}x of its fp32)"
+    return text + ("" if facts.get("parity_ok") else ", parity failed")
+
+
+def backends(data: Mapping[str, Any]) -> list[str]:
+    """torchslim int8 per runtime (ms, speed-up over the fp32 model on that runtime), the pick, parity."""
+    names = ("onnxruntime", "openvino", "executorch")
+    body, parity = [], []
+    for key, section in data.get("sections", {}).items():
+        if not isinstance(section, Mapping) or "settings" not in section:
+            body.append([key, "", "", f"failed: {section.get('error') if isinstance(section, Mapping) else section}"])
+            continue
+        for row in section["settings"]:
+            by_name = {b["name"]: b for b in row["backends"]}
+            cells = [_backend_cell(by_name[n]) if n in by_name else "" for n in names]
+            body.append([key, row["batch"], row["threads"], *cells, row.get("picked")])
+        for name, p in section.get("held_out_parity", {}).items():
+            if "max_steps" in p:
+                parity.append(f"{key} on {name}: max {p['max_steps']:.2f} / p99 {p['p99_steps']:.2f} steps")
+    out = table(["model", "batch", "threads", *names, "picked (parity passed, fastest)"], body)
+    if parity:
+        out += [
+            "",
+            "Runtime output vs torchslim's simulation on 8 inputs (steps of the output range / 255; "
+            "parity: <= 2): " + "; ".join(parity) + ".",
+        ]
+    return out
+
+
 def checks(data: Mapping[str, Any]) -> list[str]:
     """Any results file: its must-show checks (top level or per section)."""
     found: list[list[Any]] = []
@@ -174,6 +209,7 @@ def checks(data: Mapping[str, Any]) -> list[str]:
 
 RENDERERS: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
     "deploy_speed": deploy_speed,
+    "backends": backends,
     "quantization": quantization,
     "pruning": pruning,
     "distillation": checks,

@@ -180,3 +180,16 @@ def test_backends_picks_the_fastest_backend_with_parity_and_the_table_says_which
     assert "2.000 / 4.000 (2.00x)" in line and "1.000 parity failed" in line
     assert line.endswith("| executorch | openvino |")  # picked (no margin: not the overall best), fastest
     assert "| m | executorch | boom |" in text and "| m | onnxruntime | 0.50 | 0.10 | 0.99999 | 1.000 |" in text
+
+
+def test_readme_tables_renders_the_backends_table_with_the_pick_and_parity(harness, readme_tables, tmp_path):
+    row = [_backend("onnxruntime", 2.0, base=4.0), _backend("executorch", 1.0, parity=False)]
+    results = harness.new_results(quick=True, threads=2)
+    results["sections"]["m"] = {
+        "settings": [{"batch": 1, "threads": 1, "picked": "onnxruntime", "backends": row}],
+        "held_out_parity": {"executorch": {"max_steps": 2.5, "p99_steps": 1.25, "cosine": 0.9, "top1_agreement": 1.0}},
+    }
+    (tmp_path / "backends_quick.json").write_text(json.dumps(results))
+    text = readme_tables.render(tmp_path, quick=True, only=["backends"])
+    assert "| m | 1 | 1 | 2.000 ms (2.00x of its fp32) |  | 1.000 ms, parity failed | onnxruntime |" in text
+    assert "m on executorch: max 2.50 / p99 1.25 steps" in text
