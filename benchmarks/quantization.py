@@ -229,12 +229,14 @@ def ao_dynamic(model: nn.Module) -> nn.Module:
 ET_FP32, ET_INT8 = "ExecuTorch fp32 (XNNPACK)", "torchslim int8 on ExecuTorch (XNNPACK)"
 
 
-def executorch_fns(
-    models: dict[str, nn.Module], x: torch.Tensor, directory: Path, threads: int
-) -> dict[str, Callable[[], Any]]:
-    """Each model as an ExecuTorch program (XNNPACK) at `x`'s shape, timed as ``method.execute``.
-    A program is exported once per batch shape; XNNPACK's pool is sized before any is loaded (drop
-    the returned callables before asking for another thread count)."""
+def executorch_latency(
+    models: dict[str, nn.Module], x: torch.Tensor, directory: Path, threads: int, rounds: int
+) -> dict[str, Any]:
+    """Each model as an ExecuTorch program (XNNPACK) at `x`'s shape, timed as ``method.execute`` in
+    rounds of their own (the first model is the ratio's baseline): interleaved with onnxruntime's
+    calls, one runtime's idle threads spinning slowed the other's (fmnist-cnn int8 on onnxruntime at
+    2 threads: 0.756x of its fp32 against 0.49-0.54x in rounds without ExecuTorch). A program is
+    exported once per batch shape; XNNPACK's pool is sized before any program is loaded."""
     from torchslim.deploy.executorch import export_executorch, load_method, set_xnnpack_threads
 
     set_xnnpack_threads(threads)
@@ -246,11 +248,14 @@ def executorch_fns(
             export_executorch(model, path, x)
         method = load_method(path)
         fns[name] = lambda method=method: method.execute(inputs)
-    return fns
+    lat = rotating_latency(fns, next(iter(models)), rounds=rounds, threads=threads)
+    del fns, method  # the programs are released before XNNPACK's pool is resized
+    return lat
 
 
 def best_backend_ratio(lat: dict[str, Any], int8: list[str], fp32: list[str]) -> tuple[float, str, str]:
-    """The fastest int8 row's median over the fastest fp32 row's (each model on its best backend)."""
+    """The fastest int8 row's median over the fastest fp32 row's (each model on its best backend;
+    onnxruntime and ExecuTorch medians come from rounds of their own, on the same batch)."""
     fastest_int8 = min((n for n in int8 if n in lat), key=lambda n: lat[n]["ms"])
     fastest_fp32 = min((n for n in fp32 if n in lat), key=lambda n: lat[n]["ms"])
     return lat[fastest_int8]["ms"] / lat[fastest_fp32]["ms"], fastest_int8, fastest_fp32
@@ -399,11 +404,9 @@ def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
         for batch in (64, 1):
             feeds = {"input": test_x[:batch].numpy()}
             fns = {name: ort_fn(ort_session(tmp / file, n_threads), feeds) for name, file in ort_files.items()}
-            fns.update(executorch_fns({ET_FP32: model, ET_INT8: q8}, test_x[:batch], tmp, n_threads))
-            lat = rotating_latency(
-                fns, "onnxruntime fp32", rounds=args.rounds * (2 if batch > 1 else 10), threads=n_threads
-            )
-            del fns  # ExecuTorch programs released before XNNPACK's pool is resized
+            rounds = args.rounds * (2 if batch > 1 else 10)
+            lat = rotating_latency(fns, "onnxruntime fp32", rounds=rounds, threads=n_threads)
+            lat.update(executorch_latency({ET_FP32: model, ET_INT8: q8}, test_x[:batch], tmp, n_threads, rounds))
             ort_only[f"batch {batch}, {n_threads} thread{'s' if n_threads > 1 else ''}"] = lat
             if n_threads == threads:
                 for name, row in lat.items():
@@ -587,11 +590,9 @@ def section_resnet(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
     for n_threads in sorted({args.threads, 1}, reverse=True):
         feeds = {"input": test_x[:64].numpy()}
         fns = {name: ort_fn(ort_session(tmp / f, n_threads), feeds) for name, f in files.items()}
-        fns.update(executorch_fns({ET_FP32: model, ET_INT8: step.model}, test_x[:64], tmp, n_threads))
-        latency[f"batch 64, {n_threads} thread{'s' if n_threads > 1 else ''}"] = rotating_latency(
-            fns, "onnxruntime fp32", rounds=args.rounds, threads=n_threads
-        )
-        del fns  # ExecuTorch programs released before XNNPACK's pool is resized
+        lat = rotating_latency(fns, "onnxruntime fp32", rounds=args.rounds, threads=n_threads)
+        lat.update(executorch_latency({ET_FP32: model, ET_INT8: step.model}, test_x[:64], tmp, n_threads, args.rounds))
+        latency[f"batch 64, {n_threads} thread{'s' if n_threads > 1 else ''}"] = lat
     parity = check_parity(step.model, tmp / "ts_int8.onnx", test_x[:256], steps=2.0)
     out = {
         "float_acc": float_acc,
@@ -1056,9 +1057,9 @@ def to_markdown(results: dict[str, Any]) -> str:
         lines += [
             "",
             "ms and ratios of onnxruntime fp32, onnxruntime quantize_static and torchslim deployed come from "
-            "rounds of these runtime sessions alone (onnxruntime, and ExecuTorch with XNNPACK: its fp32 and "
-            "torchslim's int8 programs); the other rows (and the speed-ups vs eager) from rounds of all variants, "
-            "PyTorch included.",
+            "rounds of these onnxruntime sessions alone, the ExecuTorch (XNNPACK) rows from rounds of their own "
+            "(ratio to ExecuTorch fp32 there); the other rows (and the speed-ups vs eager) from rounds of all "
+            "variants, PyTorch included.",
             "",
             f"- onnxruntime ops of torchslim's int8 model: {fm.get('torchslim_onnx_ops')}",
             f"- ONNX vs simulated output: {fm.get('onnx_parity')}",
@@ -1105,7 +1106,8 @@ def to_markdown(results: dict[str, Any]) -> str:
         for label, lat in rn["latency"].items():
             lines += [
                 "",
-                f"Latency, {label}, runtime sessions alone (onnxruntime, ExecuTorch; ratio = variant / ORT fp32):",
+                f"Latency, {label}, runtime sessions alone (ratio to onnxruntime fp32; ExecuTorch rows: to "
+                "ExecuTorch fp32, in rounds of their own):",
                 "",
                 "| variant | ms | ratio |",
                 "|---|---|---|",
