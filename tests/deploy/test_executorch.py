@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from torchslim.core.errors import ConfigError
+from torchslim.core.errors import ConfigError, ModelError
 from torchslim.deploy import RuntimeBackend, backend_names, get_backend, unavailable_reason
 
 
@@ -123,3 +123,24 @@ def test_int8_residual_model_exports_with_parity(tmp_path: Path) -> None:
     assert not any("quantize" in op for op in facts.portable_ops), facts.portable_ops
     parity = backend.check_parity(model, facts.path, batches[0][0][:2])
     assert parity.ok, parity
+
+
+def test_dynamic_int8_inputs_are_refused_with_the_layers_and_no_file(tmp_path: Path) -> None:
+    pytest.importorskip("executorch")
+    from torchslim.core import Context, DataSplits
+    from torchslim.quantization import ActivationQuant, Quantize, quantize_handler
+
+    torch.manual_seed(0)
+    batches = [(torch.randn(8, 16), torch.zeros(8, dtype=torch.long))] * 2
+    context = Context(data=DataSplits(train=None, calibration=batches, validation=batches, test=batches))
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
+    config = Quantize(activations=ActivationQuant(mode="dynamic"))
+    model = quantize_handler(model, config, targets=None, context=context).model.eval()
+    x = torch.randn(2, 16)
+    with torch.no_grad():
+        before = model(x)
+    with pytest.raises(ModelError, match=r"dynamically quantized inputs.*onnxruntime.*\['0', '2'\]"):
+        executorch_backend().export(model, tmp_path / "d.pte", x)
+    assert not (tmp_path / "d.pte").exists()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before, rtol=0, atol=0)  # back in its PyTorch form

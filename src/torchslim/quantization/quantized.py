@@ -198,8 +198,9 @@ class QuantizedMixin(nn.Module):
             return export_form.dynamic_linear_export(self, input)
         if "_onnx_shift_weight_q" in self._buffers and isinstance(input, Tensor):
             return export_form.shifted_conv_export(self, input)
-        if exporting and isinstance(self, nn.Linear) and isinstance(input, Tensor) and input.dim() > 2:
-            # Gemm (2-D) keeps the DequantizeLinear weight directly on the compute op, which
+        pt2e = bool(self.__dict__.get("_pt2e_export"))
+        if exporting and not pt2e and isinstance(self, nn.Linear) and isinstance(input, Tensor) and input.dim() > 2:
+            # ONNX: Gemm (2-D) keeps the DequantizeLinear weight directly on the compute op, which
             # onnxruntime needs to fuse QGemm; MatMul on a transposed weight would not fuse.
             lead = input.shape[:-1]
             flat = self.float_forward(self.quantize_input(input.reshape(-1, input.shape[-1])), *args, **kwargs)

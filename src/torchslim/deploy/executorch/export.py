@@ -38,6 +38,12 @@ from torchslim.deploy.executorch.qdq_passes import (
 from torchslim.deploy.onnxruntime.inputs import normalize_inputs
 from torchslim.io.atomic import write_bytes
 
+DYNAMIC_REFUSAL = (
+    "ExecuTorch export of layers with dynamically quantized inputs is not supported yet: their per-call "
+    "quantization is torchslim's simulated arithmetic (portable kernels, not XNNPACK's dynamic int8 pattern), "
+    "and torch.export could not decompose it on transposed attention inputs. Deploy this model with onnxruntime."
+)
+
 
 @dataclasses.dataclass
 class ExecuTorchExport:
@@ -77,14 +83,20 @@ def _traced_program(model: nn.Module, args: tuple[Any, ...]) -> tuple[Any, list[
     form, then with the output quantizers XNNPACK needs (:mod:`.qdq_passes`), exported again.
     Returns the program, the layers with integer weights and the quantizers inserted."""
     integer_layers: list[str] = []
+    dynamic: list[str] = []
     entered: list[Any] = []
     flags = [(m, m.training) for m in model.modules()]
     try:
         model.eval()
         for name, layer in compressed_layers(model):
             entered.append(layer)
-            if layer.onnx_form(True, dialect="pt2e").integer_weights:
+            form = layer.onnx_form(True, dialect="pt2e")
+            if form.integer_weights:
                 integer_layers.append(name)
+            if (form.details.get("activation") or {}).get("mode") == "dynamic":
+                dynamic.append(name)
+        if dynamic:
+            raise ModelError(DYNAMIC_REFUSAL + f" Layers: {dynamic[:5]}{' ...' if len(dynamic) > 5 else ''}.")
         with torch.no_grad():
             exported = torch.export.export(model, args)
     finally:
@@ -114,11 +126,11 @@ def export_executorch(model: nn.Module, path: str | Path, example_input: Any) ->
 
     try:
         exported, integer_layers, inserted = _traced_program(model, args)
+        lowered = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
     except (RuntimeError, TypeError, ValueError, NotImplementedError) as exc:
         raise ModelError(
             f"export_executorch: {type(model).__name__} could not be exported: {type(exc).__name__}: {exc}"
         ) from exc
-    lowered = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
     delegated, portable = _op_counts(lowered)
     buffer = lowered.to_executorch().buffer
     path = Path(path)
