@@ -30,9 +30,13 @@ PUBLISHED: list[dict[str, str]] = [
         "source": "NNCF published model zoo results",
     },
     {
-        "peer": "Pruna smash (not installed here)",
+        "peer": "Pruna smash (cannot be installed here)",
         "model": "-",
-        "figure": "no published CPU latency for these models; not measured",
+        "figure": (
+            "not measured: pruna 0.3.4 (newest) requires torchao < 0.17, and executorch 1.5.1 (the deploy extra) "
+            "pins torchao 0.18.0 (`pip install --dry-run -c constraints.txt pruna`: ResolutionImpossible); "
+            "no published CPU latency for these models"
+        ),
         "source": "-",
     },
 ]
