@@ -253,12 +253,14 @@ def executorch_latency(
     return lat
 
 
-def best_backend_ratio(lat: dict[str, Any], int8: list[str], fp32: list[str]) -> tuple[float, str, str]:
-    """The fastest int8 row's median over the fastest fp32 row's (each model on its best backend;
-    onnxruntime and ExecuTorch medians come from rounds of their own, on the same batch)."""
-    fastest_int8 = min((n for n in int8 if n in lat), key=lambda n: lat[n]["ms"])
-    fastest_fp32 = min((n for n in fp32 if n in lat), key=lambda n: lat[n]["ms"])
-    return lat[fastest_int8]["ms"] / lat[fastest_fp32]["ms"], fastest_int8, fastest_fp32
+def check_best_backend(results: dict[str, Any], model: str, label: str, lat: dict[str, Any], *, target: float) -> None:
+    """Check the fastest int8 row's median over the fastest fp32 row's (each model on its best
+    backend; onnxruntime and ExecuTorch medians come from rounds of their own, on the same batch)."""
+    int8 = min(("torchslim int8 deployed (onnxruntime QDQ)", ET_INT8), key=lambda n: lat[n]["ms"])
+    fp32 = min(("onnxruntime fp32", ET_FP32), key=lambda n: lat[n]["ms"])
+    ratio = lat[int8]["ms"] / lat[fp32]["ms"]
+    claim = f"{model} int8 on its best backend vs fp32 on its best backend, {label}"
+    check(results, claim, f"<= {target}x", f"{ratio:.3f}x ({int8} / {fp32})", ratio <= target)
 
 
 def trained_fmnist_cnn(
@@ -439,16 +441,7 @@ def section_fmnist(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
             f"{lat['onnxruntime quantize_static (QDQ, per-channel)']['ratio']:.3f}x)",
             ratio <= 0.5,
         )
-        best, on_int8, on_fp32 = best_backend_ratio(
-            lat, ["torchslim int8 deployed (onnxruntime QDQ)", ET_INT8], ["onnxruntime fp32", ET_FP32]
-        )
-        check(
-            results,
-            f"fmnist-cnn int8 on its best backend vs fp32 on its best backend, {label}",
-            "<= 0.5x",
-            f"{best:.3f}x ({on_int8} / {on_fp32})",
-            best <= 0.5,
-        )
+        check_best_backend(results, "fmnist-cnn", label, lat, target=0.5)
     ratio_bytes = variants["torchslim int8 simulated (PyTorch)"]["bytes"] / variants["PyTorch fp32 eager"]["bytes"]
     check(
         results,
@@ -619,16 +612,7 @@ def section_resnet(args: argparse.Namespace, results: dict[str, Any]) -> dict[st
             f"{ours:.3f}x vs {peer:.3f}x",
             ours <= 1.05 * peer,
         )
-        best, on_int8, on_fp32 = best_backend_ratio(
-            lat, ["torchslim int8 deployed (onnxruntime QDQ)", ET_INT8], ["onnxruntime fp32", ET_FP32]
-        )
-        check(
-            results,
-            f"fmnist-resnet int8 on its best backend vs fp32 on its best backend, {label}",
-            "<= 0.6x",
-            f"{best:.3f}x ({on_int8} / {on_fp32})",
-            best <= 0.6,
-        )
+        check_best_backend(results, "fmnist-resnet", label, lat, target=0.6)
     drop = (float_acc - rows["torchslim int8 deployed (onnxruntime QDQ)"]["acc"]) * 100
     check(results, "fmnist-resnet int8: accuracy drop, deployed", "reported", f"{drop:.2f} points", None)
     return out

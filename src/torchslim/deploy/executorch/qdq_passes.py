@@ -189,28 +189,27 @@ def merge_repeated_quantizers(module: torch.fx.GraphModule) -> int:
     residual block's first convolution and its shortcut) each quantize it; XNNPACK needs the op
     that produces it to have one quantized output."""
     graph = module.graph
-    merged = 0
-    order = {n: i for i, n in enumerate(graph.nodes)}  # the first in graph order is kept
-    for node in list(graph.nodes):
+    order = {n: i for i, n in enumerate(graph.nodes)}
+
+    def merge(readers: list[Any]) -> int:
+        """Replace every reader by the first one in graph order with the same target and arguments."""
         kept: dict[tuple[Any, ...], Any] = {}
-        for q in sorted((u for u in node.users if is_quantize_node(u) and u.args[0] is node), key=order.__getitem__):
-            key = tuple(q.args[1:])
-            if key not in kept:
-                kept[key] = q
-                continue
-            q.replace_all_uses_with(kept[key])
-            graph.erase_node(q)
-            merged += 1
+        count = 0
+        for reader in sorted(readers, key=order.__getitem__):
+            key = (reader.target, *reader.args[1:])
+            if key in kept:
+                reader.replace_all_uses_with(kept[key])
+                graph.erase_node(reader)
+                count += 1
+            else:
+                kept[key] = reader
+        return count
+
+    merged = 0
+    for node in list(graph.nodes):
+        merged += merge([u for u in node.users if is_quantize_node(u) and u.args[0] is node])
     for q in [n for n in graph.nodes if is_quantize_node(n)]:
-        kept_dq: dict[tuple[Any, ...], Any] = {}
-        for dq in sorted((u for u in q.users if is_dequantize_node(u)), key=order.__getitem__):
-            key = (dq.target, *dq.args[1:])
-            if key not in kept_dq:
-                kept_dq[key] = dq
-                continue
-            dq.replace_all_uses_with(kept_dq[key])
-            graph.erase_node(dq)
-            merged += 1
+        merged += merge([u for u in q.users if is_dequantize_node(u)])
     if merged:
         graph.lint()
         module.recompile()
