@@ -10,7 +10,7 @@ backend whose parity passed. Writes benchmarks/results/backends[_quick].{json,md
 
 Inputs are random (latency does not depend on the values); efficientnet-lite0 has its shipped
 pretrained weights, fmnist-cnn random ones. Parity is measured on the timed batch (its first
-sample repeated) and, for the table's parity columns, on 8 distinct random inputs.
+sample repeated) and, for the parity table, with the batch-1 files on 8 distinct random inputs.
 """
 
 from __future__ import annotations
@@ -45,23 +45,28 @@ def int8_model(name: str) -> tuple[torch.nn.Module, torch.nn.Module, torch.Tenso
     return fp32, int8, torch.rand(8, *SHAPES[name], generator=gen)
 
 
-def held_out_parity(int8: torch.nn.Module, held_out: torch.Tensor, directory: Path) -> dict[str, Any]:
-    """Per backend: output difference from torchslim's simulation on 8 distinct inputs, in steps
-    of ``(max - min) / 255`` of the simulated output, with its cosine and top-1 agreement."""
-    from torchslim.deploy import get_backend, unavailable_reason
+def held_out_parity(int8: torch.nn.Module, held_out: torch.Tensor, files: Path) -> dict[str, Any]:
+    """Per backend: output difference from torchslim's simulation on 8 distinct inputs, in steps of
+    ``(max - min) / 255`` of the simulated output, with its cosine and top-1 agreement. Runs the
+    files `select_backend` exported at batch 1 into `files` (an ExecuTorch program has static
+    shapes, so it runs the inputs one at a time)."""
+    from torchslim.deploy import get_backend
 
     with torch.no_grad():
         ref = int8(held_out).float().numpy()
     out: dict[str, Any] = {}
     for name in BACKENDS:
         backend = get_backend(name)
-        if unavailable_reason(backend) is not None:
-            out[name] = {"error": unavailable_reason(backend)}
+        path = files / f"{name}-model{backend.suffix}"
+        if not path.is_file():
+            out[name] = {"error": "not exported (see the latency table)"}
             continue
         try:
-            path = directory / f"parity-{name}{backend.suffix}"
-            backend.export(int8, path, held_out)
-            got = np.asarray(backend.run(path, held_out, threads=2), dtype=np.float32)
+            if name == "executorch":
+                rows = [np.asarray(backend.run(path, x[None], threads=2)) for x in held_out]
+                got = np.concatenate(rows).astype(np.float32)
+            else:
+                got = np.asarray(backend.run(path, held_out, threads=2), dtype=np.float32)
         except Exception as exc:  # noqa: BLE001 - a backend that cannot run is a row, not a crash
             out[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
             continue
@@ -100,12 +105,11 @@ def run_model(name: str, *, rounds: int, repeats: int, directory: Path) -> dict[
             rounds=rounds,
             repeats=repeats,
             require_parity=False,
+            directory=directory / name / f"b{batch}",
         )
         row = sel.to_dict()
         rows.append({"batch": batch, "threads": threads, "picked": picked_backend(row["backends"]), **row})
-    work = directory / name
-    work.mkdir(parents=True, exist_ok=True)
-    return {"settings": rows, "held_out_parity": held_out_parity(int8, held_out, work)}
+    return {"settings": rows, "held_out_parity": held_out_parity(int8, held_out, directory / name / "b1")}
 
 
 def _cell(facts: dict[str, Any]) -> str:

@@ -14,8 +14,10 @@ Sections (``--only``):
   and ResNet-18 (64-512) for 3x32x32 inputs, BatchNorm statistics randomised. Rows: PyTorch fp32
   eager (the baseline), onnxruntime fp32, onnxruntime ``quantize_static`` (QDQ, per-channel, int8,
   calibrated on the same batches as torchslim), torchslim int8 (``quantize`` with default settings,
-  exported with ``torchslim.deploy.export_onnx``, run on onnxruntime), torchslim 50% channels
-  (``channel_pruning`` ratio 0.5, defaults otherwise) fp32 and + int8, Torch-Pruning 50%
+  exported with ``torchslim.deploy.export_onnx``, run on onnxruntime; the same model on OpenVINO,
+  its ONNX converted to IR, and on ExecuTorch with XNNPACK), torchslim 50% channels
+  (``channel_pruning`` ratio 0.5, defaults otherwise) fp32 and + int8 (the three runtimes; the quick
+  run leaves out ResNet-56's ExecuTorch one: lowering takes ~25 s a program), Torch-Pruning 50%
   (MagnitudePruner, same widths and parameter count) in eager, onnxruntime fp32 and + ``quantize_static``,
   torch.ao FX static int8 (x86), torchao ``quantize_`` int8 dynamic (Linear only), OpenVINO fp32 and
   NNCF post-training int8 on OpenVINO, ``torch.nn.utils.prune`` 50% unstructured. Speed-up over
@@ -106,7 +108,9 @@ def torch_variant(who: str, group: str, model: torch.nn.Module) -> Variant:
     return Variant(who, group, "PyTorch eager", lambda x: torch_fn(model, x))
 
 
-def build_variants(model: torch.nn.Module, calib: list[torch.Tensor], args: argparse.Namespace) -> dict[str, Any]:
+def build_variants(
+    model: torch.nn.Module, calib: list[torch.Tensor], args: argparse.Namespace, *, slow_lowering: bool = False
+) -> dict[str, Any]:
     # long: one guarded builder call per row of the table, in the table's order
     from quantization import ort_quantize_static
     from torchslim.deploy import export_onnx
@@ -153,6 +157,11 @@ def build_variants(model: torch.nn.Module, calib: list[torch.Tensor], args: argp
     def on_executorch(configs: list[Any], file: str, group: str) -> Variant:
         return executorch_variant(group, compressed(configs, file), tmp / file.replace(".onnx", ""), threads)
 
+    def on_openvino(configs: list[Any], file: str, group: str) -> Variant:
+        return torchslim_openvino_variant(
+            group, compressed(configs, file), tmp / file.replace(".onnx", ".xml"), threads
+        )
+
     tp = dm.torch_pruning_50(model, example)
     ts_pruned = dm.torchslim_recipe(model, [ChannelPruning(ratio=0.5)], labelled)
     dense, half = dm.params(model), dm.params(tp)
@@ -161,6 +170,7 @@ def build_variants(model: torch.nn.Module, calib: list[torch.Tensor], args: argp
     add("onnxruntime quantize_static", lambda: onnx("peer", "int8", model, "ort_q.onnx", static=True), params=dense)
     add("torchslim int8", lambda: recipe([Quantize()], "ts_int8.onnx", "int8"), params=dense)
     add("torchslim int8 (ExecuTorch)", lambda: on_executorch([Quantize()], "ts_int8.onnx", "int8"), params=dense)
+    add("torchslim int8 (OpenVINO)", lambda: on_openvino([Quantize()], "ts_int8.onnx", "int8"), params=dense)
     add("torchslim 50% channels (fp32)", lambda: onnx("torchslim", "pruned", ts_pruned, "ts_50.onnx"), params=half)
     add(
         "torchslim 50% channels + int8",
@@ -168,9 +178,15 @@ def build_variants(model: torch.nn.Module, calib: list[torch.Tensor], args: argp
         params=dm.params(ts_pruned),
     )
     add(
+        "torchslim 50% channels + int8 (OpenVINO)",
+        lambda: on_openvino([ChannelPruning(ratio=0.5), Quantize()], "ts_50_int8.onnx", "pruned"),
+        params=dm.params(ts_pruned),
+    )
+    add(
         "torchslim 50% channels + int8 (ExecuTorch)",
         lambda: on_executorch([ChannelPruning(ratio=0.5), Quantize()], "ts_50_int8.onnx", "pruned"),
         params=dm.params(ts_pruned),
+        quick=not slow_lowering,
     )
     add("Torch-Pruning 50% (eager)", lambda: torch_variant("peer", "pruned", tp), params=half, quick=False)
     add("Torch-Pruning 50% (onnxruntime fp32)", lambda: onnx("peer", "pruned", tp, "tp.onnx"), params=half)
@@ -241,6 +257,27 @@ def executorch_variant(group: str, model: torch.nn.Module, directory: Path, thre
     return v
 
 
+def torchslim_openvino_variant(group: str, model: torch.nn.Module, xml: Path, threads: int) -> Variant:
+    """torchslim's model on OpenVINO: its ONNX export converted to IR (``torchslim.deploy.export_openvino``),
+    compiled once per batch shape (static shapes, as ``torchslim deploy`` times it)."""
+    from torchslim.deploy import export_openvino
+    from torchslim.deploy.openvino.session import compile_ir
+
+    facts = export_openvino(model, xml, torch.zeros(1, 3, 32, 32))
+    requests: dict[tuple[int, ...], Any] = {}
+
+    def bind(x: torch.Tensor) -> Callable[[], Any]:
+        shape = tuple(x.shape)
+        if shape not in requests:
+            requests[shape] = compile_ir(xml, threads=threads, shapes=[shape]).create_infer_request()
+        request, array = requests[shape], x.numpy()
+        return lambda: request.infer({0: array})
+
+    v = Variant("torchslim", group, "OpenVINO", bind)
+    v.facts["bytes"] = facts.bytes
+    return v
+
+
 def openvino_variant(
     group: str, model: torch.nn.Module, calib: list[torch.Tensor] | None, threads: int, xml: Path
 ) -> Variant:
@@ -276,14 +313,17 @@ def section_cnn(name: str, args: argparse.Namespace) -> dict[str, Any]:
     calib = list(data[:n_cal].split(32))
     test = data[n_cal:]
     model = dm.MODELS[name](data[:n_cal])
-    built = build_variants(model, calib, args)
+    # XNNPACK's partitioner took ~25 s per ResNet-56 program here (ResNet-18: a few seconds): the quick
+    # run (< 10 minutes) lowers only its dense int8 program
+    built = build_variants(model, calib, args, slow_lowering=name == "ResNet-56")
     pruned_check = built.pop("_pruned_check")
     variants = {k: v for k, v in built.items() if isinstance(v, Variant)}
     rows: dict[str, dict[str, Any]] = {
         k: {"who": v.who, "group": v.group, "runtime": v.runtime, **v.facts} for k, v in variants.items()
     }
     rows.update({k: {"error": v} for k, v in built.items() if isinstance(v, str)})
-    for k, fid in fidelity(variants, test[:64]).items():
+    # on the largest timed batch: an ExecuTorch program has static shapes, so this shares its export
+    for k, fid in fidelity(variants, test[: max(args.batches)]).items():
         rows[k].update(fid)
     for batch in args.batches:
         x = test[:batch]
