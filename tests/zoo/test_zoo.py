@@ -5,6 +5,8 @@ the rest are marked ``zoo`` and ``slow`` (``pytest -m zoo tests/zoo``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from tests.zoo.harness import check_nonconstant, prune, run_cell, run_model
 from tests.zoo.registry import ARCHS, FAST
@@ -71,3 +73,34 @@ def test_int8_convolutions_run_as_integer_kernels(name: str) -> None:
     if share is None:
         pytest.skip(f"{name} has no quantized convolution")
     assert share >= 0.9, f"{name}: {cell.facts['integer_convs']} integer of {cell.facts['conv_layers']} convolutions"
+
+
+EXECUTORCH_FAST = ("fmnist-resnet",)
+"""The one architecture whose ExecuTorch int8 export runs in the fast suite (lowering takes seconds
+to tens of seconds a model); the other conv families run under ``-m zoo``."""
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(p.values[0], marks=() if p.values[0] in EXECUTORCH_FAST else SLOW) for p in CONV_ARCHS]
+)
+def test_int8_exports_to_executorch_with_parity(name: str, tmp_path: Path) -> None:
+    """Static int8: the ``pt2e`` form lowers to an ExecuTorch program whose output matches PyTorch's,
+    with no quantize / dequantize left to portable kernels (every int8 op is an XNNPACK kernel), or
+    the export is a typed refusal naming why."""
+    import copy
+
+    pytest.importorskip("executorch")
+    from tests.zoo.harness import quantize
+
+    from torchslim.deploy import get_backend
+
+    model, example = ARCHS[name].build()
+    quantized, _ = quantize(copy.deepcopy(model), example)
+    backend = get_backend("executorch")
+    cell = run_cell(lambda: backend.export(quantized, tmp_path / "m.pte", example).to_dict(), limit=180)
+    assert cell.status in ("ok", "refused"), f"{name}: {cell.status}: {cell.detail}"
+    if cell.status == "refused":
+        pytest.skip(f"{name}: {cell.detail}")
+    assert not any("quantize" in op for op in cell.facts["portable_ops"]), cell.facts["portable_ops"]
+    parity = backend.check_parity(quantized, tmp_path / "m.pte", example)
+    assert parity.ok, f"{name}: {parity}"

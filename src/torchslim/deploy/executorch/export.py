@@ -127,6 +127,8 @@ def export_executorch(model: nn.Module, path: str | Path, example_input: Any) ->
     try:
         exported, integer_layers, inserted = _traced_program(model, args)
         lowered = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+    except ModelError:
+        raise
     except (RuntimeError, TypeError, ValueError, NotImplementedError) as exc:
         raise ModelError(
             f"export_executorch: {type(model).__name__} could not be exported: {type(exc).__name__}: {exc}"
