@@ -107,16 +107,18 @@ class _Residual(nn.Module):
 
 
 @pytest.mark.slow
-def test_int8_residual_model_exports_with_parity(tmp_path: Path) -> None:
+@pytest.mark.parametrize("granularity", ["per_channel", "per_tensor"])
+def test_int8_residual_model_exports_with_parity(tmp_path: Path, granularity: str) -> None:
     pytest.importorskip("executorch")
     from torchslim.core import Context, DataSplits
-    from torchslim.quantization import Quantize, quantize_handler
+    from torchslim.quantization import Quantize, WeightQuant, quantize_handler
 
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
     batches = [(torch.rand(8, 3, 16, 16, generator=gen), torch.zeros(8, dtype=torch.long)) for _ in range(2)]
     context = Context(data=DataSplits(train=None, calibration=batches, validation=batches, test=batches))
-    model = quantize_handler(_Residual().eval(), Quantize(), targets=None, context=context).model.eval()
+    config = Quantize(weights=WeightQuant(granularity=granularity))
+    model = quantize_handler(_Residual().eval(), config, targets=None, context=context).model.eval()
     backend = executorch_backend()
     facts = backend.export(model, tmp_path / "r.pte", batches[0][0][:2])
     assert facts.quantized and facts.delegated_calls >= 1

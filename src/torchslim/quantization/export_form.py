@@ -31,7 +31,7 @@ EXPORT_DIALECTS = ("onnx", "pt2e")
 """``onnx``: ONNX ``QuantizeLinear`` / ``DequantizeLinear`` (the ONNX exporter's symbolic functions);
 ``pt2e``: PyTorch's ``quantized_decomposed`` operators, recorded by ``torch.export`` (ExecuTorch)."""
 PT2E_BUFFERS = ("_pt2e_weight_scale", "_pt2e_weight_zp", "_pt2e_bias")
-PT2E_QPARAMS = ("_pt2e_input", "_pt2e_output")
+PT2E_QPARAMS = ("_pt2e_input", "_pt2e_output", "_pt2e_weight")
 EXPORT_BUFFERS = (
     "_onnx_bias_q",
     "_onnx_bias_scale",
@@ -224,6 +224,11 @@ def _pt2e_constants(layer: QuantizedMixin) -> None:
         layer.__dict__["_pt2e_input"] = _activation_qparams(layer.input_scale, layer.input_zero_point, spec.bits)
     if "output_scale" in buffers:
         layer.__dict__["_pt2e_output"] = _activation_qparams(layer.output_scale, layer.output_zero_point, 8)
+    if layer.weight_spec.granularity.kind == "per_tensor":
+        layer.__dict__["_pt2e_weight"] = (
+            float(layer.weight_scale.reshape(())),
+            int(layer.weight_zero_point.reshape(())),
+        )
     with torch.no_grad():
         if layer.weight_spec.granularity.kind != "per_tensor":
             buffers["_pt2e_weight_scale"] = layer.weight_scale.reshape(-1).float().clone()
@@ -240,9 +245,10 @@ def pt2e_weight(layer: QuantizedMixin) -> Tensor:
     g = layer.weight_spec.granularity
     qmin, qmax = qrange(layer.weight_spec.bits)
     if g.kind == "per_tensor":
-        return pt2e_ops.dequantize_weight(layer.weight_q, layer.weight_scale, layer.weight_zero_point, -1, qmin, qmax)
-    scale, zero_point = layer._pt2e_weight_scale, layer._pt2e_weight_zp
-    return pt2e_ops.dequantize_weight(layer.weight_q, scale, zero_point, g.check(layer.weight_q.shape), qmin, qmax)
+        scale, zero_point = layer.__dict__["_pt2e_weight"]
+        return pt2e_ops.dequantize_weight_per_tensor(layer.weight_q, scale, zero_point, qmin, qmax)
+    axis = g.check(layer.weight_q.shape)
+    return pt2e_ops.dequantize_weight(layer.weight_q, layer._pt2e_weight_scale, layer._pt2e_weight_zp, axis, qmin, qmax)
 
 
 def pt2e_activation(layer: QuantizedMixin, x: Tensor, which: str) -> Tensor | None:

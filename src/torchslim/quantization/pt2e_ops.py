@@ -40,19 +40,19 @@ def qdq_per_tensor(x: Tensor, scale: float, zero_point: int, qmin: int, qmax: in
 
 
 def dequantize_weight(codes: Tensor, scale: Tensor, zero_point: Tensor, axis: int, qmin: int, qmax: int) -> Tensor:
-    """Dequantized int8 weight codes: per channel along `axis`, or per tensor when ``axis < 0``
-    (then `scale` and `zero_point` must be concrete one-element tensors)."""
-    ops = _ops()
-    if axis < 0:
-        result: Tensor = ops.dequantize_per_tensor.default(
-            codes, float(scale.reshape(())), int(zero_point.reshape(())), qmin, qmax, torch.int8
-        )
-        return result
-    result = ops.dequantize_per_channel.default(codes, scale, zero_point, axis, qmin, qmax, torch.int8)
+    """Dequantized int8 weight codes, one scale and zero point per index of `axis`."""
+    result: Tensor = _ops().dequantize_per_channel.default(codes, scale, zero_point, axis, qmin, qmax, torch.int8)
+    return result
+
+
+def dequantize_weight_per_tensor(codes: Tensor, scale: float, zero_point: int, qmin: int, qmax: int) -> Tensor:
+    """Dequantized int8 weight codes with one scale and zero point (Python numbers: program constants)."""
+    result: Tensor = _ops().dequantize_per_tensor.default(codes, scale, zero_point, qmin, qmax, torch.int8)
     return result
 
 
 __all__ = [
     "dequantize_weight",
+    "dequantize_weight_per_tensor",
     "qdq_per_tensor",
 ]
