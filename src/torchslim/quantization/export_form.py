@@ -30,7 +30,7 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 EXPORT_DIALECTS = ("onnx", "pt2e")
 """``onnx``: ONNX ``QuantizeLinear`` / ``DequantizeLinear`` (the ONNX exporter's symbolic functions);
 ``pt2e``: PyTorch's ``quantized_decomposed`` operators, recorded by ``torch.export`` (ExecuTorch)."""
-PT2E_BUFFERS = ("_pt2e_weight_scale", "_pt2e_weight_zp", "_pt2e_bias")
+PT2E_BUFFERS = ("_pt2e_weight_scale", "_pt2e_weight_zp", "_pt2e_bias", "_pt2e_float_weight")
 PT2E_QPARAMS = ("_pt2e_input", "_pt2e_output", "_pt2e_weight")
 EXPORT_BUFFERS = (
     "_onnx_bias_q",
@@ -230,7 +230,9 @@ def _pt2e_constants(layer: QuantizedMixin) -> None:
             int(layer.weight_zero_point.reshape(())),
         )
     with torch.no_grad():
-        if layer.weight_spec.granularity.kind != "per_tensor":
+        if not layer.integer_export():  # per group, k-means, power of two: a float constant
+            buffers["_pt2e_float_weight"] = layer._dequantized_weight().detach().clone()
+        elif layer.weight_spec.granularity.kind != "per_tensor":
             buffers["_pt2e_weight_scale"] = layer.weight_scale.reshape(-1).float().clone()
             buffers["_pt2e_weight_zp"] = layer.weight_zero_point.reshape(-1).to(torch.int64).clone()
         b = layer._parameters.get("bias_float")
@@ -241,9 +243,17 @@ def _pt2e_constants(layer: QuantizedMixin) -> None:
 
 
 def pt2e_weight(layer: QuantizedMixin) -> Tensor:
-    """The ``pt2e`` form of an integer weight: ``dequantize_per_channel`` (or per tensor) on its codes."""
+    """The ``pt2e`` form of a weight: ``dequantize_per_channel`` (or per tensor) on integer codes, the
+    dequantized weight as a constant otherwise (so XNNPACK's float kernel takes it).
+
+    Declared as 8-bit codes whatever the layer's bits (codes of fewer bits are 8-bit codes too):
+    XNNPACK reads a narrower range as its 4-bit weight format, which it has for linear layers with
+    dynamic inputs only (a 4-bit convolution failed to lower), while its int8 kernels take them all."""
+    float_weight = layer._buffers.get("_pt2e_float_weight")
+    if float_weight is not None:
+        return float_weight
     g = layer.weight_spec.granularity
-    qmin, qmax = qrange(layer.weight_spec.bits)
+    qmin, qmax = qrange(8)
     if g.kind == "per_tensor":
         scale, zero_point = layer.__dict__["_pt2e_weight"]
         return pt2e_ops.dequantize_weight_per_tensor(layer.weight_q, scale, zero_point, qmin, qmax)

@@ -71,7 +71,7 @@ class QuantizedMixin(nn.Module):
 
     def _dequantized_weight(self) -> Tensor:
         wq, scale, zp = self.weight_q, self.weight_scale, self.weight_zero_point
-        if is_fx_tracing() or not isinstance(wq, Tensor):
+        if is_fx_tracing() or torch.compiler.is_exporting() or not isinstance(wq, Tensor):
             return self._dequantize(wq, scale, zp)
         if scale.requires_grad and torch.is_grad_enabled():
             # training the levels (k-means centroid fine-tuning): differentiable, not cached
@@ -107,7 +107,7 @@ class QuantizedMixin(nn.Module):
 
     @property
     def weight(self) -> Tensor:
-        if self.__dict__.get("_pt2e_export") and self.integer_export():
+        if self.__dict__.get("_pt2e_export"):
             return export_form.pt2e_weight(self)
         if self.__dict__.get("_onnx_export") and self.integer_export():
             g = self.weight_spec.granularity
