@@ -137,8 +137,7 @@ def test_int8_residual_model_exports_with_parity(tmp_path: Path, weights: dict[s
     assert parity.ok, parity
 
 
-def test_dynamic_int8_inputs_are_refused_with_the_layers_and_no_file(tmp_path: Path) -> None:
-    pytest.importorskip("executorch")
+def _dynamic_mlp(granularity: str) -> nn.Module:
     from torchslim.core import Context, DataSplits
     from torchslim.quantization import ActivationQuant, Quantize, quantize_handler
 
@@ -146,13 +145,28 @@ def test_dynamic_int8_inputs_are_refused_with_the_layers_and_no_file(tmp_path: P
     batches = [(torch.randn(8, 16), torch.zeros(8, dtype=torch.long))] * 2
     context = Context(data=DataSplits(train=None, calibration=batches, validation=batches, test=batches))
     model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
-    config = Quantize(activations=ActivationQuant(mode="dynamic"))
-    model = quantize_handler(model, config, targets=None, context=context).model.eval()
-    x = torch.randn(2, 16)
+    config = Quantize(activations=ActivationQuant(mode="dynamic", dynamic_granularity=granularity))
+    return quantize_handler(model, config, targets=None, context=context).model.eval()
+
+
+def test_per_tensor_dynamic_inputs_are_refused_with_the_layers_and_no_file(tmp_path: Path) -> None:
+    pytest.importorskip("executorch")
+    model, x = _dynamic_mlp("per_tensor"), torch.randn(2, 16)
     with torch.no_grad():
         before = model(x)
-    with pytest.raises(ModelError, match=r"dynamically quantized inputs.*onnxruntime.*\['0', '2'\]"):
+    with pytest.raises(ModelError, match=r"per-token ranges on Linear layers.*onnxruntime.*\['0', '2'\]"):
         executorch_backend().export(model, tmp_path / "d.pte", x)
     assert not (tmp_path / "d.pte").exists()
     with torch.no_grad():
         torch.testing.assert_close(model(x), before, rtol=0, atol=0)  # back in its PyTorch form
+
+
+@pytest.mark.slow
+def test_per_token_dynamic_inputs_run_as_xnnpack_dynamic_int8_with_parity(tmp_path: Path) -> None:
+    pytest.importorskip("executorch")
+    backend = executorch_backend()
+    model, x = _dynamic_mlp("per_token"), torch.randn(4, 16)
+    facts = backend.export(model, tmp_path / "t.pte", x)
+    assert facts.quantized and facts.delegated_calls == 1 and facts.portable_ops == {}, facts
+    parity = backend.check_parity(model, facts.path, x)
+    assert parity.ok, parity

@@ -261,6 +261,11 @@ def pt2e_weight(layer: QuantizedMixin) -> Tensor:
     return pt2e_ops.dequantize_weight(layer.weight_q, layer._pt2e_weight_scale, layer._pt2e_weight_zp, axis, qmin, qmax)
 
 
+def pt2e_dynamic_input(x: Tensor) -> Tensor:
+    """The ``pt2e`` form of a per-token dynamic int8 input (XNNPACK's dynamic int8 pattern)."""
+    return pt2e_ops.qdq_per_token_dynamic(x)
+
+
 def pt2e_activation(layer: QuantizedMixin, x: Tensor, which: str) -> Tensor | None:
     """The ``pt2e`` form of the layer's `which` (``"input"`` / ``"output"``) quantizer on `x`, or
     None where that quantizer is not static."""
@@ -272,6 +277,7 @@ __all__ = [
     "EXPORT_BUFFERS",
     "EXPORT_DIALECTS",
     "pt2e_activation",
+    "pt2e_dynamic_input",
     "pt2e_weight",
     "dynamic_linear_export",
     "embedding_export",

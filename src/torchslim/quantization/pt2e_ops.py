@@ -39,6 +39,17 @@ def qdq_per_tensor(x: Tensor, scale: float, zero_point: int, qmin: int, qmax: in
     return result
 
 
+def qdq_per_token_dynamic(x: Tensor) -> Tensor:
+    """``dequantize(quantize(x))`` with each row's (token's) own int8 range, chosen at run time
+    (XNNPACK's dynamic int8 rule: ``s = (max(0, max) - min(0, min)) / 255``, the zero point from the
+    end with the smaller error); the pattern XNNPACK runs as its dynamic int8 linear kernel."""
+    ops = _ops()
+    scales, zero_points = ops.choose_qparams_per_token_asymmetric.default(x, torch.int8)
+    q = ops.quantize_per_token.default(x, scales, zero_points, -128, 127, torch.int8)
+    result: Tensor = ops.dequantize_per_token.default(q, scales, zero_points, -128, 127, torch.int8, x.dtype)
+    return result
+
+
 def dequantize_weight(codes: Tensor, scale: Tensor, zero_point: Tensor, axis: int, qmin: int, qmax: int) -> Tensor:
     """Dequantized int8 weight codes, one scale and zero point per index of `axis`."""
     result: Tensor = _ops().dequantize_per_channel.default(codes, scale, zero_point, axis, qmin, qmax, torch.int8)
@@ -52,6 +63,7 @@ def dequantize_weight_per_tensor(codes: Tensor, scale: float, zero_point: int, q
 
 
 __all__ = [
+    "qdq_per_token_dynamic",
     "dequantize_weight",
     "dequantize_weight_per_tensor",
     "qdq_per_tensor",

@@ -152,6 +152,8 @@ class QuantizedMixin(nn.Module):
         if spec is None or not isinstance(x, Tensor) or not x.is_floating_point():
             return x
         if spec.mode == "dynamic":
+            if self.__dict__.get("_pt2e_export") and spec.granularity == "per_token":
+                return export_form.pt2e_dynamic_input(x)
             return dynamic_fake_quantize(x, spec.granularity == "per_token")
         if self.__dict__.get("_pt2e_export"):
             return cast(Tensor, export_form.pt2e_activation(self, x, "input"))

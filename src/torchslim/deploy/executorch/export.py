@@ -39,9 +39,11 @@ from torchslim.deploy.onnxruntime.inputs import normalize_inputs
 from torchslim.io.atomic import write_bytes
 
 DYNAMIC_REFUSAL = (
-    "ExecuTorch export of layers with dynamically quantized inputs is not supported yet: their per-call "
-    "quantization is torchslim's simulated arithmetic (portable kernels, not XNNPACK's dynamic int8 pattern), "
-    "and torch.export could not decompose it on transposed attention inputs. Deploy this model with onnxruntime."
+    "ExecuTorch export of dynamically quantized inputs needs per-token ranges on Linear layers "
+    "(ActivationQuant(dynamic_granularity='per_token')), the pattern XNNPACK runs as its dynamic int8 kernel: "
+    "a per-tensor range, or a dynamic input of another layer type, is torchslim's simulated arithmetic on "
+    "portable kernels (torch.export could not decompose it on transposed attention inputs). Quantize with "
+    "per-token dynamic inputs, or deploy this model with onnxruntime."
 )
 
 
@@ -93,7 +95,10 @@ def _traced_program(model: nn.Module, args: tuple[Any, ...]) -> tuple[Any, list[
             form = layer.onnx_form(True, dialect="pt2e")
             if form.integer_weights:
                 integer_layers.append(name)
-            if (form.details.get("activation") or {}).get("mode") == "dynamic":
+            activation = form.details.get("activation") or {}
+            if activation.get("mode") == "dynamic" and (
+                activation.get("granularity") != "per_token" or not isinstance(layer, nn.Linear)
+            ):
                 dynamic.append(name)
         if dynamic:
             raise ModelError(DYNAMIC_REFUSAL + f" Layers: {dynamic[:5]}{' ...' if len(dynamic) > 5 else ''}.")

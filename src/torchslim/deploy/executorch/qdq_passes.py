@@ -138,6 +138,16 @@ def _output_quantized(node: Any) -> bool:
     return len(users) == 1 and is_quantize_node(users[0])
 
 
+def _dynamic_input(node: Any) -> bool:
+    """True when `node`'s input is dequantized per token (XNNPACK's dynamic int8 pattern)."""
+    source = node.args[0] if node.args else None
+    return (
+        isinstance(source, torch.fx.Node)
+        and source.op == "call_function"
+        and source.target is _decomposed().dequantize_per_token.default
+    )
+
+
 def _constant(module: torch.fx.GraphModule, node: Any) -> Any:
     """The value of a ``get_attr`` node, or `node` itself when it is not an FX node."""
     if not isinstance(node, torch.fx.Node):
@@ -161,6 +171,8 @@ def float_weights_where_unfused(module: torch.fx.GraphModule) -> int:
     for node in list(graph.nodes):
         if node.op != "call_function" or node.target not in COMPUTE or _output_quantized(node):
             continue
+        if _dynamic_input(node):
+            continue  # XNNPACK's dynamic int8 linear: a float output, int8 weights
         dq = node.args[1]
         if not (isinstance(dq, torch.fx.Node) and is_dequantize_node(dq)):
             continue
