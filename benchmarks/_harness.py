@@ -285,9 +285,17 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]
     return lines
 
 
-def bar_plot(path: Path, title: str, groups: Mapping[str, Mapping[str, float]], *, xlabel: str) -> Path | None:
+def bar_plot(
+    path: Path,
+    title: str,
+    groups: Mapping[str, Mapping[str, float]],
+    *,
+    xlabel: str,
+    reference: float | None = 1.0,
+) -> Path | None:
     """Horizontal bars: one panel per group (e.g. model and batch), one bar per variant; a dashed
-    line at 1.0. Written atomically as PNG; None when matplotlib is missing or there is nothing."""
+    line at `reference` (None: none). Written atomically as PNG; None when matplotlib is missing or
+    there is nothing."""
     groups = {g: v for g, v in groups.items() if v}
     if not groups:
         return None
@@ -305,7 +313,8 @@ def bar_plot(path: Path, title: str, groups: Mapping[str, Mapping[str, float]], 
         vals = [values[n] for n in names]
         colors = ["tab:orange" if n.startswith("torchslim") else "tab:blue" for n in names]
         ax.barh(names, vals, color=colors)
-        ax.axvline(1.0, color="gray", linestyle="--", linewidth=0.8)
+        if reference is not None:
+            ax.axvline(reference, color="gray", linestyle="--", linewidth=0.8)
         for y, v in enumerate(vals):
             ax.text(v, y, f" {v:.2f}", va="center", fontsize=8)
         ax.set_title(group, fontsize=10)

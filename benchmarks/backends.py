@@ -6,7 +6,7 @@ int8 activations, calibrated on 64 inputs) and its fp32 form to every backend wi
 :func:`torchslim.deploy.select_backend`, checks each runtime's output against torchslim's
 simulation, and times all of them in alternating rounds at batch 1 on 1 thread (a phone-like core)
 and batch 32 on 2 threads. `picked` is what ``torchslim deploy --target auto`` keeps: the fastest
-backend whose parity passed. Writes benchmarks/results/backends[_quick].{json,md}.
+backend whose parity passed. Writes benchmarks/results/backends[_quick].{json,md,png}.
 
 Inputs are random (latency does not depend on the values); efficientnet-lite0 has its shipped
 pretrained weights, fmnist-cnn random ones. Parity is measured on the timed batch (its first
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import env_line, log, md_table, new_results, run_sections, write_results  # noqa: E402
+from _harness import bar_plot, env_line, log, md_table, new_results, run_sections, write_results  # noqa: E402
 
 BACKENDS = ("onnxruntime", "openvino", "executorch")
 SETTINGS = ((1, 1), (32, 2))
@@ -126,6 +126,21 @@ def _cell(facts: dict[str, Any]) -> str:
     return text
 
 
+def plot_groups(results: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per model and setting: each runtime's int8 and fp32 median ms (the bars of the plot)."""
+    groups: dict[str, dict[str, float]] = {}
+    for name, section in results["sections"].items():
+        for row in section.get("settings", []):
+            bars: dict[str, float] = {}
+            for facts in row["backends"]:
+                if facts.get("latency"):
+                    bars[f"torchslim int8, {facts['name']}"] = facts["latency"]["median_ms"]
+                if facts.get("baseline_latency"):
+                    bars[f"fp32, {facts['name']}"] = facts["baseline_latency"]["median_ms"]
+            groups[f"{name}, batch {row['batch']}, {row['threads']} thread(s)"] = bars
+    return groups
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"# Deployment backends ({'quick run' if results['quick'] else 'full run'})",
@@ -192,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         results["sections"] = run_sections(args.only, sections, lambda fn: fn(), error=parser.error)
     stem = "backends_quick" if args.quick else "backends"
     write_results(args.out, stem, results, markdown(results))
+    bar_plot(
+        args.out / f"{stem}.png", "torchslim int8 per runtime", plot_groups(results), xlabel="ms (lower is faster)"
+    )
     log(f"wrote {args.out / stem}.md")
     return 1 if any("error" in s for s in results["sections"].values()) else 0
 

@@ -193,3 +193,15 @@ def test_readme_tables_renders_the_backends_table_with_the_pick_and_parity(harne
     text = readme_tables.render(tmp_path, quick=True, only=["backends"])
     assert "| m | 1 | 1 | 2.000 ms (2.00x of its fp32) |  | 1.000 ms, parity failed | onnxruntime |" in text
     assert "m on executorch: max 2.50 / p99 1.25 steps" in text
+
+
+def test_backends_plot_has_the_int8_and_fp32_bars_of_every_runtime(backends_bench):
+    row = [_backend("onnxruntime", 2.0, base=4.0), _backend("executorch", 1.0)]
+    results = {"sections": {"m": {"settings": [{"batch": 32, "threads": 2, "backends": row}]}}}
+    assert backends_bench.plot_groups(results) == {
+        "m, batch 32, 2 thread(s)": {
+            "torchslim int8, onnxruntime": 2.0,
+            "fp32, onnxruntime": 4.0,
+            "torchslim int8, executorch": 1.0,
+        }
+    }
