@@ -207,9 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         results["sections"] = run_sections(args.only, sections, lambda fn: fn(), error=parser.error)
     stem = "backends_quick" if args.quick else "backends"
     write_results(args.out, stem, results, markdown(results))
-    bar_plot(
-        args.out / f"{stem}.png", "torchslim int8 per runtime", plot_groups(results), xlabel="ms (lower is faster)"
-    )
+    groups = plot_groups(results)
+    bar_plot(args.out / f"{stem}.png", "torchslim int8 per runtime", groups, xlabel="ms", reference=None)
     log(f"wrote {args.out / stem}.md")
     return 1 if any("error" in s for s in results["sections"].values()) else 0
 
