@@ -866,7 +866,8 @@ def section_efficientnet(args: argparse.Namespace, results: dict[str, Any]) -> d
         )
         with torch.no_grad():
             got = torch.cat([res.model(test[i : i + 16]) for i in range(0, len(test), 16)]).argmax(1)
-        key = f"{gran} ({observer} observer)"
+        corrected = bool(res.info.get("bias_correction"))  # the default (auto) with calibration data
+        key = f"{gran} ({observer} observer{', bias correction' if corrected else ''})"
         rows[key] = {
             "top1_agreement": round(float((got == ref).float().mean()), 4),
             "seconds": round(time.perf_counter() - t0, 1),
@@ -874,6 +875,7 @@ def section_efficientnet(args: argparse.Namespace, results: dict[str, Any]) -> d
             "folded_batchnorm": len(res.info.get("folded_batchnorm", [])),
             "quantized_layers": len(res.layers),
             "int8_outputs": len(res.info.get("int8_outputs", [])),
+            "bias_correction": corrected,
         }
         if best_key is None or rows[key]["top1_agreement"] > rows[best_key]["top1_agreement"]:
             best_model, best_key = res.model, key

@@ -55,7 +55,7 @@ def test_defaults_are_the_measured_ones():
         q.quantize_single_channel_convs,
         q.quantize_residual_outputs,
         q.learn_scales,
-    ) == ("ptq", 512, False, True, 8, False, True, True)
+    ) == ("ptq", 512, "auto", True, 8, False, True, True)
     assert Uniform is Quantize
 
 

@@ -145,15 +145,29 @@ def test_bias_correction_removes_the_mean_output_shift():
     model = nn.Sequential(nn.Linear(32, 16))
     x = torch.randn(512, 32) + 2.0  # inputs with a large mean make weight error shift the output
     ctx = context_for([(x, torch.zeros(512))])
-    plain = run(model, Quantize(weights=WeightQuant(bits=3, range="minmax"), activations=None), ctx).model
-    fixed = run(
-        model, Quantize(weights=WeightQuant(bits=3, range="minmax"), activations=None, bias_correction=True), ctx
-    ).model
+    weights = WeightQuant(bits=3, range="minmax")
+    plain = run(model, Quantize(weights=weights, activations=None, bias_correction=False), ctx)
+    fixed = run(model, Quantize(weights=weights, activations=None, bias_correction=True), ctx)
+    auto = run(model, Quantize(weights=weights, activations=None), ctx)  # default: on, calibration data given
     with torch.no_grad():
         ref = model(x).mean(0)
-        shift_plain = (plain(x).mean(0) - ref).abs().mean()
-        shift_fixed = (fixed(x).mean(0) - ref).abs().mean()
+        shift_plain = (plain.model(x).mean(0) - ref).abs().mean()
+        shift_fixed = (fixed.model(x).mean(0) - ref).abs().mean()
     assert shift_fixed < 0.05 * shift_plain
+    assert (plain.info["bias_correction"], fixed.info["bias_correction"], auto.info["bias_correction"]) == (
+        False,
+        True,
+        True,
+    )
+    assert torch.equal(auto.model[0].bias, fixed.model[0].bias)
+
+
+def test_bias_correction_auto_is_off_without_data_and_for_gptq(cnn, cnn_context):
+    no_data = run(cnn, Quantize(activations=None), Context(seed=0, quiet=True))
+    gptq = run(cnn, Quantize(weights=WeightQuant(bits=4, range="gptq"), activations=None), cnn_context)
+    assert (no_data.info["bias_correction"], gptq.info["bias_correction"]) == (False, False)
+    with pytest.raises(DataError, match="bias correction"):
+        run(cnn, Quantize(activations=None, bias_correction=True), Context(seed=0, quiet=True))
 
 
 def test_bias_shift_of_a_depthwise_convolution():

@@ -77,7 +77,7 @@ def _needs_data(config: Quantize, act_spec: ActivationSpec | None, method: str) 
         return "static activation quantization"
     if method == "gptq":
         return "GPTQ"
-    if config.bias_correction:
+    if config.bias_correction is True:
         return "bias correction"
     return "QAT" if config.mode == "qat" else None
 
@@ -217,6 +217,8 @@ def _quantize(
     work: nn.Module, choices: list[LayerChoice], batches: list[Any] | None, config: Quantize
 ) -> tuple[nn.Module, dict[str, nn.Module], list[Tensor] | None]:
     acts = config.activations
+    has_data = batches is not None
+    corrects = config.corrects_bias(method=config.weight_method(has_data=has_data), has_data=has_data)
     return quantize_layers(
         work,
         choices,
@@ -224,7 +226,7 @@ def _quantize(
         observer=acts.observer if acts is not None else "minmax",
         percentile=config.weights.percentile,
         activation_percentile=acts.percentile if acts is not None else None,
-        bias_correction=config.bias_correction,
+        bias_correction=corrects,
         gptq_block_size=config.weights.gptq_block_size,
         gptq_damp=config.weights.gptq_damp,
     )
@@ -310,6 +312,7 @@ def quantize_handler(model: nn.Module, config: Quantize, *, targets: Targets | N
 
     label: Callable[[LayerChoice], str] | None = None
     if config.mode == "ptq":
+        info["bias_correction"] = config.corrects_bias(method=method, has_data=batches is not None)
         work, originals, float_outputs = _run_ptq(work, choices, batches, config, points)
     else:
         from torchslim.quantization.qat import run_qat
