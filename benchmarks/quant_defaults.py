@@ -1,6 +1,6 @@
 """The measurement behind ``Quantize.bias_correction``'s default: int8 PTQ with it off vs the default.
 
-    python benchmarks/quant_defaults.py            # all four models (about 5 minutes with cached models)
+    python benchmarks/quant_defaults.py            # all four models (about 6 minutes with cached models)
     python benchmarks/quant_defaults.py --only efficientnet-lite0
 
 Everything else is ``Quantize()``'s default (static int8 inputs where calibration data is given,
@@ -9,8 +9,10 @@ per-channel weights, the integer graph). Metrics, each the one a user of that mo
 * ``efficientnet-lite0`` (pretrained, ImageNet): top-1 agreement and mean logit cosine with the fp32
   model on 128 held-out crops of the offline photos, 64 calibration crops (as in quantization.py);
 * ``fmnist-cnn`` / ``fmnist-resnet`` (trained here, cached like quantization.py's): test accuracy on
-  the 10,000 Fashion-MNIST test images, 512 calibration samples;
-* ``minilm-l6`` (pretrained sentence embedder, dynamic per-token int8 Linear inputs): mean cosine
+  the 10,000 Fashion-MNIST test images, top-1 agreement and output SQNR against the fp32 model,
+  512 calibration samples; ``fmnist-cnn+prune-kd`` is fmnist-cnn after the demo recipe's first two
+  steps (50% of the channels removed, 1 epoch of distillation), the model ``make demo`` quantizes;
+* ``minilm-l6`` (pretrained sentence embedder, dynamic int8 Linear inputs, default per-tensor): mean cosine
   to the fp32 embeddings of 256 tweets.
 
 Bias correction (Nagel et al. 2019) subtracts the expected output shift ``(W_hat - W) E[x]`` from each
@@ -36,7 +38,9 @@ sys.path.insert(0, str(ROOT))
 
 from _harness import env_line, log, md_table, new_results, write_results  # noqa: E402
 
-MODELS = ("efficientnet-lite0", "fmnist-cnn", "fmnist-resnet", "minilm-l6")
+PRUNED_SUFFIX = "+prune-kd"
+"""A model name with this suffix is that model after the demo recipe's prune and distill steps."""
+MODELS = ("efficientnet-lite0", "fmnist-cnn", "fmnist-cnn" + PRUNED_SUFFIX, "fmnist-resnet", "minilm-l6")
 SETTINGS = {"off": {"bias_correction": False}, "default (auto)": {}}
 """Quantize keyword overrides per compared setting; ``{}`` is the default the user gets."""
 
@@ -80,20 +84,48 @@ def _efficientnet(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[..
     return {"metric": "top-1 agreement with fp32 (128 held-out crops); cosine", "fp32": 1.0}, score
 
 
+def _pruned_distilled(model: nn.Module, splits: Any) -> nn.Module:
+    """`model` after the first two steps of the demo's recipe ``prune-kd-int8`` (50% channels, 1 epoch of KD)."""
+    from torchslim.api import compress, load_recipe
+    from torchslim.core.recipe import Recipe, apply_overrides
+
+    steps = apply_overrides(load_recipe("prune-kd-int8").to_dict(), ["steps.1.config.train.epochs=1"])
+    steps["steps"] = steps["steps"][:2]
+    result = compress(model, splits, recipe=Recipe.from_dict(steps), seed=0, quiet=True, batch_size=64)
+    return result.model.eval()
+
+
 def _fmnist(args: argparse.Namespace, name: str) -> tuple[dict[str, Any], Callable[..., dict[str, Any]]]:
     from quantization import accuracy_torch, trained_fmnist_cnn
     from torchslim.core import Context
     from torchslim.data import load_splits
 
     splits = load_splits("fashion-mnist", batch_size=128, seed=0)
-    model = trained_fmnist_cnn(args, splits, name=name, epochs=3 if name == "fmnist-cnn" else 2)
+    base = name.removesuffix(PRUNED_SUFFIX)
+    model = trained_fmnist_cnn(args, splits, name=base, epochs=3 if base == "fmnist-cnn" else 2)
+    if name.endswith(PRUNED_SUFFIX):
+        model = _pruned_distilled(model, splits)
     context = Context(data=splits, seed=0, quiet=True)
+    images = torch.cat([x for x, _ in splits.test])
+
+    def logits(m: nn.Module) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.cat([m(images[i : i + 512]) for i in range(0, len(images), 512)])
+
+    reference = logits(model)
 
     def score(**overrides: Any) -> dict[str, Any]:
         quantized, corrected = _quantize(model, context, **overrides)
-        return {"accuracy": accuracy_torch(quantized, splits.test), "bias_correction": corrected}
+        out = logits(quantized)
+        return {
+            "accuracy": accuracy_torch(quantized, splits.test),
+            "top1_agreement": float((out.argmax(1) == reference.argmax(1)).float().mean()),
+            "sqnr_db": float(10 * torch.log10(reference.pow(2).mean() / (out - reference).pow(2).mean())),
+            "bias_correction": corrected,
+        }
 
-    return {"metric": "test accuracy (10,000 images)", "fp32": accuracy_torch(model, splits.test)}, score
+    metric = "test accuracy (10,000 images); top-1 agreement with fp32; output SQNR dB"
+    return {"metric": metric, "fp32": accuracy_torch(model, splits.test)}, score
 
 
 def _minilm(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[..., dict[str, Any]]]:
@@ -133,7 +165,8 @@ def run_model(args: argparse.Namespace, name: str) -> dict[str, Any]:
 
 def _value(result: dict[str, Any]) -> str:
     """The row's metric(s), in the order the metric column names them."""
-    return "; ".join(f"{result[k]:.4f}" for k in ("top1_agreement", "accuracy", "cosine") if k in result)
+    keys = ("accuracy", "top1_agreement", "sqnr_db") if "accuracy" in result else ("top1_agreement", "cosine")
+    return "; ".join(f"{result[k]:.1f}" if k == "sqnr_db" else f"{result[k]:.4f}" for k in keys if k in result)
 
 
 def markdown(results: dict[str, Any]) -> str:
