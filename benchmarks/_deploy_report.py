@@ -43,6 +43,8 @@ PUBLISHED: list[dict[str, str]] = [
 
 # speed-ups within this factor of each other are reported as a tie (rounds on a shared machine)
 TIE = 1.02
+# a faster peer's output error (1 - cosine to fp32) this many times torchslim's is named as the trade-off
+FIDELITY_GAP = 1.5
 # the group of torchslim rows a peer row is compared with
 COMPARED_WITH = {"fp32": "int8", "int8": "int8", "pruned": "pruned"}
 
@@ -56,7 +58,7 @@ def behind_column(rows: dict[str, dict[str, Any]], batches: Sequence[Any]) -> No
     """Set ``behind`` on every row: for a peer, whether the best torchslim row of the group it
     competes with is slower at some batch; for a torchslim row, the faster peers of its group."""
     ours = [k for k, r in rows.items() if r.get("who") == "torchslim"]
-    for row in rows.values():
+    for name, row in rows.items():
         notes = []
         if row.get("who") == "peer" and row.get("group") in COMPARED_WITH:
             rivals = [k for k in ours if rows[k].get("group") == COMPARED_WITH[row["group"]]]
@@ -83,7 +85,28 @@ def behind_column(rows: dict[str, dict[str, Any]], batches: Sequence[Any]) -> No
                     notes.append(f"behind at b{b}: {top} {_speed(rows[top], b):.2f}x > {mine:.2f}x")
                     if row.get("graph") and rows[top].get("graph") and _graph(row) != _graph(rows[top]):
                         notes.append(f"why: graph {_graph(row)} vs {_graph(rows[top])}")
+                    elif row.get("graph") and row.get("graph") == rows[top].get("graph"):
+                        notes.append(
+                            f"why: the same graph ({_graph(row)}) on the same runtime, so round-to-round noise"
+                        )
+                    ahead = [k for k in ours if rows[k].get("group") == row.get("group") and k != name]
+                    best_ours = max(ahead, key=lambda k: _speed(rows[k], b) or 0.0, default=None)
+                    if best_ours and (_speed(rows[best_ours], b) or 0.0) > (_speed(rows[top], b) or 0.0):
+                        notes.append(f"{best_ours} is ahead ({_speed(rows[best_ours], b):.2f}x)")
+                    ours_fid, theirs_fid = _fidelity(row), _fidelity(rows[top])
+                    if (
+                        ours_fid is not None
+                        and theirs_fid is not None
+                        and 1 - theirs_fid >= FIDELITY_GAP * (1 - ours_fid)
+                    ):
+                        notes.append(f"trade-off: its cosine to fp32 is {theirs_fid}, torchslim's {ours_fid}")
         row["behind"] = "; ".join(notes) if notes else ("-" if row.get("who") == "baseline" else "no")
+
+
+def _fidelity(row: dict[str, Any]) -> float | None:
+    """The row's cosine to the fp32 output (CNN rows: ``cosine``, MiniLM rows: ``mean_cosine``)."""
+    value = row.get("cosine", row.get("mean_cosine"))
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _graph(row: dict[str, Any]) -> str:

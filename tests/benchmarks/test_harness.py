@@ -107,6 +107,22 @@ def test_behind_column_names_every_row_where_torchslim_is_behind(deploy_report):
     assert rows["torchslim 50% channels + int8"]["behind"] == "no"
 
 
+def test_behind_column_names_the_trade_off_a_same_graph_and_a_faster_torchslim_row(deploy_report):
+    rows = _rows()
+    rows["torchslim int8"].update(graph={"QuantizeLinear": 1, "DequantizeLinear": 1}, cosine=0.999)
+    rows["onnxruntime quantize_static"]["cosine"] = 0.99  # 10x the output error: named
+    rows["torchslim int8 (OpenVINO)"] = {"who": "torchslim", "group": "int8", "b1": {"ms": 0.9, "speedup": 11.0}}
+    deploy_report.behind_column(rows, [1])
+    notes = rows["torchslim int8"]["behind"]
+    assert "why: the same graph (Q 1, DQ 1) on the same runtime, so round-to-round noise" in notes
+    assert "torchslim int8 (OpenVINO) is ahead (11.00x)" in notes
+    assert "trade-off: its cosine to fp32 is 0.99, torchslim's 0.999" in notes
+    rows = _rows()
+    rows["torchslim int8"]["cosine"], rows["onnxruntime quantize_static"]["cosine"] = 0.999, 0.9988
+    deploy_report.behind_column(rows, [1])
+    assert "trade-off" not in rows["torchslim int8"]["behind"]  # a 1.2x error: not named
+
+
 def test_behind_column_calls_a_difference_under_two_percent_a_tie(deploy_report):
     rows = _rows()
     rows["torchslim int8"]["b1"]["speedup"] = 9.9  # the peer: 10.0
