@@ -34,6 +34,7 @@ class CompressionResult:
         example_input: Any = None,
         strict: bool = False,
         directory: str | Path | None = None,
+        parity_steps: float = 2.0,
     ) -> Any:
         """Time the compressed model on every available runtime (``target="auto"``) or on `target`, at
         `batch` and `threads`, next to its original; keep the fastest with parity.
@@ -56,6 +57,7 @@ class CompressionResult:
             baseline=self.original,
             strict=strict,
             directory=directory,
+            parity_steps=parity_steps,
         )
 
     def export_onnx(self, path: str | Path, example_input: Any = None, **kwargs: Any) -> Any:

@@ -33,3 +33,9 @@ def test_deploy_to_an_unknown_runtime_is_one_line_naming_it(tmp_path, capsys):
     code, _, err = run(["deploy", "lenet5", "--target", "tensorrt"], capsys)
     assert code == 2
     assert "tensorrt" in err and len(err.strip().splitlines()) == 1
+
+
+def test_deploy_refuses_a_parity_bound_that_is_not_positive(capsys):
+    code, _, err = run(["deploy", "lenet5", "--target", "onnxruntime", "--parity-steps", "0"], capsys)
+    assert code == 2
+    assert "parity_steps" in err and len(err.strip().splitlines()) == 1

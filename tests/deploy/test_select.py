@@ -82,9 +82,19 @@ class BadParity(FixedSpeed):
         return OutputParity(1.0, None, 1e-5, False, False)
 
 
+class DriftingParity(FixedSpeed):
+    """A compressed model's output 3 steps off the simulation, still near it (rounding that compounds)."""
+
+    name = "drifting-parity-runtime-for-test"
+
+    def check_parity(self, model: nn.Module, path: str | Path, inputs: Any) -> OutputParity:
+        return OutputParity(0.3, 0.1, 0.2, True, False, 3.0, cosine=0.9999, top1_agreement=1.0)
+
+
 register_backend(Unavailable())
 register_backend(FixedSpeed())
 register_backend(BadParity())
+register_backend(DriftingParity())
 
 
 def test_select_times_every_available_backend_and_keeps_the_fastest(tmp_path: Path) -> None:
@@ -148,4 +158,40 @@ def test_a_backend_failing_parity_is_never_picked_unless_parity_is_not_required(
 
 def test_the_stub_backends_are_unavailable_outside_these_tests() -> None:
     STUBS_ON["on"] = False
-    assert not {"fixed-speed-runtime-for-test", "bad-parity-runtime-for-test"} & set(available_backends())
+    assert not {
+        "fixed-speed-runtime-for-test",
+        "bad-parity-runtime-for-test",
+        "drifting-parity-runtime-for-test",
+    } & set(available_backends())
+
+
+def test_compare_outputs_says_how_close_a_failing_output_still_is() -> None:
+    from torchslim.deploy import compare_outputs
+
+    ref = np.array([[0.0, 1.0, 2.0, 3.0], [3.0, 2.0, 1.0, 0.0]], dtype=np.float32)
+    drifted = ref + np.float32(3.0 * 3.0 / 255)  # 3 steps everywhere: the same ranking, the same direction
+    near = compare_outputs(ref, drifted, quantized=True)
+    assert not near.ok and near.max_diff_in_steps == pytest.approx(3.0, rel=1e-4)
+    assert near.top1_agreement == 1.0 and near.cosine is not None and near.cosine > 0.99
+    broken = compare_outputs(ref, ref[:, ::-1].copy(), quantized=True)  # a wrong layout
+    assert broken.top1_agreement == 0.0 and broken.cosine is not None and broken.cosine < 0.5
+
+
+def test_parity_steps_moves_a_compressed_models_bound() -> None:
+    kw: dict[str, Any] = {
+        "batch_size": 1,
+        "threads": 1,
+        "candidates": ["drifting-parity-runtime-for-test"],
+        "rounds": 1,
+    }
+    strict = select_backend(mlp(), torch.randn(1, 16), **kw)
+    facts = strict.facts("drifting-parity-runtime-for-test")
+    assert strict.best is None and facts.parity_ok is False
+    assert facts.reason is not None
+    assert "3.00 steps off, bound 2" in facts.reason and "cosine 0.99990" in facts.reason
+    assert "top-1 agreement 1.000" in facts.reason
+    loose = select_backend(mlp(), torch.randn(1, 16), parity_steps=4, **kw)
+    assert loose.best == "drifting-parity-runtime-for-test" and loose.facts(loose.best).parity_ok
+    assert select_backend(mlp(), torch.randn(1, 16), parity_steps=2.5, **kw).best is None
+    with pytest.raises(ConfigError, match="parity_steps"):
+        select_backend(mlp(), torch.randn(1, 16), parity_steps=0, **kw)

@@ -28,6 +28,12 @@ def deploy_command(
     weights: str | None = WeightsOpt,
     num_classes: int | None = NumClassesOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the selection as JSON."),
+    parity_steps: float = typer.Option(
+        2.0,
+        "--parity-steps",
+        help="Parity bound of a compressed model, in 8-bit steps of its output range (deep int8 networks "
+        "may drift further by compounding rounding; docs/deploy.md).",
+    ),
 ) -> None:
     """Export MODEL to each runtime, check parity, time it on your batch and threads; report the fastest."""
     from torchslim.cli.resolve import resolve_model
@@ -53,6 +59,7 @@ def deploy_command(
         candidates=None if target == "auto" else [target],
         baseline=reference,
         directory=out,
+        parity_steps=parity_steps,
     )
     if as_json:
         echo_json(selection.to_dict())
@@ -61,7 +68,12 @@ def deploy_command(
         for warning in selection.warnings:
             typer.echo(f"WARNING: {warning}")
     if selection.best is None:
-        raise ModelError(f"{model!r}: no runtime ran it with parity; see the table above.")
+        raise ModelError(
+            f"{model!r}: no runtime ran it with parity; see the table above. "
+            + "; ".join(f"{f.name}: {f.reason}" for f in selection.backends if f.available and f.reason)
+            + " (a near-1 cosine and top-1 agreement point to rounding that compounds over many int8 layers: "
+            "--parity-steps raises the bound; a low one to a broken export)"
+        )
     if strict and selection.warnings:
         typer.echo(f"--strict: {len(selection.warnings)} warning(s)", err=True)
         raise typer.Exit(3)

@@ -142,7 +142,10 @@ class OutputParity:
     The same tolerances for every runtime (onnxruntime names it `ParityReport`): for a
     model with compressed layers ``steps * step`` with ``step = (max - min) / 255`` of the reference
     output (an 8-bit quantizer of its range); for a float model ``atol + rtol * |reference|``
-    elementwise.
+    elementwise. ``cosine`` (the lowest per-sample cosine of the flattened outputs) and
+    ``top1_agreement`` (the share of rows whose last-axis argmax agrees; None for one value a row)
+    say how far apart a failing output is: rounding differences that compound in a deep int8 network
+    keep both near 1, a broken export does not.
     """
 
     max_abs_diff: float
@@ -151,6 +154,8 @@ class OutputParity:
     quantized: bool
     ok: bool
     max_diff_in_steps: float | None = None
+    cosine: float | None = None
+    top1_agreement: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -172,13 +177,36 @@ def compare_outputs(
         raise ModelError(f"runtime output shape {list(out.shape)} differs from the model's {list(ref.shape)}.")
     diff = np.abs(out - ref)
     max_diff = float(diff.max()) if diff.size else 0.0
+    closeness = {"cosine": _lowest_cosine(ref, out), "top1_agreement": _top1_agreement(ref, out)}
     if quantized:
         step = float(ref.max() - ref.min()) / 255.0 if ref.size else 0.0
         tolerance = steps * step
         in_steps = max_diff / step if step > 0 else None
-        return OutputParity(max_diff, step, tolerance, True, max_diff <= tolerance + 1e-12, in_steps)
+        return OutputParity(max_diff, step, tolerance, True, max_diff <= tolerance + 1e-12, in_steps, **closeness)
     bound = atol + rtol * np.abs(ref)
-    return OutputParity(max_diff, None, float(bound.max()) if bound.size else atol, False, bool((diff <= bound).all()))
+    tolerance = float(bound.max()) if bound.size else atol
+    return OutputParity(max_diff, None, tolerance, False, bool((diff <= bound).all()), **closeness)
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    """`a` as one row per sample (the first axis; a scalar or 1-D output is one sample)."""
+    return a.reshape(a.shape[0] if a.ndim > 1 else 1, -1).astype(np.float64)
+
+
+def _lowest_cosine(ref: np.ndarray, got: np.ndarray) -> float | None:
+    if not ref.size:
+        return None
+    r, g = _rows(ref), _rows(got)
+    norms = np.linalg.norm(r, axis=1) * np.linalg.norm(g, axis=1)
+    if not (norms > 0).all():
+        return None
+    return float(((r * g).sum(axis=1) / norms).min())
+
+
+def _top1_agreement(ref: np.ndarray, got: np.ndarray) -> float | None:
+    if ref.ndim < 1 or ref.shape[-1] < 2:
+        return None
+    return float((ref.argmax(axis=-1) == got.argmax(axis=-1)).mean())
 
 
 class OptionalRuntimeBackend:

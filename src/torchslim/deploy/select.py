@@ -123,7 +123,13 @@ def _failure(exc: Exception) -> str:
 
 
 def _prepare(
-    backend: RuntimeBackend, models: dict[str, nn.Module], inputs: Any, directory: Path, *, require_parity: bool
+    backend: RuntimeBackend,
+    models: dict[str, nn.Module],
+    inputs: Any,
+    directory: Path,
+    *,
+    require_parity: bool,
+    parity_steps: float = 2.0,
 ) -> tuple[BackendFacts, dict[str, Path]]:
     """Export every model for `backend` and check the compressed one's parity; the facts and the
     files to time (the model when its parity passed or is not required; the baseline whenever it
@@ -141,9 +147,12 @@ def _prepare(
             if label == "model":
                 facts.export = exported.to_dict()
                 parity = backend.check_parity(model, path, inputs)
-                facts.parity, facts.parity_ok = parity.to_dict(), bool(parity.ok)
-                if not parity.ok:
-                    problems.append("parity check failed: the runtime's output differs from PyTorch's")
+                facts.parity, facts.parity_ok = parity.to_dict(), _within(parity, parity_steps)
+                if not facts.parity_ok:
+                    problems.append(
+                        "parity check failed: the runtime's output differs from PyTorch's"
+                        + _how_far(parity, parity_steps)
+                    )
                     if require_parity:
                         continue
             paths[label] = path
@@ -151,6 +160,29 @@ def _prepare(
             problems.append(_failure(exc) if label == "model" else f"{label}: {_failure(exc)}")
     facts.reason = "; ".join(problems) or None
     return facts, paths
+
+
+def _within(parity: Any, steps: float) -> bool:
+    """The backend's verdict, with a compressed model's bound moved to `steps` (8-bit steps of the
+    output range) where the facts give the distance in steps."""
+    facts = parity.to_dict() if hasattr(parity, "to_dict") else {}
+    in_steps = facts.get("max_diff_in_steps")
+    if facts.get("quantized") and isinstance(in_steps, (int, float)):
+        return bool(in_steps <= steps + 1e-9)
+    return bool(parity.ok)
+
+
+def _how_far(parity: Any, steps: float) -> str:
+    """`` (N steps off, cosine C, top-1 agreement A)`` of a failed parity check, what it has of them."""
+    facts = parity.to_dict() if hasattr(parity, "to_dict") else {}
+    parts = []
+    if facts.get("max_diff_in_steps") is not None:
+        parts.append(f"{facts['max_diff_in_steps']:.2f} steps off, bound {steps:g}")
+    if facts.get("cosine") is not None:
+        parts.append(f"cosine {facts['cosine']:.5f}")
+    if facts.get("top1_agreement") is not None:
+        parts.append(f"top-1 agreement {facts['top1_agreement']:.3f}")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _time_rounds(
@@ -180,6 +212,7 @@ def select_backend(
     directory: str | Path | None = None,
     strict: bool = False,
     require_parity: bool = True,
+    parity_steps: float = 2.0,
 ) -> Selection:
     # long: the public entry point's keyword-only options are one per line; the body is 25 lines
     """Time `model` on every candidate backend (default: every available one) and pick the fastest.
@@ -189,20 +222,27 @@ def select_backend(
     afterwards). `baseline` is the float model before compression, timed in the same rounds.
     Unavailable backends and failed exports or parity checks are kept in the facts with the reason.
     ``require_parity=False`` times (and may pick) a backend whose parity check failed, for
-    measuring only; its facts still say so.
+    measuring only; its facts still say so. `parity_steps` is the parity bound of a compressed
+    model, in 8-bit steps of its output's range (default 2; deep int8 networks whose runtime output
+    drifts from the float simulation by compounding rounding may need more: docs/deploy.md).
     """
     check_counts(warmup, repeats)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"threads={threads!r} must be a positive integer.")
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ConfigError(f"rounds={rounds!r} must be a positive integer.")
+    if isinstance(parity_steps, bool) or not isinstance(parity_steps, (int, float)) or not parity_steps > 0:
+        raise ConfigError(f"parity_steps={parity_steps!r} must be a positive number.")
     inputs = batch_of(example_input, batch_size)
     backends = _candidates(candidates)
     models = {"model": model} if baseline is None else {"model": model, "baseline": baseline}
     with tempfile.TemporaryDirectory(prefix="torchslim-select-") as tmp:
         where = Path(directory) if directory is not None else Path(tmp)
         where.mkdir(parents=True, exist_ok=True)
-        prepared = [_prepare(b, models, inputs, where, require_parity=require_parity) for b in backends]
+        prepared = [
+            _prepare(b, models, inputs, where, require_parity=require_parity, parity_steps=float(parity_steps))
+            for b in backends
+        ]
         jobs = [(b, label, p) for b, (_, paths) in zip(backends, prepared, strict=True) for label, p in paths.items()]
         medians = (
             _time_rounds(jobs, inputs, threads=threads, rounds=rounds, warmup=warmup, repeats=repeats) if jobs else {}
