@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -68,12 +69,19 @@ def deploy_command(
         for warning in selection.warnings:
             typer.echo(f"WARNING: {warning}")
     if selection.best is None:
-        raise ModelError(
-            f"{model!r}: no runtime ran it with parity; see the table above. "
-            + "; ".join(f"{f.name}: {f.reason}" for f in selection.backends if f.available and f.reason)
-            + " (a near-1 cosine and top-1 agreement point to rounding that compounds over many int8 layers: "
-            "--parity-steps raises the bound; a low one to a broken export)"
-        )
+        raise _no_parity(model, selection)
     if strict and selection.warnings:
         typer.echo(f"--strict: {len(selection.warnings)} warning(s)", err=True)
         raise typer.Exit(3)
+
+
+def _no_parity(model: str, selection: Any) -> Exception:
+    """The error of a run where no runtime passed parity: each failed backend's reason (how far off)."""
+    from torchslim.core.errors import ModelError
+
+    reasons = "; ".join(f"{f.name}: {f.reason}" for f in selection.backends if f.available and f.reason)
+    return ModelError(
+        f"{model!r}: no runtime ran it with parity; see the table above. {reasons} (a near-1 cosine and top-1 "
+        "agreement point to rounding that compounds over many int8 layers: --parity-steps raises the bound; "
+        "a low one to a broken export)"
+    )
