@@ -192,6 +192,8 @@ def test_parity_steps_moves_a_compressed_models_bound() -> None:
     assert "top-1 agreement 1.000" in facts.reason
     loose = select_backend(mlp(), torch.randn(1, 16), parity_steps=4, **kw)
     assert loose.best == "drifting-parity-runtime-for-test" and loose.facts(loose.best).parity_ok
+    assert loose.facts(loose.best).parity is not None
+    assert {k: loose.facts(loose.best).parity[k] for k in ("ok", "bound_steps")} == {"ok": True, "bound_steps": 4}
     assert select_backend(mlp(), torch.randn(1, 16), parity_steps=2.5, **kw).best is None
     with pytest.raises(ConfigError, match="parity_steps"):
         select_backend(mlp(), torch.randn(1, 16), parity_steps=0, **kw)

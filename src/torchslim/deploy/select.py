@@ -148,6 +148,8 @@ def _prepare(
                 facts.export = exported.to_dict()
                 parity = backend.check_parity(model, path, inputs)
                 facts.parity, facts.parity_ok = parity.to_dict(), _within(parity, parity_steps)
+                if facts.parity.get("quantized"):  # the verdict under the bound this selection used
+                    facts.parity.update(ok=facts.parity_ok, bound_steps=parity_steps)
                 if not facts.parity_ok:
                     problems.append(
                         "parity check failed: the runtime's output differs from PyTorch's"
