@@ -41,7 +41,8 @@ class CompressionResult:
 
         Returns a :class:`torchslim.deploy.Selection` (``best``, ``margin``, per-backend facts;
         ``to_dict()`` for a report). A model slower than its original on every backend warns, or
-        raises with `strict`.
+        raises with `strict`. `parity_steps` is the parity bound of the compressed model in 8-bit
+        steps of its output range (default 2; see :func:`torchslim.deploy.select_backend`).
         """
         from torchslim.deploy import select_backend
 
