@@ -59,6 +59,7 @@ def _quantize(model: nn.Module, context: Any, **overrides: Any) -> tuple[nn.Modu
 def _efficientnet(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[..., dict[str, Any]]]:
     from quantization import _crops
     from torchslim.core import Context, DataSplits
+    from torchslim.measure.agreement import top_k_agreement
     from torchslim.models import build_model
 
     model = build_model("efficientnet-lite0").eval()
@@ -76,7 +77,7 @@ def _efficientnet(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[..
         quantized, corrected = _quantize(model, context, calibration_samples=64, **overrides)
         out = logits(quantized)
         return {
-            "top1_agreement": float((out.argmax(1) == reference.argmax(1)).float().mean()),
+            "top1_agreement": top_k_agreement(reference, out, k=1),
             "cosine": float(nn.functional.cosine_similarity(out, reference).mean()),
             "bias_correction": corrected,
         }
@@ -99,6 +100,7 @@ def _fmnist(args: argparse.Namespace, name: str) -> tuple[dict[str, Any], Callab
     from quantization import accuracy_torch, trained_fmnist_cnn
     from torchslim.core import Context
     from torchslim.data import load_splits
+    from torchslim.measure.agreement import sqnr_db, top_k_agreement
 
     splits = load_splits("fashion-mnist", batch_size=128, seed=0)
     base = name.removesuffix(PRUNED_SUFFIX)
@@ -119,8 +121,8 @@ def _fmnist(args: argparse.Namespace, name: str) -> tuple[dict[str, Any], Callab
         out = logits(quantized)
         return {
             "accuracy": accuracy_torch(quantized, splits.test),
-            "top1_agreement": float((out.argmax(1) == reference.argmax(1)).float().mean()),
-            "sqnr_db": float(10 * torch.log10(reference.pow(2).mean() / (out - reference).pow(2).mean())),
+            "top1_agreement": top_k_agreement(reference, out, k=1),
+            "sqnr_db": sqnr_db(reference, out),
             "bias_correction": corrected,
         }
 

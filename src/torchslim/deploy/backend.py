@@ -20,6 +20,7 @@ from torch import nn
 
 from torchslim.core.errors import ModelError
 from torchslim.core.registry import Registry
+from torchslim.measure.agreement import cosine, top_k_agreement
 from torchslim.measure.latency import LatencyStats
 
 
@@ -177,7 +178,7 @@ def compare_outputs(
         raise ModelError(f"runtime output shape {list(out.shape)} differs from the model's {list(ref.shape)}.")
     diff = np.abs(out - ref)
     max_diff = float(diff.max()) if diff.size else 0.0
-    closeness = {"cosine": _lowest_cosine(ref, out), "top1_agreement": _top1_agreement(ref, out)}
+    closeness = {"cosine": _lowest_cosine(ref, out), "top1_agreement": top_k_agreement(ref, out, k=1)}
     if quantized:
         step = float(ref.max() - ref.min()) / 255.0 if ref.size else 0.0
         tolerance = steps * step
@@ -188,25 +189,13 @@ def compare_outputs(
     return OutputParity(max_diff, None, tolerance, False, bool((diff <= bound).all()), **closeness)
 
 
-def _rows(a: np.ndarray) -> np.ndarray:
-    """`a` as one row per sample (the first axis; a scalar or 1-D output is one sample)."""
-    return a.reshape(a.shape[0] if a.ndim > 1 else 1, -1).astype(np.float64)
-
-
 def _lowest_cosine(ref: np.ndarray, got: np.ndarray) -> float | None:
+    """The lowest cosine over the samples (the first axis; a 0-D or 1-D output is one sample)."""
     if not ref.size:
         return None
-    r, g = _rows(ref), _rows(got)
-    norms = np.linalg.norm(r, axis=1) * np.linalg.norm(g, axis=1)
-    if not (norms > 0).all():
-        return None
-    return float(((r * g).sum(axis=1) / norms).min())
-
-
-def _top1_agreement(ref: np.ndarray, got: np.ndarray) -> float | None:
-    if ref.ndim < 1 or ref.shape[-1] < 2:
-        return None
-    return float((ref.argmax(axis=-1) == got.argmax(axis=-1)).mean())
+    if ref.ndim < 2:
+        return cosine(ref, got)
+    return min(cosine(r, g) for r, g in zip(ref, got, strict=True))
 
 
 class OptionalRuntimeBackend:

@@ -147,13 +147,14 @@ def _prepare(
             if label == "model":
                 facts.export = exported.to_dict()
                 parity = backend.check_parity(model, path, inputs)
-                facts.parity, facts.parity_ok = parity.to_dict(), _within(parity, parity_steps)
+                facts.parity = parity.to_dict()
+                facts.parity_ok = _within(facts.parity, parity_steps, ok=bool(parity.ok))
                 if facts.parity.get("quantized"):  # the verdict under the bound this selection used
                     facts.parity.update(ok=facts.parity_ok, bound_steps=parity_steps)
                 if not facts.parity_ok:
                     problems.append(
                         "parity check failed: the runtime's output differs from PyTorch's"
-                        + _how_far(parity, parity_steps)
+                        + _how_far(facts.parity, parity_steps)
                     )
                     if require_parity:
                         continue
@@ -164,19 +165,17 @@ def _prepare(
     return facts, paths
 
 
-def _within(parity: Any, steps: float) -> bool:
-    """The backend's verdict, with a compressed model's bound moved to `steps` (8-bit steps of the
-    output range) where the facts give the distance in steps."""
-    facts = parity.to_dict() if hasattr(parity, "to_dict") else {}
+def _within(facts: dict[str, Any], steps: float, *, ok: bool) -> bool:
+    """The backend's verdict `ok`, with a compressed model's bound moved to `steps` (8-bit steps of the
+    output range) where its parity `facts` give the distance in steps."""
     in_steps = facts.get("max_diff_in_steps")
     if facts.get("quantized") and isinstance(in_steps, (int, float)):
         return bool(in_steps <= steps + 1e-9)
-    return bool(parity.ok)
+    return ok
 
 
-def _how_far(parity: Any, steps: float) -> str:
-    """`` (N steps off, cosine C, top-1 agreement A)`` of a failed parity check, what it has of them."""
-    facts = parity.to_dict() if hasattr(parity, "to_dict") else {}
+def _how_far(facts: dict[str, Any], steps: float) -> str:
+    """`` (N steps off, cosine C, top-1 agreement A)`` of failed parity facts, what they have of them."""
     parts = []
     if facts.get("max_diff_in_steps") is not None:
         parts.append(f"{facts['max_diff_in_steps']:.2f} steps off, bound {steps:g}")

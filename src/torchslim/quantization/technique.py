@@ -191,6 +191,8 @@ def _run_ptq(
     batches: list[Any] | None,
     config: Quantize,
     points: PointPlan | None = None,
+    *,
+    bias_correction: bool = False,
 ) -> tuple[nn.Module, dict[str, nn.Module], list[Tensor] | None]:
     acts = config.activations
     observer = acts.observer if acts is not None else "minmax"
@@ -200,7 +202,7 @@ def _run_ptq(
         work, names, lambda: make_observer(observer, bits=8, symmetric=False, percentile=percentile)
     )
     try:
-        result = _quantize(work, choices, batches, config)
+        result = _quantize(work, choices, batches, config, bias_correction=bias_correction)
     finally:
         for handle in handles:
             handle.remove()
@@ -214,11 +216,9 @@ def _run_ptq(
 
 
 def _quantize(
-    work: nn.Module, choices: list[LayerChoice], batches: list[Any] | None, config: Quantize
+    work: nn.Module, choices: list[LayerChoice], batches: list[Any] | None, config: Quantize, *, bias_correction: bool
 ) -> tuple[nn.Module, dict[str, nn.Module], list[Tensor] | None]:
     acts = config.activations
-    has_data = batches is not None
-    corrects = config.corrects_bias(method=config.weight_method(has_data=has_data), has_data=has_data)
     return quantize_layers(
         work,
         choices,
@@ -226,7 +226,7 @@ def _quantize(
         observer=acts.observer if acts is not None else "minmax",
         percentile=config.weights.percentile,
         activation_percentile=acts.percentile if acts is not None else None,
-        bias_correction=corrects,
+        bias_correction=bias_correction,
         gptq_block_size=config.weights.gptq_block_size,
         gptq_damp=config.weights.gptq_damp,
     )
@@ -313,7 +313,9 @@ def quantize_handler(model: nn.Module, config: Quantize, *, targets: Targets | N
     label: Callable[[LayerChoice], str] | None = None
     if config.mode == "ptq":
         info["bias_correction"] = config.corrects_bias(method=method, has_data=batches is not None)
-        work, originals, float_outputs = _run_ptq(work, choices, batches, config, points)
+        work, originals, float_outputs = _run_ptq(
+            work, choices, batches, config, points, bias_correction=info["bias_correction"]
+        )
     else:
         from torchslim.quantization.qat import run_qat
 
