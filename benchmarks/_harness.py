@@ -3,8 +3,9 @@
 * :func:`environment`: the header every results file carries (date, machine, versions of torch,
   onnxruntime and every peer, the torchslim git commit), and :func:`new_results` around it.
 * :func:`rotating_times` / :func:`rotating_latency`: every variant timed in the same rounds in
-  rotating order after warm-up calls; medians of each variant's milliseconds and the median over
-  rounds of ``variant_ms / baseline_ms`` within the round (load from other processes cancels out).
+  rotating order, each after untimed calls that let the previous runtime's threads go quiet;
+  medians of each variant's milliseconds and the median over rounds of ``variant_ms / baseline_ms``
+  within the round (load from other processes cancels out).
 * :func:`torch_fn`, :func:`ort_session`, :func:`ort_fn`: the callables that are timed.
 * :func:`run_sections`: the chosen sections, one failing section does not hide the others.
 * :func:`write_results`: ``<stem>.json`` + ``<stem>.md`` atomically; :func:`bar_plot` a PNG beside them.
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -167,24 +169,50 @@ def env_line(env: Mapping[str, Any]) -> str:
 # timing
 
 
-def rotating_times(fns: Mapping[str, Callable[[], Any]], *, rounds: int, threads: int) -> dict[str, list[float]]:
+SETTLE_MS = 20.0
+"""Untimed calls a variant gets right before its timed call in every round, until they add up to this
+many milliseconds (none for a variant whose call already takes longer). Measured
+(docs/deploy.md, "Timing"): after PyTorch eager, whose OpenMP
+threads keep spinning for a few milliseconds, a 0.5 ms ExecuTorch call at batch 1 took 2.1 ms, and
+two warm-up calls were not enough; a deployment calls one runtime again and again, so the timed
+call is the steady state a deployed model runs at."""
+
+
+def rotating_times(
+    fns: Mapping[str, Callable[[], Any]], *, rounds: int, threads: int, settle_ms: float = SETTLE_MS
+) -> dict[str, list[float]]:
     """Milliseconds of every callable in each of `rounds` rounds; the order rotates every round (so
-    no callable always runs first) after two warm-up calls each, with `threads` torch threads."""
+    no callable always runs first) after two warm-up calls each, with `threads` torch threads. In a
+    round each callable first runs untimed until `settle_ms` have passed (as many calls as its
+    previous timed call fits into that time, none when that call took longer), then once timed."""
     from torchslim.measure import num_threads
 
     names = list(fns)
     times: dict[str, list[float]] = {k: [] for k in names}
+    last: dict[str, float] = {}
     with num_threads(threads):
-        for fn in fns.values():
+        for name, fn in fns.items():
             fn()
+            start = time.perf_counter_ns()
             fn()
+            last[name] = (time.perf_counter_ns() - start) / 1e6
         for r in range(rounds):
             shift = r % len(names)
             for name in names[shift:] + names[:shift]:
+                for _ in range(_settle_calls(last[name], settle_ms)):
+                    fns[name]()
                 start = time.perf_counter_ns()
                 fns[name]()
-                times[name].append((time.perf_counter_ns() - start) / 1e6)
+                last[name] = (time.perf_counter_ns() - start) / 1e6
+                times[name].append(last[name])
     return times
+
+
+def _settle_calls(call_ms: float, settle_ms: float) -> int:
+    """Untimed calls of `call_ms` each that fill `settle_ms` (0 when one call takes longer; at most 200)."""
+    if settle_ms <= 0 or call_ms >= settle_ms:
+        return 0
+    return min(200, math.ceil(settle_ms / max(call_ms, 1e-3)))
 
 
 def summarize(times: Mapping[str, Sequence[float]], baseline: str) -> dict[str, dict[str, float]]:
@@ -203,12 +231,17 @@ def summarize(times: Mapping[str, Sequence[float]], baseline: str) -> dict[str, 
 
 
 def rotating_latency(
-    fns: Mapping[str, Callable[[], Any]], baseline: str, *, rounds: int, threads: int
+    fns: Mapping[str, Callable[[], Any]],
+    baseline: str,
+    *,
+    rounds: int,
+    threads: int,
+    settle_ms: float = SETTLE_MS,
 ) -> dict[str, dict[str, float]]:
     """:func:`rotating_times` then :func:`summarize` against `baseline` (one of `fns`)."""
     if baseline not in fns:
         raise KeyError(f"baseline {baseline!r} is not one of {list(fns)}")
-    return summarize(rotating_times(fns, rounds=rounds, threads=threads), baseline)
+    return summarize(rotating_times(fns, rounds=rounds, threads=threads, settle_ms=settle_ms), baseline)
 
 
 def torch_fn(model: Any, inputs: Any) -> Callable[[], Any]:

@@ -29,7 +29,7 @@ def test_rotating_latency_times_every_callable_in_rotating_order(harness, monkey
         return fn
 
     fns = {"slow": make("slow", 4.0), "fast": make("fast", 1.0)}
-    out = harness.rotating_latency(fns, "slow", rounds=5, threads=1)
+    out = harness.rotating_latency(fns, "slow", rounds=5, threads=1, settle_ms=0)
     assert calls[:4] == ["slow", "slow", "fast", "fast"]  # two warm-up calls each
     assert calls[4:8] == ["slow", "fast", "fast", "slow"]  # the order rotates every round
     assert len(calls) == 4 + 2 * 5
@@ -37,6 +37,30 @@ def test_rotating_latency_times_every_callable_in_rotating_order(harness, monkey
     assert out["fast"] == {"ms": 1.0, "ratio": 0.25, "speedup": 4.0}
     with pytest.raises(KeyError):
         harness.rotating_latency(fns, "missing", rounds=1, threads=1)
+
+
+def test_each_timed_call_follows_untimed_calls_that_fill_the_settle_time(harness, monkeypatch):
+    clock = [0]
+    calls = []
+    monkeypatch.setattr(harness.time, "perf_counter_ns", lambda: clock[0])
+
+    def make(name, ms):
+        def fn():
+            calls.append(name)
+            clock[0] += int(ms * 1e6)
+
+        return fn
+
+    fns = {"long": make("long", 30.0), "short": make("short", 4.0)}
+    times = harness.rotating_times(fns, rounds=2, threads=1, settle_ms=20.0)
+    assert times == {"long": [30.0, 30.0], "short": [4.0, 4.0]}
+    rounds = calls[4:]  # after two warm-up calls each
+    # round 1: long takes longer than the settle time, so it is timed at once; short runs 5 untimed
+    # calls (5 x 4 ms = 20 ms) and then its timed one; round 2 starts with short
+    assert rounds == ["long"] + ["short"] * 6 + ["short"] * 6 + ["long"]
+    assert harness._settle_calls(0.5, 20.0) == 40
+    assert harness._settle_calls(0.0, 20.0) == 200  # capped
+    assert harness._settle_calls(5.0, 0.0) == 0
 
 
 def test_results_json_has_the_header_fields(harness, tmp_path):
