@@ -164,7 +164,9 @@ def _backend_cell(facts: Mapping[str, Any]) -> str:
     text = f"{lat['median_ms']:.3f} ms"
     if base:
         text += f" ({base['median_ms'] / lat['median_ms']:.2f}x of its fp32)"
-    return text + ("" if facts.get("parity_ok") else ", parity failed")
+    if not facts.get("parity_ok"):
+        return text + ", parity failed"
+    return text + (", parity: close" if (facts.get("parity") or {}).get("close") else "")
 
 
 def backends(data: Mapping[str, Any]) -> list[str]:
@@ -181,13 +183,14 @@ def backends(data: Mapping[str, Any]) -> list[str]:
             body.append([key, row["batch"], row["threads"], *cells, row.get("picked")])
         for name, p in section.get("held_out_parity", {}).items():
             if "max_steps" in p:
-                parity.append(f"{key} on {name}: max {p['max_steps']:.2f} / p99 {p['p99_steps']:.2f} steps")
+                verdict = f", {p['verdict']}" if p.get("verdict") else ""
+                parity.append(f"{key} on {name}: max {p['max_steps']:.2f} / p99 {p['p99_steps']:.2f} steps{verdict}")
     out = table(["model", "batch", "threads", *names, "picked (parity passed, fastest)"], body)
     if parity:
         out += [
             "",
             "Runtime output vs torchslim's simulation on 8 inputs (steps of the output range / 255; "
-            "parity: <= 2): " + "; ".join(parity) + ".",
+            "parity: <= 2, or close in cosine, offset, scale and top-1): " + "; ".join(parity) + ".",
         ]
     return out
 

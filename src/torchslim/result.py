@@ -11,6 +11,7 @@ from torch import nn
 
 from torchslim.core.errors import ConfigError
 from torchslim.core.recipe import Recipe
+from torchslim.deploy.backend import PARITY_COSINE
 from torchslim.report import Report
 
 
@@ -35,14 +36,16 @@ class CompressionResult:
         strict: bool = False,
         directory: str | Path | None = None,
         parity_steps: float = 2.0,
+        parity_cosine: float | None = PARITY_COSINE,
     ) -> Any:
         """Time the compressed model on every available runtime (``target="auto"``) or on `target`, at
         `batch` and `threads`, next to its original; keep the fastest with parity.
 
         Returns a :class:`torchslim.deploy.Selection` (``best``, ``margin``, per-backend facts;
         ``to_dict()`` for a report). A model slower than its original on every backend warns, or
-        raises with `strict`. `parity_steps` is the parity bound of the compressed model in 8-bit
-        steps of its output range (default 2; see :func:`torchslim.deploy.select_backend`).
+        raises with `strict`. `parity_steps` (8-bit steps of the output range, default 2) and
+        `parity_cosine` (the close test; None: off) are the compressed model's parity bounds (see
+        :func:`torchslim.deploy.select_backend`).
         """
         from torchslim.deploy import select_backend
 
@@ -59,6 +62,7 @@ class CompressionResult:
             strict=strict,
             directory=directory,
             parity_steps=parity_steps,
+            parity_cosine=parity_cosine,
         )
 
     def export_onnx(self, path: str | Path, example_input: Any = None, **kwargs: Any) -> Any:

@@ -39,3 +39,9 @@ def test_deploy_refuses_a_parity_bound_that_is_not_positive(capsys):
     code, _, err = run(["deploy", "lenet5", "--target", "onnxruntime", "--parity-steps", "0"], capsys)
     assert code == 2
     assert "parity_steps" in err and len(err.strip().splitlines()) == 1
+
+
+def test_deploy_refuses_a_cosine_bound_outside_0_to_1(capsys):
+    code, _, err = run(["deploy", "lenet5", "--target", "onnxruntime", "--parity-cosine", "1.5"], capsys)
+    assert code == 2
+    assert "parity_cosine" in err and len(err.strip().splitlines()) == 1

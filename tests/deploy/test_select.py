@@ -91,10 +91,32 @@ class DriftingParity(FixedSpeed):
         return OutputParity(0.3, 0.1, 0.2, True, False, 3.0, cosine=0.9999, top1_agreement=1.0)
 
 
+class CloseParity(FixedSpeed):
+    """A compressed model's output 5 steps off at its worst, close in every other way (cosine 0.9995,
+    no offset or scale change, the same top-1): what compounding rounding looks like."""
+
+    name = "close-parity-runtime-for-test"
+
+    def check_parity(self, model: nn.Module, path: str | Path, inputs: Any) -> OutputParity:
+        return OutputParity(
+            0.5,
+            0.1,
+            0.2,
+            True,
+            False,
+            5.0,
+            cosine=0.9995,
+            top1_agreement=1.0,
+            mean_diff_in_steps=0.02,
+            norm_change=0.01,
+        )
+
+
 register_backend(Unavailable())
 register_backend(FixedSpeed())
 register_backend(BadParity())
 register_backend(DriftingParity())
+register_backend(CloseParity())
 
 
 def test_select_times_every_available_backend_and_keeps_the_fastest(tmp_path: Path) -> None:
@@ -162,6 +184,7 @@ def test_the_stub_backends_are_unavailable_outside_these_tests() -> None:
         "fixed-speed-runtime-for-test",
         "bad-parity-runtime-for-test",
         "drifting-parity-runtime-for-test",
+        "close-parity-runtime-for-test",
     } & set(available_backends())
 
 
@@ -197,3 +220,61 @@ def test_parity_steps_moves_a_compressed_models_bound() -> None:
     assert select_backend(mlp(), torch.randn(1, 16), parity_steps=2.5, **kw).best is None
     with pytest.raises(ConfigError, match="parity_steps"):
         select_backend(mlp(), torch.randn(1, 16), parity_steps=0, **kw)
+
+
+def _noisy_logits(seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
+    """Reference logits and a copy with zero-mean one-step noise plus two 5-step spikes (the step is
+    the reference's range / 255): rounding that compounded in a deep int8 network."""
+    rng = np.random.default_rng(seed)
+    ref = rng.normal(size=(4, 100)).astype(np.float32)
+    ref[np.arange(4), rng.integers(0, 100, 4)] += 6.0  # a clear top-1 per row
+    step = float(ref.max() - ref.min()) / 255
+    got = ref + (rng.choice([-1.0, 0.0, 1.0], size=ref.shape) * step).astype(np.float32)
+    got[0, 3] += 5 * step
+    got[2, 7] -= 5 * step
+    return ref, got, step
+
+
+def test_an_output_further_than_the_step_bound_passes_when_close_in_direction_offset_scale_and_top1() -> None:
+    from torchslim.deploy import compare_outputs
+
+    ref, got, step = _noisy_logits()
+    near = compare_outputs(ref, got, quantized=True)
+    assert near.max_diff_in_steps is not None and near.max_diff_in_steps > 5
+    assert near.within_steps is False and near.close is True and near.ok
+    assert near.cosine is not None and near.cosine > 0.998 and near.top1_agreement == 1.0
+    assert near.mean_diff_in_steps is not None and abs(near.mean_diff_in_steps) < 0.2
+    # the step bound alone refuses it
+    assert not compare_outputs(ref, got, quantized=True, cosine_bound=None).ok
+    # an offset (a wrong zero point: every value one step up) is not rounding noise
+    shifted = compare_outputs(ref, got + np.float32(step), quantized=True)
+    assert not shifted.ok and shifted.mean_diff_in_steps is not None and shifted.mean_diff_in_steps > 0.9
+    # neither is a scale error, which the cosine cannot see
+    scaled = compare_outputs(ref, ref * np.float32(1.1), quantized=True)
+    assert not scaled.ok and scaled.cosine is not None and scaled.cosine > 0.9999
+    # nor a changed decision
+    flipped = got.copy()
+    flipped[1] = ref[1]
+    flipped[1, int(np.argsort(ref[1])[-2])] = ref[1].max() + 5 * step
+    changed = compare_outputs(ref, flipped, quantized=True)
+    assert changed.top1_agreement == 0.75 and not changed.ok
+    # a float model gets no close test
+    assert not compare_outputs(ref, got, quantized=False).ok
+
+
+def test_select_keeps_a_close_backend_unless_the_cosine_bound_says_otherwise() -> None:
+    kw: dict[str, Any] = {"batch_size": 1, "threads": 1, "candidates": ["close-parity-runtime-for-test"], "rounds": 1}
+    sel = select_backend(mlp(), torch.randn(1, 16), **kw)
+    facts = sel.facts("close-parity-runtime-for-test")
+    assert sel.best == "close-parity-runtime-for-test" and facts.parity is not None
+    assert facts.parity["close"] is True and facts.parity["within_steps"] is False
+    assert facts.parity["cosine_bound"] == 0.998 and facts.parity["ok"] is True
+    for bound in (None, 0.9999):
+        refused = select_backend(mlp(), torch.randn(1, 16), parity_cosine=bound, **kw)
+        reason = refused.facts("close-parity-runtime-for-test").reason
+        assert refused.best is None and reason is not None and "5.00 steps off, bound 2" in reason
+        assert "mean difference +0.02 steps" in reason
+    assert select_backend(mlp(), torch.randn(1, 16), parity_steps=6, parity_cosine=None, **kw).best is not None
+    for bad in (0, 1.5, True):
+        with pytest.raises(ConfigError, match="parity_cosine"):
+            select_backend(mlp(), torch.randn(1, 16), parity_cosine=bad, **kw)

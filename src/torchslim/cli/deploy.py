@@ -9,6 +9,7 @@ import typer
 
 from torchslim.cli.options import LatencyBatchOpt, ModelArg, NumClassesOpt, WeightsOpt
 from torchslim.cli.run import echo_json
+from torchslim.deploy.backend import PARITY_COSINE
 
 DeployOutOpt = typer.Option(None, "--out", help="Keep each runtime's exported file in this folder.")
 DeployStrictOpt = typer.Option(False, "--strict", help="Exit 3 when the model is slower than --baseline everywhere.")
@@ -35,7 +36,14 @@ def deploy_command(
         help="Parity bound of a compressed model, in 8-bit steps of its output range (deep int8 networks "
         "may drift further by compounding rounding; docs/deploy.md).",
     ),
+    parity_cosine: float = typer.Option(
+        PARITY_COSINE,
+        "--parity-cosine",
+        help="A compressed model further off than --parity-steps still passes when every sample's cosine to "
+        "PyTorch's output is at least this, with no offset or scale change and the same top-1; 1 turns it off.",
+    ),
 ) -> None:
+    # long: the command's options are one typer option each (a declaration, not logic); the body is 30 lines
     """Export MODEL to each runtime, check parity, time it on your batch and threads; report the fastest."""
     from torchslim.cli.resolve import resolve_model
     from torchslim.core.errors import ModelError
@@ -61,6 +69,7 @@ def deploy_command(
         baseline=reference,
         directory=out,
         parity_steps=parity_steps,
+        parity_cosine=None if parity_cosine == 1 else parity_cosine,
     )
     if as_json:
         echo_json(selection.to_dict())
@@ -82,6 +91,6 @@ def _no_parity(model: str, selection: Any) -> Exception:
     reasons = "; ".join(f"{f.name}: {f.reason}" for f in selection.backends if f.available and f.reason)
     return ModelError(
         f"{model!r}: no runtime ran it with parity; see the table above. {reasons} (a near-1 cosine and top-1 "
-        "agreement point to rounding that compounds over many int8 layers: --parity-steps raises the bound; "
-        "a low one to a broken export)"
+        "agreement point to rounding that compounds over many int8 layers: --parity-steps and --parity-cosine "
+        "move the bounds; a low cosine or an offset to a broken export)"
     )

@@ -22,7 +22,14 @@ import numpy as np
 from torch import Tensor, nn
 
 from torchslim.core.errors import ConfigError, ModelError
-from torchslim.deploy.backend import RuntimeBackend, available_backends, get_backend, unavailable_reason
+from torchslim.deploy.backend import (
+    PARITY_COSINE,
+    RuntimeBackend,
+    available_backends,
+    close_to_reference,
+    get_backend,
+    unavailable_reason,
+)
 from torchslim.measure.latency import LatencyStats, check_counts, stats_from_times
 
 
@@ -130,6 +137,7 @@ def _prepare(
     *,
     require_parity: bool,
     parity_steps: float = 2.0,
+    parity_cosine: float | None = PARITY_COSINE,
 ) -> tuple[BackendFacts, dict[str, Path]]:
     """Export every model for `backend` and check the compressed one's parity; the facts and the
     files to time (the model when its parity passed or is not required; the baseline whenever it
@@ -148,13 +156,13 @@ def _prepare(
                 facts.export = exported.to_dict()
                 parity = backend.check_parity(model, path, inputs)
                 facts.parity = parity.to_dict()
-                facts.parity_ok = _within(facts.parity, parity_steps, ok=bool(parity.ok))
-                if facts.parity.get("quantized"):  # the verdict under the bound this selection used
-                    facts.parity.update(ok=facts.parity_ok, bound_steps=parity_steps)
+                facts.parity_ok = _within(facts.parity, parity_steps, parity_cosine, ok=bool(parity.ok))
+                if facts.parity.get("quantized"):  # the verdict under the bounds this selection used
+                    facts.parity.update(ok=facts.parity_ok, bound_steps=parity_steps, cosine_bound=parity_cosine)
                 if not facts.parity_ok:
                     problems.append(
                         "parity check failed: the runtime's output differs from PyTorch's"
-                        + _how_far(facts.parity, parity_steps)
+                        + _how_far(facts.parity, parity_steps, parity_cosine)
                     )
                     if require_parity:
                         continue
@@ -165,24 +173,32 @@ def _prepare(
     return facts, paths
 
 
-def _within(facts: dict[str, Any], steps: float, *, ok: bool) -> bool:
-    """The backend's verdict `ok`, with a compressed model's bound moved to `steps` (8-bit steps of the
-    output range) where its parity `facts` give the distance in steps."""
+def _within(facts: dict[str, Any], steps: float, cosine_bound: float | None, *, ok: bool) -> bool:
+    """The backend's verdict `ok`, redone for a compressed model under this selection's bounds where its
+    parity `facts` give the distance in steps: within `steps` (8-bit steps of the output range), or
+    close with `cosine_bound` (:func:`~torchslim.deploy.backend.close_to_reference`)."""
     in_steps = facts.get("max_diff_in_steps")
     if facts.get("quantized") and isinstance(in_steps, (int, float)):
-        return bool(in_steps <= steps + 1e-9)
+        within = bool(in_steps <= steps + 1e-9)
+        close = not within and close_to_reference(facts, cosine_bound)
+        facts.update(within_steps=within, close=close)
+        return within or close
     return ok
 
 
-def _how_far(facts: dict[str, Any], steps: float) -> str:
-    """`` (N steps off, cosine C, top-1 agreement A)`` of failed parity facts, what they have of them."""
+def _how_far(facts: dict[str, Any], steps: float, cosine_bound: float | None) -> str:
+    """`` (N steps off, cosine C, top-1 agreement A, mean difference M steps)`` of failed parity facts,
+    what they have of them."""
     parts = []
     if facts.get("max_diff_in_steps") is not None:
         parts.append(f"{facts['max_diff_in_steps']:.2f} steps off, bound {steps:g}")
     if facts.get("cosine") is not None:
-        parts.append(f"cosine {facts['cosine']:.5f}")
+        bound = f" (close needs >= {cosine_bound:g})" if cosine_bound is not None and facts.get("quantized") else ""
+        parts.append(f"cosine {facts['cosine']:.5f}{bound}")
     if facts.get("top1_agreement") is not None:
         parts.append(f"top-1 agreement {facts['top1_agreement']:.3f}")
+    if facts.get("mean_diff_in_steps") is not None:
+        parts.append(f"mean difference {facts['mean_diff_in_steps']:+.2f} steps")
     return f" ({', '.join(parts)})" if parts else ""
 
 
@@ -214,6 +230,7 @@ def select_backend(
     strict: bool = False,
     require_parity: bool = True,
     parity_steps: float = 2.0,
+    parity_cosine: float | None = PARITY_COSINE,
 ) -> Selection:
     # long: the public entry point's keyword-only options are one per line; the body is 25 lines
     """Time `model` on every candidate backend (default: every available one) and pick the fastest.
@@ -223,9 +240,12 @@ def select_backend(
     afterwards). `baseline` is the float model before compression, timed in the same rounds.
     Unavailable backends and failed exports or parity checks are kept in the facts with the reason.
     ``require_parity=False`` times (and may pick) a backend whose parity check failed, for
-    measuring only; its facts still say so. `parity_steps` is the parity bound of a compressed
-    model, in 8-bit steps of its output's range (default 2; deep int8 networks whose runtime output
-    drifts from the float simulation by compounding rounding may need more: docs/deploy.md).
+    measuring only; its facts still say so. A compressed model passes parity within `parity_steps`
+    8-bit steps of its output's range (default 2), or when further off but close: every sample's
+    cosine >= `parity_cosine` (default :data:`~torchslim.deploy.backend.PARITY_COSINE`; None turns
+    the close test off), no offset or scale change and the same top-1
+    (:func:`~torchslim.deploy.backend.close_to_reference`; deep int8 networks drift by compounding
+    rounding: docs/deploy.md).
     """
     check_counts(warmup, repeats)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -234,6 +254,10 @@ def select_backend(
         raise ConfigError(f"rounds={rounds!r} must be a positive integer.")
     if isinstance(parity_steps, bool) or not isinstance(parity_steps, (int, float)) or not parity_steps > 0:
         raise ConfigError(f"parity_steps={parity_steps!r} must be a positive number.")
+    if parity_cosine is not None and (
+        isinstance(parity_cosine, bool) or not isinstance(parity_cosine, (int, float)) or not 0 < parity_cosine <= 1
+    ):
+        raise ConfigError(f"parity_cosine={parity_cosine!r} must be a number in (0, 1], or None.")
     inputs = batch_of(example_input, batch_size)
     backends = _candidates(candidates)
     models = {"model": model} if baseline is None else {"model": model, "baseline": baseline}
@@ -241,7 +265,15 @@ def select_backend(
         where = Path(directory) if directory is not None else Path(tmp)
         where.mkdir(parents=True, exist_ok=True)
         prepared = [
-            _prepare(b, models, inputs, where, require_parity=require_parity, parity_steps=float(parity_steps))
+            _prepare(
+                b,
+                models,
+                inputs,
+                where,
+                require_parity=require_parity,
+                parity_steps=float(parity_steps),
+                parity_cosine=None if parity_cosine is None else float(parity_cosine),
+            )
             for b in backends
         ]
         jobs = [(b, label, p) for b, (_, paths) in zip(backends, prepared, strict=True) for label, p in paths.items()]

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from torchslim.core.errors import ModelError
 from torchslim.core.layer import compressed_layers
-from torchslim.deploy.backend import OutputParity, compare_outputs
+from torchslim.deploy.backend import PARITY_COSINE, OutputParity, compare_outputs
 from torchslim.deploy.onnxruntime.inputs import output_tensor, with_decoder_inputs
 from torchslim.deploy.onnxruntime.session import run_onnx
 
@@ -57,18 +57,19 @@ def check_parity(
     rtol: float = 1e-3,
     atol: float = 1e-5,
     threads: int | None = None,
+    cosine_bound: float | None = PARITY_COSINE,
 ) -> ParityReport:
     """Compare onnxruntime's output of `path` with `model`'s output on `inputs` (see :class:`ParityReport`).
 
     The compared output is :func:`reference_output`'s tensor (logits, else the first tensor);
     ``decoder_input_ids`` are added as :func:`export_onnx` adds them
-    (:func:`torchslim.deploy.onnxruntime.inputs.with_decoder_inputs`).
+    (:func:`torchslim.deploy.onnxruntime.inputs.with_decoder_inputs`). `cosine_bound` is the close
+    test of a compressed model further than `steps` off (None: the step bound only).
     """
     inputs = with_decoder_inputs(model, inputs)
     ref = reference_output(model, inputs)
     got = run_onnx(path, inputs, threads=threads).astype(np.float32)
     if got.shape != ref.shape:
         raise ModelError(f"ONNX output shape {list(got.shape)} differs from the model's {list(ref.shape)}.")
-    return compare_outputs(
-        ref, got, quantized=any(True for _ in compressed_layers(model)), steps=steps, rtol=rtol, atol=atol
-    )
+    quantized = any(True for _ in compressed_layers(model))
+    return compare_outputs(ref, got, quantized=quantized, steps=steps, rtol=rtol, atol=atol, cosine_bound=cosine_bound)
