@@ -175,7 +175,11 @@ def export(model: nn.Module, example: Any, *, kernels: bool = False) -> dict[str
             facts["conv_layers"] = sum(n for op, n in ops.items() if "Conv" in op and "Transpose" not in op)
             facts["integer_convs"] = ops.get("QLinearConv", 0) + ops.get("ConvInteger", 0)
     if not parity.ok:
-        raise ParityFailure(f"max |diff| {parity.max_abs_diff:.3g} > tolerance {parity.tolerance:.3g}")
+        close = ""
+        if parity.quantized and parity.cosine is not None:
+            mean = f"{parity.mean_diff_in_steps:+.2f}" if parity.mean_diff_in_steps is not None else "?"
+            close = f"; not close: cosine {parity.cosine:.5f}, top-1 {parity.top1_agreement}, mean {mean} steps"
+        raise ParityFailure(f"max |diff| {parity.max_abs_diff:.3g} > tolerance {parity.tolerance:.3g}{close}")
     return {"max_abs_diff": parity.max_abs_diff, **facts}
 
 
