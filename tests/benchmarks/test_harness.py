@@ -16,30 +16,10 @@ def test_summarize_takes_medians_and_per_round_ratios(harness):
     assert out["fast"]["speedup"] == 2.0
 
 
-def test_rotating_latency_times_every_callable_in_rotating_order(harness, monkeypatch):
-    clock = [0]
-    calls = []
-    monkeypatch.setattr(harness.time, "perf_counter_ns", lambda: clock[0])
-
-    def make(name, ms):
-        def fn():
-            calls.append(name)
-            clock[0] += int(ms * 1e6)  # a fake clock: each call takes exactly `ms`
-
-        return fn
-
-    fns = {"slow": make("slow", 4.0), "fast": make("fast", 1.0)}
-    out = harness.rotating_latency(fns, "slow", rounds=5, threads=1, settle_ms=0)
-    assert calls[:4] == ["slow", "slow", "fast", "fast"]  # two warm-up calls each
-    assert calls[4:8] == ["slow", "fast", "fast", "slow"]  # the order rotates every round
-    assert len(calls) == 4 + 2 * 5
-    assert out["slow"] == {"ms": 4.0, "ratio": 1.0, "speedup": 1.0}
-    assert out["fast"] == {"ms": 1.0, "ratio": 0.25, "speedup": 4.0}
-    with pytest.raises(KeyError):
-        harness.rotating_latency(fns, "missing", rounds=1, threads=1)
-
-
-def test_each_timed_call_follows_untimed_calls_that_fill_the_settle_time(harness, monkeypatch):
+@pytest.fixture
+def fake_calls(harness, monkeypatch):
+    """``(make, calls)``: ``make(name, ms)`` is a callable that takes exactly `ms` on a fake clock and
+    records its name in ``calls``."""
     clock = [0]
     calls = []
     monkeypatch.setattr(harness.time, "perf_counter_ns", lambda: clock[0])
@@ -51,6 +31,24 @@ def test_each_timed_call_follows_untimed_calls_that_fill_the_settle_time(harness
 
         return fn
 
+    return make, calls
+
+
+def test_rotating_latency_times_every_callable_in_rotating_order(harness, fake_calls):
+    make, calls = fake_calls
+    fns = {"slow": make("slow", 4.0), "fast": make("fast", 1.0)}
+    out = harness.rotating_latency(fns, "slow", rounds=5, threads=1, settle_ms=0)
+    assert calls[:4] == ["slow", "slow", "fast", "fast"]  # two warm-up calls each
+    assert calls[4:8] == ["slow", "fast", "fast", "slow"]  # the order rotates every round
+    assert len(calls) == 4 + 2 * 5
+    assert out["slow"] == {"ms": 4.0, "ratio": 1.0, "speedup": 1.0}
+    assert out["fast"] == {"ms": 1.0, "ratio": 0.25, "speedup": 4.0}
+    with pytest.raises(KeyError):
+        harness.rotating_latency(fns, "missing", rounds=1, threads=1)
+
+
+def test_each_timed_call_follows_untimed_calls_that_fill_the_settle_time(harness, fake_calls):
+    make, calls = fake_calls
     fns = {"long": make("long", 30.0), "short": make("short", 4.0)}
     times = harness.rotating_times(fns, rounds=2, threads=1, settle_ms=20.0)
     assert times == {"long": [30.0, 30.0], "short": [4.0, 4.0]}
