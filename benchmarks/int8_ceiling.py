@@ -1,7 +1,7 @@
 """How fast int8 can go on this machine: the ceiling behind issue 14's ResNet-18 speed-up goals.
 
-    python benchmarks/int8_ceiling.py            # ~4 minutes on 2 cores
-    python benchmarks/int8_ceiling.py --quick    # fewer rounds, ~2 minutes
+    python benchmarks/int8_ceiling.py            # ~70 s on 2 cores
+    python benchmarks/int8_ceiling.py --quick    # fewer rounds, ~45 s
 
 A speed-up over PyTorch fp32 eager is bounded by the rate at which the CPU multiplies int8 values:
 a model of M multiply-accumulates (MACs) cannot run in less than ``M / peak`` seconds, so its
