@@ -280,3 +280,38 @@ def test_flatten_before_the_classifier_runs_channels_last(tmp_path):
     assert check_parity(q, tmp_path / "q.onnx", x).ok
     export_onnx(model, tmp_path / "f.onnx", x[:1])  # float: nothing runs NHWC, nothing changes
     assert flatten_channels_last(onnx.load(tmp_path / "f.onnx")) == 0
+
+
+class ClampedOutput(nn.Module):
+    """conv2's int8 output is read by a ReLU6 alone (`shared=False`), or also by the model's output."""
+
+    def __init__(self, *, shared: bool) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv1 = nn.Conv2d(3, 8, 3)
+        self.conv2 = nn.Conv2d(8, 8, 1)
+        self.act = nn.ReLU6()
+        self.shared = shared
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv2(self.act(self.conv1(x)) * 8.0)
+        return torch.cat([self.act(y), y], dim=1) if self.shared else self.act(y)
+
+
+def test_an_int8_output_read_only_by_relu6_is_calibrated_on_the_clamped_values(tmp_path):
+    batches = _batches()
+    out = _quantize(ClampedOutput(shared=False), batches)
+    conv2 = out.model.conv2
+    assert out.info["int8_outputs"] == ["conv1", "conv2"]  # the Mul after conv1's ReLU6 is float
+    assert int(out.model.conv1.output_zero_point) == -128
+    raw = conv2.float_forward(out.model.act(out.model.conv1(batches[0][0])) * 8.0)
+    assert float(raw.min()) < 0 and float(raw.max()) > 6  # the clamp matters on this data
+    # all 256 codes over [0, 6]: the quantizer's lowest code is 0.0 and its highest is 6.0
+    assert int(conv2.output_zero_point) == -128
+    assert float(conv2.output_scale) * 255 == pytest.approx(6.0, rel=1e-6)
+    export_onnx(out.model, tmp_path / "q.onnx", batches[0][0][:1])
+    x = torch.cat([b[0] for b in _batches(seed=5)])
+    assert check_parity(out.model, tmp_path / "q.onnx", x, steps=2.0).within_steps
+    # read by something else too: the raw range stays
+    both = _quantize(ClampedOutput(shared=True), batches).model.conv2
+    assert int(both.output_zero_point) > -128 and float(both.output_scale) * 255 > 6.0

@@ -33,6 +33,7 @@ class LayerChoice:
     method: str  # the weight range estimator: minmax | percentile | mse | gptq
     split_outliers: int = 0  # input channels to split (outlier channel splitting), 0 = none
     quantize_output: bool = False  # static int8 output (its output reaches no quantized layer's input)
+    output_clamp: tuple[float, float] | None = None  # the clamp its output feeds alone (see int8_graph.clamp_of)
 
 
 SINGLE_CHANNEL_REASON = (

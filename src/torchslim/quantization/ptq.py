@@ -46,6 +46,7 @@ class LayerStats:
     input_count: int = 0
     channel_absmax: Tensor | None = None
     output_observer: Observer | None = None
+    output_clamp: tuple[float, float] | None = None  # the output observer sees the clamped values
 
     def mean_input(self) -> Tensor | None:
         if self.input_sum is None or self.input_count == 0:
@@ -66,7 +67,8 @@ class LayerStats:
             amax = x.detach().float().reshape(-1, x.shape[-1]).abs().amax(dim=0)
             self.channel_absmax = amax if self.channel_absmax is None else torch.maximum(self.channel_absmax, amax)
         if self.output_observer is not None and isinstance(output, Tensor):
-            self.output_observer.observe(output)
+            clamp = self.output_clamp
+            self.output_observer.observe(output if clamp is None else output.clamp(clamp[0], clamp[1]))
 
 
 def _channel_sum(module: nn.Module, x: Tensor) -> tuple[Tensor, int]:
@@ -91,6 +93,7 @@ def _layer_stats(choice: LayerChoice, observer: str, percentile: float) -> Layer
         st.hessian = HessianAccumulator(choice.module)
     if choice.quantize_output:
         st.output_observer = make_observer(observer, bits=8, symmetric=False, percentile=percentile)
+        st.output_clamp = choice.output_clamp
     return st
 
 

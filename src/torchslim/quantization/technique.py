@@ -145,6 +145,7 @@ def _plan_int8_graph(
         return None
     for choice in choices:
         choice.quantize_output = choice.name in plan.output_layers
+        choice.output_clamp = plan.output_clamps.get(choice.name)
     if plan.output_layers:
         info["int8_outputs"] = sorted(plan.output_layers)
     if plan.points:
