@@ -56,6 +56,7 @@ from _harness import (  # noqa: E402
     torch_fn,
     write_results,
 )
+from torchslim.deploy.openvino.session import compile_ir  # noqa: E402
 
 PROBE_SHAPES = ((512, 4), (512, 8), (256, 16), (128, 32), (64, 32))
 """(channels, map size) of the convolution stacks timed for the peak rate."""
@@ -66,29 +67,12 @@ GOALS = {("dense", 32): 5.5, ("50% channels", 1): 30.0, ("50% channels", 32): 18
 PROBE_BATCH = 32
 
 
-def _compile(xml: Path, shape: tuple[int, ...], *, threads: int, streams: int, profile: bool = False) -> Any:
-    """The IR compiled for `shape` with `streams` streams sharing `threads` threads (float layers f32)."""
-    import openvino as ov
-
-    core = ov.Core()
-    model = core.read_model(str(xml))
-    model.reshape({model.inputs[0].get_any_name(): list(shape)})
-    config = {
-        "INFERENCE_NUM_THREADS": threads,
-        "NUM_STREAMS": streams,
-        "PERFORMANCE_HINT": "LATENCY" if streams == 1 else "THROUGHPUT",
-        "INFERENCE_PRECISION_HINT": "f32",
-        "PERF_COUNT": profile,
-    }
-    return core.compile_model(model, "CPU", config)
-
-
 def openvino_call(xml: Path, x: torch.Tensor, *, threads: int, streams: int = 1) -> Callable[[], Any]:
     """One inference of batch `x`, split evenly over `streams` infer requests run at once."""
     if len(x) % streams:
         raise ValueError(f"batch {len(x)} does not split over {streams} streams")
     part = len(x) // streams
-    compiled = _compile(xml, (part, *x.shape[1:]), threads=threads, streams=streams)
+    compiled = compile_ir(xml, threads=threads, shapes=[(part, *x.shape[1:])], streams=streams)
     requests = [compiled.create_infer_request() for _ in range(streams)]
     arrays = [np.ascontiguousarray(x[i * part : (i + 1) * part].numpy()) for i in range(streams)]
     if streams == 1:  # a synchronous call, as deploy_speed.py and torchslim's backend time it
@@ -142,7 +126,7 @@ def layer_profile(xml: Path, x: torch.Tensor, *, threads: int, repeats: int) -> 
     summed by layer type, and the rate of each convolution (MACs from the IR's weight shapes)."""
     import openvino as ov
 
-    compiled = _compile(xml, tuple(x.shape), threads=threads, streams=1, profile=True)
+    compiled = compile_ir(xml, threads=threads, shapes=[tuple(x.shape)], profile=True)
     request = compiled.create_infer_request()
     array = np.ascontiguousarray(x.numpy())
     per_call: dict[str, list[float]] = collections.defaultdict(list)

@@ -53,10 +53,14 @@ def compile_ir(
     threads: int | None = None,
     precision: str = DEFAULT_PRECISION,
     shapes: list[tuple[int, ...]] | None = None,
+    streams: int = 1,
+    profile: bool = False,
 ) -> Any:
-    """The IR at `path` compiled for the CPU: one stream, the LATENCY hint, `threads` inference
-    threads (None: ``torch.get_num_threads()``), `precision` as the inference precision hint, and
-    the inputs fixed to `shapes` when given (static shapes let the plugin pick its kernels ahead)."""
+    """The IR at `path` compiled for the CPU: `streams` streams (one: the LATENCY hint, more: the
+    THROUGHPUT hint) sharing `threads` inference threads (None: ``torch.get_num_threads()``),
+    `precision` as the inference precision hint, the inputs fixed to `shapes` when given (static
+    shapes let the plugin pick its kernels ahead), and with `profile` the per-layer counters
+    (``PERF_COUNT``: an infer request's ``get_profiling_info()``)."""
     import openvino as ov
 
     path = Path(path)
@@ -69,11 +73,14 @@ def compile_ir(
     model = core.read_model(str(path))
     if shapes is not None:
         model.reshape({model.inputs[i].get_any_name(): list(s) for i, s in enumerate(shapes)})
+    if isinstance(streams, bool) or not isinstance(streams, int) or streams < 1:
+        raise ConfigError(f"streams={streams!r} must be a positive integer.")
     config = {
         "INFERENCE_NUM_THREADS": used,
-        "NUM_STREAMS": 1,
-        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": streams,
+        "PERFORMANCE_HINT": "LATENCY" if streams == 1 else "THROUGHPUT",
         "INFERENCE_PRECISION_HINT": precision,
+        "PERF_COUNT": profile,
     }
     return core.compile_model(model, "CPU", config)
 
