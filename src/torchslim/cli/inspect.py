@@ -166,7 +166,7 @@ def export(
         kind = "int8 QDQ" if facts.quantized else "float"
         typer.echo(f"wrote {onnx} ({kind}, {summary['bytes']:,} bytes)")
         if parity.quantized:
-            verdict = "OK" if parity.within_steps else ("OK, close" if parity.close else "FAILED")
+            verdict = {"within steps": "OK", "close": "OK, close"}.get(parity.verdict, "FAILED")
             typer.echo(
                 f"parity: max |onnx - pytorch| = {parity.max_abs_diff:.3g} = {parity.max_diff_in_steps:.3f} "
                 f"quantization steps (tolerance 2 steps, or close: lowest cosine {parity.cosine:.5f} >= "

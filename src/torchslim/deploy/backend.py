@@ -187,6 +187,14 @@ class OutputParity:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def verdict(self) -> str:
+        """``"within steps"``, ``"close"`` or ``"failed"`` for a compressed model; ``"ok"`` or
+        ``"failed"`` for a float one."""
+        if not self.quantized:
+            return "ok" if self.ok else "failed"
+        return "within steps" if self.within_steps else ("close" if self.close else "failed")
+
 
 def close_to_reference(facts: Mapping[str, Any], cosine_bound: float | None) -> bool:
     """Whether a compressed model's output, further off than the step bound, is still close: every

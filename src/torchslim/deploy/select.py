@@ -156,9 +156,13 @@ def _prepare(
                 facts.export = exported.to_dict()
                 parity = backend.check_parity(model, path, inputs)
                 facts.parity = parity.to_dict()
-                facts.parity_ok = _within(facts.parity, parity_steps, parity_cosine, ok=bool(parity.ok))
                 if facts.parity.get("quantized"):  # the verdict under the bounds this selection used
-                    facts.parity.update(ok=facts.parity_ok, bound_steps=parity_steps, cosine_bound=parity_cosine)
+                    facts.parity.update(
+                        _verdict_under(facts.parity, parity_steps, parity_cosine),
+                        bound_steps=parity_steps,
+                        cosine_bound=parity_cosine,
+                    )
+                facts.parity_ok = bool(facts.parity["ok"])
                 if not facts.parity_ok:
                     problems.append(
                         "parity check failed: the runtime's output differs from PyTorch's"
@@ -173,17 +177,17 @@ def _prepare(
     return facts, paths
 
 
-def _within(facts: dict[str, Any], steps: float, cosine_bound: float | None, *, ok: bool) -> bool:
-    """The backend's verdict `ok`, redone for a compressed model under this selection's bounds where its
-    parity `facts` give the distance in steps: within `steps` (8-bit steps of the output range), or
-    close with `cosine_bound` (:func:`~torchslim.deploy.backend.close_to_reference`)."""
+def _verdict_under(facts: dict[str, Any], steps: float, cosine_bound: float | None) -> dict[str, Any]:
+    """A compressed model's parity verdict (``ok``, ``within_steps``, ``close``) redone under this
+    selection's bounds where its parity `facts` give the distance in steps: within `steps` (8-bit steps
+    of the output range), or close with `cosine_bound`
+    (:func:`~torchslim.deploy.backend.close_to_reference`); the backend's own verdict otherwise."""
     in_steps = facts.get("max_diff_in_steps")
-    if facts.get("quantized") and isinstance(in_steps, (int, float)):
-        within = bool(in_steps <= steps + 1e-9)
-        close = not within and close_to_reference(facts, cosine_bound)
-        facts.update(within_steps=within, close=close)
-        return within or close
-    return ok
+    if not isinstance(in_steps, (int, float)):
+        return {"ok": bool(facts.get("ok"))}
+    within = bool(in_steps <= steps + 1e-9)
+    close = not within and close_to_reference(facts, cosine_bound)
+    return {"ok": within or close, "within_steps": within, "close": close}
 
 
 def _how_far(facts: dict[str, Any], steps: float, cosine_bound: float | None) -> str:
