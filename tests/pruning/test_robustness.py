@@ -57,6 +57,31 @@ class ConcatSplit(nn.Module):
         return self.head(torch.cat([self.c(left), self.d(right)], dim=1).mean(dim=(2, 3)))
 
 
+class ClassTokenSplit(nn.Module):
+    """CvT's class token: split off along the token dimension, then concatenated back onto two
+    branches (Torch-Pruning 1.6 fails to infer that concatenation's sizes)."""
+
+    def __init__(self, dim: int = 16) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, dim, 4, stride=4)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dim))
+        self.fc1 = nn.Linear(dim, 32)
+        self.fc2 = nn.Linear(32, dim)
+        self.mix = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.mix2 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.head = nn.Linear(dim, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.patch(x).flatten(2).transpose(1, 2)
+        t = torch.cat([self.cls_token.expand(t.shape[0], -1, -1), t], dim=1)
+        t = t + self.fc2(torch.relu(self.fc1(t)))
+        cls, rest = torch.split(t, [1, t.shape[1] - 1], 1)
+        img = rest.transpose(1, 2).reshape(x.shape[0], -1, 4, 4)
+        a = torch.cat([cls, self.mix(img).flatten(2).transpose(1, 2)], dim=1)
+        b = torch.cat([cls, self.mix2(img).flatten(2).transpose(1, 2)], dim=1)
+        return self.head((a * b).mean(dim=1))
+
+
 def _seeded(cls: type[nn.Module]) -> nn.Module:
     torch.manual_seed(0)
     return cls().eval()
@@ -80,6 +105,17 @@ def test_bare_parameters_coupled_to_channels_are_cut_with_them_and_replayed():
     assert torch.allclose(_replayed(_seeded(Tokens), pruned)(IMG), pruned(IMG))
     group = next(g for g in ChannelGraph(_seeded(Tokens), IMG).groups() if g.root == "patch")
     assert set(group.parameters) == {"cls_token", "pos", "gamma"} and "gamma" not in group.layers
+
+
+def test_a_class_token_concatenated_back_along_the_tokens_is_coupled_index_by_index():
+    model = _seeded(ClassTokenSplit)
+    out = prune_channels(model, IMG, ratio=0.5)
+    pruned = out.model
+    assert pruned.patch.out_channels == 8 and pruned.cls_token.shape == (1, 1, 8)
+    assert pruned.mix.out_channels == 8 and pruned.head.in_features == 8 and not out.skipped
+    assert any("coupled index by index" in note for note in out.info["notes"])
+    assert pruned(IMG).shape == (2, 3) and count_macs(pruned, IMG).total < 0.5 * count_macs(model, IMG).total
+    assert torch.allclose(_replayed(_seeded(ClassTokenSplit), pruned)(IMG), pruned(IMG))
 
 
 def test_tied_weights_stay_tied_after_pruning_and_replay():

@@ -8,6 +8,8 @@
   Torch-Pruning cannot trace through the cache object.
 * A time limit on the dependency search (:func:`deadline`), so a graph whose coupling search
   explodes ends in a typed error naming the layer it was on instead of a hang.
+* A concatenation whose input sizes Torch-Pruning cannot infer (:func:`tolerant_concat_sizes`)
+  couples its inputs index by index instead of failing the whole trace.
 """
 
 from __future__ import annotations
@@ -165,6 +167,42 @@ def deadline(seconds: float | None) -> Iterator[float]:
         signal.signal(signal.SIGALRM, old)
         if previous[0] > 0:  # an outer timer was running: give it back what is left
             signal.setitimer(signal.ITIMER_REAL, max(previous[0] - (time.monotonic() - end + seconds), 1e-3))
+
+
+@contextlib.contextmanager
+def tolerant_concat_sizes(unmapped: list[str]) -> Iterator[None]:
+    """For the block (a graph's build), a ``torch.cat`` whose per-input channel counts
+    Torch-Pruning's shape inference cannot work out is left without an index mapping (its inputs
+    are coupled index by index, as for an addition) instead of raising; each such op's name is
+    appended to `unmapped`.
+
+    The case this is for: a class token split off and concatenated back along the token dimension
+    (CvT's ``torch.split(x, [1, h * w], 1)`` ... ``torch.cat((cls, x), 1)``). Torch-Pruning 1.6
+    takes dimension 1 for the channel dimension and indexes the split's sizes by the position of a
+    consumer among all of the split's consumers, which runs past the two sizes. Index-by-index
+    coupling is right for a concatenation along any dimension but the channel one; a real channel
+    concatenation left unmapped would give layers mismatched widths, which channel pruning's check
+    (the pruned model must run with the same output shapes) finds and leaves whole.
+    """
+    from torch_pruning.dependency import index_mapping
+
+    original = index_mapping.update_concat_index_mapping
+
+    def tolerant(graph: Any, cat_node: Any) -> None:
+        try:
+            original(graph, cat_node)
+        except (IndexError, TypeError, KeyError):
+            # stays unmapped for the graph's lifetime: Torch-Pruning redoes the mapping on every
+            # group query and reads known sizes instead of inferring them again
+            cat_node.enable_index_mapping = False
+            cat_node.module.concat_sizes = [0] * len(cat_node.inputs)
+            unmapped.append(str(getattr(cat_node, "name", "a concat")).split("(")[0])
+
+    index_mapping.update_concat_index_mapping = tolerant
+    try:
+        yield
+    finally:
+        index_mapping.update_concat_index_mapping = original
 
 
 def tensor_outputs(value: Any) -> list[torch.Tensor]:

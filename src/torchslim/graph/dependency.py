@@ -39,6 +39,7 @@ from torchslim.graph.adapters import (
     no_cache_input,
     root_types,
     tensor_outputs,
+    tolerant_concat_sizes,
     without_cache,
 )
 from torchslim.graph.attention import (
@@ -252,8 +253,9 @@ class ChannelGraph:
     def _build(self, model: nn.Module) -> None:
         tp = _tp()
         label = type(model).__name__
+        unmapped: list[str] = []
         try:
-            with deadline(self.time_limit):
+            with deadline(self.time_limit), tolerant_concat_sizes(unmapped):
                 self.dg = tp.DependencyGraph().build_dependency(
                     model,
                     example_inputs=self.example_input,
@@ -272,6 +274,11 @@ class ChannelGraph:
                 f"{type(exc).__name__}: {exc}; "
                 "no channel of it can be pruned, nothing was changed"
             ) from exc
+        if unmapped:
+            self.notes.append(
+                f"{', '.join(unmapped)}: input sizes not inferred, inputs coupled index by index "
+                "(a concatenation along a non-channel dimension, e.g. a class token)"
+            )
 
     # -- introspection -------------------------------------------------------------------------
 
