@@ -210,6 +210,32 @@ def test_hidden_ratio_prunes_a_transformer_hidden_size(toys):
     assert out.model.bert.embeddings.word_embeddings.embedding_dim == 16
 
 
+def test_cvt_attention_loses_whole_heads_and_its_embed_dim_follows():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.CvtConfig(embed_dim=[16, 24, 32], num_heads=[1, 2, 4], depth=[1, 2, 3], num_labels=3)
+    torch.manual_seed(0)
+    model = transformers.CvtForImageClassification(config).eval()
+    stage = model.cvt.encoder.stages[2]
+    with torch.no_grad():  # heads 2 and 3 of the last stage read nothing: cutting them changes nothing
+        for layer in stage.layers:
+            attention = layer.attention.attention
+            for proj in (attention.projection_query, attention.projection_key, attention.projection_value):
+                proj.weight[16:] = 0
+                proj.bias[16:] = 0
+    names = tuple(
+        f"cvt.encoder.stages.2.layers.{i}.attention.attention.projection_{p}"
+        for i in range(3)
+        for p in ("query", "key", "value")
+    )
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    out = prune_channels(model, x, ratio=0.5, head_ratio=0.5, targets=Targets(names=names))
+    for layer in out.model.cvt.encoder.stages[2].layers:
+        attention = layer.attention.attention
+        assert (attention.num_heads, attention.embed_dim, attention.projection_value.out_features) == (2, 16, 16)
+    assert torch.allclose(out.model(x).logits, model(x).logits, atol=1e-5)
+    assert stage.layers[0].attention.attention.num_heads == 4, "the caller's model is untouched"
+
+
 def test_gpt2_conv1d_is_pruned_like_linear_with_the_cache_turned_off_for_tracing():
     transformers = pytest.importorskip("transformers")
     config = transformers.GPT2Config(vocab_size=64, n_embd=32, n_layer=1, n_head=4, n_positions=16)

@@ -4,7 +4,8 @@ heads, how wide a head is, and the head-count attributes to update after whole h
 Hugging Face spells these differently per model family: ``query/key/value`` with
 ``num_attention_heads`` (BERT, ViT), ``q_proj/k_proj/v_proj`` with ``num_heads`` or
 ``num_attention_heads`` and ``head_dim`` (BART, OPT, GPT-Neo, ViT in transformers 5), ``q_lin/...``
-with ``n_heads`` (DistilBERT), ``q/k/v`` with ``n_heads`` and ``inner_dim`` (T5). A module is an
+with ``n_heads`` (DistilBERT), ``q/k/v`` with ``n_heads`` and ``inner_dim`` (T5),
+``projection_query/...`` with ``num_heads`` and ``embed_dim`` (CvT). A module is an
 attention layer here when it has three such projections of equal width and a head count (an
 attribute, or the width over ``head_dim``). Grouped-query attention (keys and values narrower than
 queries) is not treated as prunable by heads.
@@ -22,6 +23,7 @@ QKV_NAMES: tuple[tuple[str, str, str], ...] = (
     ("query_proj", "key_proj", "value_proj"),
     ("q_lin", "k_lin", "v_lin"),
     ("q", "k", "v"),
+    ("projection_query", "projection_key", "projection_value"),
 )
 """Names of the query/key/value projections, per model family."""
 
@@ -33,6 +35,11 @@ HEAD_DIM_ATTRS = ("attention_head_size", "head_dim", "key_value_proj_dim")
 
 WIDTH_ATTRS = ("all_head_size", "inner_dim")
 """Attributes holding heads x head width (updated when heads are removed)."""
+
+MAYBE_WIDTH_ATTRS = ("embed_dim",)
+"""Attributes that hold heads x head width in some families (CvT divides ``embed_dim`` by the head
+count to get the head width) and the model width in others: updated only when equal to heads x
+head width before the cut."""
 
 
 def _width(layer: Any) -> int | None:
@@ -109,11 +116,13 @@ def set_heads(attention: nn.Module, name: str, heads: int, head_dim: int) -> lis
     """Set the head-count (and heads x width) attributes of `attention` after heads were removed;
     returns them as ``{"set", "attr", "value"}`` operations for the plan."""
     ops: list[dict[str, Any]] = []
+    before = heads_of(attention) * head_dim
+    widths = [*WIDTH_ATTRS, *(a for a in MAYBE_WIDTH_ATTRS if getattr(attention, a, None) == before)]
     for attr in HEAD_COUNT_ATTRS:
         if isinstance(getattr(attention, attr, None), int):
             setattr(attention, attr, heads)
             ops.append({"set": name, "attr": attr, "value": heads})
-    for attr in WIDTH_ATTRS:
+    for attr in widths:
         if isinstance(getattr(attention, attr, None), int):
             setattr(attention, attr, heads * head_dim)
             ops.append({"set": name, "attr": attr, "value": heads * head_dim})
