@@ -315,3 +315,30 @@ def test_an_int8_output_read_only_by_relu6_is_calibrated_on_the_clamped_values(t
     # read by something else too: the raw range stays
     both = _quantize(ClampedOutput(shared=True), batches).model.conv2
     assert int(both.output_zero_point) > -128 and float(both.output_scale) * 255 > 6.0
+
+
+class KeywordCNN(nn.Module):
+    """A 1-D keyword-spotting CNN over MFCC frames: the last convolution feeds a mean over time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv1d(10, 32, 3, padding=1, bias=False), nn.BatchNorm1d(32), nn.ReLU())
+        self.dw = nn.Sequential(nn.Conv1d(32, 32, 3, padding=1, groups=32, bias=False), nn.BatchNorm1d(32), nn.ReLU())
+        self.pw = nn.Sequential(nn.Conv1d(32, 48, 1, bias=False), nn.BatchNorm1d(48), nn.ReLU())
+        self.head = nn.Linear(48, 12)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.head(self.pw(self.dw(self.stem(x))).mean(dim=2))
+        return out
+
+
+def test_a_conv1d_feeding_a_float_op_gets_an_int8_output_and_runs_as_an_integer_kernel(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(16, 10, 49, generator=gen), torch.zeros(16, dtype=torch.long)) for _ in range(2)]
+    out = _quantize(randomize_bn(KeywordCNN()), batches)
+    assert out.info["int8_outputs"] == ["pw.0"]
+    export_onnx(out.model, tmp_path / "q.onnx", batches[0][0][:1])
+    counts = optimized_op_counts(tmp_path / "q.onnx")
+    assert counts["QLinearConv"] == 3 and counts["Conv"] == 0 and counts["FusedConv"] == 0
+    x = torch.randn(32, 10, 49, generator=gen)
+    assert check_parity(out.model, tmp_path / "q.onnx", x, steps=2.0).ok

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from tests.zoo.classic_archs import CLASSIC_ARCHS
 from tests.zoo.hand_archs import BUILTIN_ARCHS, HAND_ARCHS
 from tests.zoo.harness import randomize_norms
 from tests.zoo.hf_archs import HF_ARCHS
@@ -35,7 +36,13 @@ class Arch:
 
 def _archs() -> dict[str, Arch]:
     out: dict[str, Arch] = {}
-    for source, table in (("torchslim", BUILTIN_ARCHS), ("hand-made", HAND_ARCHS), ("transformers", HF_ARCHS)):
+    tables = (
+        ("torchslim", BUILTIN_ARCHS),
+        ("hand-made", HAND_ARCHS),
+        ("classic", CLASSIC_ARCHS),
+        ("transformers", HF_ARCHS),
+    )
+    for source, table in tables:
         for name, (family, builder) in table.items():
             out[name] = Arch(name, family, source, builder)
     return out

@@ -43,7 +43,7 @@ SINGLE_CHANNEL_REASON = (
 
 
 def unquantized_outputs(model: nn.Module, choices: list[LayerChoice], example_input: Any = None) -> set[str] | None:
-    """Names of static-input ``Conv2d`` layers whose output reaches something other than a
+    """Names of static-input ``Conv1d`` / ``Conv2d`` layers whose output reaches something other than a
     static-input quantized layer (a residual ``Add``, a ``cat``, the model output).
 
     An int8 runtime cannot run these as integer kernels unless their output is quantized too
@@ -56,7 +56,7 @@ def unquantized_outputs(model: nn.Module, choices: list[LayerChoice], example_in
     from torchslim.graph.flow import outputs_reaching_others, outputs_reaching_others_autograd
 
     static = {c.name for c in choices if c.act_spec is not None and c.act_spec.mode == "static"}
-    convs = {c.name for c in choices if c.name in static and isinstance(c.module, nn.Conv2d)}
+    convs = {c.name for c in choices if c.name in static and isinstance(c.module, (nn.Conv1d, nn.Conv2d))}
     if not convs:
         return set()
     found = outputs_reaching_others(model, convs, static)

@@ -139,7 +139,7 @@ def _plan_int8_graph(
     if act_spec.bits != 8 or act_spec.symmetric:
         return None
     static = {c.name for c in choices if c.act_spec is not None and c.act_spec.mode == "static"}
-    convs = {c.name for c in choices if c.name in static and isinstance(c.module, nn.Conv2d)}
+    convs = {c.name for c in choices if c.name in static and isinstance(c.module, (nn.Conv1d, nn.Conv2d))}
     plan = plan_points(work, static, convs)
     if plan is None:
         return None
