@@ -8,6 +8,9 @@
 * peers: Torch-Pruning (:func:`torch_pruning_50`), torch.ao FX static int8 (:func:`ao_fx_int8`),
   NNCF post-training int8 on OpenVINO (:func:`openvino_model`), ``torch.nn.utils.prune``
   (:func:`nn_utils_prune`); onnxruntime ``quantize_static`` is ``quantization.ort_quantize_static``.
+* transformer peers: onnxruntime's BERT route (:func:`ort_bert_fused_dynamic`: the transformer
+  optimizer's fused attention, then ``quantize_dynamic``) and NNCF int8 weight compression on
+  OpenVINO (:func:`nncf_weights_openvino`).
 """
 
 from __future__ import annotations
@@ -222,3 +225,49 @@ def openvino_model(
     )
     request = compiled.create_infer_request()
     return compiled, lambda x: request.infer({0: x})
+
+
+def ort_bert_fused_dynamic(float_path: Path, out: Path) -> None:
+    """onnxruntime's int8 route for BERT-like encoders on CPU: ``onnxruntime.transformers.optimizer``
+    (``model_type="bert"``; heads and width read from the graph) fuses attention, skip + LayerNorm,
+    bias + GELU and the embeddings, then ``quantize_dynamic`` (int8 per-channel weights) turns the
+    fused ``Attention`` into ``QAttention``."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers import optimizer
+
+    fused = out.with_name(out.stem + "_fused.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optimizer.optimize_model(str(float_path), model_type="bert", opt_level=0).save_model_to_file(str(fused))
+    quantize_dynamic(
+        str(fused),
+        str(out),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        # the fused contrib ops have no ONNX shape inference: their outputs are float
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+
+
+def nncf_weights_openvino(float_path: Path, *, threads: int) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    """OpenVINO's CPU plugin on the fp32 ONNX after ``nncf.compress_weights`` with its defaults (int8
+    asymmetric weights; the plugin quantizes the activations of such layers at run time). Returns a
+    function of the input feeds giving the first output."""
+    import logging
+
+    import nncf
+    import openvino as ov
+
+    nncf.set_log_level(logging.ERROR)  # its per-layer bit-width table goes to stdout otherwise
+    core = ov.Core()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compressed = nncf.compress_weights(core.read_model(str(float_path)))
+    compiled = core.compile_model(
+        compressed, "CPU", {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
+    )
+    request = compiled.create_infer_request()
+    names = [port.get_any_name() for port in compiled.inputs]
+    output = compiled.outputs[0]
+    return lambda feeds: request.infer({n: feeds[n] for n in names})[output]

@@ -25,9 +25,12 @@ Sections (``--only``):
   output cosine and top-1 agreement with fp32; the graph onnxruntime runs (integer kernels,
   Quantize / Dequantize nodes, float Adds); a column saying where torchslim is behind a peer.
 * ``minilm``: MiniLM-L6 sentence encoder at batch 32 x 128 tokens: torchslim int8 (default, on
-  onnxruntime) next to onnxruntime ``quantize_dynamic`` (per-tensor, per-channel), torch.ao
-  ``quantize_dynamic`` and torchao int8 dynamic; mean cosine of sentence embeddings against fp32 over
-  tweets.
+  onnxruntime) next to onnxruntime ``quantize_dynamic`` (per-tensor, per-channel; and per-channel
+  after onnxruntime's BERT optimizer, the route to its fused ``QAttention``: full run only), NNCF
+  int8 weight compression on OpenVINO, torch.ao ``quantize_dynamic`` and torchao int8 dynamic; and
+  torchslim's int8 weights only (``Quantize(activations=None)``) on OpenVINO, whose CPU plugin
+  quantizes those layers' inputs at run time as it does NNCF's; mean cosine of sentence embeddings
+  against fp32 over tweets.
 
 Writes ``benchmarks/results/deploy_speed[_quick].json``, ``.md`` and ``deploy_speed[_quick].png``.
 """
@@ -349,7 +352,7 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
     from quantization import _embed, _embed_onnx, ao_dynamic, ort_quantize_dynamic, torchao_models
     from torchslim.core import Context, DataSplits
     from torchslim.data import load_splits
-    from torchslim.deploy import export_onnx
+    from torchslim.deploy import export_onnx, export_openvino
     from torchslim.models import build_model
     from torchslim.quantization import Quantize, quantize_handler
 
@@ -368,6 +371,15 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
     export_onnx(ts, tmp / "ts_int8.onnx", example)
     ort_quantize_dynamic(tmp / "fp32.onnx", tmp / "ort_dyn.onnx")
     ort_quantize_dynamic(tmp / "fp32.onnx", tmp / "ort_dyn_pc.onnx", per_channel=True)
+    if not args.quick:  # slower than plain quantize_dynamic here (fused SkipLayerNormalization is)
+        dm.ort_bert_fused_dynamic(tmp / "fp32.onnx", tmp / "ort_bert_dyn_pc.onnx")
+    nncf_run = dm.nncf_weights_openvino(tmp / "fp32.onnx", threads=args.threads)
+    # int8 weights only: OpenVINO's CPU plugin quantizes such layers' inputs at run time itself
+    weights_only = quantize_handler(
+        model, Quantize(activations=None), targets=None, context=Context(data=splits, seed=0, quiet=True)
+    ).model
+    export_openvino(weights_only, tmp / "ts_weights.xml", example)
+    ts_ov_run = _openvino_runner(tmp / "ts_weights.xml", args.threads)
     ao = ao_dynamic(model)
     torch_models: dict[str, tuple[str, torch.nn.Module]] = {
         BASELINE: ("baseline", model),
@@ -380,8 +392,11 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
         "onnxruntime fp32": ("peer", "fp32.onnx"),
         "onnxruntime quantize_dynamic (per-tensor)": ("peer", "ort_dyn.onnx"),
         "onnxruntime quantize_dynamic (per-channel)": ("peer", "ort_dyn_pc.onnx"),
+        "onnxruntime BERT optimizer + quantize_dynamic (per-channel)": ("peer", "ort_bert_dyn_pc.onnx"),
         "torchslim int8 (onnxruntime)": ("torchslim", "ts_int8.onnx"),
     }
+    if args.quick:
+        del onnx_files["onnxruntime BERT optimizer + quantize_dynamic (per-channel)"]
     ref = _embed(model, texts)
     rows: dict[str, dict[str, Any]] = {}
     for name, (who, m) in torch_models.items():
@@ -390,6 +405,10 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
         emb = _embed_onnx(tmp / f, model, texts, args.threads)
         rows[name] = {"who": who, "group": "int8", "runtime": "onnxruntime", "emb": emb}
         rows[name]["bytes"] = (tmp / f).stat().st_size
+    nncf_name = "NNCF int8 weight compression (OpenVINO)"
+    ts_ov_name = "torchslim int8 weights, activations=None (OpenVINO)"
+    for name, who, run in ((nncf_name, "peer", nncf_run), (ts_ov_name, "torchslim", ts_ov_run)):
+        rows[name] = {"who": who, "group": "int8", "runtime": "OpenVINO", "emb": _embed_with(run, model, texts)}
     for row in rows.values():
         row["mean_cosine"] = round(float(torch.nn.functional.cosine_similarity(ref, row.pop("emb")).mean()), 5)
     enc = model.tokenize((texts * 32)[:32], padding="max_length")
@@ -398,6 +417,8 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
     for name, (_, f) in onnx_files.items():
         session = ort_session(tmp / f, args.threads)
         fns[name] = ort_fn(session, {i.name: feeds[i.name] for i in session.get_inputs()})
+    fns[nncf_name] = lambda: nncf_run(feeds)
+    fns[ts_ov_name] = lambda: ts_ov_run(feeds)
     rounds = max(8, args.rounds // 2)  # 4 quick rounds scattered 2.19x-2.65x over three runs
     log(f"  timing {len(fns)} variants at batch 32 x 128 tokens, {rounds} rounds")
     with warnings.catch_warnings():
@@ -407,6 +428,27 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
     behind_column(rows, ["32x128"])
     rows["torchslim int8 (onnxruntime)"]["build_seconds"] = build_seconds
     return {"texts": len(texts), "rounds": rounds, "rows": rows}
+
+
+def _openvino_runner(xml: Path, threads: int) -> Callable[[dict[str, Any]], Any]:
+    """torchslim's OpenVINO IR compiled for `threads` threads (dynamic shapes): input feeds -> first output."""
+    from torchslim.deploy.openvino import compile_ir
+
+    compiled = compile_ir(xml, threads=threads)
+    request = compiled.create_infer_request()
+    names = [port.get_any_name() for port in compiled.inputs]
+    output = compiled.outputs[0]
+    return lambda feeds: request.infer({n: feeds[n] for n in names})[output]
+
+
+def _embed_with(run: Callable[[dict[str, Any]], Any], model: Any, texts: list[str], batch: int = 32) -> torch.Tensor:
+    """Sentence embeddings of `texts` from `run` (input feeds -> first output), in batches padded to
+    their longest text."""
+    outs = []
+    for i in range(0, len(texts), batch):
+        enc = model.tokenize(texts[i : i + batch], padding="longest")
+        outs.append(torch.from_numpy(np.asarray(run({k: v.numpy() for k, v in enc.items()}))))
+    return torch.cat(outs)
 
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
