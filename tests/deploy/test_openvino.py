@@ -106,6 +106,29 @@ def test_torchslim_int8_runs_integer_kernels_with_parity(tmp_path: Path) -> None
     assert kernels.get("Convolution f32") == 1, kernels
 
 
+def test_dynamic_int8_inputs_get_a_note_and_weights_only_runs_int8_fullyconnected(tmp_path: Path) -> None:
+    from torchslim.quantization import ActivationQuant, Quantize, quantize_handler
+
+    def mlp() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(64, 128), nn.GELU(), nn.Linear(128, 64)).eval()
+
+    gen = torch.Generator().manual_seed(3)
+    batches = [(torch.randn(4, 16, 64, generator=gen), torch.zeros(4, dtype=torch.long)) for _ in range(2)]
+    context = Context(data=DataSplits(calibration=batches))
+    x = torch.randn(2, 16, 64, generator=gen)
+    backend = get_backend("openvino")
+    dynamic = Quantize(activations=ActivationQuant(mode="dynamic"))
+    facts = backend.export(quantize_handler(mlp(), dynamic, targets=None, context=context).model, tmp_path / "d.xml", x)
+    assert any("2 dynamic int8 input quantizations" in note and "activations: null" in note for note in facts.notes)
+    weights_only = quantize_handler(mlp(), Quantize(activations=None), targets=None, context=context).model
+    facts = backend.export(weights_only, tmp_path / "w.xml", x)
+    assert not any("dynamic int8" in note for note in facts.notes)
+    assert backend.check_parity(weights_only, facts.path, x).ok
+    kernels = kernel_precisions(facts.path, x)
+    assert kernels.get("FullyConnected i8", 0) + kernels.get("FullyConnected u8", 0) == 2, kernels
+
+
 def test_export_refuses_a_path_that_is_not_xml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="must end in '.xml'"):
         get_backend("openvino").export(toy_cnn(), tmp_path / "m.onnx", torch.rand(1, 1, 28, 28))

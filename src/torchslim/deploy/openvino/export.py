@@ -42,6 +42,20 @@ class OpenVinoExport:
         return out
 
 
+DYNAMIC_NOTE = (
+    "{n} dynamic int8 input quantizations (DynamicQuantizeLinear + MatMulInteger) have no fast "
+    "OpenVINO kernel (MiniLM-L6 ran slower than its fp32 IR); for OpenVINO quantize the weights only "
+    "(activations: null): its CPU plugin quantizes those layers' inputs at run time (docs/deploy.md)"
+)
+
+
+def _count_ops(path: Path, op_type: str) -> int:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return sum(1 for node in graph.node if node.op_type == op_type)
+
+
 def weights_path_of(path: str | Path) -> Path:
     """The ``.bin`` file beside an IR ``.xml`` file."""
     return Path(path).with_suffix(".bin")
@@ -62,6 +76,7 @@ def export_openvino(model: nn.Module, path: str | Path, example_input: Any) -> O
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{path.stem}.ov-", dir=path.parent) as tmp:
         onnx_facts = export_onnx(model, Path(tmp) / "model.onnx", example_input)
+        dynamic = _count_ops(onnx_facts.path, "DynamicQuantizeLinear")
         converted = ov.convert_model(str(onnx_facts.path))
         staged = Path(tmp) / "model.xml"
         ov.save_model(converted, str(staged), compress_to_fp16=False)
@@ -69,6 +84,8 @@ def export_openvino(model: nn.Module, path: str | Path, example_input: Any) -> O
         os.replace(staged, path)
     size = path.stat().st_size + weights_path_of(path).stat().st_size
     notes = ["converted from torchslim's ONNX export (QDQ -> FakeQuantize)"] + list(onnx_facts.notes)
+    if dynamic:
+        notes.append(DYNAMIC_NOTE.format(n=dynamic))
     return OpenVinoExport(
         path=path,
         weights_path=weights_path_of(path),
