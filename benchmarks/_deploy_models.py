@@ -250,10 +250,13 @@ def ort_bert_fused_dynamic(float_path: Path, out: Path) -> None:
     )
 
 
-def nncf_weights_openvino(float_path: Path, *, threads: int) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+def nncf_weights_openvino(
+    float_path: Path, *, threads: int
+) -> tuple[Callable[[dict[str, np.ndarray]], np.ndarray], str]:
     """OpenVINO's CPU plugin on the fp32 ONNX after ``nncf.compress_weights`` with its defaults (int8
-    asymmetric weights; the plugin quantizes the activations of such layers at run time). Returns a
-    function of the input feeds giving the first output."""
+    asymmetric weights; the plugin quantizes the activations of such layers at run time), compiled
+    with the plugin's defaults as a user would. Returns a function of the input feeds giving the
+    first output, and the precision the plugin runs float operations in (bf16 where the CPU has it)."""
     import logging
 
     import nncf
@@ -270,4 +273,5 @@ def nncf_weights_openvino(float_path: Path, *, threads: int) -> Callable[[dict[s
     request = compiled.create_infer_request()
     names = [port.get_any_name() for port in compiled.inputs]
     output = compiled.outputs[0]
-    return lambda feeds: request.infer({n: feeds[n] for n in names})[output]
+    precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "bf16", "f32"
+    return (lambda feeds: request.infer({n: feeds[n] for n in names})[output]), precision

@@ -89,6 +89,11 @@ def behind_column(rows: dict[str, dict[str, Any]], batches: Sequence[Any]) -> No
                         notes.append(
                             f"why: the same graph ({_graph(row)}) on the same runtime, so round-to-round noise"
                         )
+                    elif row.get("precision") and rows[top].get("precision", row["precision"]) != row["precision"]:
+                        notes.append(
+                            f"why: its float operations run in {rows[top]['precision']} (the runtime's default "
+                            f"here), torchslim's in {row['precision']} for parity with PyTorch"
+                        )
                     ahead = [k for k in ours if rows[k].get("group") == row.get("group") and k != name]
                     best_ours = max(ahead, key=lambda k: _speed(rows[k], b) or 0.0, default=None)
                     if best_ours and (_speed(rows[best_ours], b) or 0.0) > (_speed(rows[top], b) or 0.0):
@@ -101,6 +106,11 @@ def behind_column(rows: dict[str, dict[str, Any]], batches: Sequence[Any]) -> No
                     ):
                         notes.append(f"trade-off: its cosine to fp32 is {theirs_fid}, torchslim's {ours_fid}")
         row["behind"] = "; ".join(notes) if notes else ("-" if row.get("who") == "baseline" else "no")
+
+
+def _runtime(row: dict[str, Any]) -> str:
+    """The runtime, with the precision of its float operations when the row records one."""
+    return f"{row['runtime']} ({row['precision']})" if row.get("precision") else str(row["runtime"])
 
 
 def _fidelity(row: dict[str, Any]) -> float | None:
@@ -178,7 +188,7 @@ def markdown(results: dict[str, Any]) -> str:
             continue
         if key == "minilm":
             body = [
-                [n, r["who"], r["runtime"], r.get("mean_cosine"), *_cell(r, "32x128"), r.get("behind")]
+                [n, r["who"], _runtime(r), r.get("mean_cosine"), *_cell(r, "32x128"), r.get("behind")]
                 for n, r in section["rows"].items()
             ]
             lines += md_table(["variant", "by", "runtime", "mean cosine", "ms", "speed-up", "torchslim behind?"], body)

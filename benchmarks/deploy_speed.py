@@ -373,13 +373,13 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
     ort_quantize_dynamic(tmp / "fp32.onnx", tmp / "ort_dyn_pc.onnx", per_channel=True)
     if not args.quick:  # slower than plain quantize_dynamic here (fused SkipLayerNormalization is)
         dm.ort_bert_fused_dynamic(tmp / "fp32.onnx", tmp / "ort_bert_dyn_pc.onnx")
-    nncf_run = dm.nncf_weights_openvino(tmp / "fp32.onnx", threads=args.threads)
+    nncf_run, nncf_precision = dm.nncf_weights_openvino(tmp / "fp32.onnx", threads=args.threads)
     # int8 weights only: OpenVINO's CPU plugin quantizes such layers' inputs at run time itself
     weights_only = quantize_handler(
         model, Quantize(activations=None), targets=None, context=Context(data=splits, seed=0, quiet=True)
     ).model
     export_openvino(weights_only, tmp / "ts_weights.xml", example)
-    ts_ov_run = _openvino_runner(tmp / "ts_weights.xml", args.threads)
+    ts_ov_run, ts_ov_precision = _openvino_runner(tmp / "ts_weights.xml", args.threads)
     ao = ao_dynamic(model)
     torch_models: dict[str, tuple[str, torch.nn.Module]] = {
         BASELINE: ("baseline", model),
@@ -407,8 +407,13 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
         rows[name]["bytes"] = (tmp / f).stat().st_size
     nncf_name = "NNCF int8 weight compression (OpenVINO)"
     ts_ov_name = "torchslim int8 weights, activations=None (OpenVINO)"
-    for name, who, run in ((nncf_name, "peer", nncf_run), (ts_ov_name, "torchslim", ts_ov_run)):
-        rows[name] = {"who": who, "group": "int8", "runtime": "OpenVINO", "emb": _embed_with(run, model, texts)}
+    openvino_rows = (
+        (nncf_name, "peer", nncf_run, nncf_precision),
+        (ts_ov_name, "torchslim", ts_ov_run, ts_ov_precision),
+    )
+    for name, who, run, precision in openvino_rows:
+        emb = _embed_with(run, model, texts)
+        rows[name] = {"who": who, "group": "int8", "runtime": "OpenVINO", "precision": precision, "emb": emb}
     for row in rows.values():
         row["mean_cosine"] = round(float(torch.nn.functional.cosine_similarity(ref, row.pop("emb")).mean()), 5)
     enc = model.tokenize((texts * 32)[:32], padding="max_length")
@@ -430,15 +435,17 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
     return {"texts": len(texts), "rounds": rounds, "rows": rows}
 
 
-def _openvino_runner(xml: Path, threads: int) -> Callable[[dict[str, Any]], Any]:
-    """torchslim's OpenVINO IR compiled for `threads` threads (dynamic shapes): input feeds -> first output."""
+def _openvino_runner(xml: Path, threads: int) -> tuple[Callable[[dict[str, Any]], Any], str]:
+    """torchslim's OpenVINO IR compiled as its backend compiles it (f32 float operations, for parity)
+    for `threads` threads, dynamic shapes: input feeds -> first output, and that precision."""
     from torchslim.deploy.openvino import compile_ir
 
     compiled = compile_ir(xml, threads=threads)
     request = compiled.create_infer_request()
     names = [port.get_any_name() for port in compiled.inputs]
     output = compiled.outputs[0]
-    return lambda feeds: request.infer({n: feeds[n] for n in names})[output]
+    precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "bf16", "f32"
+    return (lambda feeds: request.infer({n: feeds[n] for n in names})[output]), precision
 
 
 def _embed_with(run: Callable[[dict[str, Any]], Any], model: Any, texts: list[str], batch: int = 32) -> torch.Tensor:

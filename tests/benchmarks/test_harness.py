@@ -145,6 +145,16 @@ def test_behind_column_names_the_trade_off_a_same_graph_and_a_faster_torchslim_r
     assert "trade-off" not in rows["torchslim int8"]["behind"]  # a 1.2x error: not named
 
 
+def test_behind_column_names_a_different_float_precision_as_the_reason(deploy_report):
+    rows = {
+        "peer": {"who": "peer", "group": "int8", "precision": "bf16", "b1": {"ms": 1.0, "speedup": 3.0}},
+        "ours": {"who": "torchslim", "group": "int8", "precision": "f32", "b1": {"ms": 1.2, "speedup": 2.5}},
+    }
+    deploy_report.behind_column(rows, [1])
+    assert "why: its float operations run in bf16" in rows["ours"]["behind"]
+    assert "torchslim's in f32 for parity" in rows["ours"]["behind"]
+
+
 def test_behind_column_calls_a_difference_under_two_percent_a_tie(deploy_report):
     rows = _rows()
     rows["torchslim int8"]["b1"]["speedup"] = 9.9  # the peer: 10.0
