@@ -94,6 +94,8 @@ def behind_column(rows: dict[str, dict[str, Any]], batches: Sequence[Any]) -> No
                             f"why: its float operations run in {rows[top]['precision']} (the runtime's default "
                             f"here), torchslim's in {row['precision']} for parity with PyTorch"
                         )
+                    elif rows[top].get("runtime") and rows[top].get("runtime") != row.get("runtime"):
+                        notes.append(f"why: another runtime, {_runtime(rows[top])}")
                     ahead = [k for k in ours if rows[k].get("group") == row.get("group") and k != name]
                     best_ours = max(ahead, key=lambda k: _speed(rows[k], b) or 0.0, default=None)
                     if best_ours and (_speed(rows[best_ours], b) or 0.0) > (_speed(rows[top], b) or 0.0):

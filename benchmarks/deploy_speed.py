@@ -27,10 +27,10 @@ Sections (``--only``):
 * ``minilm``: MiniLM-L6 sentence encoder at batch 32 x 128 tokens: torchslim int8 (default, on
   onnxruntime) next to onnxruntime ``quantize_dynamic`` (per-tensor, per-channel; and per-channel
   after onnxruntime's BERT optimizer, the route to its fused ``QAttention``: full run only), NNCF
-  int8 weight compression on OpenVINO, torch.ao ``quantize_dynamic`` and torchao int8 dynamic; and
-  torchslim's int8 weights only (``Quantize(activations=None)``) on OpenVINO, whose CPU plugin
-  quantizes those layers' inputs at run time as it does NNCF's; mean cosine of sentence embeddings
-  against fp32 over tweets.
+  int8 weight compression on OpenVINO, torch.ao ``quantize_dynamic`` and torchao int8 dynamic; and,
+  in the full run, torchslim's int8 weights only (``Quantize(activations=None)``) on OpenVINO, whose
+  CPU plugin quantizes those layers' inputs at run time as it does NNCF's; mean cosine of sentence
+  embeddings against fp32 over tweets.
 
 Writes ``benchmarks/results/deploy_speed[_quick].json``, ``.md`` and ``deploy_speed[_quick].png``.
 """
@@ -38,6 +38,7 @@ Writes ``benchmarks/results/deploy_speed[_quick].json``, ``.md`` and ``deploy_sp
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -373,13 +374,16 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
     ort_quantize_dynamic(tmp / "fp32.onnx", tmp / "ort_dyn_pc.onnx", per_channel=True)
     if not args.quick:  # slower than plain quantize_dynamic here (fused SkipLayerNormalization is)
         dm.ort_bert_fused_dynamic(tmp / "fp32.onnx", tmp / "ort_bert_dyn_pc.onnx")
-    nncf_run, nncf_precision = dm.nncf_weights_openvino(tmp / "fp32.onnx", threads=args.threads)
-    # int8 weights only: OpenVINO's CPU plugin quantizes such layers' inputs at run time itself
-    weights_only = quantize_handler(
-        model, Quantize(activations=None), targets=None, context=Context(data=splits, seed=0, quiet=True)
-    ).model
-    export_openvino(weights_only, tmp / "ts_weights.xml", example)
-    ts_ov_run, ts_ov_precision = _openvino_runner(tmp / "ts_weights.xml", args.threads)
+    nncf = dm.nncf_weights_openvino(tmp / "fp32.onnx", threads=args.threads)
+    # name -> (who, input feeds -> first output, precision of the float operations)
+    openvino_runs = {"NNCF int8 weight compression (OpenVINO)": ("peer", *nncf)}
+    if not args.quick:  # int8 weights only: OpenVINO's CPU plugin quantizes such layers' inputs itself
+        weights_only = quantize_handler(
+            model, Quantize(activations=None), targets=None, context=Context(data=splits, seed=0, quiet=True)
+        ).model
+        export_openvino(weights_only, tmp / "ts_weights.xml", example)
+        ts_ov = _openvino_runner(tmp / "ts_weights.xml", args.threads)
+        openvino_runs["torchslim int8 weights, activations=None (OpenVINO)"] = ("torchslim", *ts_ov)
     ao = ao_dynamic(model)
     torch_models: dict[str, tuple[str, torch.nn.Module]] = {
         BASELINE: ("baseline", model),
@@ -405,13 +409,7 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
         emb = _embed_onnx(tmp / f, model, texts, args.threads)
         rows[name] = {"who": who, "group": "int8", "runtime": "onnxruntime", "emb": emb}
         rows[name]["bytes"] = (tmp / f).stat().st_size
-    nncf_name = "NNCF int8 weight compression (OpenVINO)"
-    ts_ov_name = "torchslim int8 weights, activations=None (OpenVINO)"
-    openvino_rows = (
-        (nncf_name, "peer", nncf_run, nncf_precision),
-        (ts_ov_name, "torchslim", ts_ov_run, ts_ov_precision),
-    )
-    for name, who, run, precision in openvino_rows:
+    for name, (who, run, precision) in openvino_runs.items():
         emb = _embed_with(run, model, texts)
         rows[name] = {"who": who, "group": "int8", "runtime": "OpenVINO", "precision": precision, "emb": emb}
     for row in rows.values():
@@ -422,8 +420,8 @@ def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
     for name, (_, f) in onnx_files.items():
         session = ort_session(tmp / f, args.threads)
         fns[name] = ort_fn(session, {i.name: feeds[i.name] for i in session.get_inputs()})
-    fns[nncf_name] = lambda: nncf_run(feeds)
-    fns[ts_ov_name] = lambda: ts_ov_run(feeds)
+    for name, (_, run, _) in openvino_runs.items():
+        fns[name] = functools.partial(run, feeds)
     rounds = max(8, args.rounds // 2)  # 4 quick rounds scattered 2.19x-2.65x over three runs
     log(f"  timing {len(fns)} variants at batch 32 x 128 tokens, {rounds} rounds")
     with warnings.catch_warnings():

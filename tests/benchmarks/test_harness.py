@@ -153,6 +153,10 @@ def test_behind_column_names_a_different_float_precision_as_the_reason(deploy_re
     deploy_report.behind_column(rows, [1])
     assert "why: its float operations run in bf16" in rows["ours"]["behind"]
     assert "torchslim's in f32 for parity" in rows["ours"]["behind"]
+    rows["ours"].update(runtime="onnxruntime", precision=None)
+    rows["peer"]["runtime"] = "OpenVINO"
+    deploy_report.behind_column(rows, [1])
+    assert "why: another runtime, OpenVINO (bf16)" in rows["ours"]["behind"]
 
 
 def test_behind_column_calls_a_difference_under_two_percent_a_tie(deploy_report):
