@@ -60,6 +60,11 @@ def _speed(row: Mapping[str, Any], key: str) -> str:
     return _x(cell.get("speedup")) if isinstance(cell, Mapping) else ""
 
 
+def _runtime(row: Mapping[str, Any]) -> str:
+    """The runtime, with the precision of its float operations when the row records one."""
+    return f"{row.get('runtime')} ({row['precision']})" if row.get("precision") else str(row.get("runtime"))
+
+
 def deploy_speed(data: Mapping[str, Any]) -> list[str]:
     """ResNet-56 / ResNet-18: speed-up over PyTorch fp32 eager per batch; MiniLM-L6 at 32 x 128."""
     out: list[str] = []
@@ -73,7 +78,7 @@ def deploy_speed(data: Mapping[str, Any]) -> list[str]:
             out += table(
                 ["variant", "runtime", "speed-up vs PyTorch fp32 eager", "mean cosine", "torchslim behind?"],
                 [
-                    [n, r.get("runtime"), _speed(r, "b32x128"), r.get("mean_cosine"), r.get("behind")]
+                    [n, _runtime(r), _speed(r, "b32x128"), r.get("mean_cosine"), r.get("behind")]
                     for n, r in rows.items()
                 ],
             )
