@@ -270,8 +270,14 @@ def nncf_weights_openvino(
     compiled = core.compile_model(
         compressed, "CPU", {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
     )
+    return openvino_runner(compiled)
+
+
+def openvino_runner(compiled: Any) -> tuple[Callable[[dict[str, np.ndarray]], np.ndarray], str]:
+    """A compiled OpenVINO model as a function of named input feeds giving its first output, and the
+    precision the plugin runs its float operations in (``"bf16"``, ``"f32"``)."""
     request = compiled.create_infer_request()
     names = [port.get_any_name() for port in compiled.inputs]
     output = compiled.outputs[0]
-    precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "bf16", "f32"
+    precision = str(compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
     return (lambda feeds: request.infer({n: feeds[n] for n in names})[output]), precision

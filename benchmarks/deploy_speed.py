@@ -350,7 +350,7 @@ def section_cnn(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def section_minilm(args: argparse.Namespace) -> dict[str, Any]:
     # long: the MiniLM rows (build, fidelity, timing) side by side
-    from quantization import _embed, _embed_onnx, ao_dynamic, ort_quantize_dynamic, torchao_models
+    from quantization import _embed, _embed_onnx, _embed_with, ao_dynamic, ort_quantize_dynamic, torchao_models
     from torchslim.core import Context, DataSplits
     from torchslim.data import load_splits
     from torchslim.deploy import export_onnx, export_openvino
@@ -438,22 +438,7 @@ def _openvino_runner(xml: Path, threads: int) -> tuple[Callable[[dict[str, Any]]
     for `threads` threads, dynamic shapes: input feeds -> first output, and that precision."""
     from torchslim.deploy.openvino import compile_ir
 
-    compiled = compile_ir(xml, threads=threads)
-    request = compiled.create_infer_request()
-    names = [port.get_any_name() for port in compiled.inputs]
-    output = compiled.outputs[0]
-    precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "bf16", "f32"
-    return (lambda feeds: request.infer({n: feeds[n] for n in names})[output]), precision
-
-
-def _embed_with(run: Callable[[dict[str, Any]], Any], model: Any, texts: list[str], batch: int = 32) -> torch.Tensor:
-    """Sentence embeddings of `texts` from `run` (input feeds -> first output), in batches padded to
-    their longest text."""
-    outs = []
-    for i in range(0, len(texts), batch):
-        enc = model.tokenize(texts[i : i + batch], padding="longest")
-        outs.append(torch.from_numpy(np.asarray(run({k: v.numpy() for k, v in enc.items()}))))
-    return torch.cat(outs)
+    return dm.openvino_runner(compile_ir(xml, threads=threads))
 
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {

@@ -630,13 +630,19 @@ def _embed(model: nn.Module, texts: list[str], batch: int = 32) -> torch.Tensor:
     return torch.cat(outs)
 
 
-def _embed_onnx(path: Path, model: nn.Module, texts: list[str], threads: int, batch: int = 32) -> torch.Tensor:
-    session = ort_session(path, threads)
+def _embed_with(run: Callable[[dict[str, Any]], Any], model: Any, texts: list[str], batch: int = 32) -> torch.Tensor:
+    """Sentence embeddings of `texts` from `run` (input feeds -> first output), in batches padded to
+    their longest text."""
     outs = []
     for i in range(0, len(texts), batch):
         enc = model.tokenize(texts[i : i + batch], padding="longest")
-        outs.append(torch.from_numpy(session.run(None, {k: v.numpy() for k, v in enc.items()})[0]))
+        outs.append(torch.from_numpy(np.asarray(run({k: v.numpy() for k, v in enc.items()}))))
     return torch.cat(outs)
+
+
+def _embed_onnx(path: Path, model: nn.Module, texts: list[str], threads: int, batch: int = 32) -> torch.Tensor:
+    session = ort_session(path, threads)
+    return _embed_with(lambda feeds: session.run(None, feeds)[0], model, texts, batch)
 
 
 def _pair_cos(emb: torch.Tensor) -> float:

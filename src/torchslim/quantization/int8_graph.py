@@ -94,7 +94,7 @@ def clamp_of(node: Any, modules: dict[str, nn.Module]) -> tuple[float, float] | 
         target = node.target
     if isinstance(target, nn.ReLU6) or target in (torch.nn.functional.relu6,):
         return (0.0, 6.0)
-    if isinstance(target, nn.ReLU) or target in (torch.relu, torch.nn.functional.relu):
+    if _is_relu(node, modules):
         return (0.0, float("inf"))
     if isinstance(target, nn.Hardtanh):
         return (float(target.min_val), float(target.max_val))
