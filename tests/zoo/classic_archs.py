@@ -19,11 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from tests.zoo.hand_archs import _img
 from torch import nn
-
-
-def _img(channels: int = 3, size: int = 16) -> torch.Tensor:
-    return torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(0))
 
 
 def _conv_bn(cin: int, cout: int, k: int = 3, *, groups: int = 1, stride: int = 1) -> nn.Sequential:
